@@ -1,0 +1,277 @@
+"""Load and validate the system contract, ``configs/system.yaml``.
+
+Every stage receives a :class:`SystemConfig`; no stage reads the YAML itself. A bad file fails
+at load with one line per problem naming the key path, e.g.
+``metrics.offline.target_precision: Input should be less than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_ENV_VAR = "SYSTEM_CONFIG"
+DEFAULT_CONFIG = Path("configs/system.yaml")
+
+Rate = Field(gt=0, le=1)
+
+
+class ConfigError(ValueError):
+    """The contract is missing, unreadable or violates a rule; the message names the key."""
+
+
+class _Strict(BaseModel):
+    # A misspelled key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Problem(_Strict):
+    name: str = Field(min_length=1)
+    type: Literal["binary_classification"]
+    positive_class: str = Field(min_length=1)
+    negative_class: str = Field(min_length=1)
+    business_goal: str
+    costly_error: Literal["false_positive", "false_negative"] = "false_positive"
+
+    @model_validator(mode="after")
+    def _classes_differ(self) -> Problem:
+        if self.positive_class == self.negative_class:
+            raise ValueError("positive_class and negative_class must differ")
+        return self
+
+
+class Requirements(_Strict):
+    peak_qps: int = Field(gt=0)
+    daily_volume: int = Field(gt=0)
+    serving_latency_p99_ms: int = Field(gt=0)
+    end_to_end_latency_ms: int = Field(gt=0)
+    mode: Literal["online", "batch"] = "online"
+
+
+class OfflineMetrics(_Strict):
+    target_precision: float = Rate
+    target_recall: float = Rate
+    selection_metric: Literal["pr_auc", "roc_auc", "f1", "recall_at_target_precision"] = "pr_auc"
+    promotion_margin: float = Field(ge=0, lt=1)
+
+
+class OnlineMetric(_Strict):
+    name: str
+    source: Literal["feedback", "prediction_log"]
+    description: str = ""
+
+
+class Metrics(_Strict):
+    offline: OfflineMetrics
+    online: list[OnlineMetric] = []
+
+
+class Alerts(_Strict):
+    false_positive_rate_max: float = Rate
+    precision_drop_max: float = Rate
+    drift_psi_max: float = Field(gt=0)
+    latency_p99_ms: int = Field(gt=0)
+    error_rate_max: float = Rate
+    no_predictions_minutes: int = Field(gt=0)
+
+
+DType = Literal["string", "int", "float", "bool", "datetime"]
+Role = Literal[
+    "id", "timestamp", "label", "entity_key", "text", "categorical", "numeric", "datetime", "flags"
+]
+
+
+class Column(_Strict):
+    """One field of a raw record: what it holds and the checks validation applies to it."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    dtype: DType
+    role: Role
+    nullable: bool = False
+    # Share of rows that must be non-null when the column is nullable.
+    mostly: float = Field(default=1.0, ge=0, le=1)
+    unique: bool = False
+    allowed: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> Column:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class DataSource(_Strict):
+    kind: Literal["synthetic", "file"]
+    path: Path
+
+
+class RateBounds(_Strict):
+    min: float = Field(ge=0, le=1)
+    max: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RateBounds:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Data(_Strict):
+    source: DataSource
+    column_mapping: dict[str, str] = {}
+    label_folders: dict[str, list[str]] = {}
+    min_rows: int = Field(gt=0)
+    positive_rate: RateBounds
+    allow_partial: bool = True
+    columns: list[Column] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _roles(self) -> Data:
+        names = [c.name for c in self.columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate column names: {', '.join(duplicates)}")
+        for role in ("id", "timestamp", "label", "entity_key"):
+            count = sum(c.role == role for c in self.columns)
+            if count != 1:
+                raise ValueError(f"exactly one column must have role '{role}', found {count}")
+        unknown_targets = sorted(set(self.column_mapping.values()) - set(names))
+        if unknown_targets:
+            raise ValueError(f"column_mapping targets unknown columns: {', '.join(unknown_targets)}")
+        return self
+
+    def column(self, role: Role) -> Column:
+        """The single column with this role (id, timestamp, label or entity_key)."""
+        return next(c for c in self.columns if c.role == role)
+
+    def columns_with(self, role: Role) -> list[Column]:
+        """All columns with this role, in contract order."""
+        return [c for c in self.columns if c.role == role]
+
+
+class Split(_Strict):
+    train: float = Field(gt=0, lt=1)
+    validation: float = Field(gt=0, lt=1)
+    test: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1, got {total:g}")
+        return self
+
+
+class Optuna(_Strict):
+    trials: int = Field(gt=0)
+    timeout_s: int = Field(gt=0)
+    storage: str
+    study_name: str
+
+
+class Mlflow(_Strict):
+    tracking_uri: str
+    experiment: str
+    registered_model: str
+
+
+class Training(_Strict):
+    split: Split
+    seed: int
+    new_sender_days: int = Field(gt=0)
+    optuna: Optuna
+    mlflow: Mlflow
+    schedule: Literal["daily", "weekly"]
+
+    @property
+    def schedule_cron(self) -> str:
+        """Six-field cron (seconds first, as Kubeflow recurring runs expect), 03:00 UTC."""
+        return "0 0 3 * * *" if self.schedule == "daily" else "0 0 3 * * 1"
+
+
+class Serving(_Strict):
+    routing: Literal["single", "shadow", "canary"]
+    canary_percent: float = Field(ge=0, le=100)
+    max_body_bytes: int = Field(gt=0)
+    max_batch_size: int = Field(gt=0)
+    batch_max_latency_ms: int = Field(gt=0)
+    prediction_log_url: str
+    sender_store_url: str
+    sender_cache_ttl_s: int = Field(ge=0)
+
+
+class Platform(_Strict):
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    image: str
+    deploy_strategy: Literal["argo-rollouts", "istio"]
+
+
+class SystemConfig(_Strict):
+    """The whole contract. ``root`` is the project folder that relative paths resolve against."""
+
+    contract_version: int = Field(ge=1)
+    problem: Problem
+    requirements: Requirements
+    metrics: Metrics
+    alerts: Alerts
+    data: Data
+    training: Training
+    serving: Serving
+    platform: Platform
+    root: Path = Path(".")
+
+    def path(self, relative: str | Path) -> Path:
+        """Resolve a path from the contract against the project root."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.root / p
+
+    def sqlite_url(self, url: str) -> str:
+        """Make a relative ``sqlite:///file.db`` URL absolute under the project root."""
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            return prefix + str(self.path(url[len(prefix) :]).resolve())
+        return url
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the contract's."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.sqlite_url(
+            self.training.mlflow.tracking_uri
+        )
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        key = ".".join(str(part) for part in e["loc"]) or "<root>"
+        lines.append(f"{key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def find_config(path: str | Path | None = None) -> Path:
+    """The contract to use: the argument, ``$SYSTEM_CONFIG``, or ``configs/system.yaml`` here."""
+    return Path(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG)
+
+
+def load_config(path: str | Path | None = None) -> SystemConfig:
+    """Read and validate the contract; raise :class:`ConfigError` naming each bad key."""
+    config_path = find_config(path)
+    if not config_path.is_file():
+        raise ConfigError(f"{config_path}: contract not found (run from the project folder)")
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: expected a mapping at the top level")
+    raw.setdefault("root", str(config_path.resolve().parent.parent))
+    try:
+        return SystemConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{config_path}: invalid contract\n{_format_errors(exc)}") from exc
