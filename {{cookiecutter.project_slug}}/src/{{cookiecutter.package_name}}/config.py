@@ -143,7 +143,9 @@ class Data(_Strict):
                 raise ValueError(f"exactly one column must have role '{role}', found {count}")
         unknown_targets = sorted(set(self.column_mapping.values()) - set(names))
         if unknown_targets:
-            raise ValueError(f"column_mapping targets unknown columns: {', '.join(unknown_targets)}")
+            raise ValueError(
+                f"column_mapping targets unknown columns: {', '.join(unknown_targets)}"
+            )
         return self
 
     def column(self, role: Role) -> Column:

@@ -1,0 +1,148 @@
+"""Bake the default and a pairwise cover of every choice, and prove each result is sound."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import py_compile
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TEMPLATE, run_in_project
+
+CHOICES = {
+    key: value
+    for key, value in json.loads((TEMPLATE / "cookiecutter.json").read_text()).items()
+    if isinstance(value, list) and not key.startswith("_")
+}
+# A pairwise cover: every pair of values of any two choices appears in some row.
+PAIRWISE = [
+    {
+        "python_version": "3.11",
+        "retraining_schedule": "weekly",
+        "deploy_strategy": "argo-rollouts",
+        "ci": "github",
+    },
+    {
+        "python_version": "3.11",
+        "retraining_schedule": "daily",
+        "deploy_strategy": "istio",
+        "ci": "none",
+    },
+    {
+        "python_version": "3.12",
+        "retraining_schedule": "weekly",
+        "deploy_strategy": "istio",
+        "ci": "none",
+    },
+    {
+        "python_version": "3.12",
+        "retraining_schedule": "daily",
+        "deploy_strategy": "argo-rollouts",
+        "ci": "none",
+    },
+    {
+        "python_version": "3.12",
+        "retraining_schedule": "daily",
+        "deploy_strategy": "istio",
+        "ci": "github",
+    },
+]
+BINARY_SUFFIXES = {".png", ".jpg", ".gif", ".parquet", ".db", ".pyc", ".ico", ".zip"}
+# Runtime expressions of other tools that legitimately keep double braces after the bake:
+# GitHub Actions ${{ }}, Prometheus {{ $labels }} / {{ $value }}, Argo {{args.x}}.
+RUNTIME_EXPRESSION = re.compile(r"\$\{\{[^}]*\}\}|\{\{\s*(\$|args\.)[^}]*\}\}")
+
+
+def _text_files(project: Path):
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and path.suffix not in BINARY_SUFFIXES and ".git" not in path.parts:
+            yield path, path.read_text(encoding="utf-8")
+
+
+def test_pairwise_rows_cover_every_pair_of_choice_values():
+    assert set(PAIRWISE[0].keys()) == set(CHOICES)
+    assert all(row[key] in CHOICES[key] for row in PAIRWISE for key in row)
+    for a, b in itertools.combinations(sorted(CHOICES), 2):
+        seen = {(row[a], row[b]) for row in PAIRWISE}
+        assert seen == set(itertools.product(CHOICES[a], CHOICES[b])), (a, b)
+    # The first row is the default bake, so the defaults are covered too.
+    assert all(PAIRWISE[0][key] == CHOICES[key][0] for key in CHOICES)
+
+
+def assert_no_leftover_template_syntax(project: Path) -> None:
+    for path, text in _text_files(project):
+        stripped = RUNTIME_EXPRESSION.sub("", text)
+        for marker in ("{{", "}}", "{%", "%}", "cookiecutter."):
+            assert marker not in stripped, f"{path.relative_to(project)} keeps '{marker}'"
+
+
+def assert_structured_files_parse(project: Path) -> None:
+    for path, text in _text_files(project):
+        if path.suffix in {".yaml", ".yml"}:
+            list(yaml.safe_load_all(text))
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        elif path.suffix == ".json":
+            json.loads(text)
+        elif path.suffix == ".py":
+            py_compile.compile(str(path), doraise=True, cfile=str(path) + ".check")
+            Path(str(path) + ".check").unlink()
+
+
+def assert_lint_clean(project: Path) -> None:
+    ruff = str(Path(sys.executable).parent / "ruff")
+    for args in ([ruff, "check", "."], [ruff, "format", "--check", "."]):
+        out = run_in_project(project, *args)
+        assert out.returncode == 0, f"{' '.join(args[1:])}:\n{out.stdout}{out.stderr}"
+
+
+def assert_generated_tests_pass(project: Path) -> None:
+    out = run_in_project(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    tail = "\n".join((out.stdout + out.stderr).splitlines()[-40:])
+    assert out.returncode == 0, f"generated test suite failed in {project.name}:\n{tail}"
+
+
+@pytest.mark.parametrize("answers", PAIRWISE, ids=lambda row: "-".join(row.values()))
+def test_bake_is_sound(bake, answers):
+    project = bake(**answers)
+    assert_no_leftover_template_syntax(project)
+    assert_structured_files_parse(project)
+    assert_lint_clean(project)
+    assert_generated_tests_pass(project)
+
+
+def test_unselected_options_are_removed(bake):
+    with_ci = bake(ci="github")
+    assert (with_ci / ".github/workflows/ci.yml").is_file()
+    workflow = yaml.safe_load((with_ci / ".github/workflows/ci.yml").read_text())
+    assert "${{ github.workflow }}" in workflow["concurrency"]["group"]
+    assert workflow["jobs"]["test"]["steps"][1]["with"]["python-version"] == "3.11"
+    without_ci = bake(ci="none")
+    assert not (without_ci / ".github").exists()
+
+
+def test_answers_are_recorded_for_later_updates(bake):
+    project = bake(project_name="Mail Guard", peak_qps="2500", deploy_strategy="istio")
+    record = json.loads((project / ".cruft.json").read_text())
+    answers = record["context"]["cookiecutter"]
+    assert answers["project_name"] == "Mail Guard"
+    assert answers["project_slug"] == "mail-guard"
+    assert answers["peak_qps"] == "2500"
+    assert answers["deploy_strategy"] == "istio"
+    assert Path(record["template"]) == TEMPLATE
+    assert "_output_dir" not in answers
+    readme = (project / "README.md").read_text()
+    assert ".cruft.json" in readme
+
+
+def test_derived_names_follow_the_project_name(bake):
+    project = bake(project_name="Fraud Radar 2")
+    assert project.name == "fraud-radar-2"
+    assert (project / "src" / "fraud_radar_2" / "config.py").is_file()
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"] == {"fraud-radar-2": "fraud_radar_2.cli:main"}

@@ -1,0 +1,56 @@
+"""The CLI lists its stages, checks the contract and shows it as the stages see it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from {{ cookiecutter.package_name }}.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "config" in result.output
+
+
+def test_config_check_passes_on_the_project_contract(project_root):
+    result = runner.invoke(
+        app, ["config", "check", "-c", str(project_root / "configs/system.yaml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "contract OK" in result.output
+
+
+def test_config_check_names_the_bad_key(tmp_path, project_root):
+    raw = yaml.safe_load((project_root / "configs/system.yaml").read_text(encoding="utf-8"))
+    raw["metrics"]["offline"]["target_precision"] = 0
+    bad = tmp_path / "system.yaml"
+    bad.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = runner.invoke(app, ["config", "check", "-c", str(bad)])
+    assert result.exit_code == 2
+    assert "metrics.offline.target_precision" in result.output
+
+
+def test_config_show_prints_the_resolved_contract(cfg, project_root):
+    result = runner.invoke(app, ["config", "show", "-c", str(project_root / "configs/system.yaml")])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["metrics"]["offline"]["target_precision"] == cfg.metrics.offline.target_precision
+    assert shown["problem"]["name"] == cfg.problem.name
+
+
+def test_module_entry_point_runs(project_root: Path):
+    out = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "--help"],
+        cwd=project_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "config" in out.stdout
