@@ -34,6 +34,8 @@ def run_in_project(project: Path, *args: str, timeout: int = 900) -> subprocess.
     with the same pinned stack without building a virtualenv per bake.
     """
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    if SHARED_SCHEMAS.is_dir():
+        env["CRD_SCHEMAS_DIR"] = str(SHARED_SCHEMAS)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("SYSTEM_CONFIG", None)
     return subprocess.run(

@@ -53,6 +53,8 @@ PAIRWISE = [
     },
 ]
 BINARY_SUFFIXES = {".png", ".jpg", ".gif", ".parquet", ".db", ".pyc", ".ico", ".zip"}
+# Tool caches a developer's local runs may leave in the template; a clean checkout has none.
+CACHE_DIRS = {".git", ".ruff_cache", "__pycache__", ".pytest_cache"}
 # Runtime expressions of other tools that legitimately keep double braces after the bake:
 # GitHub Actions ${{ }}, Prometheus {{ $labels }} / {{ $value }}, Argo {{args.x}}.
 RUNTIME_EXPRESSION = re.compile(r"\$\{\{[^}]*\}\}|\{\{\s*(\$|args\.)[^}]*\}\}")
@@ -60,7 +62,8 @@ RUNTIME_EXPRESSION = re.compile(r"\$\{\{[^}]*\}\}|\{\{\s*(\$|args\.)[^}]*\}\}")
 
 def _text_files(project: Path):
     for path in sorted(project.rglob("*")):
-        if path.is_file() and path.suffix not in BINARY_SUFFIXES and ".git" not in path.parts:
+        skipped = path.suffix in BINARY_SUFFIXES or CACHE_DIRS & set(path.parts)
+        if path.is_file() and not skipped:
             yield path, path.read_text(encoding="utf-8")
 
 
@@ -146,3 +149,17 @@ def test_derived_names_follow_the_project_name(bake):
     assert (project / "src" / "fraud_radar_2" / "config.py").is_file()
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"] == {"fraud-radar-2": "fraud_radar_2.cli:main"}
+
+
+def test_gitignore_keeps_every_generated_file(bake):
+    """Stage outputs are ignored, the package's own files (src/<pkg>/data/ too) are not."""
+    project = bake()
+    assert run_in_project(project, "git", "init", "-q").returncode == 0
+    ignored = run_in_project(project, "git", "status", "--porcelain", "--ignored", "-uall")
+    dropped = [line for line in ignored.stdout.splitlines() if line.startswith("!!")]
+    assert not dropped, f"the generated .gitignore hides generated files: {dropped}"
+    (project / "data" / "raw").mkdir(parents=True)
+    (project / "data" / "raw" / "emails.parquet").write_bytes(b"x")
+    check = run_in_project(project, "git", "check-ignore", "-q", "data/raw/emails.parquet")
+    assert check.returncode == 0, "stage outputs under data/ must be ignored"
+

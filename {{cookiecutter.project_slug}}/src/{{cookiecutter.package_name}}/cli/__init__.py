@@ -1,0 +1,25 @@
+"""One command line for every stage: each sub-command is a thin call into a stage function.
+
+Heavy libraries are imported inside the commands so that `--help` and `config check` stay fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import config, data, deploy
+
+app = typer.Typer(
+    help="The ML system's stages, from raw data to a monitored model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config.app, name="config")
+app.add_typer(data.app, name="data")
+app.add_typer(deploy.app, name="deploy")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,37 @@
+"""What every command shares: the consoles, the contract option and loading it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..config import ConfigError, SystemConfig, load_config
+
+# soft_wrap: paths and summaries stay on one line when output is piped or logged.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Contract file [default: $SYSTEM_CONFIG or configs/system.yaml]"
+    ),
+]
+
+
+def load(config: Path | None) -> SystemConfig:
+    """Load the contract or exit 2 with the problems, one per line."""
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        errors.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` on stderr and return the Exit to raise (2: bad input, 1: check failed)."""
+    errors.print(f"[red]{message}[/red]", highlight=False)
+    return typer.Exit(code)

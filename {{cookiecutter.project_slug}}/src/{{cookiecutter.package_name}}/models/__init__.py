@@ -1,0 +1,1 @@
+"""Models: baseline, tuned XGBoost, evaluation against the contract, and the MLflow registry."""
