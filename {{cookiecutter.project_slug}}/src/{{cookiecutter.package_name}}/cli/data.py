@@ -42,10 +42,10 @@ def data_generate(
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    share = summary.positives / max(summary.rows, 1)
+    percent = 100 * summary.positives / max(summary.rows, 1)
     rate = summary.rows / max(summary.seconds, 1e-9)
     console.print(
-        f"[green]generated[/green] {summary.rows:,} emails ({share:.1%} "
+        f"[green]generated[/green] {summary.rows:,} emails ({percent:.1f} % "
         f"{cfg.problem.positive_class}) in {summary.seconds:.1f} s ({rate:,.0f}/s) -> {target}",
         highlight=False,
     )
