@@ -80,8 +80,9 @@ def test_pairwise_rows_cover_every_pair_of_choice_values():
 def assert_no_leftover_template_syntax(project: Path) -> None:
     for path, text in _text_files(project):
         stripped = RUNTIME_EXPRESSION.sub("", text)
-        # "%}" alone is a Python format spec ({rate:.1%}); a Jinja tag ends in " %}" or "-%}".
-        for marker in ("{{", "}}", "{%", " %}", "-%}", "cookiecutter."):
+        # Openers are the evidence: "}}" closes nested dicts and "%}" ends a Python format spec
+        # ({rate:.1%}); a Jinja tag's end is " %}" or "-%}".
+        for marker in ("{{", "{%", " %}", "-%}", "cookiecutter."):
             assert marker not in stripped, f"{path.relative_to(project)} keeps '{marker}'"
 
 
