@@ -1,5 +1,6 @@
 """The CLI lists its stages, checks the contract and shows it as the stages see it."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,26 @@ def test_module_entry_point_runs(project_root: Path):
     )
     assert out.returncode == 0, out.stderr
     assert "config" in out.stdout
+
+
+def test_deploy_check_fails_on_a_stale_copy_until_render_rewrites_it(tmp_path, project_root):
+    shutil.copytree(project_root / "deploy", tmp_path / "deploy")
+    (tmp_path / "configs").mkdir()
+    raw = yaml.safe_load((project_root / "configs/system.yaml").read_text(encoding="utf-8"))
+    raw["alerts"]["false_positive_rate_max"] = 0.0042
+    contract = tmp_path / "configs/system.yaml"
+    contract.write_text(yaml.safe_dump(raw), encoding="utf-8")
+
+    stale = runner.invoke(app, ["deploy", "check", "-c", str(contract)])
+    assert stale.exit_code == 1, stale.output
+    assert "alerts.false_positive_rate_max" in stale.output
+    assert "deploy render" in stale.output
+
+    rendered = runner.invoke(app, ["deploy", "render", "-c", str(contract)])
+    assert rendered.exit_code == 0, rendered.output
+    assert "prometheusrule.yaml" in rendered.output
+    assert "0.0042" in (tmp_path / "deploy/monitoring/prometheusrule.yaml").read_text()
+
+    fresh = runner.invoke(app, ["deploy", "check", "-c", str(contract)])
+    assert fresh.exit_code == 0, fresh.output
+    assert "deploy check passed" in fresh.output

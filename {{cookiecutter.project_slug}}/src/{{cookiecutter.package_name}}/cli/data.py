@@ -75,9 +75,7 @@ def data_ingest(
         raise fail(str(exc)) from exc
     counts = result.counts
     console.print(f"{counts.summary()} -> {target}", highlight=False)
-    for reason, n in sorted(counts.by_reason.items(), key=lambda item: -item[1]):
-        console.print(f"  quarantined {n:,}: {reason}", highlight=False)
-    for note in getattr(result, "notes", []):
+    for note in result.notes:
         console.print(f"  note: {note}", highlight=False)
     if counts.quarantined:
         console.print(f"quarantine: {ingest.quarantine_path(target)}", highlight=False)
@@ -104,7 +102,10 @@ def data_validate(
     if not source.is_file():
         raise fail(f"{source}: no such file (run `data generate` or `data ingest` first)")
     out_dir = cfg.path(out)
-    report = validate.run(cfg, source, out_dir, docs=docs)
+    try:
+        report = validate.run(cfg, source, out_dir, docs=docs)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     console.print(report.summary(), highlight=False)
     for failure in report.failures:
         errors.print(f"  FAILED {failure.line()}", highlight=False, markup=False)
@@ -138,5 +139,9 @@ def data_split(
     source = cfg.path(path)
     if not source.is_file():
         raise fail(f"{source}: no such file (run `data validate` first)")
-    result = split.run(cfg, source, cfg.path(out))
+    try:
+        result = split.run(cfg, source, cfg.path(out))
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     console.print(result.summary(), highlight=False)
+    console.print(f"summary: {result.summary_path}", highlight=False)

@@ -1,0 +1,89 @@
+"""Cast raw records to the contract's dtypes, flagging the values that do not parse.
+
+Shared by the data stages: whatever reads text (CSV, JSON lines, mail headers) can hand its
+values here; validation reports each unparseable cell as a failed ``type`` check and quarantines
+its row instead of guessing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..config import SystemConfig
+
+# Pandas dtypes the contract's dtypes are coerced to (nullable, so a missing value stays missing).
+PANDAS_DTYPES = {
+    "string": "str",
+    "int": "Int64",
+    "float": "Float64",
+    "bool": "boolean",
+    "datetime": "datetime64[us, UTC]",
+}
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    """True where a value is text holding only whitespace: in a typed column, that is missing."""
+    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        return values.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    blank = np.zeros(len(values), dtype=bool)
+    if values.dtype == object:
+        present = values.notna().to_numpy()
+        blank[present] = [isinstance(v, str) and not v.strip() for v in values.to_numpy()[present]]
+    return blank
+
+
+def _coerce_column(values: pd.Series, dtype: str) -> tuple[pd.Series, np.ndarray]:
+    """``values`` as the contract's dtype, and a mask of present values that did not parse."""
+    if dtype == "string":
+        # Anything can be written as text, and empty text (an empty body) is a value.
+        return values.astype("str"), np.zeros(len(values), dtype=bool)
+    present = values.notna().to_numpy() & ~_blank(values)
+    if dtype == "datetime":
+        if pd.api.types.is_datetime64_any_dtype(values.dtype):
+            out = pd.to_datetime(values, utc=True)
+        else:
+            out = pd.to_datetime(values.where(present), utc=True, format="ISO8601", errors="coerce")
+        out = out.dt.as_unit("us")
+        return out, present & out.isna().to_numpy()
+    if dtype == "bool":
+        if pd.api.types.is_bool_dtype(values.dtype):
+            return values.astype("boolean"), np.zeros(len(values), dtype=bool)
+        text = values.where(present).map(lambda v: str(v).strip().lower(), na_action="ignore")
+        out = pd.Series(pd.NA, index=values.index, dtype="boolean")
+        out[text.isin(_TRUE).to_numpy()] = True
+        out[text.isin(_FALSE).to_numpy()] = False
+        return out, present & out.isna().to_numpy()
+    if dtype == "int" and pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype("Int64"), np.zeros(len(values), dtype=bool)
+    # int or float from text or mixed objects: parse as numbers, then check integrality.
+    text = values.where(present)
+    if text.dtype == object or pd.api.types.is_string_dtype(text.dtype):
+        text = text.map(lambda v: v.strip() if isinstance(v, str) else v, na_action="ignore")
+    number = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = present & np.isnan(number.to_numpy())
+    if dtype == "float":
+        return number.where(~bad).astype("Float64"), bad
+    raw = number.to_numpy()
+    with np.errstate(invalid="ignore"):
+        fractional = (np.mod(raw, 1) != 0) | (np.abs(raw) >= 2.0**63)
+    bad |= present & fractional
+    return number.where(~bad).astype("Int64"), bad
+
+
+def coerce_to_contract(cfg: SystemConfig, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cast the contract's columns to their dtypes; return (typed frame, mask of unparseable cells).
+
+    Text such as ``"3"`` or ``"2024-05-01 11:00"`` parses (naive times are UTC); blank text is
+    missing in a typed column (in a string column it stays text); a value that does not parse (``"many"`` in an int column) becomes missing in the
+    typed frame and True in the mask. Columns outside the contract pass through unchanged.
+    """
+    typed = raw.copy()
+    bad = pd.DataFrame(index=raw.index)
+    for column in cfg.data.columns:
+        if column.name not in raw.columns:
+            continue
+        typed[column.name], bad[column.name] = _coerce_column(raw[column.name], column.dtype)
+    return typed, bad

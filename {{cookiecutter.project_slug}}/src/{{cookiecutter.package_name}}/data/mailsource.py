@@ -1,0 +1,141 @@
+"""Find the messages of a mail source: a folder tree of .eml / plain message files, or mbox.
+
+Readers only locate and read bytes; :mod:`.mail` parses them (possibly in worker processes).
+A file that cannot be read still yields an item, with an ``error`` reason, so the run counts
+and quarantines it instead of losing it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+# A single message larger than this is quarantined by reference (mbox files stream instead).
+MAX_MESSAGE_BYTES = 64 * 2**20
+MBOX_SUFFIXES = (".mbox", ".mbx")
+_TIME = re.compile(rb"\d{1,2}:\d{2}")
+# mboxrd quoting: ">From " in a body was written for "From "; one ">" is removed on reading.
+_UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)
+
+
+class MailItem(NamedTuple):
+    """One message to parse, or a reason why it could not even be read."""
+
+    source: str
+    location: str
+    data: bytes | None
+    error: str | None = None
+    detail: str = ""
+    label: str | None = None  # from the folder (or mbox file) names
+    names: tuple[str, ...] = ()  # file name and relative path, for a labels file
+    envelope: str | None = None  # the mbox "From " line, a last resort for the date
+
+
+def folder_label(parts: list[str], folders: dict[str, str]) -> str | None:
+    """The class of the deepest folder name that is a label folder (case-insensitive)."""
+    for part in reversed(parts):
+        label = folders.get(part.strip().lower())
+        if label is not None:
+            return label
+    return None
+
+
+def is_separator(line: bytes) -> bool:
+    """An mbox "From " line: a sender token followed by a date (or nothing at all)."""
+    if not line.startswith(b"From "):
+        return False
+    rest = line[5:].strip()
+    return bool(rest) and (bool(_TIME.search(rest)) or len(rest.split()) == 1)
+
+
+def iter_mbox(
+    stream: BinaryIO, source: str, label: str | None, names: tuple[str, ...] = ()
+) -> Iterator[MailItem]:
+    """Split an mbox stream into messages; a "From " line separates only after a blank line."""
+    index, start, envelope, pos, blank_before = -1, 0, None, 0, True
+    lines: list[bytes] = []
+    for line in stream:
+        bare = line.rstrip(b"\r\n")
+        if blank_before and is_separator(bare):
+            if index >= 0 or any(x.strip() for x in lines):
+                yield _mbox_item(source, index, start, envelope, lines, label, names)
+            index, start, lines = index + 1, pos, []
+            envelope = bare.decode("latin-1")
+        else:
+            lines.append(line)
+        blank_before = not bare.strip()
+        pos += len(line)
+    if index >= 0 or any(x.strip() for x in lines):
+        yield _mbox_item(source, index, start, envelope, lines, label, names)
+
+
+def _mbox_item(source, index, start, envelope, lines, label, names) -> MailItem:
+    if lines and not lines[-1].strip():  # the blank line that precedes the next separator
+        lines = lines[:-1]
+    data = _UNQUOTE.sub(rb"\1", b"".join(lines))
+    where = f"message {index}, byte {start}" if index >= 0 else "before the first message, byte 0"
+    return MailItem(source, where, data, label=label, names=names, envelope=envelope)
+
+
+def iter_file(
+    path: Path, folders: dict[str, str], root: Path | None = None, mbox: bool = False
+) -> Iterator[MailItem]:
+    """The messages of one file: one message, or several when it is an mbox."""
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    parts = [root.name, *rel.parts[:-1]] if root is not None else [path.parent.name]
+    names = (path.name, rel.as_posix())
+    source = str(path)
+    try:
+        if mbox or path.suffix.lower() in MBOX_SUFFIXES:
+            with open(path, "rb") as handle:
+                label = folder_label([*parts, path.stem], folders)
+                yield from iter_mbox(handle, source, label, names)
+            return
+        size = path.stat().st_size
+        if size > MAX_MESSAGE_BYTES:
+            label = folder_label(parts, folders)
+            yield MailItem(source, "file", None, "too_large", f"{size:,} bytes", label, names)
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        label = folder_label(parts, folders)
+        yield MailItem(source, "file", None, "unreadable_file", str(exc), label, names)
+        return
+    if is_separator(data[:1000].split(b"\n", 1)[0].rstrip(b"\r")):  # an mbox without suffix
+        yield from iter_mbox(io.BytesIO(data), source, folder_label([*parts, path.stem], folders))
+        return
+    yield MailItem(source, "file", data, label=folder_label(parts, folders), names=names)
+
+
+def iter_tree(
+    folder: Path, folders: dict[str, str], skip: set[Path], root: Path | None = None
+) -> Iterator[MailItem]:
+    """Every message under a folder: sub-folders first, then files, each sorted by name, so
+    the order never depends on the file system. Hidden files and ``skip`` are not read."""
+    root = folder if root is None else root
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        yield MailItem(str(folder), "folder", None, "unreadable_file", str(exc))
+        return
+    dirs, files = [], []
+    for entry in entries:
+        if entry.name.startswith("."):  # .DS_Store, .git, editor files: tooling, not mail
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                dirs.append(Path(entry.path))
+            elif entry.is_file():
+                files.append(Path(entry.path))
+        except OSError:
+            files.append(Path(entry.path))  # reading it reports the error
+    for sub in dirs:
+        yield from iter_tree(sub, folders, skip, root)
+    for path in files:
+        if not skip or path.resolve() not in skip:
+            yield from iter_file(path, folders, root)

@@ -1,0 +1,445 @@
+"""Validate raw emails against the contract with Great Expectations; quarantine bad rows.
+
+The expectation suite is built from ``data.columns`` in ``configs/system.yaml`` (see
+:func:`build_suite`) and run in a GX file context inside the project (``gx/``), which keeps the
+suite, every validation result and the HTML data docs. Checks come in two kinds:
+
+- row checks (type, not_null, unique, allowed, range, future): the rows that break them go to a
+  quarantine frame with a ``reason`` naming each failed check, e.g. ``not_null: body``;
+- data-set checks (column_exists, mostly, row_count, positive_rate): nothing to quarantine.
+
+When ``data.allow_partial`` is true and the rows left after quarantine pass the whole suite
+again, the valid remainder is ``usable``; otherwise nothing downstream may run on this data.
+The suite and the GX context are in ``gx_suite.py``, type coercion in ``coerce.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import SystemConfig
+from .coerce import PANDAS_DTYPES, coerce_to_contract
+from .gx_suite import build_docs, build_suite, open_project, store_trimmed
+
+__all__ = [
+    "FailedCheck",
+    "ValidationReport",
+    "build_suite",
+    "coerce_to_contract",
+    "read_table",
+    "run",
+    "validate_emails",
+]
+
+# Checks whose failing rows are quarantined; the others judge the data set as a whole.
+ROW_CHECKS = ("type", "not_null", "unique", "allowed", "range", "future")
+_CONTRACT_DTYPES = {pandas: contract for contract, pandas in PANDAS_DTYPES.items()}
+_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    """One failed check: which, on which column, what the contract expects and what was seen."""
+
+    check: str
+    column: str | None
+    expectation: str
+    observed: str
+    expected: str
+    # Source rows (0-based positions in the input) quarantined by this check.
+    rows: tuple[int, ...] = ()
+
+    def line(self) -> str:
+        """One line for people, e.g. ``not_null on body: expected no nulls, observed ...``."""
+        where = self.column or "table"
+        return (
+            f"{self.check} on {where} ({self.expectation}): "
+            f"expected {self.expected}; observed {self.observed}"
+        )
+
+    __str__ = line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "column": self.column,
+            "expectation": self.expectation,
+            "observed": self.observed,
+            "expected": self.expected,
+            "quarantined_rows": len(self.rows),
+        }
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of one validation run.
+
+    ``valid`` holds the typed rows that passed every row check (indexed by source row);
+    ``quarantine`` the rest as read, with ``source_row`` and ``reason``.
+    """
+
+    success: bool
+    usable: bool
+    rows: int
+    checks: int
+    failures: list[FailedCheck]
+    quarantine: pd.DataFrame
+    valid: pd.DataFrame
+    now: pd.Timestamp
+    allow_partial: bool
+    remainder_failures: list[FailedCheck] = field(default_factory=list)
+    docs_path: Path | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line: PASS or FAIL, counts, and whether the valid remainder may be used."""
+        if self.success:
+            return (
+                f"PASS: {self.rows:,} rows meet the contract ({self.checks} checks, "
+                f"{self.seconds:.1f} s)"
+            )
+        line = (
+            f"FAIL: {len(self.failures)} of {self.checks} checks failed on {self.rows:,} rows; "
+            f"quarantined {_count(len(self.quarantine), 'row')}, {len(self.valid):,} valid"
+        )
+        if self.usable:
+            return line + "; valid remainder usable (data.allow_partial)"
+        if not self.allow_partial:
+            return line + "; not usable (data.allow_partial is false)"
+        if not self.remainder_failures:
+            return line + "; not usable"
+        names = [f"{f.check}: {f.column or 'table'}" for f in self.remainder_failures]
+        more = f" and {len(names) - _SAMPLES} more" if len(names) > _SAMPLES else ""
+        return line + f"; not usable: the remainder still fails {', '.join(names[:_SAMPLES])}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready report written to ``report.json``."""
+        return {
+            "success": self.success,
+            "usable": self.usable,
+            "summary": self.summary(),
+            "rows": self.rows,
+            "valid_rows": len(self.valid),
+            "quarantined_rows": len(self.quarantine),
+            "checks": self.checks,
+            "now": self.now.isoformat(),
+            "allow_partial": self.allow_partial,
+            "seconds": round(self.seconds, 3),
+            "failures": [f.to_dict() for f in self.failures],
+            "remainder_failures": [f.to_dict() for f in self.remainder_failures],
+            "docs_path": str(self.docs_path) if self.docs_path else None,
+        }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _gx_frame(typed: pd.DataFrame, bad: pd.DataFrame) -> pd.DataFrame:
+    """What GX sees: the typed frame, except that a column with unparseable cells stays plain
+    objects, so GX's own type check fails on it; the bad cells are missing there."""
+    frame = typed
+    for name in bad.columns[bad.any().to_numpy()]:
+        if frame is typed:
+            frame = typed.copy()
+        frame[name] = typed[name].astype(object).where(typed[name].notna(), None)
+    return frame
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _samples(values: pd.Series) -> str:
+    shown = list(dict.fromkeys(_format(v) for v in values.head(50)))[:_SAMPLES]
+    return ", ".join(shown) + (", ..." if values.nunique(dropna=False) > len(shown) else "")
+
+
+def _rows(rows: Sequence[int]) -> str:
+    shown = ", ".join(str(r) for r in rows[:_SAMPLES])
+    return (
+        f"row {shown}"
+        if len(rows) == 1
+        else f"rows {shown}" + (", ..." if len(rows) > _SAMPLES else "")
+    )
+
+
+def _expected(
+    cfg: SystemConfig, expectation: str, kwargs: dict[str, Any], check: str, now: pd.Timestamp
+) -> str:
+    if check == "column_exists":
+        return "the column to be present"
+    if check == "type":
+        return f"{_CONTRACT_DTYPES.get(kwargs.get('type_'), '')} values ({kwargs.get('type_')})"
+    if check == "not_null":
+        return "no missing values"
+    if check == "mostly":
+        return f"at least {kwargs.get('mostly', 1):.1%} non-missing"
+    if check == "unique":
+        return "unique values"
+    if check == "allowed":
+        return "one of " + ", ".join(map(str, kwargs.get("value_set", [])))
+    if check == "range":
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        if high is None:
+            return f"values >= {low:g}"
+        return f"values <= {high:g}" if low is None else f"values between {low:g} and {high:g}"
+    if check == "future":
+        return f"no time after now ({now.isoformat()})"
+    if check == "row_count":
+        return f"at least {kwargs.get('min_value')} rows"
+    if check == "positive_rate":
+        bounds = cfg.data.positive_rate
+        return (
+            f"a '{cfg.problem.positive_class}' rate between {bounds.min:.0%} and {bounds.max:.0%}"
+        )
+    return expectation
+
+
+def _parse_results(
+    cfg: SystemConfig, results: Any, typed: pd.DataFrame, now: pd.Timestamp
+) -> list[FailedCheck]:
+    """Failed expectations as FailedCheck, in suite order; row checks carry their rows."""
+    failures = []
+    total = len(typed)
+    for result in results.results:
+        if result.success:
+            continue
+        config = result.expectation_config
+        meta = config.meta or {}
+        check, column = meta.get("check", config.type), meta.get("column")
+        info = result.result or {}
+        kwargs = dict(config.kwargs)
+        rows: tuple[int, ...] = ()
+        raised = (result.exception_info or {}).get("raised_exception")
+        if column is not None and column not in typed.columns:
+            observed = "column missing"
+        elif raised:
+            observed = f"error: {(result.exception_info or {}).get('exception_message')}"
+        elif check in ROW_CHECKS and check != "type":
+            index = sorted(info.get("unexpected_index_list") or [])
+            if check == "unique":
+                # Keep the first record of each id; the later copies are the suspects.
+                later = typed.loc[index, column].duplicated(keep="first")
+                index = list(later.index[later.to_numpy()])
+            rows = tuple(int(i) for i in index)
+            observed = f"{len(rows):,} of {total:,} rows ({_rows(rows)})"
+            if check != "not_null":
+                observed += f": {_samples(typed.loc[index, column])}"
+        elif check == "type":
+            observed = f"dtype {info.get('observed_value')}"
+        elif check == "mostly":
+            missing = info.get("unexpected_count", 0)
+            observed = f"{1 - missing / max(total, 1):.1%} non-missing ({missing} missing)"
+        elif check == "row_count":
+            observed = f"{info.get('observed_value')} rows"
+        elif check == "positive_rate":
+            labelled = int(typed[column].notna().sum())
+            positives = int((typed[column] == cfg.problem.positive_class).sum())
+            observed = (
+                f"positive rate {positives / max(labelled, 1):.1%} "
+                f"({positives} of {labelled} labelled rows)"
+            )
+        else:
+            observed = "column missing"
+        failures.append(
+            FailedCheck(
+                check=check,
+                column=column,
+                expectation=config.type,
+                observed=observed,
+                expected=_expected(cfg, config.type, kwargs, check, now),
+                rows=rows,
+            )
+        )
+    return failures
+
+
+def _unparsed(column: str, rows: pd.Index, raw: pd.DataFrame, expected: str) -> FailedCheck:
+    return FailedCheck(
+        check="type",
+        column=column,
+        expectation="expect_column_type_to_be",
+        observed=f"{len(rows):,} of {len(raw):,} values do not parse ({_rows(rows)}): "
+        f"{_samples(raw.loc[rows, column])}",
+        expected=expected,
+        rows=tuple(int(i) for i in rows),
+    )
+
+
+def _fold(
+    cfg: SystemConfig, failures: list[FailedCheck], bad: pd.DataFrame, raw: pd.DataFrame
+) -> list[FailedCheck]:
+    """Report each problem once, under the check that names its cause.
+
+    A missing column makes every other check on it fail: only ``column_exists`` is kept. A cell
+    that does not parse is missing in the typed frame: its not-null (or range) failure is folded
+    into the ``type`` failure, which names the unparseable values and their rows. The two
+    positive-rate expectations (min and max) are one check.
+    """
+    missing = {f.column for f in failures if f.check == "column_exists"}
+    unparsed = {name: bad.index[bad[name].to_numpy()] for name in bad.columns if bad[name].any()}
+    dtypes = {c.name: c.dtype for c in cfg.data.columns}
+    out: list[FailedCheck] = []
+    seen: set[tuple[str, str | None]] = set()
+    for f in failures:
+        if f.column in missing and f.check != "column_exists":
+            continue
+        if f.column in unparsed and f.check == "type":
+            f = _unparsed(f.column, unparsed[f.column], raw, f.expected)
+        elif f.column in unparsed and f.check in ROW_CHECKS:
+            folded = set(unparsed[f.column])
+            rows = tuple(r for r in f.rows if r not in folded)
+            if not rows:
+                continue
+            f = FailedCheck(f.check, f.column, f.expectation, f.observed, f.expected, rows)
+        if (f.check, f.column) not in seen:
+            seen.add((f.check, f.column))
+            out.append(f)
+    # GX's type check always fails on such a column; this only guards against losing rows.
+    for name, rows in unparsed.items():
+        if ("type", name) not in seen:
+            out.append(_unparsed(name, rows, raw, f"{dtypes.get(name)} values"))
+    return out
+
+
+def _quarantine(raw: pd.DataFrame, failures: list[FailedCheck]) -> pd.DataFrame:
+    """The failing rows as read, with ``source_row`` and ``reason`` (checks in suite order)."""
+    reasons: dict[int, list[str]] = {}
+    for f in failures:
+        for row in f.rows:
+            reasons.setdefault(row, []).append(f"{f.check}: {f.column}")
+    rows = sorted(reasons)
+    out = raw.loc[rows].copy()
+    for name in out.columns:
+        if out[name].dtype == object:
+            # Mixed types (an int column holding "many") cannot be written to Parquet: as text.
+            out[name] = out[name].map(str, na_action="ignore").astype("str")
+    out.insert(0, "source_row", np.asarray(rows, dtype="int64"))
+    out.insert(1, "reason", ["; ".join(reasons[r]) for r in rows])
+    return out
+
+
+def _utc(now: Any) -> pd.Timestamp:
+    ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def validate_emails(
+    cfg: SystemConfig,
+    df: pd.DataFrame,
+    *,
+    now: Any = None,
+    docs: bool = True,
+) -> ValidationReport:
+    """Run the contract's suite on ``df`` in the project's GX context; quarantine bad rows.
+
+    ``now`` (default: the current time, UTC) is the limit for "timestamps not in the future".
+    With ``docs`` the HTML data docs page of this run is written and its path returned in
+    ``report.docs_path``. Rows are identified by their position in ``df`` (``source_row``).
+    """
+    started = time.perf_counter()
+    now = _utc(now)
+    raw = df.reset_index(drop=True)
+    typed, bad = coerce_to_contract(cfg, raw)
+    project = open_project(cfg)
+    parameters = {"now": now}
+    results = project.validation.run(
+        batch_parameters={"dataframe": _gx_frame(typed, bad)},
+        expectation_parameters=parameters,
+        result_format={"result_format": "COMPLETE", "partial_unexpected_count": 20},
+    )
+    failures = _fold(cfg, _parse_results(cfg, results, typed, now), bad, raw)
+    identifier = store_trimmed(project, results)
+    quarantine = _quarantine(raw, failures)
+    valid = typed.drop(index=quarantine["source_row"].to_numpy())
+    success = not failures
+    usable, remainder_failures = success, []
+    if not success and cfg.data.allow_partial:
+        if quarantine.empty:
+            remainder_failures = failures
+        else:
+            batch = project.batch_definition.get_batch(batch_parameters={"dataframe": valid})
+            # Not stored: the record of this run is the full data's result above.
+            again = batch.validate(
+                project.suite, expectation_parameters=parameters, result_format="SUMMARY"
+            )
+            remainder_failures = _fold(
+                cfg, _parse_results(cfg, again, valid, now), bad.loc[valid.index], raw
+            )
+        usable = not remainder_failures
+    docs_path = build_docs(project, identifier) if docs else None
+    return ValidationReport(
+        success=success,
+        usable=usable,
+        rows=len(raw),
+        checks=len(project.suite.expectations),
+        failures=failures,
+        quarantine=quarantine,
+        valid=valid,
+        now=now,
+        allow_partial=cfg.data.allow_partial,
+        remainder_failures=remainder_failures,
+        docs_path=docs_path,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# --- the stage -------------------------------------------------------------------------------------
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read Parquet, CSV or JSON lines; CSV and JSON values stay text for the coercion to judge."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+    raise ValueError(f"{path}: unknown format '{suffix}' (expected .parquet, .csv or .jsonl)")
+
+
+def run(
+    cfg: SystemConfig,
+    input_path: Path,
+    out_dir: Path,
+    *,
+    now: Any = None,
+    docs: bool = True,
+) -> ValidationReport:
+    """Validate ``input_path``; write ``report.json`` and, as they apply, the quarantine and data.
+
+    ``out_dir/quarantine.parquet`` holds the rows that failed a row check (when there are any);
+    ``out_dir/validated.parquet`` the typed valid rows, written only when the data passes or the
+    valid remainder is usable. Stale outputs of an earlier run are removed first.
+    """
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    df = read_table(input_path)
+    report = validate_emails(cfg, df, now=now, docs=docs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    validated, quarantined = out_dir / "validated.parquet", out_dir / "quarantine.parquet"
+    for stale in (validated, quarantined):
+        stale.unlink(missing_ok=True)
+    if len(report.quarantine):
+        report.quarantine.to_parquet(quarantined, index=False)
+    if report.usable:
+        report.valid.to_parquet(validated, index=False)
+    saved = report.to_dict() | {
+        "input": str(input_path),
+        "validated_path": str(validated) if report.usable else None,
+        "quarantine_path": str(quarantined) if len(report.quarantine) else None,
+    }
+    (out_dir / "report.json").write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+    return report
