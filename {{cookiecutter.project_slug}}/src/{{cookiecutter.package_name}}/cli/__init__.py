@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from . import config, data, deploy
+from . import config, data, deploy, models
 
 app = typer.Typer(
     help="The ML system's stages, from raw data to a monitored model.",
@@ -17,6 +17,11 @@ app = typer.Typer(
 )
 app.add_typer(config.app, name="config")
 app.add_typer(data.app, name="data")
+app.add_typer(models.features_app, name="features")
+app.command("train")(models.train)
+app.command("tune")(models.tune)
+app.command("evaluate")(models.evaluate)
+app.command("promote")(models.promote)
 app.add_typer(deploy.app, name="deploy")
 
 

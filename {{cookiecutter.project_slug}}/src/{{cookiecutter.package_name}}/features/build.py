@@ -1,0 +1,134 @@
+"""The features stage: attach point-in-time sender history to the splits, materialize the store.
+
+``run(cfg, split_dir, out_dir)`` reads ``{train,validation,test}.parquet`` from the split stage
+and writes the same rows plus ``HISTORY_COLUMNS`` to ``out_dir``:
+
+- train: history within train (each label known from its email's time on);
+- validation: train is the earlier history, labels known up to the end of train;
+- test: train + validation are the earlier history, labels known up to the end of train,
+  as for a model trained on train and serving from a store that knows training labels only.
+
+It then materializes the sender store for serving as of just after the last record, with every
+label. Model training fits the feature transformer on these files; nothing here is fitted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .history import HISTORY_COLUMNS, attach_history, history_spec
+from .store import SenderStore
+
+PARTS = ("train", "validation", "test")
+SUMMARY_FILE = "features_summary.json"
+
+
+@dataclass
+class FeatureBuildResult:
+    """Paths written by the features stage and what they hold."""
+
+    paths: dict[str, Path]
+    rows: dict[str, int]
+    store_url: str
+    senders: int
+    as_of: str
+    label_cutoff: str
+    seconds: float
+    summary_path: Path
+
+    def summary(self) -> str:
+        """One line for the CLI."""
+        parts = ", ".join(f"{name} {count:,}" for name, count in self.rows.items())
+        return (
+            f"history attached ({parts} rows; labels known up to {self.label_cutoff}); "
+            f"sender store: {self.senders:,} senders as of {self.as_of} in {self.seconds:.1f}s"
+        )
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for logs and summaries."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL (another backend): keep the scheme only
+        return url.split("://", 1)[0] + "://..."
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: split file not found (run the split stage first)")
+    return pd.read_parquet(path)
+
+
+def run(
+    cfg, split_dir: str | Path, out_dir: str | Path, *, store_url: str | None = None
+) -> FeatureBuildResult:
+    """Write ``out_dir/{train,validation,test}.parquet`` with history; fill the sender store.
+
+    ``store_url`` defaults to ``cfg.serving.sender_store_url`` (relative SQLite paths resolve
+    under the project root).
+    """
+    started = time.perf_counter()
+    split_dir, out_dir = Path(split_dir), Path(out_dir)
+    parts = {name: _read(split_dir / f"{name}.parquet") for name in PARTS}
+    ts = history_spec(cfg).timestamp
+    for name, frame in parts.items():
+        if frame.empty:
+            raise ValueError(f"{split_dir / name}.parquet: no rows")
+        if ts not in frame.columns:
+            raise ValueError(f"{split_dir / name}.parquet: no {ts} column")
+
+    # Labels strictly before this instant are known: every training label, nothing later.
+    train_end = pd.to_datetime(parts["train"][ts], utc=True).max()
+    label_cutoff = train_end + pd.Timedelta(1, "ns")
+    earlier_for_test = pd.concat([parts["train"], parts["validation"]], ignore_index=True)
+    attached = {
+        "train": attach_history(cfg, parts["train"]),
+        "validation": attach_history(
+            cfg, parts["validation"], earlier=parts["train"], label_cutoff=label_cutoff
+        ),
+        "test": attach_history(
+            cfg, parts["test"], earlier=earlier_for_test, label_cutoff=label_cutoff
+        ),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, frame in attached.items():
+        paths[name] = out_dir / f"{name}.parquet"
+        tmp = paths[name].with_name(f".tmp-{paths[name].name}")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(paths[name])  # a reader never sees half a file
+
+    everything = pd.concat([earlier_for_test, parts["test"]], ignore_index=True)
+    as_of = pd.to_datetime(everything[ts], utc=True).max() + pd.Timedelta(1, "ns")
+    store = SenderStore.from_config(cfg, store_url)
+    try:
+        senders = store.materialize(cfg, everything, as_of=as_of)
+    finally:
+        store.close()
+
+    result = FeatureBuildResult(
+        paths=paths,
+        rows={name: len(frame) for name, frame in attached.items()},
+        store_url=_safe_url(store.url),
+        senders=senders,
+        as_of=as_of.isoformat(),
+        label_cutoff=label_cutoff.isoformat(),
+        seconds=time.perf_counter() - started,
+        summary_path=out_dir / SUMMARY_FILE,
+    )
+    summary = {
+        "rows": result.rows,
+        "history_columns": list(HISTORY_COLUMNS),
+        "label_cutoff": result.label_cutoff,
+        "store": {"url": result.store_url, "senders": senders, "as_of": result.as_of},
+        "seconds": round(result.seconds, 3),
+    }
+    result.summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return result

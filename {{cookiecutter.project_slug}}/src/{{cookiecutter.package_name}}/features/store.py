@@ -1,0 +1,301 @@
+"""The sender store: per-sender aggregates that serving reads instead of the training data.
+
+A training run ``materialize``s, as of an instant, each sender's history (counts, labels known,
+last send, account creation time) and its send times of the last 24 hours. At request time
+``lookup`` answers ``HISTORY_COLUMNS`` for each row exactly as ``attach_history`` computes them
+offline over the same records, then records the row as a send, so velocity keeps moving.
+
+Layout (SQLAlchemy, SQLite by default; any SQL database works):
+
+``sender_stats``  sender, base_count, past_labeled, past_positive, last_seen_ns, created_ns
+``sender_sends``  sender, t_ns: recent sends (materialized) and sends seen since (live)
+``sender_meta``   as_of, prior_rate, prior_strength, rows, senders
+
+A sender's past count at time t is ``base_count`` plus its sends before t. An in-process cache
+keeps each sender's state for ``serving.sender_cache_ttl_s``; live sends are written in batches
+(on a miss, every ``flush_every`` sends, and on ``flush``/``close``), so a cache hit costs no
+database round trip. Several serving processes share the database; each sees the others' sends
+once its cache entry expires. Another backend (Redis, a feature store) implements the four
+methods of ``store_backend.SqlBackend`` and is chosen by URL scheme in ``backend_for``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from bisect import bisect_left, insort
+
+import numpy as np
+import pandas as pd
+
+from ..sender_history import (
+    _NS_PER_DAY,
+    _NS_PER_SECOND,
+    VELOCITY_WINDOWS,
+    TimeLike,
+    _instant_ns,
+    _ns,
+    _ns_optional,
+    _smoothed,
+    snapshot_sender_stats,
+)
+from .columns import SMALL_FRAME, cells
+from .history import HISTORY_COLUMNS, HistorySpec, history_spec
+from .store_backend import SenderState, StoreMeta, backend_for
+
+_WINDOWS_NS = {name: seconds * _NS_PER_SECOND for name, seconds in VELOCITY_WINDOWS.items()}
+_KEEP_NS = max(_WINDOWS_NS.values())  # send times older than this never count in a window
+_HISTORY_INDEX = pd.Index(HISTORY_COLUMNS)  # built once: an Index costs ~60 us per request
+
+
+class SenderStore:
+    """Sender aggregates for serving: ``materialize`` after training, ``lookup`` per request.
+
+    ``url``: a SQLAlchemy URL (``cfg.sqlite_url(cfg.serving.sender_store_url)`` by default).
+    ``cache_ttl_s``: overrides ``cfg.serving.sender_cache_ttl_s``. ``hits`` / ``misses``
+    count cache lookups per row. Safe to share between threads.
+    """
+
+    def __init__(self, url: str, *, cache_ttl_s: float | None = None, flush_every: int = 256):
+        self.url = url
+        self.cache_ttl_s = cache_ttl_s
+        self.flush_every = flush_every
+        self.hits = 0
+        self.misses = 0
+        self._backend = backend_for(url)
+        self._cache: dict[str, SenderState] = {}
+        self._pending: list[tuple[str, int]] = []
+        self._meta: StoreMeta | None = None
+        self._meta_at = 0.0
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_config(cls, cfg, url: str | None = None, **kwargs) -> SenderStore:
+        """The store the contract names (relative SQLite paths resolve under the project)."""
+        return cls(cfg.sqlite_url(url or cfg.serving.sender_store_url), **kwargs)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def materialize(self, cfg, frame: pd.DataFrame, *, as_of: TimeLike) -> int:
+        """Write every sender's history as of ``as_of`` from ``frame``; return the sender count.
+
+        Records at or after ``as_of`` are ignored, labels count when their record is before
+        it. Replaces the previous snapshot (so running it twice changes nothing); live sends
+        at or after ``as_of`` are kept. Clears the cache.
+        """
+        spec = history_spec(cfg)
+        at = _instant_ns(as_of)
+        kwargs = spec.kwargs(frame)
+        snapshot = snapshot_sender_stats(frame, **kwargs, as_of=as_of)
+        times = _ns(frame[spec.timestamp], spec.timestamp)
+        senders = frame[spec.entity]
+        recent = (times >= at - _KEEP_NS) & (times < at) & senders.notna().to_numpy()
+        recent_sends = pd.DataFrame({"sender": senders.to_numpy()[recent], "t_ns": times[recent]})
+        recent_count = recent_sends.groupby("sender").size()
+
+        stats = snapshot.rename(columns={spec.entity: "sender"})
+        base = stats["past_count"].to_numpy() - recent_count.reindex(stats["sender"]).fillna(0)
+        last_seen = stats["last_seen"].dt.tz_localize(None).astype("datetime64[ns]")
+        if kwargs["created_at"] is not None:
+            created = stats["created_at"].dt.tz_localize(None).astype("datetime64[ns]")
+            created_ns = created.to_numpy().view("int64").astype("float64")
+            created_ns[created.isna().to_numpy()] = np.nan
+        else:
+            created_ns = np.full(len(stats), np.nan)
+        rows = [
+            {
+                "sender": str(sender),
+                "base_count": int(b),
+                "past_labeled": int(labeled),
+                "past_positive": int(positive),
+                "last_seen_ns": int(seen),
+                "created_ns": None if math.isnan(c) else float(c),
+            }
+            for sender, b, labeled, positive, seen, c in zip(
+                stats["sender"],
+                base.to_numpy(),
+                stats["past_labeled"],
+                stats["past_positive"],
+                last_seen.to_numpy().view("int64"),
+                created_ns,
+                strict=True,
+            )
+        ]
+        sends = [
+            {"sender": str(s), "t_ns": int(t)}
+            for s, t in zip(recent_sends["sender"], recent_sends["t_ns"], strict=True)
+        ]
+        meta = {
+            "as_of_ns": str(at),
+            "as_of": pd.Timestamp(at, tz="UTC").isoformat(),
+            "prior_rate": repr(spec.prior_rate),
+            "prior_strength": repr(spec.prior_strength),
+            "rows": str(int((times < at).sum())),
+            "senders": str(len(rows)),
+        }
+        with self._lock:
+            self.flush()  # our live sends at or after as_of survive the swap
+            self._backend.replace(rows, sends, meta, at)
+            self._cache.clear()
+            self._meta = None
+        return len(rows)
+
+    def flush(self) -> None:
+        """Write buffered live sends to the database."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._backend.append_sends(pending)
+
+    def close(self) -> None:
+        """Flush and release the database connections."""
+        self.flush()
+        self._backend.close()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def meta(self, spec: HistorySpec, ttl: float = math.inf) -> StoreMeta:
+        """The snapshot's instant and prior (the contract's prior when never materialized).
+
+        Re-read after ``ttl`` seconds, so a snapshot another process materialized is seen.
+        """
+        now = time.monotonic()
+        if self._meta is None or now - self._meta_at >= ttl:
+            self._meta_at = now
+            raw = self._backend.read_meta()
+            self._meta = StoreMeta(
+                as_of_ns=int(raw["as_of_ns"]) if "as_of_ns" in raw else None,
+                prior_rate=float(raw.get("prior_rate", spec.prior_rate)),
+                prior_strength=float(raw.get("prior_strength", spec.prior_strength)),
+            )
+        return self._meta
+
+    def _states(self, senders: list[str], ttl: float) -> set[str]:
+        """Make every sender's state current in the cache; return the senders (re)loaded.
+
+        Unknown senders get an empty (new sender) state, cached like any other.
+        """
+        now = time.monotonic()
+        cache = self._cache
+        stale = {s for s in senders if s not in cache or now - cache[s].loaded_at >= ttl}
+        if stale:
+            self.flush()  # the database must hold our own sends before we reload them
+            loaded = self._backend.load(sorted(stale))
+            for sender in stale:
+                state = loaded.get(sender) or SenderState()
+                state.loaded_at = now
+                cache[sender] = state
+        return stale
+
+    def lookup(self, cfg, rows: pd.DataFrame, *, record: bool = True) -> pd.DataFrame:
+        """``rows`` (same index and order) plus ``HISTORY_COLUMNS`` as of each row's time.
+
+        Rows are taken in time order; each sees the store's snapshot plus the sends recorded
+        before it (strictly earlier times). A sender the store never saw is a new sender.
+        With ``record`` (the default) each row is then recorded as a send of its sender, so
+        call it once per request (not once per model when shadowing). Rows are expected at
+        or after the snapshot's ``as_of``: an older row would see the snapshot's later sends.
+        """
+        spec = history_spec(cfg)
+        absent = [c for c in (spec.entity, spec.timestamp) if c not in rows.columns]
+        if absent:
+            raise ValueError(f"lookup: rows lack column(s) {', '.join(absent)}")
+        n = len(rows)
+        t_ns = _times_ns(rows, spec.timestamp)
+        senders = [s if isinstance(s, str) else None for s in cells(rows, spec.entity)]
+        created = None
+        if spec.created_at and spec.created_at in rows.columns:
+            created = _times_ns(rows, spec.created_at, optional=True)
+        ttl = float(
+            cfg.serving.sender_cache_ttl_s if self.cache_ttl_s is None else self.cache_ttl_s
+        )
+        values = np.full((n, len(HISTORY_COLUMNS)), np.nan)
+
+        with self._lock:
+            meta = self.meta(spec, ttl)
+            loaded = self._states([s for s in senders if s is not None], ttl)
+            for i in np.argsort(t_ns, kind="stable").tolist():
+                sender, t = senders[i], int(t_ns[i])
+                if sender is None:  # no entity: no history, like offline
+                    values[i, :] = _history(SenderState(), t, meta, math.nan)
+                    continue
+                if sender in loaded:
+                    self.misses += 1
+                    loaded.discard(sender)  # later rows of this sender find it cached
+                else:
+                    self.hits += 1
+                state = self._cache[sender]
+                row_created = state.created_ns if created is None else float(created[i])
+                values[i, :] = _history(state, t, meta, row_created)
+                if record:
+                    _record(state, t)
+                    self._pending.append((sender, t))
+            if len(self._pending) >= self.flush_every:
+                self.flush()
+        stale = [c for c in HISTORY_COLUMNS if c in rows.columns]
+        out = rows.drop(columns=stale) if stale else rows
+        history = pd.DataFrame(values, columns=_HISTORY_INDEX, index=rows.index)
+        return pd.concat([out, history], axis=1)  # the cheapest way to add columns (~0.2 ms)
+
+
+def _times_ns(rows: pd.DataFrame, name: str, *, optional: bool = False) -> np.ndarray:
+    """Like ``sender_history._ns`` / ``_ns_optional`` on ``rows[name]``, with fast paths.
+
+    The general path parses through ``pd.to_datetime`` (~0.25 ms for one row). Timestamps
+    of a small frame are read cell by cell, a datetime column converts directly to UTC
+    nanoseconds; both give the same values as the general path.
+    """
+    if len(rows) <= SMALL_FRAME:
+        stamps = cells(rows, name)
+        if all(isinstance(v, pd.Timestamp) or v is pd.NaT for v in stamps):
+            missing = [v is pd.NaT for v in stamps]
+            if optional:
+                return np.array([math.nan if v is pd.NaT else float(v.value) for v in stamps])
+            if any(missing):
+                raise ValueError(f"{sum(missing)} rows have no {name}")
+            return np.array([v.value for v in stamps], dtype=np.int64)
+    values = rows[name]
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
+        stamps = values.to_numpy(dtype="datetime64[ns]")
+        missing = np.isnat(stamps)
+        ns = stamps.view("int64")
+        if not optional:
+            if missing.any():
+                raise ValueError(f"{int(missing.sum())} rows have no {name}")
+            return ns
+        out = ns.astype("float64")
+        out[missing] = np.nan
+        return out
+    return _ns_optional(values) if optional else _ns(values, name)
+
+
+def _history(state: SenderState, t: int, meta: StoreMeta, created_ns: float) -> list[float]:
+    """HISTORY_COLUMNS of a send at ``t`` (same arithmetic as ``point_in_time_history``)."""
+    times = state.times
+    before = bisect_left(times, t)
+    previous = [times[before - 1]] if before else []
+    if state.last_seen_ns is not None and state.last_seen_ns < t:
+        previous.append(state.last_seen_ns)
+    rate = _smoothed(state.past_positive, state.past_labeled, meta.prior_rate, meta.prior_strength)
+    return [
+        float(state.base_count + before),
+        float(state.past_labeled),
+        float(state.past_positive),
+        float(rate),
+        *(float(before - bisect_left(times, t - w)) for w in _WINDOWS_NS.values()),
+        float(t - max(previous)) / _NS_PER_SECOND if previous else math.nan,
+        (float(t) - created_ns) / _NS_PER_DAY,
+    ]
+
+
+def _record(state: SenderState, t: int) -> None:
+    """Add a send; times older than the longest window fold into ``base_count``."""
+    insort(state.times, t)
+    old = bisect_left(state.times, state.times[-1] - _KEEP_NS)
+    if old:
+        newest_folded = state.times[old - 1]
+        if state.last_seen_ns is None or state.last_seen_ns < newest_folded:
+            state.last_seen_ns = newest_folded
+        state.base_count += old
+        del state.times[:old]

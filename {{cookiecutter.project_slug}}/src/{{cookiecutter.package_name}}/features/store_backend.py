@@ -1,0 +1,153 @@
+"""Storage backends of the sender store (SQL through SQLAlchemy; the seam for Redis and others).
+
+A backend stores three things: per-sender aggregates, send times and snapshot metadata, and
+offers four operations: ``read_meta``, ``load`` (states of some senders), ``append_sends`` and
+``replace`` (swap in a new snapshot atomically). ``SenderStore`` holds the cache and the
+point-in-time arithmetic; a Redis or feature-store backend only implements these four methods
+and is selected by URL scheme in ``backend_for``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_IN_CHUNK = 500  # senders per IN (...) query
+
+
+@dataclass
+class SenderState:
+    """What the store knows about one sender (``times``: sorted recent send times, ns)."""
+
+    base_count: int = 0
+    past_labeled: int = 0
+    past_positive: int = 0
+    last_seen_ns: int | None = None
+    created_ns: float = math.nan
+    times: list[int] = field(default_factory=list)
+    loaded_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """The snapshot's instant and the prior of its smoothed rates."""
+
+    as_of_ns: int | None
+    prior_rate: float
+    prior_strength: float
+
+
+class SqlBackend:
+    """Storage of the sender store in a SQL database through SQLAlchemy Core."""
+
+    def __init__(self, url: str):
+        import sqlalchemy as sa
+
+        self.url = url
+        kwargs: dict = {}
+        if url.startswith("sqlite"):
+            database = sa.engine.make_url(url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            else:  # one shared in-memory database for every connection
+                kwargs = {"poolclass": sa.pool.StaticPool}
+                kwargs["connect_args"] = {"check_same_thread": False}
+        self.engine = sa.create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        meta = sa.MetaData()
+        self.stats = sa.Table(
+            "sender_stats",
+            meta,
+            sa.Column("sender", sa.String, primary_key=True),
+            sa.Column("base_count", sa.BigInteger, nullable=False),
+            sa.Column("past_labeled", sa.BigInteger, nullable=False),
+            sa.Column("past_positive", sa.BigInteger, nullable=False),
+            sa.Column("last_seen_ns", sa.BigInteger),
+            sa.Column("created_ns", sa.Float),
+        )
+        self.sends = sa.Table(
+            "sender_sends",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("sender", sa.String, nullable=False),
+            sa.Column("t_ns", sa.BigInteger, nullable=False),
+            sa.Index("ix_sender_sends_sender_t", "sender", "t_ns"),
+        )
+        self.meta = sa.Table(
+            "sender_meta",
+            meta,
+            sa.Column("key", sa.String, primary_key=True),
+            sa.Column("value", sa.String, nullable=False),
+        )
+        meta.create_all(self.engine)
+
+    def read_meta(self) -> dict[str, str]:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(self.meta.c.key, self.meta.c.value)).all())
+
+    def load(self, senders: list[str]) -> dict[str, SenderState]:
+        """States of ``senders`` known to the store (absent senders are left out)."""
+        import sqlalchemy as sa
+
+        out: dict[str, SenderState] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(senders), _IN_CHUNK):
+                chunk = senders[i : i + _IN_CHUNK]
+                s = self.stats.c
+                for row in conn.execute(sa.select(self.stats).where(s.sender.in_(chunk))):
+                    out[row.sender] = SenderState(
+                        base_count=int(row.base_count),
+                        past_labeled=int(row.past_labeled),
+                        past_positive=int(row.past_positive),
+                        last_seen_ns=None if row.last_seen_ns is None else int(row.last_seen_ns),
+                        created_ns=math.nan if row.created_ns is None else float(row.created_ns),
+                    )
+                c = self.sends.c
+                query = (
+                    sa.select(c.sender, c.t_ns)
+                    .where(c.sender.in_(chunk))
+                    .order_by(c.sender, c.t_ns)
+                )
+                for sender, t_ns in conn.execute(query):
+                    out.setdefault(sender, SenderState()).times.append(int(t_ns))
+        return out
+
+    def append_sends(self, sends: list[tuple[str, int]]) -> None:
+        if sends:
+            with self.engine.begin() as conn:
+                conn.execute(self.sends.insert(), [{"sender": s, "t_ns": t} for s, t in sends])
+
+    def replace(self, stats: list[dict], sends: list[dict], meta: dict[str, str], as_of_ns: int):
+        """Swap in a new snapshot in one transaction; live sends at or after as_of are kept."""
+        with self.engine.begin() as conn:
+            conn.execute(self.stats.delete())
+            conn.execute(self.sends.delete().where(self.sends.c.t_ns < as_of_ns))
+            conn.execute(self.meta.delete())
+            for table, rows in ((self.stats, stats), (self.sends, sends)):
+                for i in range(0, len(rows), 50_000):
+                    conn.execute(table.insert(), rows[i : i + 50_000])
+            conn.execute(self.meta.insert(), [{"key": k, "value": v} for k, v in meta.items()])
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    # WAL: serving processes read while a training run materializes; NORMAL is durable in WAL.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def backend_for(url: str) -> SqlBackend:
+    if url.startswith(("redis://", "rediss://")):
+        raise NotImplementedError(
+            f"{url}: no Redis backend yet; implement SqlBackend's read_meta/load/append_sends/"
+            "replace for it and select it in features/store_backend.py:backend_for"
+        )
+    return SqlBackend(url)

@@ -1,0 +1,176 @@
+"""The sender store: new senders, the TTL cache, idempotent materialization, shared sends."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from {{ cookiecutter.package_name }}.features.history import (
+    HISTORY_COLUMNS,
+    attach_history,
+    history_spec,
+)
+from {{ cookiecutter.package_name }}.features.store import SenderStore
+
+T0 = pd.Timestamp("2025-03-03 12:00", tz="UTC")
+MINUTE = pd.Timedelta(minutes=1)
+
+
+def rows(cfg, items):
+    """Raw rows from (sender, minutes after T0, spam?) triples."""
+    return pd.DataFrame(
+        {
+            "message_id": [f"m{i}" for i in range(len(items))],
+            "sender": [s for s, _, _ in items],
+            "received_at": [T0 + m * MINUTE for _, m, _ in items],
+            "sender_created_at": T0 - pd.Timedelta(days=30),
+            "label": [
+                cfg.problem.positive_class if spam else cfg.problem.negative_class
+                for _, _, spam in items
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def history(cfg):
+    return rows(cfg, [("a@x.example", m, m % 2 == 0) for m in range(0, 100, 10)])
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = SenderStore(f"sqlite:///{tmp_path / 'senders.db'}", cache_ttl_s=300)
+    yield store
+    store.close()
+
+
+def test_a_sender_the_store_never_saw_is_a_new_sender(cfg, history, store):
+    store.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
+    request = rows(cfg, [("stranger@y.example", 200, False)])
+
+    served = store.lookup(cfg, request).iloc[0]
+
+    assert served["sender_past_count"] == 0 and served["sender_past_labeled"] == 0
+    assert served["sender_count_1h"] == 0 and served["sender_count_24h"] == 0
+    assert np.isnan(served["sender_seconds_since_prev"])
+    assert served["sender_account_age_days"] == pytest.approx(30 + 200 / 1440)
+    prior = history_spec(cfg).prior_rate  # the contract's prior, as offline
+    assert served["sender_past_positive_rate"] == pytest.approx(prior)
+
+
+def test_an_empty_store_answers_too(cfg, store):
+    served = store.lookup(cfg, rows(cfg, [("a@x.example", 0, False)]))
+    assert served["sender_past_count"].iloc[0] == 0
+
+
+def test_cache_hits_are_counted_and_expire_with_the_ttl(cfg, history, tmp_path):
+    url = f"sqlite:///{tmp_path / 'senders.db'}"
+    cached = SenderStore(url, cache_ttl_s=300)
+    cached.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
+    request = rows(cfg, [("a@x.example", 120, False)])
+
+    for _ in range(3):
+        cached.lookup(cfg, request, record=False)
+    assert (cached.misses, cached.hits) == (1, 2)
+
+    uncached = SenderStore(url, cache_ttl_s=0)
+    for _ in range(3):
+        uncached.lookup(cfg, request, record=False)
+    assert (uncached.misses, uncached.hits) == (3, 0)
+
+
+def test_lookups_record_sends_so_velocity_moves(cfg, history, store):
+    store.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
+    requests = rows(cfg, [("a@x.example", 100 + m, False) for m in (1, 2, 2, 3)])
+
+    served = [store.lookup(cfg, requests.iloc[[i]]).iloc[0] for i in range(4)]
+
+    # Rows at the same instant do not see each other.
+    assert [r["sender_past_count"] for r in served] == [10, 11, 11, 13]
+    assert [r["sender_count_1h"] for r in served] == [5, 6, 6, 8]
+    assert served[0]["sender_seconds_since_prev"] == 11 * 60
+    assert served[3]["sender_seconds_since_prev"] == 60
+
+
+def test_materializing_twice_changes_nothing(cfg, history, tmp_path):
+    url = f"sqlite:///{tmp_path / 'senders.db'}"
+    request = rows(cfg, [("a@x.example", 130, False), ("b@y.example", 131, False)])
+
+    def snapshot():
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            tables = {
+                t: sorted(map(tuple, conn.execute(sa.text(f"select * from {t}")).all()))
+                for t in ("sender_stats", "sender_meta")
+            }
+            tables["sends"] = sorted(
+                conn.execute(sa.text("select sender, t_ns from sender_sends")).all()
+            )
+        engine.dispose()
+        return tables
+
+    first = SenderStore(url)
+    assert first.materialize(cfg, history, as_of=T0 + 100 * MINUTE) == 1
+    once = snapshot()
+    answer_once = first.lookup(cfg, request, record=False)
+    assert first.materialize(cfg, history, as_of=T0 + 100 * MINUTE) == 1
+    twice = snapshot()
+    answer_twice = first.lookup(cfg, request, record=False)
+
+    assert once == twice
+    pd.testing.assert_frame_equal(answer_once, answer_twice)
+
+
+def test_sends_are_shared_between_processes_through_the_database(cfg, history, tmp_path):
+    url = f"sqlite:///{tmp_path / 'senders.db'}"
+    one, two = SenderStore(url, cache_ttl_s=0), SenderStore(url, cache_ttl_s=0)
+    one.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
+
+    one.lookup(cfg, rows(cfg, [("a@x.example", 101, False)]))
+    one.flush()
+    seen = two.lookup(cfg, rows(cfg, [("a@x.example", 102, False)])).iloc[0]
+
+    assert seen["sender_past_count"] == 11 and seen["sender_seconds_since_prev"] == 60
+
+
+def test_store_matches_offline_for_a_long_busy_sender(cfg, tmp_path):
+    # Minute-by-minute sends over two days: exercises folding old sends out of the cache.
+    items = [("busy@x.example", m, m % 3 == 0) for m in range(0, 2 * 24 * 60, 7)]
+    df = rows(cfg, items)
+    cut = T0 + 24 * 60 * MINUTE
+    past, future = df[df["received_at"] < cut], df[df["received_at"] >= cut]
+    store = SenderStore(f"sqlite:///{tmp_path / 'senders.db'}", flush_every=50)
+    store.materialize(cfg, past, as_of=cut)
+
+    served = pd.concat([store.lookup(cfg, future.iloc[[i]]) for i in range(len(future))])
+    offline = attach_history(cfg, future, earlier=past, label_cutoff=cut)
+
+    pd.testing.assert_frame_equal(
+        served[list(HISTORY_COLUMNS)], offline[list(HISTORY_COLUMNS)].astype(float)
+    )
+
+
+def test_text_timestamps_are_read_like_datetimes(cfg, history, store):
+    store.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
+    request = rows(cfg, [("a@x.example", 130, False)])
+    as_text = request.assign(
+        received_at=request["received_at"].map(lambda t: t.isoformat()),
+        sender_created_at=[None],
+    )
+
+    served = store.lookup(cfg, request, record=False)
+    from_text = store.lookup(cfg, as_text, record=False)
+
+    columns = [c for c in HISTORY_COLUMNS if c != "sender_account_age_days"]
+    pd.testing.assert_frame_equal(served[columns], from_text[columns])
+    assert np.isnan(from_text["sender_account_age_days"].iloc[0])
+
+
+def test_lookup_needs_the_sender_and_time_columns(cfg, store):
+    with pytest.raises(ValueError, match="received_at"):
+        store.lookup(cfg, pd.DataFrame({"sender": ["a@x.example"]}))
+
+
+def test_redis_urls_are_refused_with_a_pointer(tmp_path):
+    with pytest.raises(NotImplementedError, match="Redis"):
+        SenderStore("redis://localhost:6379/0")
