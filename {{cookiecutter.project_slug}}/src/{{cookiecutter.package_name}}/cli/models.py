@@ -125,7 +125,7 @@ def _metrics_table(cfg, result):
     from rich.table import Table
 
     offline = cfg.metrics.offline
-    table = Table(title="Held-out test set (threshold chosen on validation)")
+    table = Table(title="Held-out test set, threshold chosen on validation")
     for column in ("model", "threshold", "precision", "recall", "F1", "ROC-AUC", "PR-AUC"):
         table.add_column(column, justify="left" if column == "model" else "right")
 
@@ -136,10 +136,10 @@ def _metrics_table(cfg, result):
 
     if result.baseline:
         base = result.baseline
-        row(f"{base['kind']} (baseline)", base["threshold"]["threshold"], base["test"])
-    row(f"{result.bundle_dir.name} (tuned)", result.choice.threshold, result.test)
+        row("baseline", base["threshold"]["threshold"], base["test"])
+    row(result.bundle_dir.name, result.choice.threshold, result.test)
     table.add_row(
-        "contract target",
+        "target",
         "",
         f">= {offline.target_precision:g}",
         f">= {offline.target_recall:g}",

@@ -1,0 +1,201 @@
+"""``pipeline``: run the Kubeflow pipeline locally, compile it, submit it, schedule it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import ConfigOption, console, errors, fail, load
+
+app = typer.Typer(
+    help="The training pipeline on Kubeflow Pipelines: run locally, compile, submit, schedule.",
+    no_args_is_help=True,
+)
+
+Params = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        help="Pipeline parameter key=value, repeatable: data_source (generate or a path), rows, "
+        "trials, timeout_s, mlflow_tracking_uri, promotion_margin, config_path",
+    ),
+]
+Host = Annotated[str, typer.Option(help="Kubeflow Pipelines endpoint, e.g. http://localhost:8080")]
+Experiment = Annotated[
+    str | None, typer.Option(help="Kubeflow experiment [default: training.mlflow.experiment]")
+]
+Package = Annotated[
+    Path | None,
+    typer.Option(help="A compiled pipeline YAML to send [default: compile now]"),
+]
+Namespace = Annotated[
+    str | None, typer.Option(help="Kubeflow profile namespace (multi-user installs)")
+]
+Image = Annotated[
+    str | None, typer.Option(help="Step image [default: platform.image:<project version>]")
+]
+
+
+def _arguments(params: list[str] | None, **shortcuts) -> dict:
+    from ..pipeline.run import parse_params
+
+    try:
+        arguments = parse_params(params)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    arguments.update({k: v for k, v in shortcuts.items() if v is not None})
+    return arguments
+
+
+def _config_file(config: Path | None) -> Path:
+    from ..config import find_config
+
+    return find_config(config).resolve()
+
+
+@app.command("run")
+def run(
+    local: Annotated[
+        bool, typer.Option("--local", help="Run on this machine with kfp.local (required)")
+    ] = False,
+    rows: Annotated[
+        int | None, typer.Option(min=1, help="Generated emails [default: 20000]")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Optuna trials [default: training.optuna.trials]")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="'generate' or a file / folder / mbox to ingest")
+    ] = None,
+    params: Params = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Pipeline root [default: artifacts/pipeline]")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Stream every task's log here")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run the whole pipeline on this machine and print a table of its tasks."""
+    from ..pipeline import run as runner
+
+    if not local:
+        raise fail(
+            "only local runs here: add --local (use `pipeline submit --host URL` for a cluster)"
+        )
+    cfg = load(config)
+    arguments = _arguments(params, rows=rows, trials=trials, data_source=source)
+    try:
+        arguments = runner.check_arguments(arguments)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    errors.print("Running the pipeline locally (kfp.local, one process per task)...")
+    result = runner.run_local(
+        cfg,
+        _config_file(config),
+        arguments=arguments,
+        pipeline_root=cfg.path(output) if output else None,
+        verbose=verbose,
+    )
+    console.print(runner.task_table(result))
+    for line in runner.where_outputs(result, cfg):
+        console.print(line, highlight=False)
+    if result.log_path:
+        console.print(f"task logs: {result.log_path}", highlight=False)
+    if not result.succeeded:
+        task = result.failed_task or "a task"
+        raise fail(f"the pipeline failed at {task}: {result.error}", code=1)
+    record = result.record("evaluate-model") or {}
+    if record.get("metrics", {}).get("gate") == "failed":
+        console.print("[yellow]gate failed: the candidate was not promoted (see above)[/yellow]")
+
+
+@app.command("compile")
+def compile_(
+    out: Annotated[
+        Path | None, typer.Option(help="YAML file [default: deploy/kubeflow/pipeline.yaml]")
+    ] = None,
+    image: Image = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the pipeline spec for Kubeflow Pipelines (generated, not committed)."""
+    from ..pipeline import run as runner
+    from ..pipeline.pipeline import default_image
+
+    cfg = load(config)
+    path = runner.compile_pipeline(cfg, cfg.path(out) if out else None, image=image)
+    console.print(f"compiled {path} (image {image or default_image(cfg)})", highlight=False)
+
+
+@app.command("submit")
+def submit(
+    host: Host,
+    experiment: Experiment = None,
+    params: Params = None,
+    run_name: Annotated[str | None, typer.Option(help="[default: <pipeline>-<time>]")] = None,
+    package: Package = None,
+    namespace: Namespace = None,
+    image: Image = None,
+    config: ConfigOption = None,
+) -> None:
+    """Start one run on a Kubeflow Pipelines endpoint (compiles the pipeline first)."""
+    from ..pipeline import run as runner
+
+    cfg = load(config)
+    arguments = _arguments(params)
+    try:
+        result = runner.submit(
+            cfg,
+            host,
+            arguments=arguments,
+            experiment=experiment,
+            run_name=run_name,
+            namespace=namespace,
+            package_path=package,
+            image=image,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    except Exception as exc:  # connection refused, authentication, API errors: say which
+        raise fail(f"could not submit to {host}: {exc}", code=1) from exc
+    console.print(f"submitted run {getattr(result, 'run_id', result)} to {host}", highlight=False)
+
+
+@app.command("schedule")
+def schedule(
+    host: Host,
+    experiment: Experiment = None,
+    params: Params = None,
+    package: Package = None,
+    namespace: Namespace = None,
+    image: Image = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create the recurring retraining run (training.schedule, six-field cron, UTC)."""
+    from ..pipeline import run as runner
+
+    cfg = load(config)
+    arguments = _arguments(params)
+    try:
+        result = runner.schedule(
+            cfg,
+            host,
+            arguments=arguments,
+            experiment=experiment,
+            namespace=namespace,
+            package_path=package,
+            image=image,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    except Exception as exc:
+        raise fail(f"could not schedule on {host}: {exc}", code=1) from exc
+    recurring = getattr(result, "recurring_run_id", None) or result
+    console.print(
+        f"scheduled {cfg.training.schedule} retraining ({cfg.training.schedule_cron}): "
+        f"recurring run {recurring}",
+        highlight=False,
+    )
