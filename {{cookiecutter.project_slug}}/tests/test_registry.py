@@ -16,6 +16,8 @@ from {{cookiecutter.package_name}}.bundle import (
 from {{cookiecutter.package_name}}.models import registry
 from {{cookiecutter.package_name}}.models.evaluate import choose_threshold, positives
 
+pytestmark = pytest.mark.slow
+
 # Each signal column separates spam a little; a model that sees more columns is better.
 SIGNALS = 6
 

@@ -19,6 +19,8 @@ from {{cookiecutter.package_name}}.bundle import (
 from {{cookiecutter.package_name}}.models import baseline, study, tune
 from {{cookiecutter.package_name}}.models.evaluate import positives
 
+pytestmark = pytest.mark.slow
+
 SIGNALS = 4
 SPAM_WORDS = ["winner", "free", "prize", "claim", "urgent", "offer", "cash", "bonus"]
 HAM_WORDS = ["meeting", "report", "lunch", "project", "invoice", "agenda", "notes", "team"]

@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from . import config, data, deploy, models
+from . import config, data, deploy, models, pipeline
 
 app = typer.Typer(
     help="The ML system's stages, from raw data to a monitored model.",
@@ -24,6 +24,7 @@ app.command("train")(models.train)
 app.command("tune")(models.tune)
 app.command("evaluate")(models.evaluate)
 app.command("promote")(models.promote)
+app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(deploy.app, name="deploy")
 
 

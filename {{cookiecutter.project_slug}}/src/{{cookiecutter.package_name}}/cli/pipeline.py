@@ -81,6 +81,7 @@ def run(
 ) -> None:
     """Run the whole pipeline on this machine and print a table of its tasks."""
     from ..pipeline import run as runner
+    from ..pipeline import summary
 
     if not local:
         raise fail(
@@ -100,8 +101,8 @@ def run(
         pipeline_root=cfg.path(output) if output else None,
         verbose=verbose,
     )
-    console.print(runner.task_table(result))
-    for line in runner.where_outputs(result, cfg):
+    console.print(summary.task_table(result))
+    for line in summary.where_outputs(result, cfg):
         console.print(line, highlight=False)
     if result.log_path:
         console.print(f"task logs: {result.log_path}", highlight=False)

@@ -1,0 +1,246 @@
+"""The training pipeline as a kfp v2 DAG, with its parameters' defaults taken from the contract.
+
+get data -> validate -> check -> split -> features -> baseline + tune -> evaluate ->
+``dsl.If(gate == "passed")``: register and promote -> export the serving bundle;
+``dsl.Else``: report why the candidate was not promoted (the run still succeeds).
+
+The gate is a string compared with a string literal: comparing an int output with a float makes
+the compiler emit ``double(...)``, which the local runner cannot evaluate, and then it silently
+skips both branches.
+
+Cluster settings (ignored by the local runner): the project image on every step, CPU and memory
+requests, retries on the steps that talk to a database, a filesystem or MLflow, caching only
+for pure steps, and MLflow / sender-store URLs from the optional ``<app>-runtime`` Secret.
+
+No ``from __future__ import annotations`` here: kfp reads the pipeline's annotations as types.
+"""
+
+import re
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from .. import __version__
+from ..config import SystemConfig
+from . import components
+
+PACKAGE = __name__.split(".")[0]
+PACKAGE_ENV = "PIPELINE_PACKAGE"
+GATE_PASSED = "passed"
+
+# Task names in the order they run (kfp names a task after its component).
+TASKS = (
+    "get-data",
+    "validate-data",
+    "check-data",
+    "split-data",
+    "build-features",
+    "train-baseline",
+    "tune-model",
+    "evaluate-model",
+    "promote-model",
+    "export-serving-bundle",
+    "report-gate-failure",
+)
+PROMOTION_BRANCH = ("promote-model", "export-serving-bundle")
+ELSE_BRANCH = ("report-gate-failure",)
+
+# CPU request, memory request, memory limit. Sized for ~1M emails a day of training data; the
+# tuning step uses every core it gets (XGBoost threads).
+RESOURCES: dict[str, tuple[str, str, str]] = {
+    "get-data": ("1", "2Gi", "4Gi"),
+    "validate-data": ("1", "4Gi", "8Gi"),
+    "check-data": ("100m", "256Mi", "512Mi"),
+    "split-data": ("1", "2Gi", "4Gi"),
+    "build-features": ("1", "4Gi", "8Gi"),
+    "train-baseline": ("1", "4Gi", "8Gi"),
+    "tune-model": ("4", "8Gi", "16Gi"),
+    "evaluate-model": ("1", "4Gi", "8Gi"),
+    "promote-model": ("1", "4Gi", "8Gi"),
+    "export-serving-bundle": ("500m", "2Gi", "4Gi"),
+    "report-gate-failure": ("100m", "256Mi", "512Mi"),
+}
+# Steps whose failure can be transient (a mounted source, the sender store, MLflow, Optuna's
+# database). Validation and evaluation are deterministic: retrying them changes nothing.
+RETRIED = {"get-data", "build-features", "tune-model", "promote-model", "export-serving-bundle"}
+# Steps that are pure functions of their input artifacts may be cached; every other step reads
+# the outside world or changes it (data source, clock, store, registry).
+CACHED = {"split-data", "train-baseline"}
+# Steps that reach MLflow or the sender store get the runtime Secret; the others need nothing.
+SECRET_TASKS = {"build-features", "tune-model", "promote-model", "export-serving-bundle"}
+# Secret keys exposed as environment variables of the same name, when present.
+SECRET_KEYS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "SENDER_STORE_URL",
+)
+RETRIES = {"num_retries": 2, "backoff_duration": "30s", "backoff_factor": 2.0}
+
+
+def app_name(cfg: SystemConfig) -> str:
+    """The application's name: the last part of ``platform.image`` (the project slug)."""
+    name = cfg.platform.image.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[0]
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "ml-system"
+
+
+def pipeline_name(cfg: SystemConfig) -> str:
+    """The pipeline's name in Kubeflow (lowercase letters, digits, dashes)."""
+    return f"{app_name(cfg)}-training"
+
+
+def secret_name(cfg: SystemConfig) -> str:
+    """The Secret the server already reads (deploy/README.md): one place for the URLs."""
+    return f"{app_name(cfg)}-runtime"
+
+
+def default_image(cfg: SystemConfig) -> str:
+    """``platform.image`` tagged with the project version (built from deploy/docker)."""
+    return f"{cfg.platform.image}:{__version__}"
+
+
+def default_arguments(cfg: SystemConfig) -> dict[str, Any]:
+    """The pipeline parameters and their defaults, from the contract."""
+    source = cfg.data.source
+    return {
+        # Empty: $SYSTEM_CONFIG, else configs/system.yaml in the image's working directory.
+        "config_path": "",
+        "data_source": "generate" if source.kind == "synthetic" else str(source.path),
+        "rows": 20_000,
+        "trials": cfg.training.optuna.trials,
+        "timeout_s": cfg.training.optuna.timeout_s,
+        # Empty: $MLFLOW_TRACKING_URI from the Secret, else training.mlflow.tracking_uri.
+        "mlflow_tracking_uri": "",
+        "promotion_margin": float(cfg.metrics.offline.promotion_margin),
+    }
+
+
+def _kubernetes():
+    try:
+        from kfp import kubernetes
+    except ImportError:  # the compiled spec then lacks the Secret; say so, do not fail
+        warnings.warn(
+            "kfp-kubernetes is not installed: MLflow and sender-store URLs will not come "
+            "from the runtime Secret on the cluster",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return kubernetes
+
+
+def _configure(cfg: SystemConfig, kubernetes) -> Callable:
+    secret = secret_name(cfg)
+
+    def configure(task, name: str):
+        cpu, memory, memory_limit = RESOURCES[name]
+        task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit)
+        task.set_env_variable(PACKAGE_ENV, PACKAGE)
+        task.set_caching_options(enable_caching=name in CACHED)
+        if name in RETRIED:
+            task.set_retry(**RETRIES)
+        if kubernetes is not None and name in SECRET_TASKS:
+            kubernetes.use_secret_as_env(
+                task,
+                secret_name=secret,
+                secret_key_to_env={k: k for k in SECRET_KEYS},
+                optional=True,
+            )
+        return task
+
+    return configure
+
+
+def build_pipeline(cfg: SystemConfig, *, image: str | None = None) -> Callable:
+    """The pipeline function for this contract: call it under ``kfp.local`` or compile it."""
+    from kfp import dsl
+
+    c = components.build(image or default_image(cfg))
+    d = default_arguments(cfg)
+    configure = _configure(cfg, _kubernetes())
+
+    @dsl.pipeline(
+        name=pipeline_name(cfg),
+        description=f"Train, evaluate and gate a {cfg.problem.positive_class} classifier "
+        "against the contract; promote it in MLflow when it passes.",
+    )
+    def training_pipeline(
+        config_path: str = d["config_path"],
+        data_source: str = d["data_source"],
+        rows: int = d["rows"],
+        trials: int = d["trials"],
+        timeout_s: int = d["timeout_s"],
+        mlflow_tracking_uri: str = d["mlflow_tracking_uri"],
+        promotion_margin: float = d["promotion_margin"],
+    ):
+        data = configure(
+            c.get_data(config_path=config_path, source=data_source, rows=rows), "get-data"
+        )
+        validation = configure(
+            c.validate_data(config_path=config_path, raw=data.outputs["data"]), "validate-data"
+        )
+        check = configure(
+            c.check_data(
+                status=validation.outputs["status"], summary=validation.outputs["summary"]
+            ),
+            "check-data",
+        )
+        splits = configure(
+            c.split_data(config_path=config_path, validated=validation.outputs["validated"]),
+            "split-data",
+        ).after(check)
+        features = configure(
+            c.build_features(config_path=config_path, splits=splits.outputs["splits"]),
+            "build-features",
+        )
+        baseline = configure(
+            c.train_baseline(config_path=config_path, features=features.outputs["features"]),
+            "train-baseline",
+        )
+        tuned = configure(
+            c.tune_model(
+                config_path=config_path,
+                features=features.outputs["features"],
+                trials=trials,
+                timeout_s=timeout_s,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+            ),
+            "tune-model",
+        )
+        evaluation = configure(
+            c.evaluate_model(
+                config_path=config_path,
+                features=features.outputs["features"],
+                candidate=tuned.outputs["candidate"],
+                baseline=baseline.outputs["baseline"],
+            ),
+            "evaluate-model",
+        )
+        with dsl.If(evaluation.outputs["gate"] == GATE_PASSED, name="gate-passed"):
+            promotion = configure(
+                c.promote_model(
+                    config_path=config_path,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    promotion_margin=promotion_margin,
+                    features=features.outputs["features"],
+                    evaluated=evaluation.outputs["evaluated"],
+                    evaluation=evaluation.outputs["evaluation"],
+                ),
+                "promote-model",
+            )
+            configure(
+                c.export_serving_bundle(
+                    config_path=config_path,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    version=promotion.outputs["version"],
+                    outcome=promotion.outputs["outcome"],
+                ),
+                "export-serving-bundle",
+            )
+        with dsl.Else(name="gate-failed"):
+            configure(
+                c.report_gate_failure(reasons=evaluation.outputs["reasons"]),
+                "report-gate-failure",
+            )
+
+    return training_pipeline

@@ -1,0 +1,320 @@
+"""Run the pipeline on this machine, compile it, submit it to Kubeflow Pipelines, schedule it.
+
+Local runs use ``kfp.local`` with the subprocess runner in the current environment
+(``use_venv=False``: a venv per task would pip-install kfp, which needs the network). Each task
+runs in its own Python process, exactly the function body a cluster pod would run.
+``submit`` and ``schedule`` need a Kubeflow Pipelines endpoint; the client is injectable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..config import SystemConfig
+from . import steps
+from .pipeline import build_pipeline, default_arguments, pipeline_name
+
+LOCAL_ROOT = Path("artifacts/pipeline")
+DEFAULT_PACKAGE = Path("deploy/kubeflow/pipeline.yaml")
+PARAMETER_TYPES: dict[str, type] = {
+    "config_path": str,
+    "data_source": str,
+    "rows": int,
+    "trials": int,
+    "timeout_s": int,
+    "mlflow_tracking_uri": str,
+    "promotion_margin": float,
+}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# kfp's lines worth showing while a run goes on; everything goes to the log file.
+_PROGRESS = re.compile(r"Executing task|finished with status|Inner task failed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["rows=5000", "trials=3"]`` -> ``{"rows": 5000, "trials": 3}``, typed per parameter."""
+    arguments: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"{pair!r}: expected key=value")
+        arguments[key] = value.strip()
+    return check_arguments(arguments)
+
+
+def check_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments converted to their parameter types; an unknown name is an error."""
+    unknown = sorted(set(arguments) - set(PARAMETER_TYPES))
+    if unknown:
+        raise ValueError(
+            f"unknown pipeline parameter(s): {', '.join(unknown)}; "
+            f"known: {', '.join(PARAMETER_TYPES)}"
+        )
+    typed = {}
+    for key, value in arguments.items():
+        kind = PARAMETER_TYPES[key]
+        try:
+            typed[key] = kind(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{key}={value!r}: expected {kind.__name__}") from exc
+    for key in ("rows", "trials", "timeout_s"):
+        if key in typed and typed[key] < 1:
+            raise ValueError(f"{key} must be at least 1, got {typed[key]}")
+    return typed
+
+
+# ---------------------------------------------------------------------------------------------
+# Local run
+
+
+@dataclass
+class LocalRun:
+    """What a local run did: per-task journal records, where the outputs are, how long."""
+
+    succeeded: bool
+    seconds: float
+    records: list[dict]
+    journal_path: Path
+    pipeline_root: Path
+    arguments: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    log_path: Path | None = None
+
+    def record(self, task: str) -> dict | None:
+        """The journal record of ``task``, or None when it did not run."""
+        found = [r for r in self.records if r["task"] == task]
+        return found[-1] if found else None
+
+    def ran(self, task: str) -> bool:
+        """Did ``task`` run to success?"""
+        record = self.record(task)
+        return record is not None and record.get("status") == "succeeded"
+
+    @property
+    def failed_task(self) -> str | None:
+        failed = [r["task"] for r in self.records if r.get("status") == "failed"]
+        return failed[0] if failed else None
+
+    @property
+    def run_dir(self) -> Path | None:
+        """This run's folder under the pipeline root (kfp names it after pipeline and time)."""
+        for record in self.records:
+            for value in record.get("outputs", {}).values():
+                try:
+                    relative = Path(value).resolve().relative_to(self.pipeline_root)
+                except ValueError:
+                    continue
+                return self.pipeline_root / relative.parts[0]
+        return None
+
+    def output(self, task: str, name: str) -> Path | None:
+        record = self.record(task)
+        value = (record or {}).get("outputs", {}).get(name)
+        return Path(value) if value else None
+
+
+class _Progress(io.TextIOBase):
+    """Everything to the log file; kfp's task start / finish lines also to ``echo``."""
+
+    def __init__(self, log: TextIO, echo: TextIO | None):
+        self.log, self.echo, self.pending = log, echo, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if self.echo is not None and _PROGRESS.search(line):
+                self.echo.write(line.strip() + "\n")
+                self.echo.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_local(
+    cfg: SystemConfig,
+    config_path: str | Path,
+    *,
+    arguments: dict[str, Any] | None = None,
+    pipeline_root: str | Path | None = None,
+    verbose: bool = False,
+    echo: TextIO | None = sys.stderr,
+) -> LocalRun:
+    """Run the whole pipeline here with ``kfp.local``; never raises for a failed task.
+
+    ``config_path`` is the contract the tasks load (they run in other processes);
+    ``arguments`` override the defaults of :func:`default_arguments`; outputs go under
+    ``pipeline_root`` (default ``artifacts/pipeline``). The tasks' logs go to a file beside
+    the journal, with a line per task start and finish on ``echo`` (None: silent), or all of
+    them to stdout when ``verbose``.
+    """
+    from kfp import local
+
+    root = Path(pipeline_root or cfg.path(LOCAL_ROOT)).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    journal = root / f"journal-{stamp}.jsonl"
+    log_path = None if verbose else root / f"run-{stamp}.log"
+    values = {**default_arguments(cfg), **check_arguments(dict(arguments or {}))}
+    values["config_path"] = str(Path(config_path).resolve())
+    pipeline = build_pipeline(cfg)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    start = time.perf_counter()
+    error = None
+    with contextlib.ExitStack() as stack:
+        # The tasks are new processes: they must import this very package and find the journal.
+        src = str(Path(__file__).resolve().parents[2])
+        stack.enter_context(
+            _environment(
+                {
+                    steps.JOURNAL_ENV: str(journal),
+                    "PYTHONPATH": os.pathsep.join(
+                        p for p in (src, os.environ.get("PYTHONPATH")) if p
+                    ),
+                }
+            )
+        )
+        if log_path is not None:
+            log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stdout(_Progress(log, echo)))
+        # Image, resources and retries are for the cluster; the local runner warns it ignores them.
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+        try:
+            pipeline(**values)
+        except RuntimeError as exc:
+            error = _ANSI.sub("", str(exc))
+    return LocalRun(
+        succeeded=error is None,
+        seconds=time.perf_counter() - start,
+        records=steps.read_journal(journal),
+        journal_path=journal,
+        pipeline_root=root,
+        arguments=values,
+        error=error,
+        log_path=log_path,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Compile, submit, schedule
+
+
+def compile_pipeline(
+    cfg: SystemConfig, package_path: str | Path | None = None, *, image: str | None = None
+) -> Path:
+    """Write the pipeline spec (YAML) for Kubeflow; default ``deploy/kubeflow/pipeline.yaml``."""
+    from kfp import compiler
+
+    path = Path(package_path) if package_path else cfg.path(DEFAULT_PACKAGE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(cfg, image=image), str(path))
+    return path
+
+
+def _package(cfg: SystemConfig, package_path: str | Path | None, image: str | None) -> Path:
+    if package_path is None:
+        return compile_pipeline(cfg, image=image)
+    path = Path(package_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no compiled pipeline (run `pipeline compile` first)")
+    return path
+
+
+def _client(host: str | None, client: Any):
+    if client is not None:
+        return client
+    import kfp
+
+    return kfp.Client(host=host)
+
+
+def submit(
+    cfg: SystemConfig,
+    host: str | None,
+    *,
+    arguments: dict[str, Any] | None = None,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    namespace: str | None = None,
+    package_path: str | Path | None = None,
+    image: str | None = None,
+    client: Any = None,
+):
+    """Compile (unless ``package_path`` is given) and start one run on Kubeflow Pipelines."""
+    package = _package(cfg, package_path, image)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return _client(host, client).create_run_from_pipeline_package(
+        str(package),
+        arguments=check_arguments(dict(arguments or {})),
+        run_name=run_name or f"{pipeline_name(cfg)}-{stamp}",
+        experiment_name=experiment or cfg.training.mlflow.experiment,
+        namespace=namespace,
+    )
+
+
+def schedule(
+    cfg: SystemConfig,
+    host: str | None,
+    *,
+    arguments: dict[str, Any] | None = None,
+    experiment: str | None = None,
+    namespace: str | None = None,
+    package_path: str | Path | None = None,
+    image: str | None = None,
+    client: Any = None,
+):
+    """Create the recurring run for ``training.schedule`` (six-field cron, seconds first)."""
+    cron = cfg.training.schedule_cron
+    if len(cron.split()) != 6:
+        raise ValueError(f"{cron!r}: Kubeflow recurring runs need six cron fields")
+    package = _package(cfg, package_path, image)
+    client = _client(host, client)
+    found = client.create_experiment(
+        name=experiment or cfg.training.mlflow.experiment, namespace=namespace
+    )
+    return client.create_recurring_run(
+        experiment_id=found.experiment_id,
+        job_name=f"{pipeline_name(cfg)}-{cfg.training.schedule}",
+        description=f"{cfg.training.schedule} retraining ({cron}, UTC) from configs/system.yaml",
+        cron_expression=cron,
+        max_concurrency=1,
+        no_catchup=True,
+        params=check_arguments(dict(arguments or {})),
+        pipeline_package_path=str(package),
+        enabled=True,
+    )

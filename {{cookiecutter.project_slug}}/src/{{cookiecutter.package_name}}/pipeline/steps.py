@@ -1,0 +1,401 @@
+"""What each pipeline step does, in plain Python: the kfp components are one-line calls into here.
+
+A step takes the contract path, plain values and kfp artifacts (anything with ``.path`` and
+``.metadata``: a kfp ``Artifact`` or a stand-in), calls one stage function and describes its
+outputs. Steps never import one another; what flows between them is the artifacts.
+
+Every step appends one record (task, status, seconds, key metrics, outputs) to the JSON-lines
+file named by ``$PIPELINE_JOURNAL`` when it is set: the local runner reads it back for its
+table, and the tests read it to see which branch really ran. On a cluster the variable is not
+set and the same line goes to the step's log only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..config import SystemConfig, load_config
+from . import reports
+
+JOURNAL_ENV = "PIPELINE_JOURNAL"
+# Where the artifacts of one step are, inside their folders.
+RAW_FILE = "emails.parquet"
+VALIDATED_FILE = "validated.parquet"
+PASSED, PARTIAL, FAILED = "passed", "partial", "failed"
+
+
+def load(config_path: str, tracking_uri: str = "") -> SystemConfig:
+    """The contract for a step; a non-empty ``tracking_uri`` wins over the Secret and contract.
+
+    MLflow's URI is chosen in this order: the pipeline parameter, ``$MLFLOW_TRACKING_URI``
+    (from the Kubernetes Secret on a cluster), then ``training.mlflow.tracking_uri``. When the
+    contract's folder is read-only, its relative paths resolve under the working directory.
+    """
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    cfg = load_config(config_path or None)
+    if not os.access(cfg.root, os.W_OK):
+        # In the image the contract sits read-only under /etc: the contract's relative paths
+        # (Optuna and sender-store databases, GX context, a fallback MLflow store) go to the
+        # step's working directory instead.
+        work = Path.cwd()
+        print(f"{cfg.root} is read-only: the contract's relative paths resolve under {work}")
+        cfg = cfg.model_copy(update={"root": work})
+    return cfg
+
+
+@contextmanager
+def journal(task: str) -> Iterator[dict[str, Any]]:
+    """Time the step and record its outcome; the step fills ``metrics`` and ``outputs``."""
+    record: dict[str, Any] = {"task": task, "started": time.time(), "metrics": {}, "outputs": {}}
+    start = time.perf_counter()
+    try:
+        yield record
+    except BaseException as exc:
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        record["status"] = "succeeded"
+    finally:
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        _write(record)
+
+
+def _write(record: dict[str, Any]) -> None:
+    line = json.dumps(record, default=str)
+    print(f"[journal] {line}", flush=True)
+    path = os.environ.get(JOURNAL_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+def read_journal(path: str | Path) -> list[dict[str, Any]]:
+    """The records a run wrote, in the order the steps finished."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _folder(artifact: Any) -> Path:
+    folder = Path(artifact.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _metadata(artifact: Any, **values: Any) -> None:
+    # kfp shows artifact metadata in the UI; values must be JSON scalars.
+    artifact.metadata.update({k: v for k, v in values.items() if v is not None})
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def get_data(config_path: str, source: str, rows: int, data: Any) -> None:
+    """Generate ``rows`` synthetic emails (``source`` = ``generate``) or ingest ``source``."""
+    with journal("get-data") as record:
+        cfg = load(config_path)
+        target = _folder(data) / RAW_FILE
+        if source.strip().lower() in ("", "generate", "synthetic"):
+            from ..data import synthetic
+
+            summary = synthetic.run(
+                cfg, target, rows=rows, seed=cfg.training.seed, days=30, progress=False
+            )
+            count, positives, origin = summary.rows, summary.positives, "generated"
+        else:
+            from ..data import ingest
+
+            result = ingest.run(cfg, cfg.path(source), target, progress=False)
+            print(result.counts.summary(), flush=True)
+            if not result.counts.ingested:
+                raise ValueError(f"{source}: nothing ingested ({result.counts.summary()})")
+            count, origin = result.counts.ingested, str(source)
+            label = cfg.data.column("label").name
+            positives = int((result.records[label] == cfg.problem.positive_class).sum())
+        rate = positives / max(count, 1)
+        _metadata(data, rows=count, positive_rate=round(rate, 4), source=origin)
+        record["metrics"] = {"rows": count, "positive_rate": rate, "source": origin}
+        record["outputs"]["data"] = str(target)
+
+
+def validate_data(config_path: str, raw: Any, validated: Any, report: Any) -> tuple[str, str]:
+    """Validate against the contract; never fails on bad data (``check-data`` does).
+
+    Returns the status (``passed``, ``partial``: the valid remainder is usable, or ``failed``)
+    and the one-line summary. The report is a Markdown artifact the Kubeflow UI shows.
+    """
+    with journal("validate-data") as record:
+        from ..data import validate
+
+        cfg = load(config_path)
+        out_dir = _folder(validated)
+        result = validate.run(cfg, Path(raw.path) / RAW_FILE, out_dir, docs=False)
+        status = PASSED if result.success else PARTIAL if result.usable else FAILED
+        Path(report.path).write_text(reports.validation_markdown(result), encoding="utf-8")
+        _metadata(validated, rows=len(result.valid), status=status)
+        print(result.summary(), flush=True)
+        record["metrics"] = {
+            "status": status,
+            "rows": result.rows,
+            "checks": result.checks,
+            "failed_checks": len(result.failures),
+            "quarantined": len(result.quarantine),
+        }
+        record["outputs"] = {"report": report.path, "validated": str(out_dir)}
+        return status, result.summary()
+
+
+def check_data(status: str, summary: str) -> None:
+    """Fail the run when validation found the data unusable: nothing is trained on it."""
+    with journal("check-data") as record:
+        record["metrics"] = {"status": status}
+        if status == FAILED:
+            raise RuntimeError(
+                f"data validation failed, nothing is trained on this data: {summary} "
+                "(see the validate-data report)"
+            )
+        print(f"data validation {status}: {summary}", flush=True)
+
+
+def split_data(config_path: str, validated: Any, splits: Any) -> None:
+    """Split the validated rows by time into train / validation / test."""
+    with journal("split-data") as record:
+        from ..data import split
+
+        cfg = load(config_path)
+        result = split.run(cfg, Path(validated.path) / VALIDATED_FILE, _folder(splits))
+        print(result.summary(), flush=True)
+        counts = {name: info["rows"] for name, info in result.parts.items()}
+        _metadata(splits, **counts)
+        record["metrics"] = counts
+        record["outputs"]["splits"] = splits.path
+
+
+def build_features(config_path: str, splits: Any, features: Any) -> None:
+    """Attach point-in-time sender history and fill the sender store.
+
+    The store is ``$SENDER_STORE_URL`` when set (the Secret on a cluster), else the contract's.
+    """
+    with journal("build-features") as record:
+        from ..features import build
+
+        cfg = load(config_path)
+        store_url = os.environ.get("SENDER_STORE_URL") or None
+        result = build.run(cfg, Path(splits.path), _folder(features), store_url=store_url)
+        print(result.summary(), flush=True)
+        _metadata(features, senders=result.senders, label_cutoff=result.label_cutoff)
+        record["metrics"] = {"senders": result.senders, **result.rows}
+        record["outputs"]["features"] = features.path
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def train_baseline(config_path: str, features: Any, baseline: Any) -> None:
+    """TF-IDF + logistic regression on the train split: the bar the tuned model must clear."""
+    with journal("train-baseline") as record:
+        from ..models import baseline as baseline_stage
+
+        cfg = load(config_path)
+        train = Path(features.path) / "train.parquet"
+        result = baseline_stage.run(cfg, train, _folder(baseline), progress=False)
+        print(result.summary(), flush=True)
+        _metadata(baseline, kind="baseline", rows=result.rows)
+        record["metrics"] = {"rows": result.rows}
+        record["outputs"]["baseline"] = baseline.path
+
+
+def tune_model(
+    config_path: str,
+    features: Any,
+    trials: int,
+    timeout_s: int,
+    tracking_uri: str,
+    candidate: Any,
+    report: Any,
+) -> None:
+    """XGBoost tuned with Optuna on validation PR-AUC; trials nest under one MLflow run."""
+    with journal("tune-model") as record:
+        from ..models import tune
+
+        cfg = load(config_path, tracking_uri)
+        folder = Path(features.path)
+        # The plots go into the HTML report (and MLflow), not into the project's reports/.
+        with tempfile.TemporaryDirectory(prefix="tuning-") as plots:
+            result = tune.run(
+                cfg,
+                folder / "train.parquet",
+                folder / "validation.parquet",
+                _folder(candidate),
+                trials=trials,
+                timeout_s=timeout_s,
+                progress=False,
+                report_dir=Path(plots),
+            )
+            Path(report.path).write_text(reports.tuning_html(result), encoding="utf-8")
+        print(result.summary(), flush=True)
+        _metadata(
+            candidate,
+            kind="xgboost",
+            best_val_pr_auc=round(result.best_value, 6),
+            mlflow_run_id=result.mlflow_run_id,
+        )
+        record["metrics"] = {
+            "trials": result.trials_run,
+            "pruned": result.pruned,
+            "best_val_pr_auc": result.best_value,
+        }
+        record["outputs"] = {"candidate": candidate.path, "report": report.path}
+
+
+def evaluate_model(
+    config_path: str,
+    features: Any,
+    candidate: Any,
+    baseline: Any,
+    evaluated: Any,
+    evaluation: Any,
+    metrics: Any,
+    model_card: Any,
+    report: Any,
+) -> tuple[str, str]:
+    """Threshold on validation, metrics on test, the gate: contract met and baseline beaten.
+
+    The candidate is copied to ``evaluated`` first (evaluation writes the threshold into the
+    bundle, and a step must not modify its inputs). Returns ``("passed" | "failed", reasons)``.
+    """
+    with journal("evaluate-model") as record:
+        from ..models import evaluate
+
+        cfg = load(config_path)
+        folder = Path(features.path)
+        bundle_dir = Path(evaluated.path)
+        if bundle_dir.exists():
+            shutil.rmtree(bundle_dir)
+        shutil.copytree(candidate.path, bundle_dir)
+        result = evaluate.run(
+            cfg,
+            bundle_dir,
+            folder / "validation.parquet",
+            folder / "test.parquet",
+            _folder(evaluation),
+            baseline_dir=Path(baseline.path),
+            history=folder / "train.parquet",
+        )
+        body = json.loads(result.evaluation_path.read_text(encoding="utf-8"))
+        reasons = list(result.contract_reasons)
+        selection = body["selection"]
+        if selection.get("beats_baseline") is False:
+            reasons.append(
+                f"{selection['metric']} {selection['candidate']:.4f} does not beat the "
+                f"baseline's {selection['baseline']:.4f}"
+            )
+        gate = FAILED if reasons else PASSED
+        for key in ("precision", "recall", "f1", "roc_auc", "pr_auc"):
+            if result.test.get(key) is not None:
+                metrics.log_metric(f"test_{key}", float(result.test[key]))
+        metrics.log_metric("threshold", float(result.choice.threshold))
+        if selection.get("baseline") is not None:
+            metrics.log_metric(f"baseline_test_{selection['metric']}", float(selection["baseline"]))
+        shutil.copyfile(result.model_card_path, model_card.path)
+        Path(report.path).write_text(
+            reports.evaluation_html(cfg, body, result, reasons), encoding="utf-8"
+        )
+        _metadata(evaluated, kind=body["kind"], threshold=float(result.choice.threshold), gate=gate)
+        record["metrics"] = {
+            "gate": gate,
+            **{k: result.test.get(k) for k in ("precision", "recall", "pr_auc")},
+            "reasons": reasons,
+        }
+        record["outputs"] = {
+            "evaluation": str(result.evaluation_path),
+            "model_card": model_card.path,
+            "report": report.path,
+        }
+        print(f"gate {gate}" + "".join(f"\n  - {r}" for r in reasons), flush=True)
+        return gate, "; ".join(reasons)
+
+
+def report_gate_failure(reasons: str, note: Any) -> None:
+    """The else branch: the run ends successfully, unpromoted, and says why."""
+    with journal("report-gate-failure") as record:
+        text = reports.gate_failure_markdown(reasons)
+        Path(note.path).write_text(text, encoding="utf-8")
+        print(text, flush=True)
+        record["metrics"] = {"reasons": reasons}
+        record["outputs"]["note"] = note.path
+
+
+def promote_model(
+    config_path: str,
+    tracking_uri: str,
+    promotion_margin: float,
+    features: Any,
+    evaluated: Any,
+    evaluation: Any,
+    decision: Any,
+) -> tuple[str, int]:
+    """Register the evaluated bundle in MLflow and gate it: champion, challenger or rejected."""
+    with journal("promote-model") as record:
+        import pandas as pd
+
+        from ..models import registry
+
+        cfg = with_margin(load(config_path, tracking_uri), promotion_margin)
+        body = json.loads((Path(evaluation.path) / "evaluation.json").read_text(encoding="utf-8"))
+        info = registry.register_bundle(cfg, Path(evaluated.path))
+        test_df = pd.read_parquet(Path(features.path) / "test.parquet")
+        baseline_metrics = (body.get("baseline") or {}).get("test", {})
+        result = registry.promote(cfg, info.version, test_df, baseline_metrics=baseline_metrics)
+        lines = result.summary()
+        Path(decision.path).write_text(reports.decision_markdown(info.uri, lines), encoding="utf-8")
+        print("\n".join(lines), flush=True)
+        record["metrics"] = {"outcome": result.outcome, "version": info.version}
+        record["outputs"] = {"model_uri": info.uri, "decision": decision.path}
+        return result.outcome, int(info.version)
+
+
+def with_margin(cfg: SystemConfig, margin: float) -> SystemConfig:
+    """The contract with another promotion margin (a pipeline parameter)."""
+    if not 0 <= margin < 1:
+        raise ValueError(f"promotion_margin must be in [0, 1), got {margin}")
+    offline = cfg.metrics.offline.model_copy(update={"promotion_margin": float(margin)})
+    metrics = cfg.metrics.model_copy(update={"offline": offline})
+    return cfg.model_copy(update={"metrics": metrics})
+
+
+def export_serving_bundle(
+    config_path: str, tracking_uri: str, version: int, outcome: str, serving: Any
+) -> None:
+    """The registered version's bundle, downloaded and verified, as the serving artifact."""
+    with journal("export-serving-bundle") as record:
+        from ..bundle import save_bundle
+        from ..models import registry
+
+        cfg = load(config_path, tracking_uri)
+        bundle, info = registry.load_registered_bundle(cfg, version)
+        folder = _folder(serving)
+        save_bundle(bundle, folder)
+        served = {
+            "model_uri": info.uri,
+            "registered_model": info.name,
+            "version": info.version,
+            "aliases": list(info.aliases),
+            "promotion_outcome": outcome,
+        }
+        (folder / "serving.json").write_text(json.dumps(served, indent=2) + "\n", "utf-8")
+        _metadata(serving, model_uri=info.uri, aliases=",".join(info.aliases) or "none")
+        record["metrics"] = {"model_uri": info.uri, "aliases": list(info.aliases)}
+        record["outputs"]["serving"] = str(folder)

@@ -1,0 +1,383 @@
+"""The Kubeflow pipeline: real local runs (kfp.local, one process per task), compile, submit.
+
+Each local run trains on ~2,000 generated emails with 2 Optuna trials, in a temporary project
+(its own contract copy, MLflow sqlite store, Optuna and sender-store databases). The journal the
+steps write says which tasks really ran: the promotion branch when the gate passed, the
+else branch when it failed, never both and never neither (kfp's condition trap).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+from typer.testing import CliRunner
+
+from {{cookiecutter.package_name}} import __version__
+from {{cookiecutter.package_name}}.config import load_config
+from {{cookiecutter.package_name}}.models import registry
+from {{cookiecutter.package_name}}.pipeline import run as runner
+from {{cookiecutter.package_name}}.pipeline import summary
+from {{cookiecutter.package_name}}.pipeline.pipeline import (
+    CACHED,
+    ELSE_BRANCH,
+    PROMOTION_BRANCH,
+    RETRIED,
+    TASKS,
+    default_image,
+    pipeline_name,
+    secret_name,
+)
+
+ROWS, TRIALS = 2000, 2
+BEFORE_GATE = TASKS[: TASKS.index("evaluate-model") + 1]
+
+
+def contract_copy(project_root, folder: Path, name: str, **changes) -> Path:
+    """The project's contract with ``changes`` (dotted keys), saved as folder/configs/name.yaml.
+
+    Every copy in one folder shares its root: one MLflow store, Optuna and sender databases.
+    """
+    data = yaml.safe_load((project_root / "configs" / "system.yaml").read_text(encoding="utf-8"))
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    path = folder / "configs" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A project folder of the module's own; MLFLOW_TRACKING_URI from the shell is ignored."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield tmp_path_factory.mktemp("pipeline-project")
+
+
+def local_run(path: Path, **arguments):
+    cfg = load_config(path)
+    arguments = {"rows": ROWS, "trials": TRIALS, **arguments}
+    return cfg, runner.run_local(cfg, path, arguments=arguments, echo=None)
+
+
+@pytest.fixture(scope="module")
+def passed(project_root, workspace):
+    # Targets below the positive rate: any sensible model meets them, so the gate passes.
+    path = contract_copy(
+        project_root,
+        workspace,
+        "lenient",
+        **{"metrics.offline.target_precision": 0.2, "metrics.offline.target_recall": 0.5},
+    )
+    return local_run(path)
+
+
+@pytest.fixture(scope="module")
+def gate_failed(project_root, workspace):
+    # Perfect precision and recall on held-out data: no model meets this contract.
+    path = contract_copy(
+        project_root,
+        workspace,
+        "impossible",
+        **{
+            "metrics.offline.target_precision": 1.0,
+            "metrics.offline.target_recall": 1.0,
+            "training.mlflow.registered_model": "gate-test-model",
+            "training.optuna.study_name": "gate-test",
+        },
+    )
+    return local_run(path, rows=1200, trials=1)  # the smallest data validation accepts
+
+
+def table_text(run) -> str:
+    console = Console(record=True, width=200)
+    console.print(summary.task_table(run))
+    return console.export_text()
+
+
+@pytest.mark.slow
+def test_local_run_trains_registers_and_promotes(passed):
+    cfg, run = passed
+    assert run.succeeded, (run.error, run.log_path)
+    for task in BEFORE_GATE + PROMOTION_BRANCH:
+        assert run.ran(task), f"{task} did not run: {run.record(task)}"
+    for task in ELSE_BRANCH:
+        assert run.record(task) is None, f"{task} ran although the gate passed"
+    assert run.record("get-data")["metrics"]["rows"] == ROWS
+    assert run.record("tune-model")["metrics"]["trials"] == TRIALS
+    assert run.record("evaluate-model")["metrics"]["gate"] == "passed"
+
+    # The model is in the project's MLflow store, with the champion alias.
+    assert cfg.tracking_uri.startswith("sqlite:///") and str(cfg.root) in cfg.tracking_uri
+    decision = run.record("promote-model")["metrics"]
+    assert decision["outcome"] == "champion"
+    champion = registry.get_version(cfg, registry.CHAMPION)
+    assert champion.version == decision["version"]
+
+    served = json.loads(
+        (run.output("export-serving-bundle", "serving") / "serving.json").read_text()
+    )
+    assert served["model_uri"] == champion.uri and "champion" in served["aliases"]
+    assert "Gate passed" in run.output("evaluate-model", "report").read_text(encoding="utf-8")
+    assert "PASS" in run.output("validate-data", "report").read_text(encoding="utf-8")
+
+    text = table_text(run)
+    for task in TASKS:
+        assert task in text
+    assert "skipped (gate passed)" in text and "best_val_pr_auc" in text
+    lines = summary.where_outputs(run, cfg)
+    assert any(line.startswith("registry: models:/") for line in lines)
+    assert run.run_dir is not None and run.run_dir.is_dir()
+
+
+@pytest.mark.slow
+def test_failed_gate_ends_the_run_successfully_without_promotion(gate_failed):
+    cfg, run = gate_failed
+    assert run.succeeded, (run.error, run.log_path)
+    for task in BEFORE_GATE + ELSE_BRANCH:
+        assert run.ran(task), f"{task} did not run: {run.record(task)}"
+    for task in PROMOTION_BRANCH:
+        assert run.record(task) is None, f"{task} ran although the gate failed"
+    evaluation = run.record("evaluate-model")["metrics"]
+    assert evaluation["gate"] == "failed" and evaluation["reasons"]
+    note = run.output("report-gate-failure", "note").read_text(encoding="utf-8")
+    assert "Not promoted" in note and "below the target" in note
+    # Nothing was registered under this contract's model name, so there is no champion.
+    with pytest.raises(registry.NoChampionError):
+        registry.get_version(cfg, registry.CHAMPION)
+    with pytest.raises(registry.RegistryError, match="no version"):
+        registry.get_version(cfg, "latest")
+    assert "skipped (gate failed)" in table_text(run)
+
+
+@pytest.mark.slow
+def test_validation_failure_fails_the_run_at_validation(project_root, workspace):
+    path = contract_copy(project_root, workspace, "strict", **{"data.min_rows": 1_000_000})
+    cfg = load_config(path)
+    run = runner.run_local(cfg, path, arguments={"rows": 1200, "trials": 1}, echo=None)
+    assert not run.succeeded
+    assert run.failed_task == "check-data" and "check-data" in run.error
+    assert run.record("validate-data")["metrics"]["status"] == "failed"
+    assert "data validation failed" in run.record("check-data")["error"]
+    for task in TASKS[TASKS.index("split-data") :]:
+        assert run.record(task) is None, f"{task} ran on data that failed validation"
+    report = run.output("validate-data", "report").read_text(encoding="utf-8")
+    assert "FAIL" in report and "row_count" in report
+    assert summary.task_status(run, "split-data") == "not run"
+
+
+@pytest.fixture(scope="module")
+def compiled(cfg, tmp_path_factory):
+    path = runner.compile_pipeline(cfg, tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
+    return path, list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+
+
+def test_compiled_yaml_is_a_valid_pipeline_spec(cfg, compiled):
+    from google.protobuf import json_format
+    from kfp import components
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    path, (spec, platform) = compiled
+    # Strict protobuf parse: an unknown or misspelled field fails here.
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == pipeline_name(cfg)
+
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["trials"]["defaultValue"] == cfg.training.optuna.trials
+    assert parameters["timeout_s"]["defaultValue"] == cfg.training.optuna.timeout_s
+    assert parameters["promotion_margin"]["defaultValue"] == cfg.metrics.offline.promotion_margin
+    assert parameters["data_source"]["defaultValue"] == "generate"
+    assert parameters["mlflow_tracking_uri"]["defaultValue"] == ""
+
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {default_image(cfg)}
+    assert default_image(cfg).endswith(f":{__version__}")
+    for executor in executors.values():
+        container = executor["container"]
+        assert "pip install" not in " ".join(container["command"])  # the image has everything
+        assert container["resources"]["cpuRequest"] > 0
+        assert container["resources"]["memoryRequest"] > 0
+
+
+def test_compiled_yaml_gates_caches_retries_and_reads_the_secret(cfg, compiled):
+    _, (spec, platform) = compiled
+    text = json.dumps(spec)
+    # The gate is a string comparison: no double() for the local evaluator to trip over.
+    assert "== 'passed'" in text and "double(" not in text
+
+    tasks = {}
+
+    def collect(dag):
+        for name, task in dag.get("tasks", {}).items():
+            tasks[name] = task
+            inner = spec["components"][task["componentRef"]["name"]].get("dag")
+            if inner:
+                collect(inner)
+
+    collect(spec["root"]["dag"])
+    assert set(TASKS) <= set(tasks)
+    for name in TASKS:
+        caching = tasks[name].get("cachingOptions", {}).get("enableCache", False)
+        assert caching == (name in CACHED), name
+        assert ("retryPolicy" in tasks[name]) == (name in RETRIED), name
+
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    tune = executors["exec-tune-model"]["secretAsEnv"][0]
+    assert tune["secretName"] == secret_name(cfg) and tune["optional"] is True
+    assert {"envVar": "MLFLOW_TRACKING_URI", "secretKey": "MLFLOW_TRACKING_URI"} in tune["keyToEnv"]
+    assert "exec-validate-data" not in executors  # no credentials where none are needed
+
+
+class FakeClient:
+    """Records what our code hands to kfp.Client."""
+
+    def __init__(self, host=None):
+        self.host, self.calls = host, []
+
+    def create_run_from_pipeline_package(self, pipeline_file, **kwargs):
+        self.calls.append(("run", pipeline_file, kwargs))
+        return type("Result", (), {"run_id": "run-1"})()
+
+    def create_experiment(self, name, namespace=None):
+        self.calls.append(("experiment", name, {"namespace": namespace}))
+        return type("Experiment", (), {"experiment_id": "exp-1"})()
+
+    def create_recurring_run(self, **kwargs):
+        self.calls.append(("recurring", kwargs.get("pipeline_package_path"), kwargs))
+        return type("Recurring", (), {"recurring_run_id": "rr-1"})()
+
+
+def test_submit_hands_the_client_package_arguments_and_experiment(cfg, compiled):
+    path, _ = compiled
+    client = FakeClient()
+    arguments = runner.parse_params(["rows=5000", "promotion_margin=0.01", "data_source=generate"])
+    result = runner.submit(
+        cfg,
+        "http://kfp.example",
+        arguments=arguments,
+        experiment="nightly",
+        package_path=path,
+        client=client,
+    )
+    assert result.run_id == "run-1"
+    [(kind, package, kwargs)] = client.calls
+    assert kind == "run" and package == str(path)
+    assert kwargs["arguments"] == {
+        "rows": 5000,
+        "promotion_margin": 0.01,
+        "data_source": "generate",
+    }
+    assert kwargs["experiment_name"] == "nightly"
+    assert kwargs["run_name"].startswith(pipeline_name(cfg))
+
+
+def test_schedule_creates_a_six_field_cron_recurring_run(cfg, compiled):
+    path, _ = compiled
+    client = FakeClient()
+    runner.schedule(cfg, None, arguments={"trials": 5}, package_path=path, client=client)
+    (_, name, _), (kind, package, kwargs) = client.calls
+    assert name == cfg.training.mlflow.experiment
+    assert kind == "recurring" and package == str(path)
+    assert kwargs["experiment_id"] == "exp-1"
+    assert kwargs["cron_expression"] == cfg.training.schedule_cron
+    assert len(kwargs["cron_expression"].split()) == 6
+    assert kwargs["params"] == {"trials": 5} and kwargs["max_concurrency"] == 1
+    assert cfg.training.schedule in kwargs["job_name"]
+
+
+def test_parameters_are_typed_and_checked():
+    assert runner.parse_params(["trials=3", "timeout-s=60"]) == {"trials": 3, "timeout_s": 60}
+    with pytest.raises(ValueError, match="unknown pipeline parameter"):
+        runner.parse_params(["epochs=3"])
+    with pytest.raises(ValueError, match="expected int"):
+        runner.parse_params(["rows=many"])
+    with pytest.raises(ValueError, match="key=value"):
+        runner.parse_params(["rows"])
+
+
+def test_cli_compile_submit_and_the_local_flag(cfg, project_root, tmp_path, monkeypatch):
+    import kfp
+
+    from {{cookiecutter.package_name}}.cli.pipeline import app
+
+    config = str(project_root / "configs" / "system.yaml")
+    cli = CliRunner()
+    out = tmp_path / "p.yaml"
+    result = cli.invoke(app, ["compile", "--out", str(out), "--config", config])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load_all(out.read_text(encoding="utf-8"))
+
+    clients = []
+    monkeypatch.setattr(kfp, "Client", lambda host: clients.append(FakeClient(host)) or clients[-1])
+    result = cli.invoke(
+        app,
+        [
+            "submit",
+            "--host",
+            "http://kfp.example",
+            "--package",
+            str(out),
+            "-p",
+            "rows=3000",
+            "--experiment",
+            "exp",
+            "--config",
+            config,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "run-1" in result.output
+    [(_, package, kwargs)] = clients[0].calls
+    assert clients[0].host == "http://kfp.example" and package == str(out)
+    assert kwargs["arguments"] == {"rows": 3000} and kwargs["experiment_name"] == "exp"
+
+    result = cli.invoke(app, ["submit", "--host", "h", "-p", "nope=1", "--config", config])
+    assert result.exit_code == 2 and "unknown pipeline parameter" in result.output
+    result = cli.invoke(app, ["run", "--config", config])
+    assert result.exit_code == 2 and "--local" in result.output
+
+
+def test_get_data_ingests_a_file_with_the_same_step(cfg, project_root, tmp_path):
+    from types import SimpleNamespace
+
+    from {{cookiecutter.package_name}}.data import synthetic
+    from {{cookiecutter.package_name}}.pipeline import steps
+
+    source = tmp_path / "corpus.parquet"
+    synthetic.run(cfg, source, rows=300, seed=1, progress=False)
+    artifact = SimpleNamespace(path=str(tmp_path / "raw"), metadata={})
+    steps.get_data(str(project_root / "configs" / "system.yaml"), str(source), 0, artifact)
+    assert artifact.metadata["rows"] == 300 and artifact.metadata["source"] == str(source)
+    assert (tmp_path / "raw" / steps.RAW_FILE).is_file()
+
+
+def test_promotion_margin_parameter_overrides_the_contract(cfg):
+    from {{cookiecutter.package_name}}.pipeline import steps
+
+    assert steps.with_margin(cfg, 0.05).metrics.offline.promotion_margin == 0.05
+    assert cfg.metrics.offline.promotion_margin != 0.05  # the contract itself is untouched
+    with pytest.raises(ValueError, match="promotion_margin"):
+        steps.with_margin(cfg, 1.5)
+
+
+def test_steps_reroot_relative_paths_when_the_contract_is_read_only(
+    project_root, tmp_path, monkeypatch
+):
+    from {{cookiecutter.package_name}}.pipeline import steps
+
+    config = str(project_root / "configs" / "system.yaml")
+    assert steps.load(config).root == project_root
+    # As in the image: the contract under /etc, the working directory writable.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(steps.os, "access", lambda path, mode: False)
+    cfg = steps.load(config)
+    assert cfg.root == tmp_path
+    assert cfg.sqlite_url("sqlite:///optuna.db") == f"sqlite:///{tmp_path / 'optuna.db'}"
