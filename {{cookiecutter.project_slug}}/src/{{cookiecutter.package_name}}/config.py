@@ -57,6 +57,9 @@ class OfflineMetrics(_Strict):
     target_recall: float = Rate
     selection_metric: Literal["pr_auc", "roc_auc", "f1", "recall_at_target_precision"] = "pr_auc"
     promotion_margin: float = Field(ge=0, lt=1)
+    # Validation precision is an estimate: aim this much above the target when choosing the
+    # threshold, falling back to the target itself when no threshold reaches it.
+    threshold_precision_margin: float = Field(default=0.005, ge=0, lt=1)
 
 
 class OnlineMetric(_Strict):

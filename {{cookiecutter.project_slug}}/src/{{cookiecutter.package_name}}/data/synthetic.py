@@ -8,13 +8,13 @@ The corpus is built so that text alone does not separate it (see synthetic_world
 synthetic_text): newsletters and notifications carry offers and links, phishing copies
 notifications, compromised old accounts write like their owners and snowshoe spam spreads thin
 over many fresh domains. What does separate it is behaviour: account age at send time, bursts,
-the sender's history, reply-to and link hosts, attachments. About 1.2 % of labels are wrong
-(newsletters reported as spam, a little spam never reported).
+the sender's history, reply-to and link hosts, attachments. About 1 % of labels are wrong
+(mostly newsletters reported as spam; a little spam never reported).
 
-Rows are made hour by hour, each hour from its own random stream, so the content does not depend
-on how the output is chunked. ``drift`` (0..1) moves the world: more spam, campaigns with new
-vocabulary (crypto airdrops, toll scams, two-factor lures, AI trading) and sender domains on
-new top-level domains.
+Emails are made in units of consecutive hours, each from its own random stream, so the content
+does not depend on how the output is chunked. ``drift`` (0..1) moves the world: more spam,
+campaigns with new vocabulary (crypto airdrops, toll scams, two-factor lures, AI trading) and
+sender domains on new top-level domains. HTML bodies keep their markup, like raw stored mail.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import synthetic_rows as rows
+from . import synthetic_rows
 from .synthetic_world import SPAM_TLDS_NEW, build_world
 
 if TYPE_CHECKING:
@@ -63,13 +63,14 @@ _STRING += ("content_type", "urls", "attachment_types", "quality_flags", "label"
 class GenerationSummary:
     """What a write produced: the file, its row count, how many are positive, time taken."""
 
-    path: Path | None
+    path: Path
     rows: int
     positives: int
     seconds: float
 
 
 def _check(n: int, days: int, start: datetime, drift: float) -> None:
+    """Refuse arguments that cannot make a corpus, before anything is written."""
     if n < 0:
         raise ValueError(f"rows must be >= 0, got {n}")
     if days < 1:
@@ -81,6 +82,7 @@ def _check(n: int, days: int, start: datetime, drift: float) -> None:
 
 
 def _empty() -> pd.DataFrame:
+    """No rows, the contract's columns and dtypes."""
     data = {c: pd.Series([], dtype="str") for c in _STRING}
     for c in ("received_at", "sender_created_at"):
         data[c] = pd.Series([], dtype="datetime64[ns, UTC]")
@@ -105,15 +107,15 @@ def _frames(
     row0 = 0
     pending: list[dict] = []
     for unit in range(-(-world.n_slots // world.unit_slots)):
-        pending.append(rows.unit_numbers(world, unit))
+        pending.append(synthetic_rows.unit_numbers(world, unit))
         if sum(len(p["t"]) for p in pending) >= block_rows:
             nums = {key: np.concatenate([p[key] for p in pending]) for key in pending[0]}
-            yield rows.frame(world, nums, start_ns, row0, labels)
+            yield synthetic_rows.frame(world, nums, start_ns, row0, labels)
             row0 += len(nums["t"])
             pending = []
     if pending and sum(len(p["t"]) for p in pending):
         nums = {key: np.concatenate([p[key] for p in pending]) for key in pending[0]}
-        yield rows.frame(world, nums, start_ns, row0, labels)
+        yield synthetic_rows.frame(world, nums, start_ns, row0, labels)
 
 
 def generate_emails(
@@ -167,7 +169,7 @@ def write_emails(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     schema = pa.Schema.from_pandas(_empty(), preserve_index=False)
-    rows = positives = 0
+    written = positives = 0
     bar = _progress(n) if progress else None
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -177,17 +179,17 @@ def write_emails(
             for frame in frames:
                 buffer.append(frame)
                 buffered += len(frame)
-                while buffered >= chunk_rows:
+                while buffered >= chunk_rows:  # exactly chunk_rows per row group
                     chunk = pd.concat(buffer, ignore_index=True)
                     head, rest = chunk.iloc[:chunk_rows], chunk.iloc[chunk_rows:]
-                    rows, positives = _write(writer, schema, head, positive, rows, positives)
+                    written, positives = _write(writer, schema, head, positive, written, positives)
                     buffer, buffered = [rest], len(rest)
-                    if bar:
-                        bar[0].update(bar[1], completed=rows)
+                if bar:
+                    bar[0].update(bar[1], completed=written + buffered)
             if buffered:
                 chunk = pd.concat(buffer, ignore_index=True)
-                rows, positives = _write(writer, schema, chunk, positive, rows, positives)
-            elif rows == 0:
+                written, positives = _write(writer, schema, chunk, positive, written, positives)
+            elif written == 0:
                 writer.write_table(pa.Table.from_pandas(_empty(), schema, preserve_index=False))
         os.replace(tmp, path)
     except BaseException:
@@ -196,14 +198,14 @@ def write_emails(
     finally:
         if bar:
             bar[0].stop()
-    return GenerationSummary(path, rows, positives, time.perf_counter() - began)
+    return GenerationSummary(path, written, positives, time.perf_counter() - began)
 
 
-def _write(writer, schema, chunk: pd.DataFrame, positive: str, rows: int, positives: int):
+def _write(writer, schema, chunk: pd.DataFrame, positive: str, written: int, positives: int):
     import pyarrow as pa
 
     writer.write_table(pa.Table.from_pandas(chunk, schema, preserve_index=False))
-    return rows + len(chunk), positives + int((chunk["label"] == positive).sum())
+    return written + len(chunk), positives + int((chunk["label"] == positive).sum())
 
 
 def _progress(total: int):

@@ -47,7 +47,7 @@ _MANY_RECIPIENTS = np.array([0.15, 0.6, 0.0, 0.0, 0.5, 0.2, 0.1, 0.8])
 _RECIPIENTS_MAX = np.array([6, 0, 1, 1, 50, 10, 5, 150])  # uniform 2..max (work: geometric)
 # Label noise (about 1 % overall): newsletters reported as spam (graymail) most, other ham
 # rarely, and a little spam never reported.
-_FLIP = np.array([0.008, 0.008, 0.035, 0.008, 0.0015, 0.0015, 0.0015, 0.0015])
+_FLIP = np.array([0.008, 0.008, 0.035, 0.008, 0.001, 0.001, 0.001, 0.001])
 _ATTACH_TYPES = (
     ("jpg", "pdf", "heic", "png", "docx", "mov"),
     ("pdf", "docx", "xlsx", "pptx", "zip", "csv", "png"),
@@ -66,6 +66,32 @@ _ANCHORS = tx.split_lines(
     "View online|Read more|See details|Shop now|Open|Click here|Learn more|Verify|Claim now"
 )
 _ANCHORS_HAM, _ANCHORS_SPAM = _ANCHORS[:7], _ANCHORS[2:]
+
+
+def _token(x: int, y: int) -> str:
+    """A URL path token (12 hex digits) from two random integers."""
+    return f"{x & 0xFFFFFF:06x}{y & 0xFFFFFF:06x}"
+
+
+_PERSON_HOSTS = (
+    "https://www.youtube.com/watch?v=",
+    "https://docs.google.com/document/d/",
+    "https://photos.app.goo.gl/",
+    "https://www.bbc.co.uk/news/",
+    "https://maps.app.goo.gl/",
+    "https://bit.ly/",
+    "https://docs.google.com/forms/d/",
+    "https://drive.google.com/file/d/",
+)
+_SHORTENERS = ("https://bit.ly/", "https://tinyurl.com/", "https://t.co/")
+# Phishing pages on legitimate hosting: the host says nothing, the sender does.
+_HOSTING = (
+    "https://storage.googleapis.com/{t}/index.html",
+    "https://{t}.web.app/login",
+    "https://docs.google.com/forms/d/{t}",
+    "https://{t}.sharepoint.com/s/review",
+    "https://drive.google.com/file/d/{t}",
+)
 
 
 def unit_numbers(world: World, unit: int) -> dict[str, np.ndarray]:
@@ -213,8 +239,9 @@ def frame(world: World, nums: dict, start_ns: int, row0: int, labels: tuple[str,
     columns += ("variant", "reply", "attach", "mid", "no_subject", "r")
     values = [nums[c].tolist() for c in columns]
     ids, addresses, domains, replies, subjects, bodies, url_lists, types = ([] for _ in range(8))
-    for row, (k, look, sid, fid, html, n_links, images, hidden, http, variant, reply, attach,
-              mid, no_subject, r) in enumerate(zip(*values, strict=True)):  # fmt: skip
+    for row, draws in enumerate(zip(*values, strict=True)):
+        k, look, sid, fid, html, n_links, images, hidden, http = draws[:9]
+        variant, reply, attach, mid, no_subject, r = draws[9:]
         domain, brand, name = senders.domain[sid], senders.brand[sid], senders.name[sid]
         address, host = senders.address[sid], flow_host[fid]
         family = families[fid] if k >= N_HAM_KINDS or k == NEWS else k
@@ -230,10 +257,9 @@ def frame(world: World, nums: dict, start_ns: int, row0: int, labels: tuple[str,
         company = company_host.get(domain, domain)
         urls = _links(k if k == PHISH else look, n_links, r, http, domain, host, company, copy)
         anchors = _ANCHORS_SPAM if k >= N_HAM_KINDS and not copy else _ANCHORS_HAM
-        body = render(
-            (lines, sign), urls, anchors, html, images if html else 0, filler,
-            family == tx.F_NEWS, r[25],
-        )  # fmt: skip
+        n_images = images if html else 0
+        layout = family == tx.F_NEWS
+        body = render((lines, sign), urls, anchors, html, n_images, filler, layout, r[25])
         kind_types = _ATTACH_TYPES[k]
         ids.append(f"<{mid:010x}.{row0 + row:x}@{domain}>")
         addresses.append(address)
@@ -271,32 +297,6 @@ def frame(world: World, nums: dict, start_ns: int, row0: int, labels: tuple[str,
             "label": pd.array(np.where(positive, *labels).tolist(), dtype=text),
         }
     )
-
-
-def _token(x: int, y: int) -> str:
-    """A URL path token (12 hex digits) from two random integers."""
-    return f"{x & 0xFFFFFF:06x}{y & 0xFFFFFF:06x}"
-
-
-_PERSON_HOSTS = (
-    "https://www.youtube.com/watch?v=",
-    "https://docs.google.com/document/d/",
-    "https://photos.app.goo.gl/",
-    "https://www.bbc.co.uk/news/",
-    "https://maps.app.goo.gl/",
-    "https://bit.ly/",
-    "https://docs.google.com/forms/d/",
-    "https://drive.google.com/file/d/",
-)
-_SHORTENERS = ("https://bit.ly/", "https://tinyurl.com/", "https://t.co/")
-# Phishing pages on legitimate hosting: the host says nothing, the sender does.
-_HOSTING = (
-    "https://storage.googleapis.com/{t}/index.html",
-    "https://{t}.web.app/login",
-    "https://docs.google.com/forms/d/{t}",
-    "https://{t}.sharepoint.com/s/review",
-    "https://drive.google.com/file/d/{t}",
-)
 
 
 def _render(

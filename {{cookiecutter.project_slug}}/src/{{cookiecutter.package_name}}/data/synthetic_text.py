@@ -376,7 +376,7 @@ def compose(
     elif family == F_PROMO:
         subjects, body = pick(PROMO_T, variant)
         subject = pick(subjects, r[17])
-        lines = [pick(body, r[19 + j]) for j in range(k + 1)]
+        lines = lines_from(body, r, k + 1, 19)
         sign = pick(("Best wishes", "Regards", "Support team", brand), r[23])
     elif family == F_BEC:
         subjects, body = BEC_T

@@ -255,10 +255,12 @@ class _Builder:
         for kind, family in ((PERSON, F_PERSON), (WORK, F_WORK), (NOTIFY, F_NOTIFY)):
             self.flow(hc[kind], kind, 0.0, self.window, -1, -1, family)
 
-    def pool_pick(self, kind: int, before: float) -> int:
-        """A sender of ``kind``'s pool created before ``before``, by activity."""
+    def pool_pick(self, kind: int, before: float, weighted: bool = True) -> int:
+        """A sender of ``kind``'s pool created before ``before``, by activity (or uniformly)."""
         ids, created, cum = self.pools[kind]
         k = max(1, int(np.searchsorted(created, before, side="left")))
+        if not weighted:
+            return int(ids[self.rnd.randrange(k)])
         return int(ids[min(k - 1, int(np.searchsorted(cum[:k], self.rnd.random() * cum[k - 1])))])
 
     def blasts(self) -> None:
@@ -296,7 +298,7 @@ class _Builder:
     def campaign(self, kind: int, count: int, t0: float, duration: float, x: float) -> None:
         rnd, family, style = self.rnd, _campaign_family(kind, x), 0
         if kind == COMP:  # a person's old account, hijacked: links to a hacked site
-            sender, nsend = self.pool_pick(PERSON, t0 - 365 * DAY), 1
+            sender, nsend = self.pool_pick(PERSON, t0 - 365 * DAY, weighted=False), 1
             host = f"{self.brand()}.{self.choose(HAM_TLDS)}"
         else:
             if kind != PHISH and rnd.random() < 0.6 * self.drift:

@@ -559,9 +559,13 @@ def _read_split(cfg: SystemConfig, path: Path) -> tuple[pd.DataFrame, np.ndarray
 def _evaluate_bundle(
     cfg: SystemConfig, bundle: ModelBundle, val: pd.DataFrame, y_val, test: pd.DataFrame, y_test
 ) -> tuple[ThresholdChoice, np.ndarray, dict, np.ndarray, dict]:
-    target = cfg.metrics.offline.target_precision
+    offline = cfg.metrics.offline
+    target = offline.target_precision
     s_val = bundle.score(val)
-    choice = choose_threshold(y_val, s_val, target)
+    aim = min(1.0, target + offline.threshold_precision_margin)
+    choice = choose_threshold(y_val, s_val, aim)
+    if not choice.met and aim > target:
+        choice = choose_threshold(y_val, s_val, target)
     validation = evaluate_scores(y_val, s_val, choice.threshold, target_precision=target)
     s_test = bundle.score(test)
     metrics = evaluate_scores(y_test, s_test, choice.threshold, target_precision=target)
