@@ -226,3 +226,39 @@ def test_run_reports_a_model_below_target(cfg, tmp_path):
     assert not result.meets_contract
     assert any("recall" in r for r in result.contract_reasons)
     assert "does NOT meet the contract" in result.model_card_path.read_text()
+
+
+def test_run_logs_the_evaluation_into_the_training_run(cfg, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = with_targets(cfg, 0.98, 0.9)
+    frames = {
+        "train": emails(800, 1, "2026-01-01"),
+        "validation": emails(800, 2, "2026-01-08"),
+        "test": emails(800, 3, "2026-01-15"),
+    }
+    for name, frame in frames.items():
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    with mlflow.start_run() as training_run:
+        pass  # the trainer's run; evaluation comes later, in another process
+    bundle = logistic_bundle(cfg, frames["train"], [f"s{k}" for k in range(8)], "xgboost")
+    bundle.metadata["mlflow_run_id"] = training_run.info.run_id
+    save_bundle(bundle, tmp_path / "c")
+
+    evaluate.run(
+        cfg,
+        tmp_path / "c",
+        tmp_path / "validation.parquet",
+        tmp_path / "test.parquet",
+        tmp_path / "out",
+    )
+
+    logged = mlflow.get_run(training_run.info.run_id)
+    assert logged.data.metrics["test_pr_auc"] > 0.5
+    assert "threshold" in logged.data.metrics
+    artifacts = {
+        a.path for a in mlflow.MlflowClient().list_artifacts(training_run.info.run_id, "evaluation")
+    }
+    assert {"evaluation/model_card.md", "evaluation/pr_curve.png"} <= artifacts

@@ -11,6 +11,7 @@ active MLflow run when there is one.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -572,12 +573,30 @@ def _evaluate_bundle(
     return choice, s_val, validation, s_test, metrics
 
 
-def _log_to_mlflow(result: EvaluationResult, out_dir: Path) -> None:
-    # Only an already imported mlflow can have an active run: importing it here would cost
-    # seconds for nothing.
+def _log_to_mlflow(
+    cfg: SystemConfig, result: EvaluationResult, out_dir: Path, run_id: str | None
+) -> None:
+    """Log into the active run, else into the training run recorded in the bundle."""
     mlflow = sys.modules.get("mlflow")
-    if mlflow is None or mlflow.active_run() is None:
+    if mlflow is not None and mlflow.active_run() is not None:
+        _log_evaluation(mlflow, result, out_dir)
         return
+    if not run_id:
+        return
+    os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    try:
+        mlflow.get_run(run_id)
+    except MlflowException:
+        return  # trained against another tracking store: nothing to attach to
+    with mlflow.start_run(run_id=run_id):
+        _log_evaluation(mlflow, result, out_dir)
+
+
+def _log_evaluation(mlflow, result: EvaluationResult, out_dir: Path) -> None:
     numeric = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "brier")
     metrics = {f"test_{k}": result.test[k] for k in numeric if result.test.get(k) is not None}
     val = result.validation
@@ -734,5 +753,5 @@ def run(
     }
     result.evaluation_path = out_dir / "evaluation.json"
     result.evaluation_path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    _log_to_mlflow(result, out_dir)
+    _log_to_mlflow(cfg, result, out_dir, bundle.metadata.get("mlflow_run_id"))
     return result
