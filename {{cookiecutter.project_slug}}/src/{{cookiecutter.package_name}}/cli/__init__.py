@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from . import config, data, deploy, models, pipeline
+from . import config, data, deploy, models, pipeline, serving
 
 app = typer.Typer(
     help="The ML system's stages, from raw data to a monitored model.",
@@ -25,6 +25,8 @@ app.command("tune")(models.tune)
 app.command("evaluate")(models.evaluate)
 app.command("promote")(models.promote)
 app.add_typer(pipeline.app, name="pipeline")
+app.command("serve")(serving.serve)
+app.command("feedback")(serving.feedback)
 app.add_typer(deploy.app, name="deploy")
 
 

@@ -1,0 +1,474 @@
+"""Load benchmark of the server: BentoML against the in-process limit and a minimal ASGI app.
+
+    python benchmarks/bench_serve.py [--duration 8] [--concurrency 1,4,16] [--batch 8]
+
+Everything runs on 127.0.0.1. The registry's champion is served when there is one (else a
+sample project is built in a temporary folder, see ``serving/sample.py``); prediction log and
+sender store are temporary copies, so the project's own databases are not touched.
+
+Reported, side by side:
+
+- in-process: ``Engine.classify`` called directly (validation, store lookup, scoring, log write)
+  for one email and for a batch: the limit without HTTP;
+- minimal app: a plain Starlette app on uvicorn (one worker) calling the same engine, the server
+  one would otherwise write;
+- BentoML: ``bentoml serve`` in single mode, then in shadow mode (the challenger scores every
+  request off the response path) for the overhead.
+
+Closed-loop load: ``concurrency`` clients each send the next request when the previous answer
+arrived, for ``duration`` seconds after a warm-up. The client shares the machine's cores with
+the server, as it does for every server measured. Results go to ``reports/bench_serve.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+SERVICE = f"{PACKAGE}.serving.service:Classifier"
+ROOT = Path(__file__).resolve().parents[1]
+ENDPOINTS = ("classify", "classify_batch")
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up: which model, which databases
+
+
+def prepare(args, work: Path) -> tuple[dict, list[dict]]:
+    """Environment for every server (contract, registry, temporary databases) and the bodies."""
+    from {{ cookiecutter.package_name }}.config import load_config
+    from {{ cookiecutter.package_name }}.data.synthetic import generate_emails
+    from {{ cookiecutter.package_name }}.models import registry
+    from {{ cookiecutter.package_name }}.serving.sample import request_bodies, sample_project
+
+    cfg = load_config(args.config)
+    try:
+        if args.sample:
+            raise registry.NoChampionError("--sample")
+        registry.get_version(cfg, registry.CHAMPION)
+        config_path = Path(args.config).resolve()
+        print(f"model: the registry's champion ({cfg.tracking_uri})")
+    except registry.RegistryError:
+        print("model: no champion in the registry, building a sample project (a minute)...")
+        project = sample_project(Path(args.config), work / "sample", rows=args.sample_rows)
+        cfg, config_path = project.cfg, project.config_path
+    env = {
+        **os.environ,
+        "SYSTEM_CONFIG": str(config_path),
+        "MLFLOW_TRACKING_URI": cfg.tracking_uri,
+        "SENDER_STORE_SOURCE": cfg.sqlite_url(cfg.serving.sender_store_url),
+        "BENTOML_HOME": str(work / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+    }
+    problem = cfg.problem
+    emails = generate_emails(
+        args.emails, 99, positive=problem.positive_class, negative=problem.negative_class
+    )
+    timestamp = cfg.data.column("timestamp").name
+    # Without a received time the server stamps "now", as it would for live mail.
+    bodies = request_bodies(cfg, emails.drop(columns=[timestamp]))
+    return env, bodies
+
+
+# ---------------------------------------------------------------------------------------------
+# In process
+
+
+def store_copy(env: dict, name: str) -> str:
+    """A private copy of the sender store (lookups record sends: servers must not share it)."""
+    source = env["SENDER_STORE_SOURCE"]
+    target = Path(env["WORK"]) / f"{name}-sender_store.db"
+    prefix = "sqlite:///"
+    if source.startswith(prefix) and Path(source[len(prefix) :]).is_file():
+        with sqlite3.connect(source[len(prefix) :]) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)  # a consistent copy, WAL included
+    return f"{prefix}{target}"
+
+
+def in_process(env: dict, bodies: list[dict], args) -> dict:
+    """Latency of ``Engine.classify`` without HTTP, one email and one batch at a time."""
+    from {{ cookiecutter.package_name }}.config import load_config
+    from {{ cookiecutter.package_name }}.serving.engine import Engine
+    from {{ cookiecutter.package_name }}.serving.schema import email_model
+
+    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+    cfg = load_config(env["SYSTEM_CONFIG"])
+    local = {
+        **env,
+        "PREDICTION_LOG_URL": f"sqlite:///{env['WORK']}/inprocess.db",
+        "SENDER_STORE_URL": store_copy(env, "inprocess"),
+    }
+    engine = Engine.from_config(cfg, local)
+    email_cls = email_model(cfg)
+    raw = [json.dumps(b).encode() for b in bodies]
+    out = {}
+    try:
+        for name, size in (("classify", 1), ("classify_batch", args.batch)):
+            times = []
+            deadline = time.perf_counter() + args.duration
+            i = 0
+            while time.perf_counter() < deadline or len(times) < 20:
+                chunk = [raw[(i + k) % len(raw)] for k in range(size)]
+                i += size
+                t0 = time.perf_counter()
+                engine.classify([email_cls.model_validate_json(b) for b in chunk])
+                times.append(time.perf_counter() - t0)
+            out[name] = summary(np.array(times[5:]), None, size, errors=0)
+        rows = engine.frames.frame([email_cls.model_validate_json(raw[0])])
+        rows = engine.store.lookup(cfg, rows, record=False)
+        score = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            engine.champion.bundle.score(rows)
+            score.append(time.perf_counter() - t0)
+        out["score_only_ms"] = round(float(np.median(score)) * 1000, 3)
+    finally:
+        engine.close()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The minimal app (run in its own process by --minimal-app)
+
+
+def minimal_app():
+    """A plain Starlette app calling the same engine: what one would write without BentoML."""
+    from pydantic import TypeAdapter, ValidationError
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from {{ cookiecutter.package_name }}.config import load_config
+    from {{ cookiecutter.package_name }}.serving.engine import Engine
+    from {{ cookiecutter.package_name }}.serving.schema import email_model
+
+    cfg = load_config()
+    email_cls = email_model(cfg)
+    many = TypeAdapter(list[email_cls])
+    state = {}
+
+    async def classify(request):
+        try:
+            email = email_cls.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        out = await run_in_threadpool(state["engine"].classify, [email])
+        return Response(out[0].model_dump_json(), media_type="application/json")
+
+    async def classify_batch(request):
+        try:
+            emails = many.validate_json(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        out = await run_in_threadpool(state["engine"].classify, emails)
+        return JSONResponse([p.model_dump() for p in out])
+
+    async def ready(_):
+        return Response("ok")
+
+    async def lifespan(_app):
+        state["engine"] = Engine.from_config(cfg)
+        yield
+        state["engine"].close()
+
+    routes = [
+        Route("/classify", classify, methods=["POST"]),
+        Route("/classify_batch", classify_batch, methods=["POST"]),
+        Route("/readyz", ready),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers and load
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_ready(process: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    stop(process)
+    raise SystemExit(f"server did not start:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+async def load(url: str, payloads: list[bytes], concurrency: int, duration: float, warmup: float):
+    """Closed-loop load; returns (latencies in s of requests after the warm-up, errors)."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    start_at = time.perf_counter() + warmup
+    end_at = start_at + duration
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker(k: int):
+            nonlocal errors
+            i = k
+            while (now := time.perf_counter()) < end_at:
+                payload = payloads[i % len(payloads)]
+                i += concurrency
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, data=payload, headers=headers) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                if now >= start_at:
+                    if ok:
+                        latencies.append(time.perf_counter() - t0)
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return np.array(latencies), errors
+
+
+def summary(latencies: np.ndarray, duration: float | None, items: int, errors: int) -> dict:
+    if latencies.size == 0:
+        return {"requests": 0, "errors": errors}
+    ms = latencies * 1000
+    rps = latencies.size / duration if duration else 1 / latencies.mean()
+    return {
+        "requests": int(latencies.size),
+        "errors": int(errors),
+        "rps": round(float(rps), 1),
+        "emails_per_s": round(float(rps * items), 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children: robust to busy neighbours."""
+    import psutil
+
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def payloads(bodies: list[dict], batch: int) -> dict[str, tuple[list[bytes], int]]:
+    single = [json.dumps(b).encode() for b in bodies]
+    batches = [
+        json.dumps(bodies[i : i + batch]).encode() for i in range(0, len(bodies) - batch, batch)
+    ]
+    return {"classify": (single, 1), "classify_batch": (batches, batch)}
+
+
+def measure_all(servers: dict, bodies: list[dict], args) -> dict:
+    """Every server, endpoint and concurrency, in interleaved rounds.
+
+    Other processes on the machine slow whichever server runs at that moment; rounds spread
+    that noise over all servers instead of penalising the one measured during a busy spell.
+    """
+    bodies_for = payloads(bodies, args.batch)
+    rounds = max(1, args.rounds)
+    out: dict[str, dict] = {name: {} for name in servers}
+    for endpoint, (data, items) in bodies_for.items():
+        for concurrency in args.concurrency:
+            key = f"{endpoint}@{concurrency}"
+            taken = {name: ([], 0, 0.0) for name in servers}
+            for r in range(rounds):
+                names = list(servers)
+                names = names[r % len(names) :] + names[: r % len(names)]
+                for name in names:
+                    server = servers[name]
+                    if endpoint not in server["endpoints"]:
+                        continue
+                    cpu0 = cpu_seconds(server["process"].pid)
+                    latencies, errors = asyncio.run(
+                        load(
+                            f"{server['url']}/{endpoint}",
+                            data,
+                            concurrency,
+                            args.duration / rounds,
+                            args.warmup / rounds,
+                        )
+                    )
+                    cpu = cpu_seconds(server["process"].pid) - cpu0
+                    got, errs, cpus = taken[name]
+                    taken[name] = ([*got, latencies], errs + errors, cpus + cpu)
+            for name, (got, errors, cpu) in taken.items():
+                if not got:
+                    continue
+                latencies = np.concatenate(got)
+                result = summary(latencies, args.duration, items, errors)
+                # CPU includes the warm-up share, so this slightly overstates the cost.
+                result["cpu_ms_per_request"] = round(cpu * 1000 / max(latencies.size, 1), 2)
+                out[name][key] = result
+                print(f"  {name:15s} {key:18s} {result}", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def verdicts(results: dict, args, budget_ms: float) -> list[str]:
+    """The issue's targets, checked on the measured numbers."""
+    lines = []
+    bento, minimal = results["bentoml_single"], results["minimal_app"]
+    one = results["in_process"]["classify"]
+    c_low = min(args.concurrency)
+    p50 = bento[f"classify@{c_low}"].get("p50_ms", float("inf"))
+    limit = 3 * one["p50_ms"] + 1
+    lines.append(
+        f"{'PASS' if p50 <= limit else 'FAIL'} BentoML p50 at c={c_low} {p50} ms <= "
+        f"3 x in-process {one['p50_ms']} ms + 1 = {limit:.2f} ms"
+    )
+    for key, value in bento.items():
+        p99 = value.get("p99_ms", float("inf"))
+        lines.append(
+            f"{'PASS' if p99 <= budget_ms else 'FAIL'} p99 {key} {p99} ms <= {budget_ms} ms"
+        )
+    for key in bento:
+        ours, theirs = bento[key].get("rps", 0), minimal.get(key, {}).get("rps", 0)
+        lines.append(
+            f"{'PASS' if ours >= 0.95 * theirs else 'FAIL'} throughput {key}: BentoML {ours} "
+            f"req/s vs minimal app {theirs} req/s"
+        )
+    if "bentoml_shadow" in results:
+        for key, shadow in results["bentoml_shadow"].items():
+            base = bento.get(key, {})
+            if "p50_ms" in base and "p50_ms" in shadow:
+                lines.append(
+                    f"INFO shadow overhead {key}: p50 +{shadow['p50_ms'] - base['p50_ms']:.2f} ms, "
+                    f"p99 +{shadow['p99_ms'] - base['p99_ms']:.2f} ms, "
+                    f"throughput {shadow['rps']} vs {base['rps']} req/s"
+                )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "system.yaml"))
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=1.5, help="seconds, spread over rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting")
+    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
+    parser.add_argument("--batch", type=int, default=8, help="emails per /classify_batch request")
+    parser.add_argument("--emails", type=int, default=400, help="distinct emails sent")
+    parser.add_argument(
+        "--sample", action="store_true", help="use a sample model, not the champion"
+    )
+    parser.add_argument("--sample-rows", type=int, default=3000)
+    parser.add_argument("--no-shadow", action="store_true", help="skip the shadow-mode run")
+    parser.add_argument("--out", default=str(ROOT / "reports" / "bench_serve.json"))
+    parser.add_argument("--minimal-app", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.minimal_app:  # the child process serving the minimal app
+        import uvicorn
+
+        uvicorn.run(minimal_app(), host="127.0.0.1", port=args.port, log_level="warning")
+        return
+
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        work = Path(tmp)
+        env, bodies = prepare(args, work)
+        env["WORK"] = str(work)
+        results = {"settings": {k: v for k, v in vars(args).items() if k != "minimal_app"}}
+        print("in-process:")
+        results["in_process"] = in_process(env, bodies, args)
+        print(f"  {results['in_process']}")
+        bento = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1"]
+        plan = {
+            "minimal_app": ([sys.executable, __file__, "--minimal-app"], "single"),
+            "bentoml_single": (bento, "single"),
+        }
+        if not args.no_shadow:
+            plan["bentoml_shadow"] = (bento, "shadow")
+        servers = {}
+        try:
+            for name, (command, routing) in plan.items():
+                port = free_port()
+                server_env = {
+                    **env,
+                    "PREDICTION_LOG_URL": f"sqlite:///{work}/{name}.db",
+                    "SENDER_STORE_URL": store_copy(env, name),
+                    "SERVING_ROUTING": routing,
+                }
+                log = work / f"{name}.log"
+                servers[name] = {
+                    "process": start([*command, "--port", str(port)], server_env, log),
+                    "url": f"http://127.0.0.1:{port}",
+                    "log": log,
+                    "endpoints": ("classify",) if routing == "shadow" else ENDPOINTS,
+                }
+            for server in servers.values():
+                wait_ready(server["process"], server["url"], server["log"])
+            print("servers (interleaved rounds):")
+            results.update(measure_all(servers, bodies, args))
+        finally:
+            for server in servers.values():
+                stop(server["process"])
+        from {{ cookiecutter.package_name }}.config import load_config
+
+        budget = load_config(env["SYSTEM_CONFIG"]).requirements.serving_latency_p99_ms
+        results["verdicts"] = verdicts(results, args, budget)
+    print("\n".join(results["verdicts"]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""``serve`` (the BentoML server) and ``feedback`` (user labels into the prediction log)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import ConfigOption, console, fail, load
+
+PACKAGE = __name__.split(".", 1)[0]
+SERVICE = f"{PACKAGE}.serving.service:Classifier"
+QUARANTINE_DIR = Path("data/quarantine/feedback")
+
+
+def _check_model(cfg) -> None:
+    """Exit 2 with the way out when the model to serve is not in the registry."""
+    from ..models import registry
+    from ..serving.loading import MODEL_ALIAS_ENV, MODEL_VERSION_ENV
+
+    ref = os.environ.get(MODEL_VERSION_ENV) or os.environ.get(MODEL_ALIAS_ENV) or "champion"
+    try:
+        registry.get_version(cfg, ref)
+    except registry.RegistryError as exc:
+        raise fail(
+            f"cannot serve: {exc}\nA model gets the 'champion' alias from `make train` (or "
+            "`promote`); see README, Serving."
+        ) from exc
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 3000,
+    routing: Annotated[
+        str | None,
+        typer.Option(help="single | shadow | canary [default: serving.routing]"),
+    ] = None,
+    canary_percent: Annotated[
+        float | None,
+        typer.Option(min=0, max=100, help="[default: serving.canary_percent]"),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes")] = 1,
+    check: Annotated[
+        bool, typer.Option(help="Check the registry has the model before starting")
+    ] = True,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the champion over HTTP with BentoML (replaces this process with `bentoml serve`)."""
+    from ..config import find_config
+    from ..serving import WORKERS_ENV
+    from ..serving.routing import CANARY_ENV, MODES, ROUTING_ENV
+
+    cfg = load(config)
+    env = dict(os.environ)
+    env["SYSTEM_CONFIG"] = str(find_config(config).resolve())
+    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    if routing is not None:
+        if routing not in MODES:
+            raise fail(f"--routing {routing!r}: expected one of {', '.join(MODES)}")
+        env[ROUTING_ENV] = routing
+    if canary_percent is not None:
+        env[CANARY_ENV] = str(canary_percent)
+    env[WORKERS_ENV] = str(workers)
+    if check:
+        _check_model(cfg)
+    args = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+    console.print(f"serving {SERVICE} on http://{host}:{port}", highlight=False)
+    sys.stdout.flush()
+    # exec: the server becomes this process, so a container's stop signal reaches it directly.
+    os.execve(sys.executable, args, env)
+
+
+def feedback(
+    file: Annotated[Path, typer.Argument(help="CSV, JSONL, JSON or Parquet of user labels")],
+    quarantine: Annotated[
+        Path, typer.Option(help="Folder for rejected rows (with a reason column)")
+    ] = QUARANTINE_DIR,
+    log_url: Annotated[
+        str | None,
+        typer.Option(help="Prediction log URL [default: $PREDICTION_LOG_URL or the contract]"),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ingest user labels (spam reports, rescues) keyed by request id or message id."""
+    from ..serving.feedback import FeedbackFileError, ingest_feedback
+    from ..serving.predlog import PredictionLog
+    from ..serving.predlog import log_url as resolve_url
+
+    cfg = load(config)
+    log = PredictionLog(resolve_url(cfg, log_url))
+    try:
+        result = ingest_feedback(cfg, file, log, quarantine_dir=cfg.path(quarantine))
+    except FeedbackFileError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        log.close()
+    console.print(result.summary(), highlight=False)

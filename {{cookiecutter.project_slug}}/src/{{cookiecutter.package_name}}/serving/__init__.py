@@ -1,0 +1,19 @@
+"""Serving: the BentoML service, routing, the prediction log, feedback and metrics.
+
+``service.py``   the BentoML service (``<slug> serve`` runs it)
+``engine.py``    the request path without HTTP: look up, route, score, log, shadow
+``loading.py``   the champion (and challenger) from the MLflow registry
+``schema.py``    request and response models built from the contract
+``batcher.py``   micro-batching of concurrent /classify requests
+``guard.py``     4xx for malformed, oversized or mislabelled requests
+``routing.py``   single / shadow / canary, sticky canary by sender hash
+``predlog.py``   the durable prediction log (SQLAlchemy) and online counts
+``feedback.py``  user labels into the log's database
+``metrics.py``   Prometheus metrics beyond BentoML's own
+``sample.py``    a small registry + store for tests, the benchmark and demos
+
+Nothing heavy is imported here: the CLI imports submodules inside its commands.
+"""
+
+# Number of server processes (``bentoml serve`` workers); the CLI's --workers sets it.
+WORKERS_ENV = "SERVING_WORKERS"

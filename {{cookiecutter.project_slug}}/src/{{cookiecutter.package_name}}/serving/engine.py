@@ -1,0 +1,334 @@
+"""The serving core, independent of the HTTP framework: route, look up, score, log, measure.
+
+:class:`Engine` is what the BentoML service (``service.py``) wraps; the benchmark's plain
+Starlette app and the in-process tests call it the same way. Per request it:
+
+1. turns the validated emails into raw canonical rows (``schema.FrameBuilder``);
+2. adds the sender history from the sender store, once (``SenderStore.lookup`` also records the
+   send, so velocity moves on);
+3. scores the rows with the model each sender is routed to (``routing.RoutingPlan``);
+4. commits the answered predictions to the prediction log, then returns them: an acknowledged
+   answer is always in the log;
+5. in shadow mode, hands the same rows to a background thread where the challenger scores them
+   and its predictions are logged under the same request ids, off the response path.
+
+The models come from the registry through ``loading.load_models``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from ..features.columns import SMALL_FRAME, cells
+from ..features.history import HISTORY_COLUMNS
+from .loading import ServedModel, load_models
+from .predlog import URL_ENV, PredictionLog, clean_number, log_url, utc_naive
+from .routing import CHALLENGER, CHAMPION, RoutingPlan, plan_from
+from .schema import FrameBuilder, Prediction
+
+logger = logging.getLogger(__name__)
+
+STORE_URL_ENV = "SENDER_STORE_URL"
+REFRESH_ENV = "MONITOR_REFRESH_S"
+# Online metrics look at the served predictions of this window.
+ONLINE_WINDOW = timedelta(days=1)
+
+
+def new_request_id() -> str:
+    """A fresh request id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # None, pd.NA, text
+        return np.nan
+
+
+class Engine:
+    """Scores emails for the server. Thread-safe; call :meth:`close` when done."""
+
+    def __init__(
+        self,
+        cfg,
+        champion: ServedModel,
+        challenger: ServedModel | None,
+        *,
+        plan: RoutingPlan,
+        store,
+        log: PredictionLog,
+        metrics=None,
+        shadow_queue: int = 1000,
+        refresh_s: float = 60.0,
+    ):
+        from .metrics import DriftWindow
+
+        self.cfg = cfg
+        self.champion = champion
+        self.challenger = challenger
+        # Without a challenger, shadow and canary have nothing to route to.
+        self.plan = plan if challenger is not None else RoutingPlan("single")
+        self.store = store
+        self.log = log
+        self.metrics = metrics
+        self.frames = FrameBuilder(cfg)
+        self.entity = cfg.data.column("entity_key").name
+        self.id_column = cfg.data.column("id").name
+        self.drift = DriftWindow(champion.bundle.reference)
+        # Monitoring keeps the features the reference has, plus the sender history columns.
+        reference = list(champion.bundle.reference.get("features", {}))
+        available = {*self.frames.names, *HISTORY_COLUMNS}
+        wanted = dict.fromkeys([*reference, *HISTORY_COLUMNS])
+        self._feature_names = [c for c in wanted if c in available]
+        self._shadow: queue.Queue | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        if self.plan.shadow:
+            self._shadow = queue.Queue(maxsize=shadow_queue)
+            self._start(self._shadow_loop, "shadow-scorer")
+        if metrics is not None:
+            for model in (champion, challenger):
+                if model is not None:
+                    metrics.info.labels(
+                        role=model.role,
+                        version=str(model.version),
+                        alias=model.alias,
+                        kind=model.bundle.kind,
+                    ).set(1)
+            metrics.training_precision.set(champion.training_precision)
+            metrics.set_drift(self.drift.scores())
+            self._refresh_s = refresh_s
+            self._start(self._refresh_loop, "monitoring-refresh")
+
+    @classmethod
+    def from_config(cls, cfg, env=None, *, metrics=None, **kwargs) -> Engine:
+        """Load the models, open the sender store and the prediction log the contract names."""
+        from ..features.store import SenderStore
+
+        env = os.environ if env is None else env
+        plan = plan_from(cfg, env)
+        champion, challenger = load_models(cfg, plan, env)
+        if challenger is not None:
+            plan = RoutingPlan(plan.mode, plan.canary_percent, salt=str(challenger.version))
+        store = SenderStore.from_config(cfg, env.get(STORE_URL_ENV) or None)
+        log = PredictionLog(log_url(cfg, env.get(URL_ENV) or None))
+        if REFRESH_ENV in env:
+            kwargs.setdefault("refresh_s", float(env[REFRESH_ENV]))
+        return cls(
+            cfg, champion, challenger, plan=plan, store=store, log=log, metrics=metrics, **kwargs
+        )
+
+    def _start(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def classify(
+        self, emails: list, request_ids: list[str] | None = None, *, started: float | None = None
+    ) -> list[Prediction]:
+        """Predictions for validated emails (``schema.email_model``), logged before returning."""
+        started = time.perf_counter() if started is None else started
+        n = len(emails)
+        if n == 0:
+            return []
+        request_ids = request_ids or [new_request_id() for _ in range(n)]
+        now = datetime.now(UTC)
+        frame = self.frames.frame(emails, now)
+        hits, misses = self.store.hits, self.store.misses
+        rows = self.store.lookup(self.cfg, frame)
+        if self.metrics is not None:
+            self.metrics.record_store(
+                self.store.hits - hits,
+                self.store.misses - misses,
+                self.store.hits,
+                self.store.misses,
+            )
+        senders = [getattr(e, self.entity, None) for e in emails]
+        roles = [self.plan.answering_role(s) for s in senders]
+        scores = np.empty(n)
+        labels = np.empty(n, dtype=object)
+        for role in dict.fromkeys(roles):
+            model = self.champion if role == CHAMPION else self.challenger
+            index = [i for i, r in enumerate(roles) if r == role]
+            subset = rows if len(index) == n else rows.iloc[index]
+            part = model.bundle.score(subset)
+            scores[index] = part
+            labels[index] = model.bundle.labels_for(part)
+        features = self._features(rows)
+        latency_ms = (time.perf_counter() - started) * 1000
+        context = _Context(request_ids, emails, frame, features, now, self)
+        records = [
+            context.record(i, self._model(roles[i]), scores[i], labels[i], True, latency_ms)
+            for i in range(n)
+        ]
+        t0 = time.perf_counter()
+        self.log.record(records)
+        if self.metrics is not None:
+            self.metrics.log_seconds.observe(time.perf_counter() - t0)
+            for role in dict.fromkeys(roles):
+                index = [i for i, r in enumerate(roles) if r == role]
+                self.metrics.record_predictions(role, labels[index], scores[index])
+        self._observe_drift(features, scores, roles)
+        if self._shadow is not None:
+            self._enqueue_shadow(rows, context, labels)
+        return [
+            Prediction(
+                request_id=request_ids[i],
+                message_id=getattr(emails[i], self.id_column, None),
+                label=str(labels[i]),
+                score=float(scores[i]),
+                threshold=float(self._model(roles[i]).bundle.threshold),
+                model_version=self._model(roles[i]).version,
+                role=roles[i],
+            )
+            for i in range(n)
+        ]
+
+    def _model(self, role: str) -> ServedModel:
+        return self.champion if role == CHAMPION else self.challenger
+
+    def _features(self, rows) -> np.ndarray:
+        """The monitored feature values of each row (NaN where missing or not a number)."""
+        n = len(rows)
+        if not self._feature_names:
+            return np.empty((n, 0))
+        if n > SMALL_FRAME:
+            return rows[self._feature_names].to_numpy(dtype=float, na_value=np.nan)
+        # Cell by cell: selecting columns of a one-row frame costs ~1 ms in pandas.
+        index = rows.columns.get_indexer(self._feature_names)
+        return np.array([[_number(rows.iat[i, j]) for j in index] for i in range(n)], dtype=float)
+
+    def _observe_drift(self, features: np.ndarray, scores: np.ndarray, roles: list[str]) -> None:
+        for j, name in enumerate(self._feature_names):
+            self.drift.observe(name, features[:, j])
+        champion = [s for s, r in zip(scores, roles, strict=True) if r == CHAMPION]
+        self.drift.observe("model_score", champion)
+
+    # -- shadow --------------------------------------------------------------------------------
+
+    def _enqueue_shadow(self, rows, context: _Context, served_labels) -> None:
+        try:
+            self._shadow.put_nowait((rows, context, list(served_labels), time.perf_counter()))
+        except queue.Full:
+            if self.metrics is not None:
+                self.metrics.shadow_dropped.inc()
+            logger.warning("shadow queue full: the challenger skips %d request(s)", len(rows))
+
+    def _shadow_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._shadow.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._score_shadow(*job)
+            except Exception:  # the answer was already given; never let the thread die
+                logger.exception("shadow scoring failed")
+            finally:
+                self._shadow.task_done()
+
+    def _score_shadow(self, rows, context: _Context, served_labels, _queued: float) -> None:
+        started = time.perf_counter()
+        model = self.challenger
+        scores = model.bundle.score(rows)
+        labels = model.bundle.labels_for(scores)
+        latency_ms = (time.perf_counter() - started) * 1000
+        records = [
+            context.record(i, model, scores[i], labels[i], False, latency_ms)
+            for i in range(len(rows))
+        ]
+        self.log.record(records)
+        if self.metrics is not None:
+            self.metrics.record_predictions(CHALLENGER, labels, scores)
+            self.metrics.record_shadow(served_labels, list(labels))
+
+    def wait_for_shadow(self, timeout: float = 10.0) -> bool:
+        """Block until queued shadow jobs are done (tests, shutdown); False on timeout."""
+        if self._shadow is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self._shadow.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    # -- monitoring ----------------------------------------------------------------------------
+
+    def refresh_monitoring(self) -> None:
+        """Recompute the online metrics (from feedback) and the drift scores into the gauges."""
+        if self.metrics is None:
+            return
+        problem = self.cfg.problem
+        since = datetime.now(UTC) - ONLINE_WINDOW
+        counts = self.log.online_counts(since, problem.positive_class, problem.negative_class)
+        self.metrics.online_precision.set(counts.precision)
+        self.metrics.online_fpr.set(counts.false_positive_rate)
+        self.metrics.set_drift(self.drift.scores())
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self._refresh_s):
+            try:
+                self.refresh_monitoring()
+            except Exception:  # a database hiccup must not stop later refreshes
+                logger.exception("refreshing the monitoring gauges failed")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish queued shadow work, stop the threads, flush the store, close the log."""
+        self.wait_for_shadow(timeout)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self.store.close()
+        self.log.close()
+
+
+class _Context:
+    """What the log rows of one request share (answered and shadow rows alike)."""
+
+    def __init__(self, request_ids, emails, frame, features, now: datetime, engine: Engine):
+        self.request_ids = request_ids
+        self.message_ids = [getattr(e, engine.id_column, None) for e in emails]
+        self.entities = [getattr(e, engine.entity, None) for e in emails]
+        timestamp = engine.cfg.data.column("timestamp").name
+        self.received = [
+            None if t is pd.NaT or t is None else utc_naive(t.to_pydatetime())
+            for t in cells(frame, timestamp)
+        ]
+        names = engine._feature_names
+        self.features = [
+            {name: clean_number(v) for name, v in zip(names, row, strict=True)} for row in features
+        ]
+        self.created = utc_naive(now)
+        self.routing = engine.plan.mode
+
+    def record(self, i: int, model: ServedModel, score, label, served: bool, latency_ms: float):
+        return {
+            "request_id": self.request_ids[i],
+            "message_id": self.message_ids[i],
+            "entity": self.entities[i],
+            "created_at": self.created,
+            "received_at": self.received[i],
+            "model_name": model.name,
+            "model_version": model.version,
+            "role": model.role,
+            "served": served,
+            "routing": self.routing,
+            "score": float(score),
+            "label": str(label),
+            "threshold": float(model.bundle.threshold),
+            "latency_ms": latency_ms,
+            "features": self.features[i],
+        }

@@ -1,0 +1,164 @@
+"""Ingest user feedback (spam reports, "not spam" rescues) into the prediction log's database.
+
+A feedback file is CSV, JSON Lines (``.jsonl`` / ``.ndjson``), a JSON list or Parquet, one report
+per row, with the columns:
+
+``request_id``   the ``request_id`` the server answered with, and/or
+``message_id``   the email's message id (at least one of the two)
+``label``        what the user says the email is: the contract's positive or negative class
+``reported_at``  optional, ISO 8601 (also accepted as ``at`` or ``timestamp``)
+``source``       optional, e.g. ``spam_button`` or ``rescue``
+
+Rows that cannot be used (no id, unknown label, unparseable time) are written with a ``reason``
+column to the quarantine folder, never dropped silently. Ingesting the same file twice adds
+nothing: each report has a key (hash of its ids, label and time). Reports whose ids match no
+served prediction are kept (the prediction may be in another database) and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from .predlog import PredictionLog, utc_naive
+
+TIME_COLUMNS = ("reported_at", "at", "timestamp")
+READERS = {
+    ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
+    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
+    ".ndjson": lambda p: pd.read_json(p, lines=True, dtype=False),
+    ".json": lambda p: pd.read_json(p, dtype=False),
+    ".parquet": pd.read_parquet,
+}
+
+
+class FeedbackFileError(ValueError):
+    """The feedback file cannot be read at all; the message says why."""
+
+
+@dataclass
+class FeedbackResult:
+    """What one ingestion did: ``read == inserted + duplicates + rejected``."""
+
+    read: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    unmatched: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    quarantine_path: Path | None = None
+
+    def summary(self) -> str:
+        """One line, e.g. ``read 3, inserted 2, duplicates 0, rejected 1 (bad_label 1)``."""
+        text = (
+            f"read {self.read}, inserted {self.inserted}, duplicates {self.duplicates}, "
+            f"rejected {self.rejected}"
+        )
+        if self.reasons:
+            text += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) + ")"
+        if self.unmatched:
+            text += f"; {self.unmatched} match no logged prediction"
+        if self.quarantine_path:
+            text += f"; rejected rows in {self.quarantine_path}"
+        return text
+
+
+def read_feedback(path: Path) -> pd.DataFrame:
+    """The feedback file as a table of strings (missing cells: empty strings)."""
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise FeedbackFileError(
+            f"{path}: unknown feedback format {path.suffix!r} (use {', '.join(READERS)})"
+        )
+    if not path.is_file():
+        raise FeedbackFileError(f"{path}: no such file")
+    try:
+        frame = reader(path)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise FeedbackFileError(f"{path}: cannot read it as {path.suffix}: {exc}") from exc
+    if "label" not in frame.columns:
+        raise FeedbackFileError(f"{path}: no 'label' column (columns: {', '.join(frame.columns)})")
+    if not {"request_id", "message_id"} & set(frame.columns):
+        raise FeedbackFileError(f"{path}: needs a 'request_id' or a 'message_id' column")
+    return frame.astype(object).where(frame.notna(), "").map(lambda v: str(v).strip())
+
+
+def _time(value: str) -> datetime | None:
+    if not value:
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return utc_naive(stamp.to_pydatetime())
+
+
+def _key(request_id: str, message_id: str, label: str, at: datetime | None) -> str:
+    raw = json.dumps([request_id, message_id, label, at.isoformat() if at else ""])
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def prepare(cfg, frame: pd.DataFrame) -> tuple[list[dict], pd.DataFrame]:
+    """Feedback rows to insert, and the rejected rows with a ``reason`` column."""
+    classes = {c.lower(): c for c in (cfg.problem.positive_class, cfg.problem.negative_class)}
+    time_column = next((c for c in TIME_COLUMNS if c in frame.columns), None)
+    now = utc_naive(datetime.now(UTC))
+    good, bad = [], []
+    for record in frame.to_dict("records"):
+        request_id = record.get("request_id", "")
+        message_id = record.get("message_id", "")
+        label = classes.get(record.get("label", "").lower())
+        reason = None
+        if not request_id and not message_id:
+            reason = "no_id"
+        elif label is None:
+            reason = "bad_label"
+        elif len(request_id) > 128 or len(message_id) > 998:
+            reason = "id_too_long"
+        at = None
+        if reason is None and time_column:
+            try:
+                at = _time(record.get(time_column, ""))
+            except (ValueError, TypeError, OverflowError):
+                reason = "bad_time"
+        if reason:
+            bad.append({**record, "reason": reason})
+            continue
+        good.append(
+            {
+                "request_id": request_id or None,
+                "message_id": message_id or None,
+                "label": label,
+                "source": record.get("source") or None,
+                "reported_at": at,
+                "ingested_at": now,
+                "key": _key(request_id, message_id, label, at),
+            }
+        )
+    return good, pd.DataFrame(bad)
+
+
+def ingest_feedback(cfg, path: Path, log: PredictionLog, *, quarantine_dir: Path) -> FeedbackResult:
+    """Read ``path``, store its valid reports in ``log`` and quarantine the rest."""
+    path = Path(path)
+    frame = read_feedback(path)
+    good, bad = prepare(cfg, frame)
+    result = FeedbackResult(read=len(frame), rejected=len(bad))
+    if len(bad):
+        result.reasons = bad["reason"].value_counts().to_dict()
+        quarantine_dir.mkdir(parents=True, exist_ok=True)
+        result.quarantine_path = quarantine_dir / f"{path.stem}-rejected.csv"
+        bad.to_csv(result.quarantine_path, index=False)
+    result.inserted, result.duplicates = log.add_feedback(good)
+    requests = [r["request_id"] for r in good if r["request_id"]]
+    messages = [r["message_id"] for r in good if r["message_id"]]
+    found_requests, found_messages = log.matched(requests, messages)
+    result.unmatched = sum(
+        1
+        for r in good
+        if r["request_id"] not in found_requests and r["message_id"] not in found_messages
+    )
+    return result

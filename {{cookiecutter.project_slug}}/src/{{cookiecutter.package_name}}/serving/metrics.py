@@ -1,0 +1,195 @@
+"""The server's own Prometheus metrics (BentoML adds its request counters and latencies).
+
+Names and labels the manifests and alerts query (``deploy/server.py``) are kept stable:
+
+``model_predictions_total{role, label}``          predictions by answering role and label
+``model_score{role}``                              score histogram (0.05-wide buckets)
+``model_online_precision``                         from feedback over the last day (NaN: no data)
+``model_online_false_positive_rate``               idem
+``model_training_precision``                       the answering model's test precision
+``model_drift_score{feature}``                     PSI of recent requests vs the training reference
+``model_shadow_comparisons_total{outcome}``        shadow pairs that agree / disagree on the label
+``model_shadow_agreement_rate``                    agree / compared since the process started
+``model_shadow_dropped_total``                     shadow jobs dropped because the queue was full
+``model_sender_store_lookups_total{result}``       sender store cache hits and misses
+``model_sender_store_cache_hit_rate``              hits / lookups since the process started
+``model_prediction_log_write_seconds``             time to commit prediction rows
+``model_info{role, version, alias, kind}``         1 for each loaded model
+
+``prometheus_client`` is imported when :class:`ServingMetrics` is created, inside the BentoML
+worker: BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` there, and a client imported earlier would
+keep its values in memory where ``/metrics`` never looks. A gauge is NaN until there is data to
+compute it, so an alert comparing it with a threshold stays quiet instead of firing on noise.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+
+import numpy as np
+
+from ..bundle import bin_shares
+
+SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+LOG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+# PSI treats an empty bin as this share, so one empty bin does not make the score infinite.
+PSI_FLOOR = 1e-4
+SCORE_FEATURE = "model_score"
+
+
+def psi(expected: list[float], actual: np.ndarray) -> float:
+    """Population stability index of two bin-share vectors of the same bins."""
+    e = np.clip(np.asarray(expected, dtype=float), PSI_FLOOR, None)
+    a = np.clip(np.asarray(actual, dtype=float), PSI_FLOOR, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+class DriftWindow:
+    """The last ``size`` values of each monitored feature, scored against the reference.
+
+    ``reference`` is a bundle's ``reference`` (``features`` and ``score`` distributions with
+    quantile ``cuts`` and ``shares``). ``min_rows``: below this many values PSI is NaN.
+    """
+
+    def __init__(self, reference: dict, *, size: int = 5000, min_rows: int = 200):
+        self.min_rows = min_rows
+        self.distributions = dict(reference.get("features", {}))
+        if reference.get("score"):
+            self.distributions[SCORE_FEATURE] = reference["score"]
+        self._values = {name: deque(maxlen=size) for name in self.distributions}
+        self._lock = threading.Lock()
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.distributions)
+
+    def observe(self, name: str, values) -> None:
+        """Add values of one feature (unknown features are ignored)."""
+        window = self._values.get(name)
+        if window is not None:
+            with self._lock:
+                window.extend(float(v) for v in values)
+
+    def scores(self) -> dict[str, float]:
+        """PSI of each feature's window against its reference (NaN below ``min_rows``)."""
+        out = {}
+        for name, dist in self.distributions.items():
+            with self._lock:
+                values = np.fromiter(self._values[name], dtype=float)
+            finite = values[np.isfinite(values)]
+            if finite.size < self.min_rows or not dist.get("shares"):
+                out[name] = math.nan
+                continue
+            out[name] = psi(dist["shares"], bin_shares(finite, dist.get("cuts", [])))
+        return out
+
+
+class ServingMetrics:
+    """Every metric of the server, registered once per process (see :func:`serving_metrics`)."""
+
+    def __init__(self, registry=None):
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+        reg = {"registry": registry if registry is not None else REGISTRY}
+        # A gauge is one value per worker; "liveall"-style modes would add a pid label.
+        latest = {"multiprocess_mode": "livemostrecent", **reg}
+        highest = {"multiprocess_mode": "livemax", **reg}
+        self.predictions = Counter(
+            "model_predictions", "Predictions by role and predicted label", ["role", "label"], **reg
+        )
+        self.score = Histogram(
+            "model_score", "Positive-class score", ["role"], buckets=SCORE_BUCKETS, **reg
+        )
+        self.online_precision = Gauge(
+            "model_online_precision", "Precision from user feedback, last day", **latest
+        )
+        self.online_fpr = Gauge(
+            "model_online_false_positive_rate", "False-positive rate from feedback", **latest
+        )
+        self.training_precision = Gauge(
+            "model_training_precision", "Test precision recorded at training", **latest
+        )
+        self.drift = Gauge(
+            "model_drift_score", "PSI of recent requests vs training", ["feature"], **highest
+        )
+        self.shadow_compared = Counter(
+            "model_shadow_comparisons", "Shadow pairs by label agreement", ["outcome"], **reg
+        )
+        self.shadow_agreement = Gauge(
+            "model_shadow_agreement_rate", "Share of shadow pairs with the same label", **latest
+        )
+        self.shadow_dropped = Counter(
+            "model_shadow_dropped", "Shadow jobs dropped (queue full)", **reg
+        )
+        self.store_lookups = Counter(
+            "model_sender_store_lookups", "Sender store cache lookups", ["result"], **reg
+        )
+        self.store_hit_rate = Gauge(
+            "model_sender_store_cache_hit_rate", "Sender store cache hit rate", **latest
+        )
+        self.log_seconds = Histogram(
+            "model_prediction_log_write_seconds",
+            "Prediction log commit time",
+            buckets=LOG_BUCKETS,
+            **reg,
+        )
+        self.info = Gauge(
+            "model_info", "Loaded models", ["role", "version", "alias", "kind"], **latest
+        )
+        self._agree = 0
+        self._compared = 0
+        self._lock = threading.Lock()
+        for gauge in (self.online_precision, self.online_fpr, self.training_precision):
+            gauge.set(math.nan)
+        self.shadow_agreement.set(math.nan)
+        self.store_hit_rate.set(math.nan)
+
+    def record_predictions(self, role: str, labels, scores) -> None:
+        """Count predictions and observe their scores."""
+        histogram = self.score.labels(role=role)
+        for label, score in zip(labels, scores, strict=True):
+            self.predictions.labels(role=role, label=str(label)).inc()
+            histogram.observe(float(score))
+
+    def record_shadow(self, served_labels, shadow_labels) -> None:
+        """Compare the answered and the shadow labels of the same requests."""
+        agree = sum(a == b for a, b in zip(served_labels, shadow_labels, strict=True))
+        total = len(shadow_labels)
+        if agree:
+            self.shadow_compared.labels(outcome="agree").inc(agree)
+        if total - agree:
+            self.shadow_compared.labels(outcome="disagree").inc(total - agree)
+        with self._lock:
+            self._agree += agree
+            self._compared += total
+            rate = self._agree / self._compared if self._compared else math.nan
+        self.shadow_agreement.set(rate)
+
+    def record_store(self, hits: int, misses: int, total_hits: int, total_misses: int) -> None:
+        """Cache hits and misses of one lookup, and the running hit rate."""
+        if hits:
+            self.store_lookups.labels(result="hit").inc(hits)
+        if misses:
+            self.store_lookups.labels(result="miss").inc(misses)
+        total = total_hits + total_misses
+        if total:
+            self.store_hit_rate.set(total_hits / total)
+
+    def set_drift(self, scores: dict[str, float]) -> None:
+        for feature, value in scores.items():
+            self.drift.labels(feature=feature).set(value)
+
+
+_INSTANCE: ServingMetrics | None = None
+_INSTANCE_LOCK = threading.Lock()
+
+
+def serving_metrics() -> ServingMetrics:
+    """The process's metrics (created on first use, in the process's default registry)."""
+    global _INSTANCE
+    with _INSTANCE_LOCK:
+        if _INSTANCE is None:
+            _INSTANCE = ServingMetrics()
+        return _INSTANCE

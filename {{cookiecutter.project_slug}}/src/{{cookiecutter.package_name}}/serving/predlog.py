@@ -1,0 +1,269 @@
+"""The durable prediction log and the feedback table, through SQLAlchemy Core.
+
+``predictions``  one row per prediction: the answer (``served``) and, in shadow mode, the
+                 challenger's prediction of the same request under the same ``request_id``.
+``feedback``     user labels (spam reports, "not spam" rescues) keyed by request id or message id.
+
+Durability: the server calls :meth:`PredictionLog.record` and it commits before the response is
+sent, so every acknowledged prediction is in the database. On SQLite (the default, one machine)
+the log runs in WAL mode: a commit is written to the WAL file before it returns, which survives
+the process being killed (SIGKILL, OOM); ``fsync=True`` (``PREDICTION_LOG_FSYNC=1``) also syncs
+every commit to disk, which survives power loss, at ~2 ms per commit instead of ~0.15 ms on the
+machine this was measured on. PostgreSQL (any SQLAlchemy URL) applies its own commit
+durability. Times are stored as naive UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+FSYNC_ENV = "PREDICTION_LOG_FSYNC"
+URL_ENV = "PREDICTION_LOG_URL"
+
+
+def log_url(cfg, url: str | None = None) -> str:
+    """The prediction log's URL: the argument, ``PREDICTION_LOG_URL``, or the contract's."""
+    return cfg.sqlite_url(url or os.environ.get(URL_ENV) or cfg.serving.prediction_log_url)
+
+
+def utc_naive(value: datetime | None) -> datetime | None:
+    """A datetime as naive UTC (how both tables store times)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def clean_number(value: Any) -> float | None:
+    """A JSON-safe float: NaN, infinities and missing values become None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class OnlineCounts:
+    """Served predictions of a window and the feedback that contradicts them."""
+
+    predicted_positive: int
+    predicted_negative: int
+    rescued: int  # predicted positive, user says negative: a false positive
+    reported: int  # predicted negative, user says positive: a false negative
+
+    @property
+    def precision(self) -> float:
+        """Share of positive predictions users did not rescue (NaN without any)."""
+        if not self.predicted_positive:
+            return math.nan
+        return (self.predicted_positive - self.rescued) / self.predicted_positive
+
+    @property
+    def false_positive_rate(self) -> float:
+        """Rescued negatives over all negatives seen (NaN without any)."""
+        negatives = self.rescued + self.predicted_negative - self.reported
+        return self.rescued / negatives if negatives > 0 else math.nan
+
+
+class PredictionLog:
+    """The ``predictions`` and ``feedback`` tables in one database. Safe to share between threads."""
+
+    def __init__(self, url: str, *, fsync: bool | None = None):
+        import sqlalchemy as sa
+
+        self.url = url
+        if fsync is None:
+            fsync = os.environ.get(FSYNC_ENV, "").strip().lower() in ("1", "true", "yes")
+        self.fsync = fsync
+        kwargs: dict[str, Any] = {}
+        self._sqlite = url.startswith("sqlite")
+        if self._sqlite:
+            database = sa.engine.make_url(url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            else:  # one shared in-memory database for every connection
+                kwargs["poolclass"] = sa.pool.StaticPool
+            # Writers from several threads or processes wait for the lock instead of failing.
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine = sa.create_engine(url, **kwargs)
+        if self._sqlite:
+            sa.event.listen(self.engine, "connect", self._pragmas)
+        meta = sa.MetaData()
+        self.predictions = sa.Table(
+            "predictions",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("request_id", sa.String(128), nullable=False, index=True),
+            sa.Column("message_id", sa.String(998), index=True),
+            sa.Column("entity", sa.String(320)),
+            sa.Column("created_at", sa.DateTime, nullable=False, index=True),
+            sa.Column("received_at", sa.DateTime),
+            sa.Column("model_name", sa.String(200), nullable=False),
+            sa.Column("model_version", sa.Integer, nullable=False),
+            sa.Column("role", sa.String(16), nullable=False),
+            sa.Column("served", sa.Boolean, nullable=False),
+            sa.Column("routing", sa.String(16), nullable=False),
+            sa.Column("score", sa.Float, nullable=False),
+            sa.Column("label", sa.String(200), nullable=False),
+            sa.Column("threshold", sa.Float, nullable=False),
+            sa.Column("latency_ms", sa.Float),
+            sa.Column("features", sa.JSON),
+        )
+        self.feedback = sa.Table(
+            "feedback",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("request_id", sa.String(128), index=True),
+            sa.Column("message_id", sa.String(998), index=True),
+            sa.Column("label", sa.String(200), nullable=False),
+            sa.Column("source", sa.String(200)),
+            sa.Column("reported_at", sa.DateTime),
+            sa.Column("ingested_at", sa.DateTime, nullable=False),
+            # Re-ingesting the same report is a no-op: the key identifies it.
+            sa.Column("key", sa.String(64), nullable=False, unique=True),
+        )
+        self._meta = meta
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock() if self._sqlite else nullcontext()
+        meta.create_all(self.engine)
+
+    def _pragmas(self, connection, _record) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        cursor.close()
+
+    # -- predictions ---------------------------------------------------------------------------
+
+    def record(self, rows: list[dict]) -> None:
+        """Insert prediction rows in one transaction; returns once it is committed."""
+        if not rows:
+            return
+        # SQLite has one writer at a time and a waiting writer sleeps in steps of up to 100 ms:
+        # threads of this process take turns on a lock instead (a commit takes ~0.2 ms).
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(self.predictions.insert(), rows)
+
+    def rows(self, request_id: str | None = None, limit: int | None = None) -> list[dict]:
+        """Logged predictions (all, or of one request id), oldest first."""
+        import sqlalchemy as sa
+
+        query = sa.select(self.predictions).order_by(self.predictions.c.id)
+        if request_id is not None:
+            query = query.where(self.predictions.c.request_id == request_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def request_ids(self) -> set[str]:
+        """Every request id in the log."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(self.predictions.c.request_id)).scalars())
+
+    def count(self) -> int:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(self.predictions)).scalar()
+            )
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def add_feedback(self, rows: list[dict]) -> tuple[int, int]:
+        """Insert feedback rows (each with a unique ``key``); returns (inserted, duplicates)."""
+        import sqlalchemy as sa
+
+        if not rows:
+            return 0, 0
+        keys = [r["key"] for r in rows]
+        with self._lock, self.engine.begin() as conn:
+            known: set[str] = set()
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                query = sa.select(self.feedback.c.key).where(self.feedback.c.key.in_(chunk))
+                known.update(conn.execute(query).scalars())
+            fresh, seen = [], set(known)
+            for row in rows:
+                if row["key"] not in seen:
+                    seen.add(row["key"])
+                    fresh.append(row)
+            if fresh:
+                conn.execute(self.feedback.insert(), fresh)
+        return len(fresh), len(rows) - len(fresh)
+
+    def matched(self, request_ids: list[str], message_ids: list[str]) -> tuple[set, set]:
+        """The given request ids and message ids that have a served prediction."""
+        import sqlalchemy as sa
+
+        p = self.predictions.c
+        found_requests: set[str] = set()
+        found_messages: set[str] = set()
+        with self.engine.connect() as conn:
+            for values, column, out in (
+                (request_ids, p.request_id, found_requests),
+                (message_ids, p.message_id, found_messages),
+            ):
+                for i in range(0, len(values), 500):
+                    chunk = values[i : i + 500]
+                    query = sa.select(column).where(column.in_(chunk), p.served.is_(True))
+                    out.update(conn.execute(query).scalars())
+        return found_requests, found_messages
+
+    # -- online metrics ------------------------------------------------------------------------
+
+    def online_counts(self, since: datetime, positive: str, negative: str) -> OnlineCounts:
+        """Counts of served predictions made since ``since`` and contradicting feedback.
+
+        A prediction matches feedback by request id or by message id. Predictions without
+        feedback count as correct, as the contract's online metrics define them.
+        """
+        import sqlalchemy as sa
+
+        p, f = self.predictions.c, self.feedback.c
+        since = utc_naive(since)
+        window = sa.and_(p.served.is_(True), p.created_at >= since)
+        by_label = sa.select(p.label, sa.func.count()).where(window).group_by(p.label)
+
+        def contradicted(predicted: str, said: str):
+            said_rows = sa.or_(
+                sa.and_(f.request_id.is_not(None), f.request_id == p.request_id),
+                sa.and_(f.message_id.is_not(None), f.message_id == p.message_id),
+            )
+            exists = sa.exists().where(said_rows, f.label == said)
+            query = sa.select(sa.func.count()).select_from(self.predictions)
+            return query.where(window, p.label == predicted, exists)
+
+        with self.engine.connect() as conn:
+            counts = dict(conn.execute(by_label).all())
+            rescued = conn.execute(contradicted(positive, negative)).scalar() or 0
+            reported = conn.execute(contradicted(negative, positive)).scalar() or 0
+        return OnlineCounts(
+            predicted_positive=int(counts.get(positive, 0)),
+            predicted_negative=int(counts.get(negative, 0)),
+            rescued=int(rescued),
+            reported=int(reported),
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

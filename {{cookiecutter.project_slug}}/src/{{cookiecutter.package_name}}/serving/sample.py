@@ -1,0 +1,133 @@
+"""A small self-contained serving setup: generated emails, a fitted champion and challenger,
+a registry, a sender store, all inside one folder. For tests, the benchmark and trying the
+server before a real training run; nothing here is used on the request path.
+
+``sample_project(contract, root)`` copies the contract to ``root/configs/system.yaml`` (so every
+relative SQLite path of the contract resolves under ``root``), fits two small XGBoost bundles on
+generated emails with point-in-time sender history (``features.pipeline.build_features``),
+registers them in ``root/mlflow.db`` as ``champion`` and ``challenger`` and materializes the
+sender store. Serve it with ``SYSTEM_CONFIG=root/configs/system.yaml`` and
+``MLFLOW_TRACKING_URI`` unset (or set to the returned ``cfg.tracking_uri``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..config import SystemConfig, load_config
+
+
+@dataclass
+class SampleProject:
+    """What :func:`sample_project` made."""
+
+    cfg: SystemConfig
+    config_path: Path
+    emails: pd.DataFrame
+    champion_version: int
+    challenger_version: int | None
+
+
+def write_contract(contract: Path, root: Path, overrides: dict | None = None) -> Path:
+    """Copy the contract into ``root/configs/`` with ``{"serving": {...}}``-style overrides."""
+    target = root / "configs" / "system.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not overrides:
+        shutil.copyfile(contract, target)
+        return target
+    raw = yaml.safe_load(Path(contract).read_text(encoding="utf-8"))
+    for section, values in overrides.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    target.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return target
+
+
+def fit_bundle(cfg, frame: pd.DataFrame, *, trees: int = 40, depth: int = 4, seed: int = 0):
+    """A small XGBoost bundle on the project's features (``frame`` carries history columns)."""
+    from xgboost import XGBClassifier
+
+    from ..bundle import build_bundle
+    from ..features.pipeline import build_features
+
+    label = cfg.data.column("label").name
+    y = (frame[label] == cfg.problem.positive_class).to_numpy().astype(int)
+    features = build_features(cfg)
+    x = features.fit_transform(frame, y)
+    model = XGBClassifier(
+        n_estimators=trees, max_depth=depth, n_jobs=1, random_state=seed, tree_method="hist"
+    ).fit(x, y)
+    names = [str(n) for n in features.get_feature_names_out()]
+    bundle = build_bundle(cfg, "xgboost", features, model, frame, feature_names=names)
+    bundle.metadata["metrics"] = {"test": {"precision": 0.99}}
+    return bundle
+
+
+def sample_project(
+    contract: Path,
+    root: Path,
+    *,
+    rows: int = 600,
+    seed: int = 7,
+    challenger: bool = True,
+    overrides: dict | None = None,
+) -> SampleProject:
+    """Build the folder described in the module docstring; returns its contract and versions."""
+    from ..bundle import save_bundle
+    from ..data.synthetic import generate_emails
+    from ..features.history import attach_history
+    from ..features.store import SenderStore
+    from ..models import registry
+
+    root = Path(root)
+    config_path = write_contract(Path(contract), root, overrides)
+    cfg = load_config(config_path)
+    problem = cfg.problem
+    emails = generate_emails(
+        rows, seed, days=14, positive=problem.positive_class, negative=problem.negative_class
+    )
+    frame = attach_history(cfg, emails)
+    client = registry.connect(cfg)
+    registry.ensure_experiment(cfg, client)
+    name = cfg.training.mlflow.registered_model
+    versions = []
+    for i, trees in enumerate((40, 15) if challenger else (40,)):
+        folder = root / "bundles" / f"b{i}"
+        save_bundle(fit_bundle(cfg, frame, trees=trees, depth=4 - i, seed=seed + i), folder)
+        versions.append(registry.register_bundle(cfg, folder).version)
+    client.set_registered_model_alias(name, registry.CHAMPION, str(versions[0]))
+    if challenger:
+        client.set_registered_model_alias(name, registry.CHALLENGER, str(versions[1]))
+    timestamp = cfg.data.column("timestamp").name
+    store = SenderStore.from_config(cfg)
+    store.materialize(cfg, emails, as_of=emails[timestamp].max() + pd.Timedelta(seconds=1))
+    store.close()
+    return SampleProject(
+        cfg=cfg,
+        config_path=config_path,
+        emails=emails,
+        champion_version=versions[0],
+        challenger_version=versions[1] if challenger else None,
+    )
+
+
+def request_bodies(cfg, emails: pd.DataFrame) -> list[dict]:
+    """JSON bodies for /classify from canonical rows (the label and NaNs left out)."""
+    label = cfg.data.column("label").name
+    bodies = []
+    for record in emails.drop(columns=[label], errors="ignore").to_dict("records"):
+        body = {}
+        for key, value in record.items():
+            if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+                continue
+            if isinstance(value, pd.Timestamp):
+                value = value.isoformat()
+            elif hasattr(value, "item"):
+                value = value.item()
+            body[key] = value
+        bodies.append(body)
+    return bodies

@@ -1,0 +1,112 @@
+"""The BentoML service: ``bentoml serve <package>.serving.service:Classifier``.
+
+Endpoints (JSON in, JSON out):
+
+``POST /classify``        one email (the contract's raw fields, see ``schema.email_model``)
+                          -> ``Prediction``: request_id, message_id, label, score, threshold,
+                          model_version, role. An ``X-Request-ID`` header becomes the request id
+                          (a mesh mirror keeps it, so shadow pods join on it); else one is made.
+                          Concurrent requests are scored together (``batcher.py``).
+``POST /classify_batch``  a JSON list of emails -> a list of ``Prediction``, in order. Concurrent
+                          batch requests are merged by BentoML's adaptive batching.
+``GET /livez``, ``GET /readyz``, ``GET /metrics`` (BentoML's metrics and ``metrics.py``'s).
+
+The contract is read at import (``SYSTEM_CONFIG`` or ``configs/system.yaml``): the request model
+and the batching limits are built from it. Models load once, when the worker starts; without a
+champion the worker fails with the message of ``engine.NoModelError``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from typing import Annotated
+
+import bentoml
+from _bentoml_sdk.io_models import IORootModel
+from pydantic import Field, TypeAdapter
+
+from ..config import load_config
+from . import WORKERS_ENV
+from .batcher import MicroBatcher
+from .guard import RequestGuard
+from .schema import MAX_BATCH_ITEMS, Prediction, email_model
+
+CFG = load_config()
+Email = email_model(CFG)
+EmailList = Annotated[list[Email], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+API_PATHS = ("/classify", "/classify_batch")
+SERVICE_NAME = __name__.split(".", 1)[0].replace("_", "-")
+_EMAIL_LIST = TypeAdapter(EmailList)
+
+
+class EmailBatch(IORootModel[EmailList]):
+    """The body of /classify_batch: a JSON list of emails.
+
+    BentoML parses a list body with ``json.loads`` and answers malformed JSON with a 500;
+    pydantic's JSON parser reports it as a validation error, which BentoML answers with a 400.
+    """
+
+    __root_input__ = True
+
+    @classmethod
+    def model_validate_json(cls, json_data, **kwargs):
+        return cls(_EMAIL_LIST.validate_json(json_data))
+
+
+@bentoml.service(
+    name=SERVICE_NAME,
+    workers=int(os.environ.get(WORKERS_ENV, "1")),
+    # /classify_batch runs on this one thread (BentoML's dispatcher sends one batch at a time);
+    # /classify runs on the micro-batcher's thread (batcher.py).
+    threads=1,
+    traffic={"timeout": 30},
+    endpoints={"livez": "/livez", "readyz": "/readyz"},
+)
+class Classifier:
+    """Classifies emails with the registry's champion (and challenger, by routing mode)."""
+
+    def __init__(self) -> None:
+        from .engine import Engine
+        from .metrics import serving_metrics
+
+        self.engine = Engine.from_config(CFG, metrics=serving_metrics())
+        self.batcher = MicroBatcher(self.engine.classify, max_batch=CFG.serving.max_batch_size)
+        # Everything loaded so far lives as long as the process: keep it out of the garbage
+        # collector's full passes, which otherwise stall requests for hundreds of ms.
+        gc.collect()
+        gc.freeze()
+
+    @bentoml.api(route="/classify")
+    async def classify(self, email: Email, /, ctx: bentoml.Context) -> Prediction:
+        """Classify one email."""
+        return await self.batcher.submit(email, ctx.request.headers.get("x-request-id"))
+
+    @bentoml.api(
+        route="/classify_batch",
+        input_spec=EmailBatch,
+        batchable=True,
+        max_batch_size=CFG.serving.max_batch_size,
+        # BentoML answers 503 to a request it cannot finish within this deadline (it is not a
+        # wait limit: the dispatcher sizes its own wait). The client's end-to-end budget is the
+        # deadline: past it the mail server has failed open and the answer is useless.
+        max_latency_ms=max(
+            CFG.serving.batch_max_latency_ms, CFG.requirements.end_to_end_latency_ms
+        ),
+    )
+    def classify_batch(self, emails: list[Email]) -> list[Prediction]:
+        """Classify a list of emails (one prediction per email, in order)."""
+        return self.engine.classify(emails)
+
+    def __is_ready__(self) -> bool:
+        return self.engine is not None
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.batcher.close()
+        self.engine.close()
+
+
+Classifier.add_asgi_middleware(
+    RequestGuard, max_body_bytes=CFG.serving.max_body_bytes, paths=API_PATHS
+)

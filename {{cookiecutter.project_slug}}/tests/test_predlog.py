@@ -1,0 +1,152 @@
+"""The prediction log, feedback ingestion and the online metrics computed from them."""
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from {{cookiecutter.package_name}}.cli import serving as serving_cli
+from {{cookiecutter.package_name}}.serving.feedback import FeedbackFileError, ingest_feedback
+from {{cookiecutter.package_name}}.serving.predlog import OnlineCounts, PredictionLog
+
+
+def prediction(request_id, label, *, message_id=None, role="champion", served=True, hours=0):
+    return {
+        "request_id": request_id,
+        "message_id": message_id,
+        "entity": "a@b.org",
+        "created_at": datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=hours),
+        "received_at": None,
+        "model_name": "m",
+        "model_version": 1,
+        "role": role,
+        "served": served,
+        "routing": "single",
+        "score": 0.9 if label == "spam" else 0.1,
+        "label": label,
+        "threshold": 0.5,
+        "latency_ms": 3.0,
+        "features": {"recipient_count": 1.0, "sender_seconds_since_prev": None},
+    }
+
+
+@pytest.fixture()
+def log(tmp_path):
+    with PredictionLog(f"sqlite:///{tmp_path}/log.db") as opened:
+        yield opened
+
+
+def test_record_round_trip_and_durable_file(log, tmp_path):
+    log.record([prediction("r1", "spam"), prediction("r1", "ham", role="challenger", served=False)])
+    rows = log.rows("r1")
+    assert [r["role"] for r in rows] == ["champion", "challenger"]
+    assert rows[0]["features"] == {"recipient_count": 1.0, "sender_seconds_since_prev": None}
+    # Another connection (another process, after a crash) sees the committed rows.
+    with PredictionLog(f"sqlite:///{tmp_path}/log.db") as again:
+        assert again.count() == 2 and again.request_ids() == {"r1"}
+
+
+def test_online_counts_follow_the_contract_definitions(log):
+    log.record(
+        [prediction(f"p{i}", "spam", message_id=f"<p{i}@x>") for i in range(10)]
+        + [prediction(f"n{i}", "ham") for i in range(90)]
+        + [prediction("old", "spam", hours=48)]
+        + [prediction("shadow", "spam", role="challenger", served=False)]
+    )
+    feedback = [
+        # Two rescues of positive predictions: one by request id, one by message id.
+        {"request_id": "p0", "message_id": None, "label": "ham"},
+        {"request_id": None, "message_id": "<p1@x>", "label": "ham"},
+        # A confirmed positive and a missed positive (reported by the user).
+        {"request_id": "p2", "message_id": None, "label": "spam"},
+        {"request_id": "n0", "message_id": None, "label": "spam"},
+        # Feedback on a prediction outside the window changes nothing.
+        {"request_id": "old", "message_id": None, "label": "ham"},
+    ]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [
+        {**f, "source": None, "reported_at": None, "ingested_at": now, "key": str(i)}
+        for i, f in enumerate(feedback)
+    ]
+    assert log.add_feedback(rows) == (5, 0)
+    assert log.add_feedback(rows[:2]) == (0, 2)
+
+    counts = log.online_counts(datetime.now(UTC) - timedelta(days=1), "spam", "ham")
+    assert counts == OnlineCounts(
+        predicted_positive=10, predicted_negative=90, rescued=2, reported=1
+    )
+    assert counts.precision == pytest.approx(8 / 10)
+    assert counts.false_positive_rate == pytest.approx(2 / (2 + 90 - 1))
+    empty = OnlineCounts(0, 0, 0, 0)
+    assert math.isnan(empty.precision) and math.isnan(empty.false_positive_rate)
+
+
+def test_feedback_file_quarantines_bad_rows_and_is_idempotent(cfg, log, tmp_path):
+    log.record([prediction("r1", "spam", message_id="<m1@x>"), prediction("r2", "ham")])
+    path = tmp_path / "reports.csv"
+    pd.DataFrame(
+        {
+            "request_id": ["r1", "", "r2", "", "r9", "r2"],
+            "message_id": ["", "<m1@x>", "", "", "", ""],
+            "label": ["HAM", "ham", "maybe", "spam", "spam", "spam"],
+            "reported_at": ["2026-03-01T10:00:00Z", "", "", "", "", "yesterday-ish"],
+        }
+    ).to_csv(path, index=False)
+    quarantine = tmp_path / "quarantine"
+    result = ingest_feedback(cfg, path, log, quarantine_dir=quarantine)
+    assert (result.read, result.inserted, result.rejected) == (6, 3, 3)
+    assert result.reasons == {"bad_label": 1, "no_id": 1, "bad_time": 1}
+    assert result.unmatched == 1  # r9 is not in the log
+    rejected = pd.read_csv(result.quarantine_path)
+    assert sorted(rejected["reason"]) == ["bad_label", "bad_time", "no_id"]
+    assert "rejected 3" in result.summary()
+
+    again = ingest_feedback(cfg, path, log, quarantine_dir=quarantine)
+    assert (again.inserted, again.duplicates) == (0, 3)
+
+
+def test_feedback_formats_and_unreadable_files(cfg, log, tmp_path):
+    jsonl = tmp_path / "f.jsonl"
+    jsonl.write_text(
+        '{"request_id": "r1", "label": "spam", "source": "button"}\n', encoding="utf-8"
+    )
+    assert ingest_feedback(cfg, jsonl, log, quarantine_dir=tmp_path).inserted == 1
+    with pytest.raises(FeedbackFileError, match="unknown feedback format"):
+        ingest_feedback(cfg, tmp_path / "f.xlsx", log, quarantine_dir=tmp_path)
+    no_label = tmp_path / "n.csv"
+    no_label.write_text("request_id\nr1\n", encoding="utf-8")
+    with pytest.raises(FeedbackFileError, match="no 'label' column"):
+        ingest_feedback(cfg, no_label, log, quarantine_dir=tmp_path)
+
+
+def test_feedback_command(cfg, project_root, tmp_path):
+    app = typer.Typer()
+    app.command()(serving_cli.feedback)
+    app.command("serve")(serving_cli.serve)
+    path = tmp_path / "f.csv"
+    path.write_text("request_id,label\nr1,spam\nr2,unknown\n", encoding="utf-8")
+    url = f"sqlite:///{tmp_path}/cli.db"
+    config = str(project_root / "configs" / "system.yaml")
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "feedback",
+            str(path),
+            "--log-url",
+            url,
+            "--quarantine",
+            str(tmp_path / "q"),
+            "-c",
+            config,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "inserted 1" in result.output and "rejected 1" in result.output
+    missing = runner.invoke(
+        app, ["feedback", str(tmp_path / "nope.csv"), "--log-url", url, "-c", config]
+    )
+    assert missing.exit_code == 2 and "no such file" in missing.output

@@ -1,0 +1,561 @@
+"""Serving: routing, the engine in each mode, and real `bentoml serve` processes over HTTP.
+
+One sample project (two small XGBoost bundles on generated emails, registered as champion and
+challenger in a tmp MLflow store, a materialized sender store) serves the whole module. Three
+real servers start together (single, shadow, canary); the kill test runs last and kills the
+single-mode server with SIGKILL under load.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from {{cookiecutter.package_name}}.deploy.server import missing_metrics
+from {{cookiecutter.package_name}}.serving import routing
+from {{cookiecutter.package_name}}.serving.predlog import PredictionLog
+from {{cookiecutter.package_name}}.serving.sample import request_bodies, sample_project
+from {{cookiecutter.package_name}}.serving.schema import FrameBuilder, email_model
+
+SERVICE = "{{cookiecutter.package_name}}.serving.service:Classifier"
+JSON = {"content-type": "application/json"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: one sample project, three real servers
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory, project_root):
+    root = tmp_path_factory.mktemp("serving")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        project = sample_project(project_root / "configs" / "system.yaml", root, rows=400)
+        # In-process code (engine, service module) reads the same store and contract.
+        mp.setenv("MLFLOW_TRACKING_URI", project.cfg.tracking_uri)
+        mp.setenv("SYSTEM_CONFIG", str(project.config_path))
+        yield project
+
+
+@pytest.fixture(scope="module")
+def bodies(sample):
+    return request_bodies(sample.cfg, sample.emails.tail(60))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `bentoml serve` process group on 127.0.0.1 with its own prediction log."""
+
+    def __init__(self, sample, name: str, **env):
+        self.root = sample.config_path.parent.parent
+        self.log_path = self.root / f"{name}-predictions.db"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output = self.root / f"{name}-server.log"
+        environment = {
+            **os.environ,
+            "SYSTEM_CONFIG": str(sample.config_path),
+            "MLFLOW_TRACKING_URI": sample.cfg.tracking_uri,
+            "PREDICTION_LOG_URL": f"sqlite:///{self.log_path}",
+            "BENTOML_HOME": str(self.root / f"bentoml-{name}"),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "MONITOR_REFRESH_S": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            **env,
+        }
+        command = [sys.executable, "-m", "bentoml", "serve", SERVICE]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        with self.output.open("wb") as out:
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the kill test kills it whole
+            )
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        tail = self.output.read_text(errors="replace")[-3000:]
+        pytest.fail(f"server did not become ready:\n{tail}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> PredictionLog:
+        return PredictionLog(f"sqlite:///{self.log_path}")
+
+
+@pytest.fixture(scope="module")
+def launched(sample):
+    """Single, shadow and canary servers, launched together (the in-process tests run while
+    they start; ``servers`` waits until they are ready)."""
+    started = {
+        "single": Server(sample, "single", SERVING_ROUTING="single"),
+        "shadow": Server(sample, "shadow", SERVING_ROUTING="shadow"),
+        "canary": Server(sample, "canary", SERVING_ROUTING="canary", CANARY_PERCENT="50"),
+    }
+    try:
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(launched):
+    for server in launched.values():
+        server.wait_ready()
+    return launched
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing: pure functions
+
+
+def test_canary_share_and_stickiness_over_10k_senders():
+    senders = [f"user{i}@domain{i % 97}.example" for i in range(10_000)]
+    for percent in (5, 25, 50):
+        chosen = [routing.in_canary(s, percent, "7") for s in senders]
+        assert abs(np.mean(chosen) * 100 - percent) < 1.5, percent
+        # Sticky: the same sender, however it is written, always gets the same answer.
+        again = [routing.in_canary(f"  {s.upper()} ", percent, "7") for s in senders]
+        assert again == chosen
+    # Raising the percentage only moves senders to the challenger.
+    five = {s for s in senders if routing.in_canary(s, 5, "7")}
+    fifty = {s for s in senders if routing.in_canary(s, 50, "7")}
+    assert five < fifty
+    # A new challenger (salt) draws a new cohort of about the same size.
+    other = {s for s in senders if routing.in_canary(s, 5, "8")}
+    assert abs(len(other) - len(five)) < 150 and len(other & five) < len(five) / 2
+    assert not routing.in_canary("a@b.c", 0) and routing.in_canary("a@b.c", 100)
+
+
+def test_routing_plan_reads_contract_then_environment(cfg):
+    assert routing.plan_from(cfg, {}).mode == cfg.serving.routing
+    plan = routing.plan_from(cfg, {"SERVING_ROUTING": "Canary", "CANARY_PERCENT": "12.5"})
+    assert (plan.mode, plan.canary_percent) == ("canary", 12.5)
+    with pytest.raises(routing.RoutingError, match="SERVING_ROUTING"):
+        routing.plan_from(cfg, {"SERVING_ROUTING": "blue-green"})
+    with pytest.raises(routing.RoutingError, match="CANARY_PERCENT"):
+        routing.plan_from(cfg, {"CANARY_PERCENT": "150"})
+
+
+# ---------------------------------------------------------------------------------------------
+# The request model
+
+
+def test_email_model_follows_the_contract(cfg):
+    email_cls = email_model(cfg)
+    email = email_cls.model_validate({"sender": "Bob@Example.org", "body": "hi"})
+    row = FrameBuilder(cfg).frame([email]).iloc[0]
+    assert row["sender_domain"] == "example.org"
+    assert row["recipient_count"] == 1 and row["attachment_count"] == 0
+    assert row["content_type"] == "text/plain"
+    assert str(row["received_at"].tz) == "UTC"
+    for bad, field in (
+        ({"body": "x"}, "sender"),
+        ({"sender": "a", "body": "x", "label": "spam"}, "label"),
+        ({"sender": "a", "body": "x", "content_type": "image/png"}, "content_type"),
+        ({"sender": "a", "body": "x", "recipient_count": 0}, "recipient_count"),
+        ({"sender": "a", "body": "x", "received_at": "3000-01-01T00:00:00Z"}, "received_at"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            email_cls.model_validate(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# In process: the engine in each mode
+
+
+@pytest.fixture(scope="module")
+def models(sample):
+    """Champion and challenger, downloaded from the registry once for the in-process tests."""
+    from {{cookiecutter.package_name}}.serving.loading import load_models
+
+    return load_models(sample.cfg, routing.RoutingPlan("shadow"), {})
+
+
+@pytest.fixture()
+def engine_for(sample, models, launched, tmp_path):
+    """Engines in a given mode (``launched``: the real servers start meanwhile)."""
+    from prometheus_client import CollectorRegistry
+
+    from {{cookiecutter.package_name}}.features.store import SenderStore
+    from {{cookiecutter.package_name}}.serving.engine import Engine
+    from {{cookiecutter.package_name}}.serving.metrics import ServingMetrics
+
+    champion, challenger = models
+    made = []
+
+    def make(mode: str, percent: float = 50):
+        plan = routing.RoutingPlan(mode, percent, salt=str(challenger.version))
+        engine = Engine(
+            sample.cfg,
+            champion,
+            None if mode == "single" else challenger,
+            plan=plan,
+            store=SenderStore.from_config(sample.cfg),
+            log=PredictionLog(f"sqlite:///{tmp_path}/{mode}.db"),
+            metrics=ServingMetrics(CollectorRegistry()),
+            refresh_s=3600,
+        )
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.close()
+
+
+def emails_of(cfg, bodies):
+    email_cls = email_model(cfg)
+    return [email_cls.model_validate(b) for b in bodies]
+
+
+@pytest.mark.slow
+def test_single_mode_answers_with_the_champion_and_logs_first(sample, bodies, engine_for):
+    engine = engine_for("single")
+    emails = emails_of(sample.cfg, bodies[:5])
+    out = engine.classify(emails)
+    assert [p.role for p in out] == ["champion"] * 5
+    assert {p.model_version for p in out} == {sample.champion_version}
+    for p in out:
+        rows = engine.log.rows(p.request_id)
+        assert len(rows) == 1 and rows[0]["served"] and rows[0]["score"] == pytest.approx(p.score)
+        assert rows[0]["features"]["sender_past_count"] is not None
+    assert out[0].label in (sample.cfg.problem.positive_class, sample.cfg.problem.negative_class)
+
+
+@pytest.mark.slow
+def test_shadow_mode_logs_both_models_under_one_request_id(sample, bodies, engine_for):
+    engine = engine_for("shadow")
+    single = engine_for("single")
+    emails = emails_of(sample.cfg, bodies[:8])
+    out = engine.classify(emails, [f"req-{i}" for i in range(8)])
+    assert engine.wait_for_shadow(10)
+    for i, p in enumerate(out):
+        assert p.role == "champion" and p.request_id == f"req-{i}"
+        rows = {r["role"]: r for r in engine.log.rows(p.request_id)}
+        assert set(rows) == {"champion", "challenger"}
+        assert rows["champion"]["served"] and not rows["challenger"]["served"]
+        assert rows["champion"]["score"] == pytest.approx(p.score)
+        assert rows["challenger"]["model_version"] == sample.challenger_version
+    # The champion's answer does not depend on the mode.
+    alone = single.classify(emails_of(sample.cfg, bodies[:1]))[0]
+    assert alone.model_version == out[0].model_version
+
+
+@pytest.mark.slow
+def test_canary_mode_routes_by_sender(sample, bodies, engine_for):
+    engine = engine_for("canary", 50)
+    emails = emails_of(sample.cfg, bodies)
+    out = engine.classify(emails)
+    salt = str(sample.challenger_version)
+    for email, p in zip(emails, out, strict=True):
+        expected = "challenger" if routing.in_canary(email.sender, 50, salt) else "champion"
+        assert p.role == expected
+        version = sample.challenger_version if expected == "challenger" else sample.champion_version
+        assert p.model_version == version
+    assert {p.role for p in out} == {"champion", "challenger"}
+    # Sticky: the same senders again get the same models.
+    assert [p.role for p in engine.classify(emails)] == [p.role for p in out]
+
+
+@pytest.mark.slow
+def test_no_champion_fails_fast_with_the_way_out(sample):
+    from {{cookiecutter.package_name}}.serving.loading import NoModelError, load_models
+
+    plan = routing.RoutingPlan("single")
+    with pytest.raises(NoModelError, match="Train and promote"):
+        load_models(sample.cfg, plan, {"MODEL_ALIAS": "nobody"})
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
+def test_in_process_http_endpoints(sample, bodies, tmp_path, monkeypatch):
+    """The BentoML app in process (no /metrics there: it needs the server's worker setup)."""
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("PREDICTION_LOG_URL", f"sqlite:///{tmp_path}/asgi.db")
+    from {{cookiecutter.package_name}}.serving.service import Classifier
+
+    with TestClient(Classifier.to_asgi()) as client:
+        assert client.get("/readyz").status_code == 200
+        r = client.post("/classify", json=bodies[0], headers={"X-Request-ID": "in-process-1"})
+        assert r.status_code == 200, r.text
+        assert r.json()["request_id"] == "in-process-1"
+        r = client.post("/classify_batch", json=bodies[:3])
+        assert r.status_code == 200 and len(r.json()) == 3
+        r = client.post("/classify", json={"sender": "a@b.org"})
+        assert r.status_code == 400 and r.json()["error"] == "body: Field required"
+        r = client.post("/classify", content=b"x" * 2_000_000, headers=JSON)
+        assert r.status_code == 413
+    with PredictionLog(f"sqlite:///{tmp_path}/asgi.db") as log:
+        assert log.count() == 4
+
+
+@pytest.mark.slow
+def test_serve_command_refuses_to_start_without_the_model(sample, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from {{cookiecutter.package_name}}.cli import serving as serving_cli
+
+    app = typer.Typer()
+    app.command("serve")(serving_cli.serve)
+    app.command("feedback")(serving_cli.feedback)
+    monkeypatch.setenv("MODEL_ALIAS", "nobody")
+    result = CliRunner().invoke(app, ["serve", "-c", str(sample.config_path)])
+    assert result.exit_code == 2
+    assert "cannot serve" in result.output and "'nobody'" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Real servers over HTTP
+
+
+@pytest.mark.slow
+def test_single_server_endpoints(servers, bodies, sample):
+    server = servers["single"]
+    assert httpx.get(server.url + "/livez").status_code == 200
+    assert httpx.get(server.url + "/readyz").status_code == 200
+    r = httpx.post(server.url + "/classify", json=bodies[0], headers={"X-Request-ID": "abc-1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["request_id"] == "abc-1" and body["role"] == "champion"
+    assert set(body) >= {"label", "score", "threshold", "model_version", "request_id"}
+    assert body["model_version"] == sample.champion_version
+    r = httpx.post(server.url + "/classify_batch", json=bodies[:10])
+    assert r.status_code == 200, r.text
+    batch = r.json()
+    assert len(batch) == 10 and len({p["request_id"] for p in batch}) == 10
+    assert [p["message_id"] for p in batch] == [b["message_id"] for b in bodies[:10]]
+    with server.log() as log:
+        assert len(log.rows("abc-1")) == 1
+        assert all(len(log.rows(p["request_id"])) == 1 for p in batch)
+
+
+@pytest.mark.slow
+def test_shadow_server_answers_with_champion_and_logs_both(servers, bodies, sample):
+    server = servers["shadow"]
+    ids = [f"shadow-{i}" for i in range(6)]
+    answers = []
+    for request_id, body in zip(ids, bodies, strict=False):
+        r = httpx.post(server.url + "/classify", json=body, headers={"X-Request-ID": request_id})
+        assert r.status_code == 200, r.text
+        answers.append(r.json())
+    batch = httpx.post(server.url + "/classify_batch", json=bodies[6:9]).json()
+    expected = {a["request_id"]: a for a in [*answers, *batch]}
+    deadline = time.monotonic() + 10
+    with server.log() as log:
+        while time.monotonic() < deadline:  # the challenger logs off the response path
+            rows = [r for rid in expected for r in log.rows(rid)]
+            if len(rows) == 2 * len(expected):
+                break
+            time.sleep(0.1)
+    assert len(rows) == 2 * len(expected)
+    for request_id, answer in expected.items():
+        pair = {r["role"]: r for r in rows if r["request_id"] == request_id}
+        assert answer["role"] == "champion" and answer["model_version"] == sample.champion_version
+        assert pair["champion"]["served"] and pair["champion"]["score"] == pytest.approx(
+            answer["score"]
+        )
+        assert not pair["challenger"]["served"]
+        assert pair["challenger"]["model_version"] == sample.challenger_version
+    text = httpx.get(server.url + "/metrics").text
+    assert "model_predictions_total{label=" in text and 'role="challenger"' in text
+    assert "model_shadow_comparisons_total" in text
+
+
+@pytest.mark.slow
+def test_canary_server_routes_senders_stickily(servers, bodies, sample):
+    server = servers["canary"]
+    salt = str(sample.challenger_version)
+    roles = {}
+    for body in bodies[:30]:
+        r = httpx.post(server.url + "/classify", json=body)
+        assert r.status_code == 200, r.text
+        role = r.json()["role"]
+        assert role == ("challenger" if routing.in_canary(body["sender"], 50, salt) else "champion")
+        assert roles.setdefault(body["sender"], role) == role
+    assert set(roles.values()) == {"champion", "challenger"}
+    batch = httpx.post(server.url + "/classify_batch", json=bodies[:30]).json()
+    assert [roles[b["sender"]] for b in bodies[:30]] == [p["role"] for p in batch]
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """Send bytes as they are (no client-side checks); return the status and the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + body)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+def bad_requests():
+    good = b'{"sender":"a@b.org","body":"hello"}'
+    big = b'{"sender":"a@b.org","body":"' + b"x" * 1_100_000 + b'"}'
+    post = b"POST /classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+
+    def with_length(body, extra=b"", ctype=b"application/json"):
+        head = post + b"Content-Type: " + ctype + b"\r\n" + extra
+        return head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n", body
+
+    return {
+        "malformed json": (*with_length(b'{"sender": "a@b.org", "body": '), b"JSON"),
+        "missing field": (*with_length(b'{"sender": "a@b.org"}'), b"body: Field required"),
+        "wrong type": (*with_length(b'{"sender": 42, "body": "x"}'), b"sender"),
+        "unknown field": (*with_length(b'{"sender":"a","body":"b","subjet":"x"}'), b"subjet"),
+        "out of range": (
+            *with_length(b'{"sender":"a","body":"b","attachment_count":-1}'),
+            b"attachment_count",
+        ),
+        "not an object": (*with_length(b"[1, 2]"), b"object"),
+        "empty body": (*with_length(b""), b"empty body"),
+        "over size limit": (*with_length(big), b"over the limit"),
+        "non-utf8": (*with_length(b'{"sender":"a\xff\xfe@b.org","body":"x"}'), b"UTF-8"),
+        "content-type": (*with_length(good, ctype=b"text/plain"), b"Content-Type"),
+        "content-length text": (post + b"Content-Length: lots\r\n\r\n", good, b""),
+        "content-length huge": (post + b"Content-Length: 99999999999\r\n\r\n", good, b""),
+        "request id": (
+            *with_length(good, b"X-Request-ID: " + b"x" * 500 + b"\r\n"),
+            b"X-Request-ID",
+        ),
+        "binary header": (*with_length(good, b"X-Request-ID: \xe9\x00\r\n"), b""),
+        "encoding": (*with_length(good, b"Content-Encoding: gzip\r\n"), b"Content-Encoding"),
+    }
+
+
+@pytest.mark.slow
+def test_bad_input_matrix_is_4xx_and_server_keeps_serving(servers, bodies):
+    server = servers["single"]
+    failures = []
+    for name, (head, body, expected) in bad_requests().items():
+        status, text = raw_request(server.port, head, body)
+        if not 400 <= status < 500 or expected not in text:
+            failures.append(f"{name}: {status} {text[:200]!r}")
+    batch = b"POST /classify_batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    batch += b"Content-Type: application/json\r\n"
+    for body, expected in ((b"[", b"JSON"), (b"[]", b"at least 1"), (b"{}", b"array")):
+        status, text = raw_request(
+            server.port, batch + b"Content-Length: %d\r\n\r\n" % len(body), body
+        )
+        if status != 400 or expected not in text:
+            failures.append(f"batch {body!r}: {status} {text[:200]!r}")
+    assert not failures, "\n".join(failures)
+    # Still serving, and no request above was counted as a 5xx.
+    assert httpx.post(server.url + "/classify", json=bodies[0]).status_code == 200
+    metrics = httpx.get(server.url + "/metrics").text
+    fives = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("bentoml_service_request_total")
+        and 'http_response_code="5' in line
+        and not line.endswith(" 0.0")
+    ]
+    assert not fives, fives
+
+
+@pytest.mark.slow
+def test_metrics_has_every_name_the_manifests_query(servers, bodies):
+    server = servers["single"]
+    for body in bodies[:3]:
+        assert httpx.post(server.url + "/classify", json=body).status_code == 200
+    text = httpx.get(server.url + "/metrics").text
+    assert missing_metrics(text) == []
+    for name in (
+        "model_sender_store_cache_hit_rate",
+        "model_shadow_agreement_rate",
+        "model_info{",
+        'model_drift_score{feature="model_score"}',
+    ):
+        assert name in text, name
+
+
+# The kill test stays last: it kills the single-mode server.
+@pytest.mark.slow
+def test_sigkill_under_load_loses_no_acknowledged_prediction(servers, bodies):
+    server = servers["single"]
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(worker: int):
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    if i % 5 == 0:
+                        r = http.post("/classify_batch", json=bodies[:4])
+                        ids = [p["request_id"] for p in r.json()] if r.status_code == 200 else []
+                    else:
+                        body = bodies[(worker * 7 + i) % len(bodies)]
+                        r = http.post("/classify", json=body)
+                        ids = [r.json()["request_id"]] if r.status_code == 200 else []
+                except (httpx.HTTPError, json.JSONDecodeError):
+                    continue  # the server is gone: only answered requests count
+                with lock:
+                    acknowledged.extend(ids)
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2.0)
+    with lock:
+        before = len(acknowledged)
+    server.kill()  # SIGKILL to the whole process group, mid-load
+    time.sleep(0.3)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert before > 20, "the load did not get going"
+    with server.log() as log:
+        logged = log.request_ids()
+    missing = set(acknowledged) - logged
+    print(f"kill test: {len(acknowledged)} acknowledged, {len(logged)} logged, {len(missing)} lost")
+    assert not missing, f"{len(missing)} acknowledged predictions are not in the log"
