@@ -206,3 +206,17 @@ def test_default_project_trains_with_make(bake):
     assert "registered models:/spam-detection/1" in out.stdout
     assert re.search(r"version 1 is (now 'champion'|rejected|'challenger')", out.stdout)
     assert "deploy check passed" in out.stdout
+
+
+@pytest.mark.parametrize("strategy", CHOICES["deploy_strategy"])
+def test_make_deploy_check_passes_for_each_strategy_and_fails_on_breakage(bake, strategy):
+    project = bake(deploy_strategy=strategy)
+    make = ["make", "deploy-check", "SKIP_INSTALL=1", f"VENV={Path(sys.executable).parent.parent}"]
+    out = run_in_project(project, *make)
+    assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
+    assert "deploy check passed" in out.stdout
+    deployment = project / "deploy/k8s/base/workload/deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("readinessProbe:", "readinesProbe:"))
+    broken = run_in_project(project, *make)
+    assert broken.returncode != 0
+    assert "readinesProbe" in broken.stdout + broken.stderr
