@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -559,3 +560,29 @@ def test_sigkill_under_load_loses_no_acknowledged_prediction(servers, bodies):
     missing = set(acknowledged) - logged
     print(f"kill test: {len(acknowledged)} acknowledged, {len(logged)} logged, {len(missing)} lost")
     assert not missing, f"{len(missing)} acknowledged predictions are not in the log"
+
+
+@pytest.mark.slow
+def test_bentoml_build_works_offline(project_root, tmp_path):
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONPATH": str(project_root / "src"),
+        # bentoml build resolves with uv; the one beside this interpreter, not a download.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build"],
+        cwd=project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    [bento] = [p for p in (tmp_path / "bentoml/bentos").glob("*/*") if p.name != "latest"]
+    package = "{{ cookiecutter.package_name }}"
+    assert (bento / "src/src" / package / "serving/service.py").is_file()
+    assert (bento / "src/configs/system.yaml").is_file()
+    assert "/classify" in (bento / "apis/openapi.yaml").read_text()
