@@ -11,7 +11,6 @@ active MLflow run when there is one.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -583,11 +582,13 @@ def _log_to_mlflow(
         return
     if not run_id:
         return
-    os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(cfg.tracking_uri)
+    # Imported here: registry imports this module at its top.
+    from .registry import connect
+
+    connect(cfg)
     try:
         mlflow.get_run(run_id)
     except MlflowException:
