@@ -6,6 +6,7 @@ real servers start together (single, shadow, canary); the kill test runs last an
 single-mode server with SIGKILL under load.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -104,18 +105,20 @@ class Server:
         tail = self.output.read_text(errors="replace")[-3000:]
         pytest.fail(f"server did not become ready:\n{tail}")
 
+    def _signal_group(self, sig) -> None:
+        # The whole group, even when the arbiter is gone: its workers would outlive it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
     def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+        self._signal_group(signal.SIGKILL)
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self._signal_group(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(15)
+        self.kill()
 
     def log(self) -> PredictionLog:
         return PredictionLog(f"sqlite:///{self.log_path}")
@@ -258,7 +261,12 @@ def test_single_mode_answers_with_the_champion_and_logs_first(sample, bodies, en
     for p in out:
         rows = engine.log.rows(p.request_id)
         assert len(rows) == 1 and rows[0]["served"] and rows[0]["score"] == pytest.approx(p.score)
-        assert rows[0]["features"]["sender_past_count"] is not None
+        # What monitoring reads: every reference feature (the model's own input) and the
+        # per-request input signals (categories, unseen-token shares, top tokens).
+        logged = rows[0]["features"]
+        assert set(engine.champion.bundle.reference["features"]) <= set(logged)
+        assert logged["sender_count_log"] is not None
+        assert {"cat.content_type", "text.body.unseen", "text.body.top"} <= set(logged)
     assert out[0].label in (sample.cfg.problem.positive_class, sample.cfg.problem.negative_class)
 
 

@@ -93,7 +93,11 @@ class ModelBundle:
 
     def score(self, df: pd.DataFrame) -> np.ndarray:
         """Positive-class probability for each raw canonical row."""
-        proba = self.model.predict_proba(self.transform(df))
+        return self.score_transformed(self.transform(df))
+
+    def score_transformed(self, x: Any) -> np.ndarray:
+        """Positive-class probability for an already transformed model input (see ``transform``)."""
+        proba = self.model.predict_proba(x)
         return np.asarray(proba[:, _positive_column(self.model, self.positive_label)], dtype=float)
 
     def predict(self, df: pd.DataFrame, threshold: float | None = None) -> np.ndarray:
@@ -185,6 +189,10 @@ def _distribution(values: np.ndarray, bins: int) -> dict:
         "std": float(finite.std()) if finite.size else None,
         "min": float(finite.min()) if finite.size else None,
         "max": float(finite.max()) if finite.size else None,
+        # The 0th..100th percentiles: monitoring interpolates the reference CDF from them (KS).
+        "quantiles": (
+            [float(v) for v in np.percentile(finite, np.arange(101))] if finite.size else []
+        ),
     }
 
 

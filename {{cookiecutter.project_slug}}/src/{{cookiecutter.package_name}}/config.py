@@ -80,6 +80,10 @@ class Alerts(_Strict):
     latency_p99_ms: int = Field(gt=0)
     error_rate_max: float = Rate
     no_predictions_minutes: int = Field(gt=0)
+    # A feature's missing share may rise this much (absolute) over its reference.
+    missing_rate_increase_max: float = Field(default=0.1, gt=0, le=1)
+    # A check warns once its value reaches this share of its alert threshold.
+    warn_fraction: float = Field(default=0.5, gt=0, le=1)
 
 
 DType = Literal["string", "int", "float", "bool", "datetime"]
@@ -211,6 +215,16 @@ class Serving(_Strict):
     sender_cache_ttl_s: int = Field(ge=0)
 
 
+class Monitoring(_Strict):
+    window_hours: float = Field(default=24, gt=0)
+    # Below this many predictions in a window, drift is not judged.
+    min_rows: int = Field(default=200, ge=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    # `compare` decides only with at least this many labelled shadow pairs.
+    min_labels: int = Field(default=200, ge=1)
+    retrain: Literal["local", "kubeflow"] = "local"
+
+
 class Platform(_Strict):
     namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     image: str
@@ -228,6 +242,7 @@ class SystemConfig(_Strict):
     data: Data
     training: Training
     serving: Serving
+    monitoring: Monitoring = Monitoring()
     platform: Platform
     root: Path = Path(".")
 

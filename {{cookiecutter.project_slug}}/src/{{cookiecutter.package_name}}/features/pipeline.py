@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
+from ..profiles import STRUCTURED_TEXT
 from ..sender_history import _ns
 from .behavior import BehaviorFeatures
 from .columns import Columns
@@ -26,9 +27,6 @@ from .history import missing_history
 from .sender import SenderFeatures
 from .structure import DEFAULT_COLUMNS, StructureFeatures
 from .text import TextScorer, TextStats, time_folds
-
-# Text columns that structure features parse themselves rather than as prose.
-_STRUCTURED_TEXT = frozenset({"urls"})
 
 
 class FeatureTransformer(TransformerMixin, BaseEstimator):
@@ -170,7 +168,7 @@ def build_features(cfg) -> FeatureTransformer:
     them under their default names and are treated as empty otherwise.
     """
     names = {c.name for c in cfg.data.columns}
-    text = tuple(c.name for c in cfg.data.columns_with("text") if c.name not in _STRUCTURED_TEXT)
+    text = tuple(c.name for c in cfg.data.columns_with("text") if c.name not in STRUCTURED_TEXT)
     columns = {key: (name if name in names else None) for key, name in DEFAULT_COLUMNS.items()}
     return FeatureTransformer(
         text_columns=text,

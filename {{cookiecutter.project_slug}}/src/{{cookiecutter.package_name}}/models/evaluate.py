@@ -626,14 +626,14 @@ def run(
     """Choose the threshold on ``validation``, measure ``test``, write reports to ``out_dir``.
 
     The bundle in ``bundle_dir`` is re-saved with the chosen threshold, validation and test
-    metrics, and a score reference from validation scores (held out, unlike training scores).
+    metrics, and the monitoring reference built on validation (``reference.build_reference``).
     A baseline bundle, when given, gets its own threshold chosen the same way (in memory: its
     folder is not modified). ``history`` (e.g. the train split) tells the slices which senders
     were already seen. Writes ``evaluation.json``, ``model_card.md`` and the PNG plots.
     """
     from rich.console import Console
 
-    from ..bundle import bin_shares, quantile_cuts
+    from ..reference import build_reference
 
     console = Console(stderr=True)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -705,15 +705,9 @@ def run(
     bundle.metadata["metrics"] = {"validation": val_metrics, "test": test_metrics}
     bundle.metadata["evaluation_windows"] = windows
     bundle.metadata["contract_met"] = not reasons
-    cuts = quantile_cuts(s_val)
-    bundle.reference["score"] = {
-        **bundle.reference.get("score", {}),
-        "cuts": cuts,
-        "shares": [float(v) for v in bin_shares(s_val, cuts)],
-        "mean": float(s_val.mean()),
-    }
-    bundle.reference["score_source"] = "validation"
-    bundle.reference["predicted_positive_rate"] = val_metrics["predicted_positive_rate"]
+    # Monitoring compares live traffic with held-out rows, featurised as serving does.
+    with console.status("Building the monitoring reference from validation"):
+        bundle.reference = build_reference(cfg, bundle, val_df, labels=y_val)
     save_bundle(bundle, bundle_dir)
 
     result = EvaluationResult(

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from ..features.columns import SMALL_FRAME, cells
-from ..features.history import HISTORY_COLUMNS
+from ..features.columns import cells
+from ..profiles import InputSignals
 from .loading import ServedModel, load_models
 from .predlog import URL_ENV, PredictionLog, clean_number, log_url, utc_naive
 from .routing import CHALLENGER, CHAMPION, RoutingPlan, plan_from
@@ -85,11 +85,12 @@ class Engine:
         self.entity = cfg.data.column("entity_key").name
         self.id_column = cfg.data.column("id").name
         self.drift = DriftWindow(champion.bundle.reference)
-        # Monitoring keeps the features the reference has, plus the sender history columns.
-        reference = list(champion.bundle.reference.get("features", {}))
-        available = {*self.frames.names, *HISTORY_COLUMNS}
-        wanted = dict.fromkeys([*reference, *HISTORY_COLUMNS])
-        self._feature_names = [c for c in wanted if c in available]
+        # The log keeps every feature of the champion's reference (the model's input where the
+        # model computes it, else the raw column of that name) and the per-row input signals
+        # (categories, unseen-token shares): what `monitor` compares with the reference.
+        self._feature_names = list(champion.bundle.reference.get("features", {}))
+        self.signals = InputSignals(champion.bundle.reference)
+        self._columns: dict[int, dict[str, int]] = {}
         self._shadow: queue.Queue | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -138,11 +139,22 @@ class Engine:
     def classify(
         self, emails: list, request_ids: list[str] | None = None, *, started: float | None = None
     ) -> list[Prediction]:
-        """Predictions for validated emails (``schema.email_model``), logged before returning."""
+        """Predictions for validated emails (``schema.email_model``), logged before returning.
+
+        A failure is recorded in the log's ``errors`` table (monitoring's error rate), then
+        raised: the caller answers it with a 5xx.
+        """
+        if not emails:
+            return []
+        try:
+            return self._classify(emails, request_ids, started)
+        except Exception as exc:
+            self.log.record_error(len(emails), exc)
+            raise
+
+    def _classify(self, emails: list, request_ids: list[str] | None, started: float | None):
         started = time.perf_counter() if started is None else started
         n = len(emails)
-        if n == 0:
-            return []
         request_ids = request_ids or [new_request_id() for _ in range(n)]
         now = datetime.now(UTC)
         frame = self.frames.frame(emails, now)
@@ -159,16 +171,18 @@ class Engine:
         roles = [self.plan.answering_role(s) for s in senders]
         scores = np.empty(n)
         labels = np.empty(n, dtype=object)
+        features = np.full((n, len(self._feature_names)), np.nan)
         for role in dict.fromkeys(roles):
             model = self.champion if role == CHAMPION else self.challenger
             index = [i for i, r in enumerate(roles) if r == role]
             subset = rows if len(index) == n else rows.iloc[index]
-            part = model.bundle.score(subset)
+            x = model.bundle.transform(subset)
+            part = model.bundle.score_transformed(x)
             scores[index] = part
             labels[index] = model.bundle.labels_for(part)
-        features = self._features(rows)
+            features[index] = self._features(model, subset, x)
         latency_ms = (time.perf_counter() - started) * 1000
-        context = _Context(request_ids, emails, frame, features, now, self)
+        context = _Context(request_ids, emails, rows, features, now, self)
         records = [
             context.record(i, self._model(roles[i]), scores[i], labels[i], True, latency_ms)
             for i in range(n)
@@ -199,16 +213,26 @@ class Engine:
     def _model(self, role: str) -> ServedModel:
         return self.champion if role == CHAMPION else self.challenger
 
-    def _features(self, rows) -> np.ndarray:
+    def _features(self, model: ServedModel, rows, x) -> np.ndarray:
         """The monitored feature values of each row (NaN where missing or not a number)."""
-        n = len(rows)
-        if not self._feature_names:
-            return np.empty((n, 0))
-        if n > SMALL_FRAME:
-            return rows[self._feature_names].to_numpy(dtype=float, na_value=np.nan)
-        # Cell by cell: selecting columns of a one-row frame costs ~1 ms in pandas.
-        index = rows.columns.get_indexer(self._feature_names)
-        return np.array([[_number(rows.iat[i, j]) for j in index] for i in range(n)], dtype=float)
+        out = np.full((len(rows), len(self._feature_names)), np.nan)
+        dense = isinstance(x, np.ndarray) and x.ndim == 2
+        columns = self._model_columns(model) if dense else {}
+        for j, name in enumerate(self._feature_names):
+            k = columns.get(name)
+            if k is not None:
+                out[:, j] = x[:, k]
+            elif name in rows.columns:
+                # Cell by cell: selecting a column of a one-row frame costs more than scoring.
+                out[:, j] = [_number(v) for v in cells(rows, name)]
+        return out
+
+    def _model_columns(self, model: ServedModel) -> dict[str, int]:
+        columns = self._columns.get(model.version)
+        if columns is None:
+            names = model.bundle.metadata.get("feature_names") or []
+            columns = self._columns[model.version] = {n: k for k, n in enumerate(names)}
+        return columns
 
     def _observe_drift(self, features: np.ndarray, scores: np.ndarray, roles: list[str]) -> None:
         for j, name in enumerate(self._feature_names):
@@ -295,6 +319,13 @@ class Engine:
         self.log.close()
 
 
+def _compact(value) -> float | None:
+    """A JSON-safe float with 9 significant digits: enough to give back the same float32 (the
+    features' precision, which monitoring compares in), half the text of 17 digits."""
+    number = clean_number(value)
+    return None if number is None else float(f"{number:.9g}")
+
+
 class _Context:
     """What the log rows of one request share (answered and shadow rows alike)."""
 
@@ -308,8 +339,10 @@ class _Context:
             for t in cells(frame, timestamp)
         ]
         names = engine._feature_names
+        signals = engine.signals.row_signals(frame)
         self.features = [
-            {name: clean_number(v) for name, v in zip(names, row, strict=True)} for row in features
+            {**{name: _compact(v) for name, v in zip(names, row, strict=True)}, **extra}
+            for row, extra in zip(features, signals, strict=True)
         ]
         self.created = utc_naive(now)
         self.routing = engine.plan.mode

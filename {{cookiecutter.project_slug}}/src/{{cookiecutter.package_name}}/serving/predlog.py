@@ -3,6 +3,8 @@
 ``predictions``  one row per prediction: the answer (``served``) and, in shadow mode, the
                  challenger's prediction of the same request under the same ``request_id``.
 ``feedback``     user labels (spam reports, "not spam" rescues) keyed by request id or message id.
+``errors``       requests the server failed to answer (an exception after validation: a 5xx),
+                 so monitoring can compute an error rate from the database alone.
 
 Durability: the server calls :meth:`PredictionLog.record` and it commits before the response is
 sent, so every acknowledged prediction is in the database. On SQLite (the default, one machine)
@@ -18,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,6 +135,15 @@ class PredictionLog:
             # Re-ingesting the same report is a no-op: the key identifies it.
             sa.Column("key", sa.String(64), nullable=False, unique=True),
         )
+        self.errors = sa.Table(
+            "errors",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("created_at", sa.DateTime, nullable=False, index=True),
+            sa.Column("requests", sa.Integer, nullable=False),
+            sa.Column("kind", sa.String(200), nullable=False),
+            sa.Column("message", sa.String(1000)),
+        )
         self._meta = meta
         self._lock = threading.Lock()
         self._write_lock = threading.Lock() if self._sqlite else nullcontext()
@@ -154,6 +165,18 @@ class PredictionLog:
         # threads of this process take turns on a lock instead (a commit takes ~0.2 ms).
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(self.predictions.insert(), rows)
+
+    def record_error(self, requests: int, exc: BaseException) -> None:
+        """Record that ``requests`` requests failed with ``exc`` (never raises: the caller is
+        already handling a failure, possibly of this database)."""
+        row = {
+            "created_at": utc_naive(datetime.now(UTC)),
+            "requests": requests,
+            "kind": type(exc).__name__[:200],
+            "message": str(exc)[:1000],
+        }
+        with suppress(Exception), self._write_lock, self.engine.begin() as conn:
+            conn.execute(self.errors.insert(), [row])
 
     def rows(self, request_id: str | None = None, limit: int | None = None) -> list[dict]:
         """Logged predictions (all, or of one request id), oldest first."""

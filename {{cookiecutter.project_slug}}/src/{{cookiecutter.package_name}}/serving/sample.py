@@ -53,6 +53,7 @@ def fit_bundle(cfg, frame: pd.DataFrame, *, trees: int = 40, depth: int = 4, see
 
     from ..bundle import build_bundle
     from ..features.pipeline import build_features
+    from ..reference import build_reference
 
     label = cfg.data.column("label").name
     y = (frame[label] == cfg.problem.positive_class).to_numpy().astype(int)
@@ -64,6 +65,8 @@ def fit_bundle(cfg, frame: pd.DataFrame, *, trees: int = 40, depth: int = 4, see
     names = [str(n) for n in features.get_feature_names_out()]
     bundle = build_bundle(cfg, "xgboost", features, model, frame, feature_names=names)
     bundle.metadata["metrics"] = {"test": {"precision": 0.99}}
+    # In-sample (a test fixture): real bundles get theirs from validation at evaluation.
+    bundle.reference = build_reference(cfg, bundle, frame, labels=y, source="training")
     return bundle
 
 
