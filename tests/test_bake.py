@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import py_compile
 import re
+import signal
+import socket
+import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import TEMPLATE, run_in_project
+from conftest import BIN, TEMPLATE, run_in_project
 
 CHOICES = {
     key: value
@@ -176,36 +184,138 @@ def test_gitignore_keeps_every_generated_file(bake):
     assert check.returncode == 0, "stage outputs under data/ must be ignored"
 
 
-def test_default_project_trains_with_make(bake):
-    """`make train deploy-check` in a fresh bake: data to a registered, gated model."""
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(project: Path, port: int) -> subprocess.Popen:
+    """`serve --routing shadow` in the baked project, once /readyz answers."""
+    env = {**os.environ, "PYTHONPATH": str(project / "src"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("SYSTEM_CONFIG", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "spam_detection", "serve", "--routing", "shadow", f"--port={port}"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited: {server.stderr.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGKILL)
+    raise AssertionError("the server did not become ready in 120 s")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, then SIGKILL whatever is left of it (workers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(10)
+
+
+def _ok(out: subprocess.CompletedProcess, *codes: int) -> subprocess.CompletedProcess:
+    assert out.returncode in (codes or (0,)), f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+def test_default_project_runs_the_whole_loop_with_make(bake):
+    """The lifecycle a user runs in a fresh bake: data -> train (make) -> healthy traffic ->
+    monitor (no drift) -> shadow server -> drifted traffic with feedback -> monitor alerts ->
+    retraining on recent data produces a challenger."""
     project = bake()
-    make = [
-        "make",
-        "train",
-        "deploy-check",
-        "ROWS=4000",
-        "TRIALS=3",
-        "SKIP_INSTALL=1",
-        f"VENV={Path(sys.executable).parent.parent}",
-    ]
-    out = run_in_project(project, *make)
-    assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    make = ["make", "SKIP_INSTALL=1", f"VENV={Path(sys.executable).parent.parent}"]
+    cli = [sys.executable, "-m", "spam_detection"]
+    _ok(run_in_project(project, *make, "data", "ROWS=10000", "HOLDOUT=2000"))
+    out = _ok(run_in_project(project, *make, "train", "deploy-check", "TRIALS=3"))
     report = json.loads((project / "data/validated/report.json").read_text())
     assert report["success"] is True
     sizes = {
         name: len(pq.read_table(project / f"data/split/{name}.parquet"))
         for name in ("train", "validation", "test")
     }
-    assert sum(sizes.values()) == 4000
+    assert sum(sizes.values()) == 8000  # the 2,000 latest emails were held out
     assert sizes["train"] > sizes["validation"] > 0 and sizes["test"] > 0
     evaluation = json.loads((project / "reports/evaluation/evaluation.json").read_text())
-    assert evaluation["baseline"]["test"]["pr_auc"] > 0.5
-    assert evaluation["test"]["pr_auc"] > evaluation["baseline"]["test"]["pr_auc"]
+    assert evaluation["test"]["pr_auc"] > evaluation["baseline"]["test"]["pr_auc"] > 0.5
     assert (project / "reports/evaluation/model_card.md").is_file()
-    # The candidate was registered and gated; the printed decision names its outcome.
     assert "registered models:/spam-detection/1" in out.stdout
-    assert re.search(r"version 1 is (now 'champion'|rejected|'challenger')", out.stdout)
+    assert "version 1 is now 'champion'" in out.stdout, out.stdout[-2000:]
     assert "deploy check passed" in out.stdout
+
+    # The same world's future, replayed in-process: no drift alert.
+    _ok(run_in_project(project, *make, "traffic"))
+    _ok(run_in_project(project, *cli, "monitor"), 0, 3, 4)
+    healthy = json.loads((project / "reports/monitoring/monitor.json").read_text())
+    checks = {c["name"]: c for c in healthy["checks"]}
+    assert healthy["window"]["served"] == 2000
+    assert checks["data drift"]["status"] != "alert", checks["data drift"]
+    assert checks["prediction drift"]["status"] != "alert", checks["prediction drift"]
+
+    # A drifted world through a real shadow-mode server, with user feedback.
+    since = datetime.now(UTC).isoformat()
+    port = _free_port()
+    server = _serve(project, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        sent = run_in_project(
+            project, *cli, "traffic", "--generate", "2000", "--drift", "0.4", "--url", url
+        )
+        _ok(sent)
+        assert "replayed 2,000 emails" in sent.stdout
+    finally:
+        _stop(server)
+    recent = ["--rows=10000", "--drift=0.4", "--seed=9", "--out=data/live/recent.parquet"]
+    _ok(run_in_project(project, *cli, "data", "generate", *recent))
+    retrain = [
+        "monitor",
+        "--since",
+        since,
+        "--retrain-on-alert",
+        "--retrain-data",
+        "data/live/recent.parquet",
+        "--retrain-trials",
+        "3",
+    ]
+    out = _ok(run_in_project(project, *cli, *retrain, timeout=1200), 4)
+    drifted = json.loads((project / "reports/monitoring/monitor.json").read_text())
+    checks = {c["name"]: c for c in drifted["checks"]}
+    assert drifted["window"]["served"] == 2000
+    assert checks["data drift"]["status"] == "alert"
+    assert drifted["drift"]["alerts"], "the alert names the drifted features"
+    assert drifted["drift"]["alerts"][0] in checks["data drift"]["reason"]
+    assert "alerts fired: retraining" in out.stderr
+    # Retraining goes through the same gate and stops at challenger: live traffic decides.
+    assert "retrained: version 2 is challenger" in out.stdout, out.stdout[-3000:]
+
+    # The shadow server now runs the challenger beside the champion; audited labels let
+    # `compare` judge them on the same requests.
+    since = datetime.now(UTC).isoformat()
+    server = _serve(project, port)
+    try:
+        traffic = ["--generate=600", "--drift=0.4", "--seed=3", "--audit-share=1", f"--url={url}"]
+        _ok(run_in_project(project, *cli, "traffic", *traffic))
+    finally:
+        _stop(server)
+    out = _ok(run_in_project(project, *cli, "compare", "--since", since))
+    comparison = json.loads((project / "reports/monitoring/compare.json").read_text())
+    assert comparison["mode"] == "paired" and comparison["pairs"] == 600
+    assert comparison["labelled"] == 600
+    assert comparison["verdict"] in ("better", "worse", "not_distinguishable")
+    assert "challenger" in out.stdout
 
 
 @pytest.mark.parametrize("strategy", CHOICES["deploy_strategy"])

@@ -289,7 +289,9 @@ def test_schedule_creates_a_six_field_cron_recurring_run(cfg, compiled):
     assert kwargs["experiment_id"] == "exp-1"
     assert kwargs["cron_expression"] == cfg.training.schedule_cron
     assert len(kwargs["cron_expression"].split()) == 6
-    assert kwargs["params"] == {"trials": 5} and kwargs["max_concurrency"] == 1
+    # Scheduled models enter as challenger; live traffic decides their promotion.
+    assert kwargs["params"] == {"trials": 5, "promote_to": "challenger"}
+    assert kwargs["max_concurrency"] == 1
     assert cfg.training.schedule in kwargs["job_name"]
 
 

@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from . import config, data, deploy, models, pipeline, serving
+from . import config, data, deploy, models, monitoring, pipeline, serving
 
 app = typer.Typer(
     help="The ML system's stages, from raw data to a monitored model.",
@@ -27,6 +27,9 @@ app.command("promote")(models.promote)
 app.add_typer(pipeline.app, name="pipeline")
 app.command("serve")(serving.serve)
 app.command("feedback")(serving.feedback)
+app.command("traffic")(serving.traffic)
+app.command("monitor")(monitoring.monitor)
+app.command("compare")(monitoring.compare)
 app.add_typer(deploy.app, name="deploy")
 
 

@@ -24,6 +24,17 @@ def data_generate(
     seed: Annotated[int | None, typer.Option(help="[default: training.seed]")] = None,
     days: Annotated[int, typer.Option(min=1, help="Days the emails span")] = 30,
     drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 = reference world")] = 0.0,
+    holdout: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Keep the latest N of the emails out of training, in --holdout-out: the same "
+            "world's future, for `traffic` to replay",
+        ),
+    ] = 0,
+    holdout_out: Annotated[Path, typer.Option(help="File of the held-out emails")] = Path(
+        "data/live/emails.parquet"
+    ),
     config: ConfigOption = None,
 ) -> None:
     """Write a realistic synthetic email corpus (offline, deterministic for a seed)."""
@@ -31,6 +42,8 @@ def data_generate(
 
     cfg = load(config)
     target = cfg.path(out or cfg.data.source.path)
+    if holdout >= rows:
+        raise fail(f"--holdout {holdout} must be smaller than --rows {rows}")
     try:
         summary = synthetic.run(
             cfg,
@@ -42,6 +55,13 @@ def data_generate(
         )
     except ValueError as exc:
         raise fail(str(exc)) from exc
+    if holdout:
+        kept, held = synthetic.hold_out(cfg, target, cfg.path(holdout_out), holdout)
+        console.print(
+            f"held out the latest {held:,} emails -> {cfg.path(holdout_out)} "
+            f"({kept:,} left for training)",
+            highlight=False,
+        )
     percent = 100 * summary.positives / max(summary.rows, 1)
     rate = summary.rows / max(summary.seconds, 1e-9)
     console.print(

@@ -20,7 +20,8 @@ Params = Annotated[
         "--param",
         "-p",
         help="Pipeline parameter key=value, repeatable: data_source (generate or a path), rows, "
-        "trials, timeout_s, mlflow_tracking_uri, promotion_margin, config_path",
+        "trials, timeout_s, mlflow_tracking_uri, promotion_margin, promote_to (champion or "
+        "challenger), config_path",
     ),
 ]
 Host = Annotated[str, typer.Option(help="Kubeflow Pipelines endpoint, e.g. http://localhost:8080")]

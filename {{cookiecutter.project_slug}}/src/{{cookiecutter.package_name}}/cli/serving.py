@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -98,3 +99,108 @@ def feedback(
     finally:
         log.close()
     console.print(result.summary(), highlight=False)
+
+
+def _traffic_start(cfg):
+    """Just after the training data ends (the sender store's snapshot), else a day ago."""
+    import pandas as pd
+
+    timestamp = cfg.data.column("timestamp").name
+    source = cfg.path(cfg.data.source.path)
+    if source.is_file():
+        times = pd.read_parquet(source, columns=[timestamp])[timestamp]
+        return pd.to_datetime(times, utc=True).max().to_pydatetime() + timedelta(minutes=1)
+    return datetime.now(UTC) - timedelta(days=1)
+
+
+def traffic(
+    emails: Annotated[
+        Path | None,
+        typer.Option(help="Labelled emails to replay [default: data/live/emails.parquet]"),
+    ] = None,
+    generate: Annotated[
+        int | None, typer.Option(min=1, help="Generate this many emails instead (see --drift)")
+    ] = None,
+    drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drift of generated emails")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of generated emails and of the users")] = 1,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Send to a running server (http://127.0.0.1:3000) [default: in-process]"),
+    ] = None,
+    routing: Annotated[
+        str | None, typer.Option(help="In-process routing: single | shadow | canary")
+    ] = None,
+    rescue_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+    report_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+    audit_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
+    feedback_out: Annotated[Path, typer.Option(help="Feedback file written and ingested")] = Path(
+        "data/live/feedback.csv"
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """Replay labelled emails through the model (in-process or over HTTP) and ingest the feedback
+    simulated users give: the traffic `monitor` and `compare` read."""
+    import pandas as pd
+
+    from ..serving.feedback import ingest_feedback
+    from ..serving.predlog import PredictionLog
+    from ..serving.predlog import log_url as resolve_url
+    from ..serving.replay import FeedbackPlan, replay, simulated_feedback
+    from ..serving.routing import MODES, ROUTING_ENV
+
+    cfg = load(config)
+    if generate:
+        from ..data.synthetic import generate_emails
+
+        frame = generate_emails(
+            generate,
+            seed,
+            days=max(1, generate // 20_000),
+            start=_traffic_start(cfg),
+            drift=drift,
+            positive=cfg.problem.positive_class,
+            negative=cfg.problem.negative_class,
+        )
+    else:
+        path = cfg.path(emails or Path("data/live/emails.parquet"))
+        if not path.is_file():
+            raise fail(
+                f"{path}: no such file. Hold out emails at generation (`data generate "
+                "--holdout N`), pass --emails FILE, or --generate N"
+            )
+        frame = pd.read_parquet(path)
+    engine = None
+    if url is None:
+        if routing is not None and routing not in MODES:
+            raise fail(f"--routing {routing!r}: expected one of {', '.join(MODES)}")
+        _check_model(cfg)
+        from ..serving.engine import Engine
+
+        env = dict(os.environ)
+        if routing:
+            env[ROUTING_ENV] = routing
+        engine = Engine.from_config(cfg, env)
+    try:
+        replayed = replay(cfg, frame, engine=engine, url=url)
+    finally:
+        if engine is not None:
+            engine.close()
+    positive = cfg.problem.positive_class
+    flagged = (replayed["label"] == positive).mean()
+    accuracy = (replayed["label"] == replayed["true_label"]).mean()
+    console.print(
+        f"replayed {len(replayed):,} emails: {flagged:.1%} flagged {positive}, "
+        f"{accuracy:.2%} correct",
+        highlight=False,
+    )
+    plan = FeedbackPlan(rescue_rate, report_rate, audit_share, seed)
+    feedback_frame = simulated_feedback(cfg, replayed, plan)
+    target = cfg.path(feedback_out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    feedback_frame.to_csv(target, index=False)
+    log = PredictionLog(resolve_url(cfg))
+    try:
+        result = ingest_feedback(cfg, target, log, quarantine_dir=cfg.path(QUARANTINE_DIR))
+    finally:
+        log.close()
+    console.print(f"feedback {target}: {result.summary()}", highlight=False)

@@ -237,3 +237,24 @@ def run(
         negative=cfg.problem.negative_class,
         progress=progress,
     )
+
+
+def hold_out(cfg: SystemConfig, path: Path, holdout_path: Path, n: int) -> tuple[int, int]:
+    """Move the latest ``n`` emails of ``path`` to ``holdout_path``: the same world's future.
+
+    Training then never sees them, and the sender store is materialized before them, so
+    replaying them through the server is traffic from the same distribution (no drift).
+    Returns (rows kept, rows held out).
+    """
+    timestamp = cfg.data.column("timestamp").name
+    frame = pd.read_parquet(path)
+    frame = frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
+    cut = len(frame) - n
+    times = frame[timestamp]
+    while 0 < cut < len(frame) and times.iat[cut] == times.iat[cut - 1]:
+        cut += 1  # ties stay on the training side: the store's snapshot is strictly earlier
+    holdout_path = Path(holdout_path)
+    holdout_path.parent.mkdir(parents=True, exist_ok=True)
+    frame.iloc[cut:].reset_index(drop=True).to_parquet(holdout_path, index=False)
+    frame.iloc[:cut].to_parquet(path, index=False)
+    return cut, len(frame) - cut

@@ -510,6 +510,7 @@ def promote(
     test_df: pd.DataFrame,
     *,
     baseline_metrics: dict,
+    promote_to: str = CHAMPION,
 ) -> PromotionDecision:
     """Gate a registered version; give it ``champion``, ``challenger`` or nothing.
 
@@ -519,8 +520,12 @@ def promote(
     by ``metrics.offline.promotion_margin`` (passes when there is no champion yet), and
     (4) the version was trained under the current ``contract_version``. Challenger when all but
     (3) pass; rejected otherwise. ``version=None`` takes the latest version. The outcome and
-    reasons are recorded as tags on the version.
+    reasons are recorded as tags on the version. ``promote_to="challenger"`` (retraining
+    triggered by monitoring) caps the outcome at challenger: live traffic (shadow, canary,
+    ``compare``) then decides, not the offline test alone.
     """
+    if promote_to not in (CHAMPION, CHALLENGER):
+        raise ValueError(f"promote_to must be {CHAMPION!r} or {CHALLENGER!r}, got {promote_to!r}")
     client = connect(cfg)
     name = cfg.training.mlflow.registered_model
     offline = cfg.metrics.offline
@@ -569,6 +574,11 @@ def promote(
         outcome = CHAMPION if champion_check.passed else CHALLENGER
     else:
         outcome = "rejected"
+    if outcome == CHAMPION and promote_to == CHALLENGER and champion is not None:
+        outcome = CHALLENGER
+        checks.append(
+            Check("ceiling", True, "promote_to=challenger: live traffic decides the promotion")
+        )
 
     decision = PromotionDecision(
         version=info.version,

@@ -112,6 +112,8 @@ def default_arguments(cfg: SystemConfig) -> dict[str, Any]:
         # Empty: $MLFLOW_TRACKING_URI from the Secret, else training.mlflow.tracking_uri.
         "mlflow_tracking_uri": "",
         "promotion_margin": float(cfg.metrics.offline.promotion_margin),
+        # champion (scheduled runs) or challenger (retraining after a monitoring alert).
+        "promote_to": "champion",
     }
 
 
@@ -172,6 +174,7 @@ def build_pipeline(cfg: SystemConfig, *, image: str | None = None) -> Callable:
         timeout_s: int = d["timeout_s"],
         mlflow_tracking_uri: str = d["mlflow_tracking_uri"],
         promotion_margin: float = d["promotion_margin"],
+        promote_to: str = d["promote_to"],
     ):
         data = configure(
             c.get_data(config_path=config_path, source=data_source, rows=rows), "get-data"
@@ -222,6 +225,7 @@ def build_pipeline(cfg: SystemConfig, *, image: str | None = None) -> Callable:
                     config_path=config_path,
                     mlflow_tracking_uri=mlflow_tracking_uri,
                     promotion_margin=promotion_margin,
+                    promote_to=promote_to,
                     features=features.outputs["features"],
                     evaluated=evaluation.outputs["evaluated"],
                     evaluation=evaluation.outputs["evaluation"],

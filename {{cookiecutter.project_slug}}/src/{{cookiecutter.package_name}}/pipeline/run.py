@@ -34,6 +34,7 @@ PARAMETER_TYPES: dict[str, type] = {
     "timeout_s": int,
     "mlflow_tracking_uri": str,
     "promotion_margin": float,
+    "promote_to": str,
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # kfp's lines worth showing while a run goes on; everything goes to the log file.
@@ -74,6 +75,8 @@ def check_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
     for key in ("rows", "trials", "timeout_s"):
         if key in typed and typed[key] < 1:
             raise ValueError(f"{key} must be at least 1, got {typed[key]}")
+    if typed.get("promote_to", "champion") not in ("champion", "challenger"):
+        raise ValueError(f"promote_to must be champion or challenger, got {typed['promote_to']!r}")
     return typed
 
 
@@ -298,7 +301,11 @@ def schedule(
     image: str | None = None,
     client: Any = None,
 ):
-    """Create the recurring run for ``training.schedule`` (six-field cron, seconds first)."""
+    """Create the recurring run for ``training.schedule`` (six-field cron, seconds first).
+
+    Scheduled models enter as ``challenger`` (``promote_to``, unless the arguments say
+    otherwise): shadow and canary traffic, then ``compare``, decide the promotion.
+    """
     cron = cfg.training.schedule_cron
     if len(cron.split()) != 6:
         raise ValueError(f"{cron!r}: Kubeflow recurring runs need six cron fields")
@@ -314,7 +321,7 @@ def schedule(
         cron_expression=cron,
         max_concurrency=1,
         no_catchup=True,
-        params=check_arguments(dict(arguments or {})),
+        params=check_arguments({"promote_to": "challenger", **(arguments or {})}),
         pipeline_package_path=str(package),
         enabled=True,
     )

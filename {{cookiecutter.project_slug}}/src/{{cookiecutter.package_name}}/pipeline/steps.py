@@ -342,12 +342,14 @@ def promote_model(
     config_path: str,
     tracking_uri: str,
     promotion_margin: float,
+    promote_to: str,
     features: Any,
     evaluated: Any,
     evaluation: Any,
     decision: Any,
 ) -> tuple[str, int]:
-    """Register the evaluated bundle in MLflow and gate it: champion, challenger or rejected."""
+    """Register the evaluated bundle in MLflow and gate it: champion, challenger or rejected
+    (at most challenger with ``promote_to="challenger"``)."""
     with journal("promote-model") as record:
         import pandas as pd
 
@@ -358,7 +360,9 @@ def promote_model(
         info = registry.register_bundle(cfg, Path(evaluated.path))
         test_df = pd.read_parquet(Path(features.path) / "test.parquet")
         baseline_metrics = (body.get("baseline") or {}).get("test", {})
-        result = registry.promote(cfg, info.version, test_df, baseline_metrics=baseline_metrics)
+        result = registry.promote(
+            cfg, info.version, test_df, baseline_metrics=baseline_metrics, promote_to=promote_to
+        )
         lines = result.summary()
         Path(decision.path).write_text(reports.decision_markdown(info.uri, lines), encoding="utf-8")
         print("\n".join(lines), flush=True)

@@ -1,0 +1,1 @@
+"""Monitoring: drift, online quality, reports and the retraining trigger."""
