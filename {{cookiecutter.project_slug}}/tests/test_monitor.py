@@ -92,14 +92,21 @@ def test_read_window_types_features_from_the_reference(log):
     }
     log.record([row(i, "ham", features={"x": None, "other": 1.0}) for i in range(3)])
     window = read_window(log, NOW - timedelta(hours=1), NOW, reference=reference)
-    # All-null in the log, still a float column; keys the reference does not know are ignored.
-    assert window.features["x"].dtype == float
-    assert set(window.features.columns) == {
-        "x",
-        "cat.content_type",
-        "text.body.unseen",
-        "text.body.top",
-    }
+    # All-null in the log, still a float column; every signal the reference knows is a column.
+    assert window.features["x"].dtype == float and window.features["x"].isna().all()
+    assert list(window.features["other"]) == [1.0, 1.0, 1.0]
+    assert {"cat.content_type", "text.body.unseen", "text.body.top"} <= set(window.features)
+
+
+def test_feature_names_are_stored_once_per_set(log):
+    first = {"x": 1.0, "y": None, "cat.content_type": "text/html"}
+    log.record([row(1, "ham", features=first), row(2, "ham", features={"y": 2.0, "x": 3.0})])
+    assert sorted(log.feature_names().values()) == [["x", "y"], ["y", "x"]]
+    # rows() gives the logged dicts back, whatever the set.
+    assert [r["features"] for r in log.rows()] == [first, {"y": 2.0, "x": 3.0}]
+    window = read_window(log, NOW - timedelta(hours=1), NOW)
+    assert list(window.features["x"]) == [1.0, 3.0]
+    assert window.features["y"].isna().tolist() == [True, False]
 
 
 def test_empty_window_reads_as_empty_frames(log):

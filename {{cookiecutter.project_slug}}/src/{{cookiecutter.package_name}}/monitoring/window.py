@@ -16,6 +16,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from ..serving.featurelog import VALUES_KEY
+
 PREDICTION_COLUMNS = (
     "request_id",
     "message_id",
@@ -49,10 +51,10 @@ class Window:
 
 
 def feature_schema(reference: dict):
-    """The Arrow schema of the logged features the reference describes."""
+    """The Arrow schema of the stored features (``featurelog``) the reference describes."""
     import pyarrow as pa
 
-    fields = [pa.field(name, pa.float64()) for name in reference.get("features", {})]
+    fields = [pa.field(VALUES_KEY, pa.list_(pa.float64()))]
     fields += [pa.field(f"cat.{c}", pa.string()) for c in reference.get("categories", {})]
     for column in reference.get("text", {}):
         fields.append(pa.field(f"text.{column}.unseen", pa.float64()))
@@ -60,8 +62,11 @@ def feature_schema(reference: dict):
     return pa.schema(fields)
 
 
-def parse_features(texts: list, schema=None) -> pd.DataFrame:
-    """JSON objects (str, dict or None) -> a frame, one column per key."""
+def parse_features(
+    texts: list, set_ids: list, names: dict[int, list[str]], schema=None
+) -> pd.DataFrame:
+    """Stored features (JSON text, dict or None) and their feature set ids -> a frame with one
+    column per feature name and per signal."""
     import pyarrow.json as pj
 
     if not texts:
@@ -77,7 +82,38 @@ def parse_features(texts: list, schema=None) -> pd.DataFrame:
     )
     read = pj.ReadOptions(block_size=16 << 20)
     table = pj.read_json(io.BytesIO(payload), read_options=read, parse_options=parse)
-    return table.to_pandas()
+    values = None
+    if VALUES_KEY in table.column_names:
+        values = table.column(VALUES_KEY).combine_chunks()
+        table = table.drop_columns([VALUES_KEY])
+    frame = table.to_pandas()
+    if values is None or not len(values):
+        return frame
+    return pd.concat([_value_columns(values, set_ids, names), frame], axis=1)
+
+
+def _value_columns(values, set_ids: list, names: dict[int, list[str]]) -> pd.DataFrame:
+    """The ``v`` lists as named float columns: one matrix per feature set, by fancy indexing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_null(values.type):  # every row without values
+        return pd.DataFrame(index=range(len(values)))
+    lengths = pc.list_value_length(values).fill_null(0).to_numpy()
+    flat = pc.list_flatten(values).to_numpy(zero_copy_only=False).astype(float)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ids = np.array([-1 if s is None else s for s in set_ids])
+    columns: dict[str, np.ndarray] = {}
+    for set_id in np.unique(ids[ids >= 0]):
+        set_names = names.get(int(set_id), [])
+        rows = np.flatnonzero((ids == set_id) & (lengths == len(set_names)))
+        if not set_names or not rows.size:
+            continue
+        matrix = flat[starts[rows, None] + np.arange(len(set_names))]
+        for j, name in enumerate(set_names):
+            column = columns.setdefault(name, np.full(len(values), np.nan))
+            column[rows] = matrix[:, j]
+    return pd.DataFrame(columns)
 
 
 def _feedback_by_key(conn, table) -> tuple[dict, dict, int]:
@@ -124,12 +160,14 @@ def read_window(
         sa.select(
             *columns,
             sa.type_coerce(p.created_at, sa.String).label("created_at"),
+            p.feature_set,
             sa.type_coerce(p.features, sa.Text).label("features"),
         )
         .where(where)
         .order_by(p.id)
     )
     schema = feature_schema(reference) if reference else None
+    names_by_set = log.feature_names()
     parts, feature_parts = [], []
     with log.engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).where(where)).scalar() or 0
@@ -146,15 +184,17 @@ def read_window(
                 # Column-wise, as plain objects: pandas building a frame from row objects and
                 # inferring string dtypes took longer than the query.
                 data = dict(zip(names, zip(*rows, strict=True), strict=True))
-                feature_parts.append(parse_features(list(data.pop("features")), schema))
+                texts, sets = data.pop("features"), data.pop("feature_set")
+                feature_parts.append(parse_features(list(texts), sets, names_by_set, schema))
                 parts.append(pd.DataFrame({k: _column(v) for k, v in data.items()}, copy=False))
                 advance(len(rows))
     if parts:
         predictions = pd.concat(parts, ignore_index=True)
         features = pd.concat(feature_parts, ignore_index=True)
     else:
-        predictions = pd.DataFrame(columns=[n for n in names if n != "features"])
-        features = parse_features([], schema)
+        stored = ("features", "feature_set")
+        predictions = pd.DataFrame(columns=[n for n in names if n not in stored])
+        features = parse_features([], [], names_by_set, schema)
     predictions["created_at"] = pd.to_datetime(predictions["created_at"], format="ISO8601")
     predictions["served"] = predictions["served"].astype(bool)
     for column in ("score", "threshold", "latency_ms"):

@@ -3,6 +3,7 @@
 ``predictions``  one row per prediction: the answer (``served``) and, in shadow mode, the
                  challenger's prediction of the same request under the same ``request_id``.
 ``feedback``     user labels (spam reports, "not spam" rescues) keyed by request id or message id.
+``feature_sets`` the names of logged feature values, once per set (``featurelog.py``).
 ``errors``       requests the server failed to answer (an exception after validation: a 5xx),
                  so monitoring can compute an error rate from the database alone.
 
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from . import featurelog
 
 FSYNC_ENV = "PREDICTION_LOG_FSYNC"
 URL_ENV = "PREDICTION_LOG_URL"
@@ -120,7 +123,15 @@ class PredictionLog:
             sa.Column("label", sa.String(200), nullable=False),
             sa.Column("threshold", sa.Float, nullable=False),
             sa.Column("latency_ms", sa.Float),
+            sa.Column("feature_set", sa.Integer),
             sa.Column("features", sa.JSON),
+        )
+        self.feature_sets = sa.Table(
+            "feature_sets",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("digest", sa.String(64), nullable=False, unique=True),
+            sa.Column("names", sa.JSON, nullable=False),
         )
         self.feedback = sa.Table(
             "feedback",
@@ -145,6 +156,8 @@ class PredictionLog:
             sa.Column("message", sa.String(1000)),
         )
         self._meta = meta
+        self._set_ids: dict[tuple[str, ...], int] = {}
+        self._set_names: dict[int, list[str]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock() if self._sqlite else nullcontext()
         meta.create_all(self.engine)
@@ -163,8 +176,53 @@ class PredictionLog:
             return
         # SQLite has one writer at a time and a waiting writer sleeps in steps of up to 100 ms:
         # threads of this process take turns on a lock instead (a commit takes ~0.2 ms).
+        packed = [self._packed(r) for r in rows]
         with self._write_lock, self.engine.begin() as conn:
-            conn.execute(self.predictions.insert(), rows)
+            conn.execute(self.predictions.insert(), packed)
+
+    def _packed(self, row: dict) -> dict:
+        """``row`` with its features dict stored as a feature set id and values."""
+        features = row.get("features")
+        if not isinstance(features, dict):
+            return {**row, "feature_set": None}
+        names, values, signals = featurelog.split(features)
+        return {
+            **row,
+            "feature_set": self._set_id(names),
+            "features": {featurelog.VALUES_KEY: values, **signals},
+        }
+
+    def _set_id(self, names: tuple[str, ...]) -> int:
+        """The id of a feature set, added on first use (once per process and set)."""
+        set_id = self._set_ids.get(names)
+        if set_id is not None:
+            return set_id
+        import sqlalchemy as sa
+
+        key = featurelog.digest(names)
+        query = sa.select(self.feature_sets.c.id).where(self.feature_sets.c.digest == key)
+        insert = self.feature_sets.insert().values(digest=key, names=list(names))
+        with self._lock:
+            for _ in range(3):
+                try:
+                    with self._write_lock, self.engine.begin() as conn:
+                        set_id = conn.execute(query).scalar()
+                        if set_id is None:
+                            set_id = conn.execute(insert).inserted_primary_key[0]
+                    break
+                except sa.exc.IntegrityError:  # another worker added it first: read it
+                    continue
+            self._set_ids[names] = set_id
+        return set_id
+
+    def feature_names(self) -> dict[int, list[str]]:
+        """Every feature set: id -> names of the values rows of that set keep."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            query = sa.select(self.feature_sets.c.id, self.feature_sets.c.names)
+            self._set_names.update({i: list(n) for i, n in conn.execute(query)})
+        return dict(self._set_names)
 
     def record_error(self, requests: int, exc: BaseException) -> None:
         """Record that ``requests`` requests failed with ``exc`` (never raises: the caller is
@@ -188,7 +246,15 @@ class PredictionLog:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        names = self._set_names
+        if any(r["feature_set"] not in names for r in rows if r["feature_set"] is not None):
+            names = self.feature_names()
+        for row in rows:
+            set_id = row.pop("feature_set")
+            if set_id is not None and isinstance(row["features"], dict):
+                row["features"] = featurelog.join(names[set_id], row["features"])
+        return rows
 
     def request_ids(self) -> set[str]:
         """Every request id in the log."""
