@@ -10,8 +10,9 @@ Reported, side by side:
 
 - in-process: ``Engine.classify`` called directly (validation, store lookup, scoring, log write)
   for one email and for a batch: the limit without HTTP;
-- minimal app: a plain Starlette app on uvicorn (one worker) calling the same engine, the server
-  one would otherwise write;
+- minimal app: a plain Starlette app on uvicorn (one worker) calling the same engine with the
+  same Prometheus metrics (``serving/metrics.py``, on ``/metrics``), the server one would
+  otherwise write (without BentoML's per-request HTTP metrics);
 - BentoML: ``bentoml serve`` in single mode, then in shadow mode (the challenger scores every
   request off the response path) for the overhead.
 
@@ -147,6 +148,7 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
 
 def minimal_app():
     """A plain Starlette app calling the same engine: what one would write without BentoML."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from pydantic import TypeAdapter, ValidationError
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -155,6 +157,7 @@ def minimal_app():
 
     from {{ cookiecutter.package_name }}.config import load_config
     from {{ cookiecutter.package_name }}.serving.engine import Engine
+    from {{ cookiecutter.package_name }}.serving.metrics import serving_metrics
     from {{ cookiecutter.package_name }}.serving.schema import email_model
 
     cfg = load_config()
@@ -181,8 +184,12 @@ def minimal_app():
     async def ready(_):
         return Response("ok")
 
+    async def metrics(_):
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     async def lifespan(_app):
-        state["engine"] = Engine.from_config(cfg)
+        # The same per-prediction metrics as the BentoML service: both servers do the same work.
+        state["engine"] = Engine.from_config(cfg, metrics=serving_metrics())
         yield
         state["engine"].close()
 
@@ -190,6 +197,7 @@ def minimal_app():
         Route("/classify", classify, methods=["POST"]),
         Route("/classify_batch", classify_batch, methods=["POST"]),
         Route("/readyz", ready),
+        Route("/metrics", metrics),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 
