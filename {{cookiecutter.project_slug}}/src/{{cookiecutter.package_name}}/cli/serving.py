@@ -15,6 +15,7 @@ from .common import ConfigOption, console, fail, load
 PACKAGE = __name__.split(".", 1)[0]
 SERVICE = f"{PACKAGE}.serving.service:Classifier"
 QUARANTINE_DIR = Path("data/quarantine/feedback")
+LIVE_EMAILS = Path("data/live/emails.parquet")
 
 
 def _check_model(cfg) -> None:
@@ -102,14 +103,18 @@ def feedback(
 
 
 def _traffic_start(cfg):
-    """Just after the training data ends (the sender store's snapshot), else a day ago."""
+    """Just after the latest known email (training data, held-out emails): the sender store
+    expects requests in time order. A day ago when there is neither."""
     import pandas as pd
 
     timestamp = cfg.data.column("timestamp").name
-    source = cfg.path(cfg.data.source.path)
-    if source.is_file():
-        times = pd.read_parquet(source, columns=[timestamp])[timestamp]
-        return pd.to_datetime(times, utc=True).max().to_pydatetime() + timedelta(minutes=1)
+    latest = []
+    for path in (cfg.path(cfg.data.source.path), cfg.path(LIVE_EMAILS)):
+        if path.is_file():
+            times = pd.read_parquet(path, columns=[timestamp])[timestamp]
+            latest.append(pd.to_datetime(times, utc=True).max().to_pydatetime())
+    if latest:
+        return max(latest) + timedelta(minutes=1)
     return datetime.now(UTC) - timedelta(days=1)
 
 
@@ -130,9 +135,15 @@ def traffic(
     routing: Annotated[
         str | None, typer.Option(help="In-process routing: single | shadow | canary")
     ] = None,
-    rescue_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
-    report_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
-    audit_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
+    rescue_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of flagged legitimate emails rescued")
+    ] = 0.5,
+    report_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of missed positives reported")
+    ] = 0.3,
+    audit_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of requests an auditor labels")
+    ] = 0.05,
     feedback_out: Annotated[Path, typer.Option(help="Feedback file written and ingested")] = Path(
         "data/live/feedback.csv"
     ),
@@ -162,7 +173,7 @@ def traffic(
             negative=cfg.problem.negative_class,
         )
     else:
-        path = cfg.path(emails or Path("data/live/emails.parquet"))
+        path = cfg.path(emails or LIVE_EMAILS)
         if not path.is_file():
             raise fail(
                 f"{path}: no such file. Hold out emails at generation (`data generate "
