@@ -82,6 +82,12 @@ def test_read_window_filters_by_time_and_joins_the_latest_feedback(log):
     assert window.features.loc[0, "x"] == 1.5 and np.isnan(window.features.loc[1, "x"])
     assert list(window.features.loc[1, "text.body.top"]) == [0, 3]
     assert len(window.served) == 2
+    # Without the stored features (what `compare` reads): the same predictions and labels.
+    lean = read_window(
+        log, NOW - timedelta(hours=24), NOW + timedelta(minutes=1), with_features=False
+    )
+    pd.testing.assert_frame_equal(lean.predictions, p)
+    assert lean.features.columns.empty and len(lean.features) == 3
 
 
 def test_read_window_types_features_from_the_reference(log):

@@ -129,7 +129,7 @@ def compare(
         raise fail(str(exc)) from exc
     log = PredictionLog(resolve_url(cfg, log_url))
     try:
-        window = read_window(log, start, end)
+        window = read_window(log, start, end, with_features=False)
     finally:
         log.close()
     result = compare_models(

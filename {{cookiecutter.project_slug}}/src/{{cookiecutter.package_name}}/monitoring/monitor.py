@@ -134,11 +134,11 @@ def evaluate_window(cfg, window: Window, reference: dict, champion_version: int,
     confidence = cfg.monitoring.confidence
     served = window.served
     own = served["model_version"] == champion_version
-    features = window.features.loc[own[own].index] if len(window.features.columns) else None
+    features = window.features.loc[own.index[own]]
     scores = served.loc[own, "score"].to_numpy(dtype=float)
     feature_drift = drift.data_drift(
         reference,
-        features if features is not None else window.features.iloc[:0],
+        features,
         psi_max=alerts.drift_psi_max,
         missing_max=alerts.missing_rate_increase_max,
         warn_fraction=alerts.warn_fraction,

@@ -144,9 +144,14 @@ def read_window(
     until: datetime,
     *,
     reference: dict | None = None,
+    with_features: bool = True,
     progress: bool = False,
 ) -> Window:
-    """Read the predictions logged in ``[since, until)`` with feedback, features and errors."""
+    """Read the predictions logged in ``[since, until)`` with feedback, features and errors.
+
+    ``with_features=False`` skips the stored features (most of the bytes): ``Window.features``
+    is then an empty frame, for callers that only need the predictions and labels.
+    """
     import sqlalchemy as sa
 
     from ..serving.predlog import utc_naive
@@ -156,16 +161,10 @@ def read_window(
     where = sa.and_(p.created_at >= since, p.created_at < until)
     columns = [getattr(p, c) for c in PREDICTION_COLUMNS]
     # Text, not JSON / DateTime: the driver's strings are parsed in bulk below.
-    query = (
-        sa.select(
-            *columns,
-            sa.type_coerce(p.created_at, sa.String).label("created_at"),
-            p.feature_set,
-            sa.type_coerce(p.features, sa.Text).label("features"),
-        )
-        .where(where)
-        .order_by(p.id)
-    )
+    columns.append(sa.type_coerce(p.created_at, sa.String).label("created_at"))
+    if with_features:
+        columns += [p.feature_set, sa.type_coerce(p.features, sa.Text).label("features")]
+    query = sa.select(*columns).where(where).order_by(p.id)
     schema = feature_schema(reference) if reference else None
     names_by_set = log.feature_names()
     parts, feature_parts = [], []
@@ -184,13 +183,17 @@ def read_window(
                 # Column-wise, as plain objects: pandas building a frame from row objects and
                 # inferring string dtypes took longer than the query.
                 data = dict(zip(names, zip(*rows, strict=True), strict=True))
-                texts, sets = data.pop("features"), data.pop("feature_set")
-                feature_parts.append(parse_features(list(texts), sets, names_by_set, schema))
+                if with_features:
+                    texts, sets = data.pop("features"), data.pop("feature_set")
+                    feature_parts.append(parse_features(list(texts), sets, names_by_set, schema))
                 parts.append(pd.DataFrame({k: _column(v) for k, v in data.items()}, copy=False))
                 advance(len(rows))
     if parts:
         predictions = pd.concat(parts, ignore_index=True)
-        features = pd.concat(feature_parts, ignore_index=True)
+        if feature_parts:
+            features = pd.concat(feature_parts, ignore_index=True)
+        else:
+            features = pd.DataFrame(index=range(len(predictions)))
     else:
         stored = ("features", "feature_set")
         predictions = pd.DataFrame(columns=[n for n in names if n not in stored])
