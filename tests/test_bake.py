@@ -18,6 +18,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -217,11 +218,19 @@ def _serve(project: Path, port: int) -> subprocess.Popen:
 
 
 def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, then SIGKILL whatever is left of it (workers)."""
+    """SIGTERM the server, then SIGKILL whatever is left of it: BentoML starts each worker in a
+    session of its own, out of reach of the server's process group."""
+    try:
+        family = psutil.Process(server.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         server.wait(30)
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGKILL)
     server.wait(10)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 
 from {{cookiecutter.package_name}}.deploy.server import missing_metrics
@@ -105,20 +106,32 @@ class Server:
         tail = self.output.read_text(errors="replace")[-3000:]
         pytest.fail(f"server did not become ready:\n{tail}")
 
-    def _signal_group(self, sig) -> None:
-        # The whole group, even when the arbiter is gone: its workers would outlive it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
+    def _family(self) -> list[psutil.Process]:
+        """The server's processes: BentoML starts each worker in a session of its own, so a
+        signal to the server's process group does not reach the process that answers."""
+        try:
+            parent = psutil.Process(self.process.pid)
+            return [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
     def kill(self) -> None:
-        self._signal_group(signal.SIGKILL)
+        """SIGKILL every process of the server at once, workers included."""
+        for process in self._family():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
         self.process.wait(10)
 
     def stop(self) -> None:
-        self._signal_group(signal.SIGTERM)
+        family = self._family()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(15)
-        self.kill()
+        for process in family:  # whatever did not stop in time
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.process.wait(10)
 
     def log(self) -> PredictionLog:
         return PredictionLog(f"sqlite:///{self.log_path}")
@@ -556,7 +569,11 @@ def test_sigkill_under_load_loses_no_acknowledged_prediction(servers, bodies):
     time.sleep(2.0)
     with lock:
         before = len(acknowledged)
-    server.kill()  # SIGKILL to the whole process group, mid-load
+    workers = server._family()[1:]
+    assert workers, "the server's worker processes were not found"
+    server.kill()  # SIGKILL to the server and its workers, mid-load
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive, "a worker outlived the kill"
     time.sleep(0.3)
     stop.set()
     for thread in threads:
