@@ -47,6 +47,8 @@ FORMAT_VERSION = 1
 TRACKED_LIBRARIES = ("scikit-learn", "xgboost", "numpy", "pandas", "scipy", "joblib")
 # Quantile bins of the reference distributions (deciles: enough for PSI, small in JSON).
 REFERENCE_BINS = 10
+# PSI treats an empty bin as this share, so one empty bin does not make the score infinite.
+PSI_FLOOR = 1e-4
 
 
 class TamperedArtifactError(RuntimeError):
@@ -175,6 +177,14 @@ def bin_shares(values: np.ndarray, cuts: list[float]) -> np.ndarray:
         minlength=len(cuts) + 1,
     )
     return counts / max(finite.size, 1)
+
+
+def psi(expected, actual) -> float:
+    """Population stability index of two bin-share vectors over the same bins (e.g. a
+    reference's ``shares`` and :func:`bin_shares` of live values with its ``cuts``)."""
+    e = np.clip(np.asarray(expected, dtype=float), PSI_FLOOR, None)
+    a = np.clip(np.asarray(actual, dtype=float), PSI_FLOOR, None)
+    return float(np.sum((a - e) * np.log(a / e)))
 
 
 def _distribution(values: np.ndarray, bins: int) -> dict:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .bundle import REFERENCE_BINS, _distribution, bin_shares
+from .bundle import REFERENCE_BINS, _distribution, bin_shares, psi
 
 if TYPE_CHECKING:
     from .config import SystemConfig
@@ -41,8 +41,6 @@ _TOKEN = re.compile(r"[a-z0-9][a-z0-9'$%-]{1,30}")
 UNSEEN_LEVELS = (0.5, 0.75, 0.9, 0.95, 0.99)
 # Churn is measured over this many consecutive chunks of the reference rows.
 CHURN_CHUNKS = 4
-# PSI treats an empty bin as this share (the same floor as monitoring.drift.psi).
-_PSI_FLOOR = 1e-4
 
 
 def tokenize(text: str | None) -> list[str]:
@@ -52,15 +50,9 @@ def tokenize(text: str | None) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    e = np.clip(np.asarray(expected, dtype=float), _PSI_FLOOR, None)
-    a = np.clip(np.asarray(actual, dtype=float), _PSI_FLOOR, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
 def _churn(whole: np.ndarray, parts: list[np.ndarray]) -> float:
     """Largest PSI of a part's share vector against the whole's (0 without parts)."""
-    return max((_psi(whole, part) for part in parts), default=0.0)
+    return max((psi(whole, part) for part in parts), default=0.0)
 
 
 def category_profile(values: pd.Series, top: int = 50) -> dict:

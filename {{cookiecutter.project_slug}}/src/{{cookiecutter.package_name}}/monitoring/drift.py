@@ -22,20 +22,11 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
-from ..bundle import bin_shares
+from ..bundle import bin_shares, psi
 from .online import wilson_interval
 
-# PSI treats an empty bin as this share, so one empty bin does not make the score infinite.
-PSI_FLOOR = 1e-4
 STATUS_RANK = {"alert": 0, "warn": 1, "ok": 2, "too_few_rows": 3}
 MOVERS = 5
-
-
-def psi(expected, actual) -> float:
-    """Population stability index of two bin-share vectors over the same bins."""
-    e = np.clip(np.asarray(expected, dtype=float), PSI_FLOOR, None)
-    a = np.clip(np.asarray(actual, dtype=float), PSI_FLOOR, None)
-    return float(np.sum((a - e) * np.log(a / e)))
 
 
 @dataclass

@@ -30,20 +30,11 @@ from collections import deque
 
 import numpy as np
 
-from ..bundle import bin_shares
+from ..bundle import bin_shares, psi
 
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 LOG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
-# PSI treats an empty bin as this share, so one empty bin does not make the score infinite.
-PSI_FLOOR = 1e-4
 SCORE_FEATURE = "model_score"
-
-
-def psi(expected: list[float], actual: np.ndarray) -> float:
-    """Population stability index of two bin-share vectors of the same bins."""
-    e = np.clip(np.asarray(expected, dtype=float), PSI_FLOOR, None)
-    a = np.clip(np.asarray(actual, dtype=float), PSI_FLOOR, None)
-    return float(np.sum((a - e) * np.log(a / e)))
 
 
 class DriftWindow:
