@@ -73,7 +73,10 @@ def test_read_window_filters_by_time_and_joins_the_latest_feedback(log):
         ]
     )
     log.record_error(3, RuntimeError("boom"))
-    window = read_window(log, NOW - timedelta(hours=24), NOW + timedelta(minutes=1))
+    # The error is stamped with the real clock, which may be minutes past the module's NOW
+    # when other tests run first.
+    until = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)
+    window = read_window(log, NOW - timedelta(hours=24), until)
     p = window.predictions
     assert list(p["request_id"]) == ["r1", "r2", "r1"]
     assert list(p["feedback"]) == ["spam", "spam", "spam"]
@@ -83,9 +86,7 @@ def test_read_window_filters_by_time_and_joins_the_latest_feedback(log):
     assert list(window.features.loc[1, "text.body.top"]) == [0, 3]
     assert len(window.served) == 2
     # Without the stored features (what `compare` reads): the same predictions and labels.
-    lean = read_window(
-        log, NOW - timedelta(hours=24), NOW + timedelta(minutes=1), with_features=False
-    )
+    lean = read_window(log, NOW - timedelta(hours=24), until, with_features=False)
     pd.testing.assert_frame_equal(lean.predictions, p)
     assert lean.features.columns.empty and len(lean.features) == 3
 
