@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..sqlite_wal import use_wal
+
 _IN_CHUNK = 500  # senders per IN (...) query
 
 
@@ -54,8 +56,11 @@ class SqlBackend:
                 kwargs = {"poolclass": sa.pool.StaticPool}
                 kwargs["connect_args"] = {"check_same_thread": False}
         self.engine = sa.create_engine(url, **kwargs)
+        self._checkpointer = None
         if url.startswith("sqlite"):
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            # WAL: serving processes read while a training run materializes; NORMAL is durable
+            # in WAL. Live sends are written on the request path: no checkpoint there.
+            self._checkpointer = use_wal(self.engine, database, synchronous="NORMAL")
         meta = sa.MetaData()
         self.stats = sa.Table(
             "sender_stats",
@@ -133,15 +138,9 @@ class SqlBackend:
             conn.execute(self.meta.insert(), [{"key": k, "value": v} for k, v in meta.items()])
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
-
-
-def _sqlite_pragmas(connection, _record) -> None:
-    # WAL: serving processes read while a training run materializes; NORMAL is durable in WAL.
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def backend_for(url: str) -> SqlBackend:

@@ -12,7 +12,8 @@ sent, so every acknowledged prediction is in the database. On SQLite (the defaul
 the log runs in WAL mode: a commit is written to the WAL file before it returns, which survives
 the process being killed (SIGKILL, OOM); ``fsync=True`` (``PREDICTION_LOG_FSYNC=1``) also syncs
 every commit to disk, which survives power loss, at ~2 ms per commit instead of ~0.15 ms on the
-machine this was measured on. PostgreSQL (any SQLAlchemy URL) applies its own commit
+machine this was measured on. Checkpoints (copying the WAL into the database file) run on a
+thread of their own, never inside a request's commit (``sqlite_wal.py``). PostgreSQL (any SQLAlchemy URL) applies its own commit
 durability. Times are stored as naive UTC datetimes.
 """
 
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..sqlite_wal import use_wal
 from . import featurelog
 
 FSYNC_ENV = "PREDICTION_LOG_FSYNC"
@@ -102,8 +104,10 @@ class PredictionLog:
         else:
             kwargs["pool_pre_ping"] = True
         self.engine = sa.create_engine(url, **kwargs)
+        self._checkpointer = None
         if self._sqlite:
-            sa.event.listen(self.engine, "connect", self._pragmas)
+            synchronous = "FULL" if fsync else "NORMAL"
+            self._checkpointer = use_wal(self.engine, database, synchronous=synchronous)
         meta = sa.MetaData()
         self.predictions = sa.Table(
             "predictions",
@@ -161,12 +165,6 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock() if self._sqlite else nullcontext()
         meta.create_all(self.engine)
-
-    def _pragmas(self, connection, _record) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
-        cursor.close()
 
     # -- predictions ---------------------------------------------------------------------------
 
@@ -349,6 +347,8 @@ class PredictionLog:
         )
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
     def __enter__(self) -> PredictionLog:
