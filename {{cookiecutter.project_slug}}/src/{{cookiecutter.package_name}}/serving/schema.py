@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
@@ -123,6 +124,7 @@ class FrameBuilder:
         label = cfg.data.column("label").name
         self.columns = [c for c in cfg.data.columns if c.name != label]
         self.names = [c.name for c in self.columns]
+        self._index = pd.Index(self.names)
         self.timestamp = cfg.data.column("timestamp").name
         self.entity = cfg.data.column("entity_key").name
         self.datetimes = [c.name for c in self.columns if c.dtype == "datetime"]
@@ -150,11 +152,17 @@ class FrameBuilder:
         """
         now = now or datetime.now(UTC)
         records = [self.values(e, now) for e in emails]
-        data = {name: [r[name] for r in records] for name in self.names}
         if len(records) <= SMALL_FRAME:
-            for name in self.datetimes:
-                data[name] = [pd.NaT if v is None else pd.Timestamp(v) for v in data[name]]
-            return pd.DataFrame(data, columns=self.names, dtype=object)
+            # One 2-D object block: ~20 us, where a frame built column by column costs ~350 us.
+            table = np.empty((len(records), len(self.names)), dtype=object)
+            for i, record in enumerate(records):
+                for name in self.datetimes:
+                    value = record[name]
+                    record[name] = pd.NaT if value is None else pd.Timestamp(value)
+                for j, name in enumerate(self.names):
+                    table[i, j] = record[name]  # one cell at a time: a list value stays a cell
+            return pd.DataFrame(table, columns=self._index, dtype=object, copy=False)
+        data = {name: [r[name] for r in records] for name in self.names}
         for name in self.datetimes:
             data[name] = pd.to_datetime(data[name], utc=True)
         return pd.DataFrame(data, columns=self.names)
