@@ -1,0 +1,103 @@
+"""The load generators of ``benchmarks/bench_serve.py`` measure what they claim."""
+
+import argparse
+import asyncio
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
+STALL_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_serve", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def against_a_stalling_server(measure):
+    """Run ``measure(url)`` against a server that answers at once but stalls for STALL_S once,
+    0.5 s after its first request (the whole process stops, as in a long GC pause)."""
+    seen: list[float] = []
+
+    async def classify(request):
+        await request.read()
+        seen.append(time.perf_counter())
+        if len(seen) > 1 and seen[-1] - seen[0] > 0.5 and not stalled:
+            stalled.append(True)
+            time.sleep(STALL_S)
+        return web.json_response({"label": "ham"})
+
+    stalled: list[bool] = []
+    app = web.Application()
+    app.router.add_post("/classify", classify)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        return await measure(f"http://127.0.0.1:{port}/classify")
+    finally:
+        await runner.cleanup()
+
+
+def test_open_loop_charges_a_stall_to_every_request_that_arrived_during_it(bench):
+    latencies, errors = asyncio.run(
+        against_a_stalling_server(
+            lambda url: bench.open_loop(url, [b"{}"], rate=200, duration=1.5, warmup=0.2)
+        )
+    )
+    assert errors == 0
+    # ~100 arrivals fall in the stall; those of its first 0.3 s wait over 0.2 s.
+    assert (latencies >= 0.2).sum() >= 30
+    assert np.percentile(latencies, 99) >= 0.2
+
+
+def test_closed_loop_hides_the_same_stall_in_one_request(bench):
+    # Why the p99 target is checked with the open loop: a closed-loop client stops sending
+    # while the server stalls, so only the request in flight sees it.
+    latencies, errors = asyncio.run(
+        against_a_stalling_server(
+            lambda url: bench.load(url, [b"{}"], concurrency=1, duration=1.5, warmup=0.2)
+        )
+    )
+    assert errors == 0
+    assert 1 <= (latencies >= 0.2).sum() <= 2
+    assert np.percentile(latencies, 99) < 0.2
+
+
+def test_capacity_search_brackets_the_rate_where_the_budget_breaks(bench, monkeypatch):
+    p99_ok, p99_over = 0.010, 0.080  # seconds, against a 50 ms budget
+    capacity = {"fast": 300.0, "slow": 120.0}
+    calls = []
+
+    async def fake_open_loop(url, payloads, rate, duration, warmup, seed=0):
+        name = url.split("/")[2]
+        calls.append((name, rate))
+        if name == "flaky":  # quick answers, but errors from 100 req/s on
+            return np.full(200, p99_ok), int(rate > 100)
+        return np.full(200, p99_ok if rate <= capacity[name] else p99_over), 0
+
+    monkeypatch.setattr(bench, "open_loop", fake_open_loop)
+    servers = {name: {"url": f"http://{name}"} for name in ("fast", "slow", "flaky")}
+    args = argparse.Namespace(
+        start_rate=50.0, rate_step=1.25, max_rate=3000.0, refine=3, step_seconds=1.0
+    )
+    found = bench.find_capacity(servers, [b"{}"], 50.0, args)
+
+    for name, true_rate in capacity.items():
+        low, high = found[name]["rps_within_p99"], found[name]["first_failing_rate"]
+        assert low <= true_rate < high
+        assert (high - low) / true_rate < 0.25 / 2**3 + 0.01  # one ladder step, halved 3 times
+        assert all(step["ok"] == (step["rate"] <= true_rate) for step in found[name]["steps"])
+    assert found["flaky"]["rps_within_p99"] <= 100 < found["flaky"]["first_failing_rate"]
+    # Servers take turns at each rate of the ladder.
+    assert [name for name, _ in calls[:3]] == ["fast", "slow", "flaky"]
