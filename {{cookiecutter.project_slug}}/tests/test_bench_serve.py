@@ -76,7 +76,7 @@ def test_closed_loop_hides_the_same_stall_in_one_request(bench):
 
 def test_capacity_search_brackets_the_rate_where_the_budget_breaks(bench, monkeypatch):
     p99_ok, p99_over = 0.010, 0.080  # seconds, against a 50 ms budget
-    capacity = {"fast": 300.0, "slow": 120.0}
+    capacity = {"fast": 300.0, "slow": 120.0, "noisy": 200.0}
     calls = []
 
     async def fake_open_loop(url, payloads, rate, duration, warmup, seed=0):
@@ -84,12 +84,14 @@ def test_capacity_search_brackets_the_rate_where_the_budget_breaks(bench, monkey
         calls.append((name, rate))
         if name == "flaky":  # quick answers, but errors from 100 req/s on
             return np.full(200, p99_ok), int(rate > 100)
+        if name == "noisy" and calls.count((name, rate)) == 1:  # a busy spell: first try fails
+            return np.full(200, p99_over), 0
         return np.full(200, p99_ok if rate <= capacity[name] else p99_over), 0
 
     monkeypatch.setattr(bench, "open_loop", fake_open_loop)
-    servers = {name: {"url": f"http://{name}"} for name in ("fast", "slow", "flaky")}
+    servers = {name: {"url": f"http://{name}"} for name in ("fast", "slow", "flaky", "noisy")}
     args = argparse.Namespace(
-        start_rate=50.0, rate_step=1.25, max_rate=3000.0, refine=3, step_seconds=1.0
+        start_rate=50.0, rate_step=1.25, max_rate=3000.0, refine=3, step_seconds=1.0, attempts=3
     )
     found = bench.find_capacity(servers, [b"{}"], 50.0, args)
 
@@ -97,7 +99,13 @@ def test_capacity_search_brackets_the_rate_where_the_budget_breaks(bench, monkey
         low, high = found[name]["rps_within_p99"], found[name]["first_failing_rate"]
         assert low <= true_rate < high
         assert (high - low) / true_rate < 0.25 / 2**3 + 0.01  # one ladder step, halved 3 times
-        assert all(step["ok"] == (step["rate"] <= true_rate) for step in found[name]["steps"])
+        if name != "noisy":
+            assert all(s["ok"] == (s["rate"] <= true_rate) for s in found[name]["steps"])
     assert found["flaky"]["rps_within_p99"] <= 100 < found["flaky"]["first_failing_rate"]
+    # A passing rate is tried once; a failing one until most attempts fail (twice); noisy's
+    # failed first attempt at 50 req/s is outvoted by the next two.
+    first_failure = found["slow"]["first_failing_rate"]
+    assert sum(n == "slow" and abs(r - first_failure) < 0.1 for n, r in calls) == 2
+    assert calls.count(("slow", 50.0)) == 1 and calls.count(("noisy", 50.0)) == 3
     # Servers take turns at each rate of the ladder.
-    assert [name for name, _ in calls[:3]] == ["fast", "slow", "flaky"]
+    assert [name for name, _ in calls[:6]] == ["fast", "slow", "flaky", "noisy", "noisy", "noisy"]
