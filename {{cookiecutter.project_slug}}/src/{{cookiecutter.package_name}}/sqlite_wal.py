@@ -1,10 +1,10 @@
 """SQLite databases written on the request path: WAL mode, checkpoints off the request path.
 
 Every request writes the prediction log and the sender store. In WAL mode a commit only appends
-to the log file; copying the log back into the database (a "checkpoint", with its fsyncs) is
-done by SQLite inside whichever commit takes the log past 1,000 pages. So one request in a few
-thousand waits for the disk: 28 ms and 662 ms in one 20 s run at 100 emails/s on the machine
-the benchmarks ran on, enough to set the p99 of a whole load test. Here no commit checkpoints
+to the log file (no fsync at ``synchronous=NORMAL``); copying the log back into the database (a
+"checkpoint", which fsyncs) is done by SQLite inside whichever commit takes the log past 1,000
+pages, so every few hundred requests one waits for the disk. On the machine the benchmarks ran
+on an fsync usually took 1-3 ms and one in ten over 100 ms. Here no commit checkpoints
 (``wal_autocheckpoint=0``): a daemon thread per database does it every second in PASSIVE mode,
 which never blocks a reader or a writer (what it cannot copy waits for the next round).
 """
