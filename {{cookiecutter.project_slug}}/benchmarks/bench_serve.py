@@ -49,6 +49,7 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 SERVICE = f"{PACKAGE}.serving.service:Classifier"
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINTS = ("classify", "classify_batch")
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +252,18 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
+async def post_ok(session, url: str, body: bytes) -> bool:
+    """POST one JSON body and read the whole answer: True for a 200."""
+    import aiohttp
+
+    try:
+        async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+            await response.read()
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
 async def load(url: str, payloads: list[bytes], concurrency: int, duration: float, warmup: float):
     """Closed-loop load; returns (latencies in s of requests after the warm-up, errors)."""
     import aiohttp
@@ -259,7 +272,6 @@ async def load(url: str, payloads: list[bytes], concurrency: int, duration: floa
     errors = 0
     start_at = time.perf_counter() + warmup
     end_at = start_at + duration
-    headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -270,12 +282,7 @@ async def load(url: str, payloads: list[bytes], concurrency: int, duration: floa
                 payload = payloads[i % len(payloads)]
                 i += concurrency
                 t0 = time.perf_counter()
-                try:
-                    async with session.post(url, data=payload, headers=headers) as r:
-                        await r.read()
-                        ok = r.status == 200
-                except aiohttp.ClientError:
-                    ok = False
+                ok = await post_ok(session, url, payload)
                 if now >= start_at:
                     if ok:
                         latencies.append(time.perf_counter() - t0)
@@ -304,19 +311,12 @@ async def open_loop(
     offsets = offsets[offsets < warmup + duration]
     latencies: list[float] = []
     errors = 0
-    headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(k: int, scheduled: float, measured: bool) -> None:
             nonlocal errors
-            body = payloads[k % len(payloads)]
-            try:
-                async with session.post(url, data=body, headers=headers) as r:
-                    await r.read()
-                    ok = r.status == 200
-            except aiohttp.ClientError:
-                ok = False
+            ok = await post_ok(session, url, payloads[k % len(payloads)])
             if measured:
                 if ok:
                     latencies.append(time.perf_counter() - scheduled)
