@@ -70,7 +70,8 @@ def test_closed_loop_hides_the_same_stall_in_one_request(bench):
         )
     )
     assert errors == 0
-    assert 1 <= (latencies >= 0.2).sum() <= 2
+    # The stalled request, and at most a couple more if the machine itself hiccups.
+    assert 1 <= (latencies >= 0.2).sum() <= 3
     assert np.percentile(latencies, 99) < 0.2
 
 
