@@ -3,12 +3,18 @@
 import argparse
 import asyncio
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from aiohttp import web
+
+from {{cookiecutter.package_name}}.serving.sample import sample_project
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
 STALL_S = 0.5
@@ -110,3 +116,32 @@ def test_capacity_search_brackets_the_rate_where_the_budget_breaks(bench, monkey
     assert calls.count(("slow", 50.0)) == 1 and calls.count(("noisy", 50.0)) == 3
     # Servers take turns at each rate of the ladder.
     assert [name for name, _ in calls[:6]] == ["fast", "slow", "flaky", "noisy", "noisy", "noisy"]
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_end_to_end(tmp_path, project_root, monkeypatch):
+    """``make bench-serve``, shortened: every server answers both loads, every section is written."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project = sample_project(project_root / "configs" / "system.yaml", tmp_path / "s", rows=400)
+    out = tmp_path / "bench.json"
+    short = ["--duration", "1", "--warmup", "0.3", "--rounds", "1", "--concurrency", "1"]
+    ladder = ["--start-rate", "20", "--max-rate", "25", "--step-seconds", "1", "--refine", "0"]
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--config", str(project.config_path), "--emails", "40"]
+        + [*short, *ladder, "--attempts", "1", "--out", str(out)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    results = json.loads(out.read_text())
+    servers = ("minimal_app", "bentoml_single", "bentoml_shadow")
+    for server in servers:
+        measured = results[server]["classify@1"]
+        assert measured["requests"] > 0 and measured["errors"] == 0
+    assert results["bentoml_single"]["classify_batch@1"]["errors"] == 0
+    assert set(results["capacity"]) == set(servers)
+    steps = [step for found in results["capacity"].values() for step in found["steps"]]
+    assert steps and all(step["answered"] > 0 and step["errors"] == 0 for step in steps)
+    assert any(line.endswith("ms") and " p99 <= " in line for line in results["verdicts"])
