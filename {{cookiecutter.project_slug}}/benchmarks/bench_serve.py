@@ -331,7 +331,7 @@ async def open_loop(
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(k, scheduled, offset >= warmup)))
-        done, late = await asyncio.wait(tasks, timeout=5.0)
+        _, late = await asyncio.wait(tasks, timeout=5.0) if tasks else (set(), set())
         for task in late:
             task.cancel()
         errors += sum(1 for k, task in enumerate(tasks) if task in late and offsets[k] >= warmup)
