@@ -6,7 +6,7 @@ and one log commit for the whole group. It never waits for a group to fill: alon
 scored at once, so the latency at low load is that of a single email; under load, requests
 queue while a group is scored and form the next one, which is where the throughput comes from
 (a row costs ~0.5 ms in a group of 64 and ~5 ms alone). Measured against a plain Starlette app
-calling the same engine per request: ~1.3x its throughput at 4 concurrent clients, ~2.3x at 16
+calling the same engine per request: ~1.9x its throughput at 4 concurrent clients, ~2.8x at 16
 (``benchmarks/bench_serve.py``). ``POST /classify_batch`` uses BentoML's adaptive batching.
 
 Every request of a group gets its answer only after the group's log commit, so an answered
