@@ -502,18 +502,20 @@ def measure_all(servers: dict, bodies: list[dict], args) -> dict:
 # Main
 
 HPA_FILE = ROOT / "deploy" / "k8s" / "base" / "workload" / "hpa.yaml"
-PER_POD_RPS = "sizing/per-pod-rps"
 
 
-def hpa_per_pod_rps() -> float | None:
-    """The per-pod throughput the HPA is sized with (None when the file or annotation is gone)."""
+def hpa_per_pod_rps() -> tuple[str, float | None]:
+    """The annotation the HPA is sized with and its value (None when the file or it is gone)."""
     import yaml
+
+    from {{ cookiecutter.package_name }}.deploy.render import PER_POD_RPS_ANNOTATION
 
     try:
         doc = yaml.safe_load(HPA_FILE.read_text(encoding="utf-8"))
-        return float(doc["metadata"]["annotations"][PER_POD_RPS])
+        value = float(doc["metadata"]["annotations"][PER_POD_RPS_ANNOTATION])
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
-        return None
+        value = None
+    return PER_POD_RPS_ANNOTATION, value
 
 
 def verdicts(results: dict, args, budget_ms: float) -> list[str]:
@@ -549,10 +551,10 @@ def verdicts(results: dict, args, budget_ms: float) -> list[str]:
                 f"INFO shadow mode within the p99 budget: "
                 f"{capacity['bentoml_shadow']['rps_within_p99']} req/s (single mode {rate})"
             )
-        assumed = hpa_per_pod_rps()
+        annotation, assumed = hpa_per_pod_rps()
         if assumed is not None:
             lines.append(
-                f"INFO sizing: the HPA assumes {assumed:g} req/s per pod ({PER_POD_RPS} in "
+                f"INFO sizing: the HPA assumes {assumed:g} req/s per pod ({annotation} in "
                 f"{HPA_FILE.relative_to(ROOT)}); measured here, client on the same cores: {rate}"
             )
     for key, value in bento.items():
