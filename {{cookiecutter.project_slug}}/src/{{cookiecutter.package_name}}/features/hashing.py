@@ -57,22 +57,28 @@ def _bucket(hashes: np.ndarray, bits: int, salt: int) -> np.ndarray:
     return (h >> np.uint64(64 - bits)).astype(np.intp)
 
 
-def _code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Texts joined by NUL: code points, prefix hashes and separators before each position.
+def _code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Texts joined by one separator position: code points, prefix hashes, boundaries, gaps.
 
     ``prefix[j] = sum(points[k] * P**k for k < j)``, so the hash of ``points[i:j]``,
     normalised to start at power 0, is ``(prefix[j] - prefix[i]) * P**-i``.
-    ``separators[j]`` counts NULs in ``points[:j]``: the document of position i, and a
-    window ``[i, j)`` lies inside one document when ``separators[j] == separators[i]``.
+    ``boundaries[j]`` counts separator positions in ``points[:j]``: the document of position i,
+    and a window ``[i, j)`` lies inside one document when ``boundaries[j] == boundaries[i]``.
+    ``gaps`` marks the separator positions. Both come from the texts' lengths, never from their
+    content: a text may hold any code point, NUL included, without moving a boundary.
     """
     joined = "\x00".join(texts).encode("utf-32-le", errors="surrogatepass")
     points = np.frombuffer(joined, dtype=np.uint32)
     powers, _ = _powers(len(points) + 1)
     prefix = np.zeros(len(points) + 1, np.uint64)
     np.cumsum(points * powers[: len(points)], out=prefix[1:])
-    separators = np.zeros(len(points) + 1, np.intp)
-    np.cumsum(points == 0, out=separators[1:])
-    return points, prefix, separators
+    gaps = np.zeros(len(points), dtype=bool)
+    if len(texts) > 1:
+        # utf-32 gives one unit per code point, which is what len() counts (lone surrogates too).
+        gaps[np.cumsum([len(t) + 1 for t in texts[:-1]]) - 1] = True
+    boundaries = np.zeros(len(points) + 1, np.intp)
+    np.cumsum(gaps, out=boundaries[1:])
+    return points, prefix, boundaries, gaps
 
 
 def ngram_occurrences(
@@ -90,7 +96,7 @@ def ngram_occurrences(
     ``word_window``. Documents are numbered by their position in ``texts``.
     """
     columns, documents = [], []
-    points, prefix, separators = _code_points([t[:char_window] for t in texts])
+    points, prefix, boundaries, _ = _code_points([t[:char_window] for t in texts])
     inverses = _powers(len(points) + 1)[1]
     for n in char_ngrams:
         m = len(points) - n + 1
@@ -98,18 +104,18 @@ def ngram_occurrences(
             continue
         # Hash every window with slices (cheap), then keep those inside one document.
         hashes = (prefix[n:] - prefix[:m]) * inverses[:m]
-        starts = np.flatnonzero(separators[n:] == separators[:m])
+        starts = np.flatnonzero(boundaries[n:] == boundaries[:m])
         columns.append(_bucket(hashes[starts], bits, n))
-        documents.append(separators[starts])
+        documents.append(boundaries[starts])
 
-    points, prefix, separators = _code_points([t[:word_window] for t in texts])
+    points, prefix, boundaries, gaps = _code_points([t[:word_window] for t in texts])
     inverses = _powers(len(points) + 1)[1]
-    is_word = np.where(points < 128, _ASCII_WORD[points & 127], True) & (points != 0)
+    is_word = np.where(points < 128, _ASCII_WORD[points & 127], True) & ~gaps
     edges = np.diff(is_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     first, stop = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     keep = stop - first >= 2
     first, stop = first[keep], stop[keep]
-    doc = separators[first]
+    doc = boundaries[first]
     hashes = (prefix[stop] - prefix[first]) * inverses[first]
     offset = 1 << bits
     columns.append(_bucket(hashes, bits, _WORD_SALT) + offset)

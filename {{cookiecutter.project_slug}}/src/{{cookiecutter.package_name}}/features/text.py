@@ -87,6 +87,11 @@ def time_folds(n: int, k: int, order: np.ndarray | None = None) -> np.ndarray:
     return (rank * k) // max(n, 1)
 
 
+def _sums(documents: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+    """Per-document sums of ``weights`` as floats (numpy's bincount of nothing gives ints)."""
+    return np.bincount(documents, weights=weights, minlength=n).astype(np.float64, copy=False)
+
+
 def _expit(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -209,8 +214,9 @@ class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         out = np.empty(len(texts))
         squared = self.idf_squared_
         for start, chunk, cols, docs in self._chunks(texts):
-            dot = np.bincount(docs, weights=weighted[cols], minlength=len(chunk))
-            norm = np.sqrt(np.bincount(docs, weights=squared[cols], minlength=len(chunk)))
+            dot = _sums(docs, weighted[cols], len(chunk))
+            norm = np.sqrt(_sums(docs, squared[cols], len(chunk)))
+            # A text without a single n-gram ("?", "k", an emoji) scores the intercept alone.
             dot = np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0)
             out[start : start + len(chunk)] = _expit(dot + intercept)
         return out
