@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -78,3 +79,29 @@ def test_deploy_check_fails_on_a_stale_copy_until_render_rewrites_it(tmp_path, p
     fresh = runner.invoke(app, ["deploy", "check", "-c", str(contract)])
     assert fresh.exit_code == 0, fresh.output
     assert "deploy check passed" in fresh.output
+
+
+@pytest.mark.slow
+def test_promote_strict_exits_5_with_the_reasons_when_the_gate_rejects(tmp_path, project_root):
+    """`make train` runs `promote --strict`: a rejected model fails it with its own exit code."""
+    from {{ cookiecutter.package_name }}.features.history import attach_history
+    from {{ cookiecutter.package_name }}.serving.sample import sample_project
+
+    sample = sample_project(project_root / "configs/system.yaml", tmp_path, rows=400)
+    (tmp_path / "data/features").mkdir(parents=True)
+    attach_history(sample.cfg, sample.emails).to_parquet(tmp_path / "data/features/test.parquet")
+    (tmp_path / "reports/evaluation").mkdir(parents=True)
+    (tmp_path / "reports/evaluation/evaluation.json").write_text("{}", encoding="utf-8")
+    raw = yaml.safe_load(sample.config_path.read_text(encoding="utf-8"))
+    raw["metrics"]["offline"]["target_recall"] = 1.0  # out of any model's reach
+    sample.config_path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    promote = ["promote", "--version", str(sample.challenger_version), "-c", str(sample.config_path)]
+
+    strict = runner.invoke(app, [*promote, "--strict"])
+    assert strict.exit_code == 5, strict.output
+    assert f"the gate rejected version {sample.challenger_version}" in strict.output
+    assert "recall" in strict.output.split("the gate rejected", 1)[1]
+
+    lenient = runner.invoke(app, promote)
+    assert lenient.exit_code == 0, lenient.output
+    assert "is rejected" in lenient.output and "going on without --strict" in lenient.output

@@ -14,6 +14,11 @@ from ..config import ConfigError, SystemConfig, load_config
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
+# Exit code of `promote --strict` when the gate rejects the candidate: distinct from 1 (a check
+# or a run failed) and 2 (bad input), so `make train` and schedulers can tell "the model is not
+# good enough" from "something broke".
+GATE_REJECTED = 5
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(

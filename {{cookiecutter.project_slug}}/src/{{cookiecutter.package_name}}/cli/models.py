@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import ConfigOption, console, errors, fail, load
+from .common import GATE_REJECTED, ConfigOption, console, errors, fail, load
 
 features_app = typer.Typer(help="Attach point-in-time sender history and fill the sender store.")
 
@@ -43,7 +43,10 @@ def features_build(
     for name in ("train", "validation", "test"):
         if not (cfg.path(split_dir) / f"{name}.parquet").is_file():
             raise fail(f"{cfg.path(split_dir)}: no {name}.parquet (run `data split` first)")
-    result = build.run(cfg, cfg.path(split_dir), cfg.path(out))
+    try:
+        result = build.run(cfg, cfg.path(split_dir), cfg.path(out))
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     console.print(result.summary(), highlight=False)
 
 
@@ -159,7 +162,11 @@ def promote(
         bool, typer.Option("--rollback", help="Move champion back to the previous version")
     ] = False,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 unless the candidate becomes champion")
+        bool,
+        typer.Option(
+            "--strict",
+            help=f"Exit {GATE_REJECTED} when the gate rejects the candidate (make train uses it)",
+        ),
     ] = False,
     features_dir: FeaturesDir = FEATURES_DIR,
     evaluation_dir: Annotated[Path, typer.Option(help="Output of `evaluate`")] = EVALUATION_DIR,
@@ -198,5 +205,10 @@ def promote(
     console.print(head, highlight=False)
     for line in checks:
         (console if line.startswith("ok") else errors).print(f"  {line}", highlight=False)
-    if strict and not decision.promoted:
-        raise typer.Exit(1)
+    if decision.outcome == "rejected":
+        if strict:
+            raise fail(
+                f"the gate rejected version {version}: {'; '.join(decision.reasons)}",
+                code=GATE_REJECTED,
+            )
+        errors.print("going on without --strict: the current champion, if any, stays")
