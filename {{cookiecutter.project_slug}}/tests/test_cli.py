@@ -95,11 +95,12 @@ def test_promote_strict_exits_5_with_the_reasons_when_the_gate_rejects(tmp_path,
     raw = yaml.safe_load(sample.config_path.read_text(encoding="utf-8"))
     raw["metrics"]["offline"]["target_recall"] = 1.0  # out of any model's reach
     sample.config_path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    promote = ["promote", "--version", str(sample.challenger_version), "-c", str(sample.config_path)]
+    version = sample.challenger_version
+    promote = ["promote", "--version", str(version), "-c", str(sample.config_path)]
 
     strict = runner.invoke(app, [*promote, "--strict"])
     assert strict.exit_code == 5, strict.output
-    assert f"the gate rejected version {sample.challenger_version}" in strict.output
+    assert f"the gate rejected version {version}" in strict.output
     assert "recall" in strict.output.split("the gate rejected", 1)[1]
 
     lenient = runner.invoke(app, promote)
