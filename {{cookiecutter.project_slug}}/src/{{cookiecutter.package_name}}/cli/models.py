@@ -191,7 +191,10 @@ def promote(
     evaluation_file = cfg.path(evaluation_dir) / "evaluation.json"
     if not evaluation_file.is_file():
         raise fail(f"{evaluation_file}: no such file (run `evaluate` first)")
-    evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
+    try:
+        evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail(f"{evaluation_file}: not the JSON `evaluate` writes ({exc})", code=1) from exc
     baseline_metrics = (evaluation.get("baseline") or {}).get("test", {})
     if version is None:
         if not cfg.path(bundle).is_dir():
