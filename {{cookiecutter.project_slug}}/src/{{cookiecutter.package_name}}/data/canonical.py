@@ -2,7 +2,9 @@
 
 :func:`canonicalise` renames source columns through ``data.column_mapping``, fills what is
 missing with documented defaults and flags it in ``quality_flags`` (``missing:<column>``,
-``invalid:<column>``, ``received_at:row_order``), and rejects records without a usable label.
+``invalid:<column>``, ``received_at:row_order``), and rejects records without a usable label
+or with a timestamp no datetime64[ns] column can hold (another datetime column out of that
+range becomes null, flagged ``invalid:<column>``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 from ..config import Column, SystemConfig
 from .labels import label_key, normalise_labels
 from .mail import UNKNOWN_SENDER
+from .maildate import NS_MAX, NS_MIN, parse_date
 from .tabular import Chunk, Rejected, plain_value
 from .text import extract_urls, looks_like_html
 
@@ -116,9 +119,10 @@ def _parse_one(value: object) -> pd.Timestamp | None:
         if isinstance(value, datetime):
             ts = pd.Timestamp(value)
         elif isinstance(value, str):
-            try:
-                ts = pd.Timestamp(email.utils.parsedate_to_datetime(value))
-            except (TypeError, ValueError, IndexError, OverflowError):
+            when = parse_date(value)[0]  # RFC 2822, obsolete two- and three-digit years too
+            if when is not None:
+                ts = pd.Timestamp(when)
+            else:
                 if not re.search(r"\d{4}", value):  # dateutil would fill in today's date
                     return None
                 from dateutil import parser
@@ -190,6 +194,8 @@ class _Columns:
         self.src, self.flags, self.n = src, flags, len(src)
         self.blank_is_null = blank_is_null
         self._cache: dict[tuple[str, bool], tuple] = {}
+        # Row -> why its timestamp cannot be held: the row is rejected.
+        self.out_of_range: dict[int, str] = {}
 
     def get(self, name: str, text: bool = False) -> tuple[pd.Series | None, list, np.ndarray]:
         """The column (None if absent), its values as a list, and its null mask. A blank
@@ -242,8 +248,15 @@ def canonicalise(
     normalised = normalise_labels(cfg, pd.Series(raw_labels, dtype=object))
     out[label_col] = normalised.tolist()
     rejected = list(chunk.rejected)
-    keep = normalised.notna().to_numpy()
-    for i in np.flatnonzero(~keep):
+    keep = normalised.notna().to_numpy().copy()
+    for i, detail in cols.out_of_range.items():
+        if keep[i]:
+            keep[i] = False
+            raw = chunk.raw_of(i)
+            rejected.append(
+                Rejected(chunk.index[i], chunk.locations[i], "timestamp_out_of_range", detail, raw)
+            )
+    for i in np.flatnonzero(~keep & normalised.isna().to_numpy()):
         reason = "no_label" if label_missing[i] else "unmappable_label"
         detail = "" if label_missing[i] else f"label {raw_labels[i]!r}"
         rejected.append(
@@ -297,7 +310,7 @@ def _canonical_column(cfg: SystemConfig, col: Column, chunk: Chunk, cols: _Colum
         if not col.nullable or (series is None and col.mostly > 0):
             cols.flag(missing, f"missing:{name}")
         cols.flag(invalid, f"invalid:{name}")
-        return times
+        return _representable(cfg, col, times, values, cols)
     bodies = out["body"]
     if name == "body":
         cols.flag(missing, f"missing:{name}")
@@ -355,6 +368,22 @@ def _canonical_column(cfg: SystemConfig, col: Column, chunk: Chunk, cols: _Colum
     if fill == "":
         cols.flag(missing, f"missing:{name}")
     return texts
+
+
+def _representable(cfg: SystemConfig, col: Column, times: pd.Series, values: list, cols):
+    """Times a datetime64[ns] column can hold: beyond that range the record's timestamp is
+    rejected, another datetime column's value becomes null (flagged)."""
+    low, high = pd.Timestamp(NS_MIN), pd.Timestamp(NS_MAX)
+    far = ((times < low) | (times > high)).to_numpy(dtype=bool, na_value=False)
+    if not far.any():
+        return times
+    if col.name == cfg.data.column("timestamp").name:
+        for i in np.flatnonzero(far):
+            value = str(plain_value(values[i]))[:80]
+            cols.out_of_range[i] = f"{col.name} {value!r} is {times.iloc[i].year}, out of range"
+    else:
+        cols.flag(far, f"invalid:{col.name}")
+    return times.where(~far, pd.NaT)
 
 
 def _numbers(col: Column, series: pd.Series | None, missing: np.ndarray, cols: _Columns) -> list:

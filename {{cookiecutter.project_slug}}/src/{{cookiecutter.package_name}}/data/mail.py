@@ -14,12 +14,13 @@ import email.utils
 import mimetypes
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import Message
 from email.policy import compat32
 from hashlib import sha1
 from pathlib import PurePath
 
+from .maildate import NS_MAX, NS_MIN, arrival
 from .text import decode_bytes, extract_urls, html_to_text, is_binary
 
 UNKNOWN_SENDER = "unknown@unknown.invalid"
@@ -101,7 +102,16 @@ def _decode_header(value: str, flags: list[str]) -> str:
             text, flag = decode_bytes(chunk, charset)
             _add(flags, flag)
             out.append(text)
-    return "".join(out)
+    return _no_nul("".join(out), flags)
+
+
+def _no_nul(text: str, flags: list[str]) -> str:
+    """Text without NUL characters: transport damage, never content, and a NUL breaks
+    consumers that end strings at it (C libraries, PostgreSQL text)."""
+    if "\x00" not in text:
+        return text
+    _add(flags, "nul:removed")
+    return text.replace("\x00", "")
 
 
 def _add(flags: list[str], flag: str | None) -> None:
@@ -139,37 +149,6 @@ def _addresses(values: list[str]) -> list[str]:
             ] or addrs
         found.extend(addrs)
     return found
-
-
-def _date(value: str) -> datetime | None:
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-        # A date without a zone (or "-0000") is taken as UTC: the zone is unknown.
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except Exception:  # unparseable, or out of range once moved to UTC
-        return None
-
-
-def _received_at(headers: dict[str, list[str]], envelope: str | None, flags: list[str]):
-    """Date header; else the latest Received hop; else the mbox separator's date."""
-    if "date" in headers:
-        parsed = _date(headers["date"][0])
-        if parsed is not None:
-            return parsed
-        _add(flags, "invalid:date")
-    hops = [_date(v.rpartition(";")[2]) for v in headers.get("received", []) if ";" in v]
-    hops = [h for h in hops if h is not None]
-    if hops:
-        _add(flags, "received_at:received_header")
-        return max(hops)
-    if envelope:
-        parsed = _date(" ".join(envelope.split()[2:]))
-        if parsed is not None:
-            _add(flags, "received_at:mbox_separator")
-            return parsed
-    if "date" not in headers:
-        _add(flags, "missing:received_at")
-    return None
 
 
 def _extension(part: Message, ctype: str) -> str:
@@ -210,7 +189,7 @@ class _Walk:
             charset = None
         text, flag = decode_bytes(payload, charset)
         _add(self.flags, flag)
-        return text.replace("\r\n", "\n").replace("\r", "\n")
+        return _no_nul(text, self.flags).replace("\r\n", "\n").replace("\r", "\n")
 
     def walk(self, part: Message, parent: str = "", depth: int = 0) -> None:
         self.parts.append(part)
@@ -263,30 +242,41 @@ def _recover_multipart(part: Message, ctype: str) -> Message | None:
     return rebuilt if rebuilt.is_multipart() else None
 
 
-def parse_message(data: bytes, envelope: str | None = None) -> ParsedMail:
-    """Parse one message; never raises (an unexpected error becomes reason ``parse_error``)."""
+Bounds = tuple[datetime, datetime]
+
+
+def parse_message(
+    data: bytes, envelope: str | None = None, bounds: Bounds = (NS_MIN, NS_MAX)
+) -> ParsedMail:
+    """Parse one message; never raises (an unexpected error becomes reason ``parse_error``).
+    ``bounds`` is the allowed range of the arrival time (see :func:`.maildate.arrival`)."""
     try:
-        return _parse(data, envelope)
+        return _parse(data, envelope, bounds)
     except Exception as exc:  # the last line of defence: nothing crashes the run
         return ParsedMail(reason="parse_error", detail=f"{type(exc).__name__}: {exc}"[:300])
 
 
-def parse_batch(items: list) -> list[ParsedMail]:
+def parse_batch(items: list, bounds: Bounds = (NS_MIN, NS_MAX)) -> list[ParsedMail]:
     """Parse a batch of mail items (worker-process entry point; items carry data/error)."""
     out = []
     for item in items:
         if item.error:
             out.append(ParsedMail(reason=item.error, detail=item.detail))
         else:
-            out.append(parse_message(item.data, item.envelope))
+            out.append(parse_message(item.data, item.envelope, bounds))
     return out
 
 
-def _parse(data: bytes, envelope: str | None) -> ParsedMail:
+def _parse(data: bytes, envelope: str | None, bounds: Bounds) -> ParsedMail:
     if not data.strip():
         return ParsedMail(reason="empty")
     if is_binary(data):
         return ParsedMail(reason="binary_content")
+    flags: list[str] = []
+    raw = data
+    if b"\x00" in data:  # a few stray NULs in otherwise text mail (binary is caught above)
+        data = data.replace(b"\x00", b"")
+        flags.append("nul:removed")
     msg = email.message_from_bytes(data, policy=compat32)
     headers = _headers(msg)
     if not MAIL_HEADERS.intersection(headers):
@@ -295,13 +285,22 @@ def _parse(data: bytes, envelope: str | None) -> ParsedMail:
         if damaged:
             return ParsedMail(reason="malformed_headers", detail="header block does not parse")
         return ParsedMail(reason="not_an_email", detail="no mail headers")
-    flags: list[str] = []
 
     message_id = _unescape(headers.get("message-id", [""])[0])[0].strip()[:998]
     if not message_id:
-        message_id = f"<{sha1(data).hexdigest()[:24]}@ingest.invalid>"
+        message_id = f"<{sha1(raw).hexdigest()[:24]}@ingest.invalid>"
         flags.append("missing:message_id")
-    received_at = _received_at(headers, envelope, flags)
+    date = headers["date"][0] if "date" in headers else None
+    when = arrival(
+        None if date is None else _unescape(date)[0],
+        (_unescape(v)[0] for v in headers.get("received", [])),
+        envelope,
+        bounds,
+    )
+    if when.unrepresentable:
+        return ParsedMail(reason="timestamp_out_of_range", detail=when.unrepresentable)
+    flags.extend(f for f in when.flags if f not in flags)
+    received_at = when.when
 
     senders = _addresses(headers.get("from", []) or headers.get("sender", []))
     # A display name alone ("From: Bob") or a bare local part is no usable sender key.

@@ -111,12 +111,47 @@ def iter_file(
     yield MailItem(source, "file", data, label=folder_label(parts, folders), names=names)
 
 
+class Skipped(NamedTuple):
+    """A tree entry that was not read: a link leaving the tree (its content must not be
+    copied), a link to a file already read, a broken link, or something that is not a file."""
+
+    path: str
+    reason: str
+    detail: str = ""
+
+
+class _Walk:
+    """State of one tree walk: what was read, and the links left for after the real tree."""
+
+    def __init__(self, root: Path, skipped: list[Skipped]) -> None:
+        self.root = root.resolve()
+        self.skipped = skipped
+        self.files: set[Path] = set()
+        self.dirs: set[Path] = {self.root}
+        self.links: list[Path] = []
+
+
 def iter_tree(
-    folder: Path, folders: dict[str, str], skip: set[Path], root: Path | None = None
+    folder: Path,
+    folders: dict[str, str],
+    skip: set[Path],
+    skipped: list[Skipped] | None = None,
 ) -> Iterator[MailItem]:
     """Every message under a folder: sub-folders first, then files, each sorted by name, so
-    the order never depends on the file system. Hidden files and ``skip`` are not read."""
-    root = folder if root is None else root
+    the order never depends on the file system. Hidden files and ``skip`` are not read.
+
+    Symbolic links are followed only after the real tree, and only to what lies inside the
+    tree and was not read yet; every other link, and every entry that is not a regular file
+    or folder (a FIFO would block), is appended to ``skipped`` instead of being read.
+    """
+    walk = _Walk(folder, [] if skipped is None else skipped)
+    yield from _iter_folder(walk, folder, folders, skip, folder)
+    while walk.links:
+        link = walk.links.pop(0)
+        yield from _follow(walk, link, folders, skip, folder)
+
+
+def _iter_folder(walk: _Walk, folder: Path, folders, skip, root: Path) -> Iterator[MailItem]:
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -127,15 +162,50 @@ def iter_tree(
     for entry in entries:
         if entry.name.startswith("."):  # .DS_Store, .git, editor files: tooling, not mail
             continue
+        path = Path(entry.path)
         try:
-            if entry.is_dir(follow_symlinks=False):
-                dirs.append(Path(entry.path))
-            elif entry.is_file():
-                files.append(Path(entry.path))
+            if entry.is_symlink():
+                walk.links.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                dirs.append(path)
+            elif entry.is_file(follow_symlinks=False):
+                files.append(path)
+            else:
+                walk.skipped.append(Skipped(str(path), "not_a_file", "not a regular file"))
         except OSError:
-            files.append(Path(entry.path))  # reading it reports the error
+            files.append(path)  # reading it reports the error
     for sub in dirs:
-        yield from iter_tree(sub, folders, skip, root)
+        walk.dirs.add(sub.resolve())
+        yield from _iter_folder(walk, sub, folders, skip, root)
     for path in files:
-        if not skip or path.resolve() not in skip:
+        real = path.resolve()
+        walk.files.add(real)
+        if not skip or real not in skip:
             yield from iter_file(path, folders, root)
+
+
+def _follow(walk: _Walk, link: Path, folders, skip, root: Path) -> Iterator[MailItem]:
+    """Read what a link inside the tree points to, or record why not."""
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # dangling, or a cycle of links
+        walk.skipped.append(Skipped(str(link), "broken_link", type(exc).__name__))
+        return
+    if not target.is_relative_to(walk.root):
+        walk.skipped.append(Skipped(str(link), "link_outside_tree", f"-> {target}"))
+        return
+    if target.is_dir():
+        if target in walk.dirs:  # a link back up the tree, or to a folder already walked
+            walk.skipped.append(Skipped(str(link), "link_already_read", f"-> {target}"))
+            return
+        walk.dirs.add(target)
+        yield from _iter_folder(walk, link, folders, skip, root)
+    elif not target.is_file():
+        walk.skipped.append(Skipped(str(link), "not_a_file", f"-> {target}"))
+    elif target in skip:  # the labels file: not mail, never counted
+        return
+    elif target in walk.files:
+        walk.skipped.append(Skipped(str(link), "link_already_read", f"-> {target}"))
+    else:
+        walk.files.add(target)
+        yield from iter_file(link, folders, root)

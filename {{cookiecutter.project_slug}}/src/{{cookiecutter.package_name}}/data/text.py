@@ -13,6 +13,7 @@ _TAG_RE = re.compile(
     r"<(?:[a-zA-Z][a-zA-Z0-9]{0,20}\b[^<>]{0,2000}|/[a-zA-Z][a-zA-Z0-9]{0,20}\s*)>"
 )
 # Bytes that never occur in text mail; more than a few percent of them means binary content.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27)) + b"\x7f"
 
 
@@ -117,10 +118,9 @@ def html_to_text(html: str) -> tuple[str, list[str]]:
 
 
 def is_binary(data: bytes) -> bool:
-    """True for content that is not text mail (NUL bytes or many control characters)."""
+    """True for content that is not text mail: more than a few percent of control characters
+    (NUL included) in its first 8 KiB. A stray NUL in text mail is damage, not a binary file."""
     sample = data[:8192]
-    if b"\x00" in data[:1024]:
-        return True
     return len(sample) - len(sample.translate(None, _CONTROL)) > 0.05 * len(sample)
 
 
@@ -129,7 +129,8 @@ def decode_bytes(raw: bytes, charset: str | None) -> tuple[str, str | None]:
     flag = None
     if charset:
         try:
-            return raw.decode(codecs.lookup(charset.strip().strip('"')).name), None
+            text = raw.decode(codecs.lookup(charset.strip().strip('"')).name)
+            return _without_surrogates(text)
         except LookupError:
             flag = "charset:unknown"
         except (UnicodeError, ValueError, TypeError):
@@ -138,3 +139,13 @@ def decode_bytes(raw: bytes, charset: str | None) -> tuple[str, str | None]:
         return raw.decode("utf-8"), flag
     except UnicodeDecodeError:
         return raw.decode("cp1252", errors="replace"), flag or "charset:fallback"
+
+
+def _without_surrogates(text: str) -> tuple[str, str | None]:
+    """Text that UTF-8 can encode: some codecs (UTF-7, unicode_escape) yield lone surrogates,
+    which no Parquet or JSON writer accepts; they become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text, None
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text), "charset:fallback"
