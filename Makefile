@@ -14,7 +14,12 @@ TEMPLATE_DIR := {{cookiecutter.project_slug}}
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## Create or update .venv with the template tooling and the generated system's stack
+install: $(VENV)/.installed $(BIN)/kubectl ## Create or update .venv with the template tooling and the generated system's stack
+
+# The pinned kubectl the generated `deploy check` renders with (the template tests run generated
+# suites with this venv); the generated package's own fetcher, stdlib only, run as a script.
+$(BIN)/kubectl: $(VENV)/.installed
+	$(BIN)/python "$(TEMPLATE_DIR)/src/{{cookiecutter.package_name}}/deploy/kubectl.py" $(BIN)
 
 # The generated system's dependencies are read from its own pyproject.toml (baked with the
 # defaults), so the versions the template tests run with are exactly the ones a user gets.

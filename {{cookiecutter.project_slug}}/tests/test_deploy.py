@@ -1,21 +1,36 @@
-"""Kubernetes manifests: built as `kubectl kustomize` would, validated offline, broken on purpose.
+"""Kubernetes manifests: built by the real `kubectl kustomize`, validated offline, broken on purpose.
 
 Custom resources (Argo Rollouts, Istio, Prometheus Operator) are validated against the CRD
 schemas found through $CRD_SCHEMAS_DIR (or beside the project / template checkout); the tests that
 need them skip with the reason when there are none.
 """
 
+import io
 import math
 import re
 import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from {{cookiecutter.package_name}}.cli import app
 from {{cookiecutter.package_name}}.config import load_config
+from {{cookiecutter.package_name}}.deploy import kubectl as kubectl_module
 from {{cookiecutter.package_name}}.deploy.checks import check_deploy, deploy_targets
-from {{cookiecutter.package_name}}.deploy.kustomize import KustomizeError, build
+from {{cookiecutter.package_name}}.deploy.kubectl import (
+    KubectlError,
+    fetch_kubectl,
+    find_kubectl,
+    is_pinned,
+    sha256,
+)
+from {{cookiecutter.package_name}}.deploy.manifests import ORIGIN, build
 from {{cookiecutter.package_name}}.deploy.promql import metric_names
 from {{cookiecutter.package_name}}.deploy.render import render_manifests, stale_values
 from {{cookiecutter.package_name}}.deploy.schemas import find_crd_schemas
@@ -154,6 +169,16 @@ BREAKAGE = [
      "name: contender", "subset 'challenger' is in no DestinationRule", False),
     ("hpa-target-missing", "k8s/base/workload/hpa.yaml", r"(kind: Deployment\n\s+name: )(\S+)",
      r"\g<1>\2-old", "which is not rendered", False),
+    ("ingress-from-every-namespace", "k8s/base/networkpolicy.yaml", r"(^\s+- from:\n)",
+     r"\1        - namespaceSelector: {}\n", "namespaceSelector {} selects every namespace", False),
+    ("egress-to-every-destination", "k8s/base/networkpolicy.yaml",
+     r"- to:\n\s+- namespaceSelector:\n\s+matchLabels:\n\s+\S+: postgres\n\s+ports:", "- ports:",
+     "a rule without `to` admits every destination", False),
+    ("egress-to-every-address", "k8s/base/networkpolicy.yaml",
+     r"- namespaceSelector:\n\s+matchLabels:\n\s+\S+: mlflow\n",
+     "- ipBlock: {cidr: 0.0.0.0/0}\n", "ipBlock 0.0.0.0/0 is every address", False),
+    ("pod-security-not-enforced", "k8s/base/namespace.yaml",
+     r"^\s+pod-security.kubernetes.io/enforce: restricted\n", "", "must be 'restricted'", False),
 ]  # fmt: skip
 
 
@@ -252,53 +277,120 @@ def test_render_refuses_a_fractional_canary_weight(cfg, deploy_copy):
 # --- the pieces --------------------------------------------------------------------------------
 
 
-def test_kustomize_patches_suffixes_and_follows_renames(tmp_path):
-    base = tmp_path / "base"
-    base.mkdir()
-    (base / "kustomization.yaml").write_text(
-        "resources: [app.yaml]\nconfigMapGenerator:\n  - name: conf\n    literals: [a=1]\n"
-    )
-    (base / "app.yaml").write_text(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  template:\n"
-        "    spec:\n      containers:\n        - name: c\n          image: app\n"
-        "          env: [{name: A, value: '1'}]\n"
-        "      volumes: [{name: v, configMap: {name: conf} }]\n"
-    )
-    top = tmp_path / "top"
-    top.mkdir()
-    (top / "kustomization.yaml").write_text(
-        "resources: [../base]\nnamespace: ns\nnameSuffix: -x\n"
-        "images: [{name: app, newName: reg/app, newTag: '2'}]\n"
-        "patches:\n  - path: env.yaml\n"
-        "  - target: {kind: Deployment, name: app}\n"
-        "    patch: '[{op: add, path: /spec/replicas, value: 0}]'\n"
-    )
-    (top / "env.yaml").write_text(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  template:\n"
-        "    spec:\n      containers:\n        - name: c\n          env: [{name: B, value: '2'}]\n"
-    )
-    docs = {r.kind: r.doc for r in build(top)}
-    deployment, config_map = docs["Deployment"], docs["ConfigMap"]
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert deployment["metadata"] == {"name": "app-x", "namespace": "ns"}
-    assert deployment["spec"]["replicas"] == 0
-    assert container["image"] == "reg/app:2"
-    assert [e["name"] for e in container["env"]] == ["A", "B"]
-    assert re.fullmatch(r"conf-[a-z0-9]{10}-x", config_map["metadata"]["name"])
-    volume = deployment["spec"]["template"]["spec"]["volumes"][0]
-    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+def test_documents_are_exactly_what_kubectl_kustomize_renders():
+    kubectl = find_kubectl()
+    for folder in deploy_targets(DEPLOY):
+        plain = subprocess.run(
+            [str(kubectl), "kustomize", str(folder)], capture_output=True, text=True, check=True
+        )
+        built = build(folder)
+        assert [r.doc for r in built] == [d for d in yaml.safe_load_all(plain.stdout) if d]
+        for res in built:
+            assert ORIGIN not in (res.doc["metadata"].get("annotations") or {})
+            assert res.source.is_file() and res.source.is_relative_to(DEPLOY), res.source
 
 
-def test_kustomize_refuses_what_it_cannot_do_faithfully(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text("resources: []\nreplacements: []\n")
-    with pytest.raises(KustomizeError, match="replacements"):
-        build(tmp_path)
-    inner = tmp_path / "inner"
-    inner.mkdir()
-    (tmp_path / "outside.yaml").write_text("kind: ConfigMap\nmetadata: {name: x}\n")
-    (inner / "kustomization.yaml").write_text("resources: [../outside.yaml]\n")
-    with pytest.raises(KustomizeError, match="not in or below"):
-        build(inner)
+def test_misspelled_deployment_field_names_the_file_and_field(cfg, crd_dir, deploy_copy):
+    edit(deploy_copy, "k8s/base/workload/deployment.yaml", r"^(\s+)revisionHistoryLimit:",
+         r"\1replicass: 2\n\1revisionHistoryLimit:")  # fmt: skip
+    report = check_deploy(cfg, deploy_copy, schemas_dir=crd_dir)
+    assert not report.ok
+    lines = [line for line in report.messages() if "'replicass' was unexpected" in line]
+    assert lines and all("[k8s/base/workload/deployment.yaml]" in line for line in lines), lines
+    assert any("Deployment/" in line for line in lines)
+
+
+def test_a_kustomization_kubectl_refuses_fails_the_check(cfg, crd_dir, deploy_copy):
+    kustomization = "monitoring/kustomization.yaml"
+    edit(deploy_copy, kustomization, r"^resources:\n", "resources:\n  - gone.yaml\n")
+    report = check_deploy(cfg, deploy_copy, schemas_dir=crd_dir)
+    assert any(
+        line.startswith("FAIL monitoring: kubectl kustomize:") and "gone.yaml" in line
+        for line in report.messages()
+    ), report.messages()
+
+
+def test_deploy_check_without_kubectl_names_the_make_target(monkeypatch, tmp_path, project_root):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = CliRunner().invoke(
+        app, ["deploy", "check", "-c", str(project_root / "configs" / "system.yaml")]
+    )
+    assert result.exit_code == 2
+    assert "kubectl not found" in result.output and "make kubectl" in result.output
+
+
+# --- fetching kubectl (no network: the download is replaced) ----------------------------------
+
+
+def no_download(folder: Path) -> Path:
+    raise AssertionError("fetch_kubectl downloaded although a pinned kubectl was at hand")
+
+
+@pytest.fixture
+def pinned_kubectl():
+    found = find_kubectl()
+    if found is None or not is_pinned(found):
+        pytest.skip("the pinned kubectl is not installed: run `make kubectl`")
+    return found
+
+
+def test_fetch_keeps_a_present_kubectl(tmp_path, pinned_kubectl):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "kubectl").symlink_to(pinned_kubectl)
+    path = fetch_kubectl(tmp_path / "bin", cache=tmp_path / "cache", download=no_download)
+    assert path == tmp_path / "bin" / "kubectl" and path.is_symlink()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_fetch_copies_from_the_cache_offline(tmp_path, pinned_kubectl):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "kubectl").symlink_to(pinned_kubectl)
+    path = fetch_kubectl(tmp_path / "venv" / "bin", cache=tmp_path / "cache", download=no_download)
+    assert is_pinned(path) and not path.is_symlink()
+
+
+def fake_layer_wheel(folder: Path, script: str) -> Path:
+    """A wheel laid out as the PyPI layer package: wheel > jsii tarball > layer.zip > kubectl."""
+    layer = io.BytesIO()
+    with zipfile.ZipFile(layer, "w") as z:
+        z.writestr("kubectl/kubectl", script)
+        z.writestr("helm/helm", "not wanted")
+    tgz = io.BytesIO()
+    with tarfile.open(fileobj=tgz, mode="w:gz") as tar:
+        info = tarfile.TarInfo(kubectl_module.LAYER_MEMBER)
+        info.size = len(layer.getvalue())
+        tar.addfile(info, io.BytesIO(layer.getvalue()))
+    wheel = folder / "layer-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("aws_cdk/layer/_jsii/layer@1.0.jsii.tgz", tgz.getvalue())
+    return wheel
+
+
+def test_fetch_unpacks_only_kubectl_and_refuses_a_wrong_hash(tmp_path):
+    script = f"#!/bin/sh\necho 'Client Version: {kubectl_module.KUBECTL_VERSION}'\n"
+    (tmp_path / "script").write_text(script)
+    expected = sha256(tmp_path / "script")
+    calls = []
+
+    def download(folder: Path) -> Path:
+        calls.append(folder)
+        return fake_layer_wheel(folder, script)
+
+    with pytest.raises(KubectlError, match="SHA-256"):
+        fetch_kubectl(tmp_path / "a", cache=tmp_path / "cache", download=download)
+    assert not (tmp_path / "a" / "kubectl").exists() and not (tmp_path / "cache").exists()
+
+    path = fetch_kubectl(
+        tmp_path / "b", cache=tmp_path / "cache", download=download, expected_sha256=expected
+    )
+    assert path.read_text() == script and sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "kubectl"
+    ]
+    again = fetch_kubectl(
+        tmp_path / "c", cache=tmp_path / "cache", download=download, expected_sha256=expected
+    )
+    assert again.read_text() == script and len(calls) == 2  # the third came from the cache
 
 
 def test_metric_names_ignore_functions_labels_and_strings():

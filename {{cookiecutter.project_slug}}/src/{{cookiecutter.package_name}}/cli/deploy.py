@@ -29,14 +29,18 @@ def deploy_check(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every document")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Build every Kustomize target, validate it against the schemas and policy; exit 1 on failure."""
+    """Build every Kustomize target with kubectl, validate it (schemas, policy); exit 1 on failure."""
     from ..deploy.checks import check_deploy
+    from ..deploy.kubectl import KubectlError
 
     cfg = load(config)
     folder = cfg.path(deploy_dir)
     if not folder.is_dir():
         raise fail(f"{folder}: no such folder")
-    report = check_deploy(cfg, folder, schemas_dir=schemas_dir, k8s_version=k8s_version)
+    try:
+        report = check_deploy(cfg, folder, schemas_dir=schemas_dir, k8s_version=k8s_version)
+    except KubectlError as exc:
+        raise fail(str(exc)) from exc
     lines = report.lines()
     if not verbose:
         lines = [line for line in lines if not line.startswith("ok  ")]

@@ -1,7 +1,7 @@
 """``deploy check``: build every Kustomize target in deploy/ and prove it is deployable, offline.
 
 For each target (``k8s/base``, every ``k8s/overlays/*``, ``monitoring``) the documents are built
-as ``kubectl kustomize`` would (see :mod:`.kustomize`), then:
+by the pinned ``kubectl kustomize`` (see :mod:`.manifests` and :mod:`.kubectl`), then:
 
 1. built-in kinds are validated with kubernetes-validate against the strict schema of a stated
    Kubernetes version; custom resources against their CRD JSON schema (skipped, with the reason,
@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import SystemConfig
-from .kustomize import KustomizeError, Resource, build, kustomization_file
+from .kubectl import describe, require_kubectl
+from .manifests import KustomizeError, Resource, build, kustomization_file
 from .policy import Context, run_all
 from .render import OwnedValue, render_command, stale_values
 from .report import CheckReport, DocumentResult, Finding
@@ -49,10 +50,18 @@ def check_deploy(
     k8s_version: str = DEFAULT_K8S_VERSION,
     contract_path: str | Path | None = None,
 ) -> CheckReport:
-    """Render and validate every target in ``deploy_dir``; the report lists each failure."""
+    """Render and validate every target in ``deploy_dir``; the report lists each failure.
+
+    Raises KubectlError (naming ``make kubectl``) when there is no kubectl to render with.
+    """
     deploy_dir = Path(deploy_dir)
+    kubectl = require_kubectl()
     crd_dir, crd_note = find_crd_schemas(deploy_dir.resolve().parent, schemas_dir)
-    report = CheckReport(k8s_version=k8s_version, crd_schemas=crd_note if crd_dir else "none")
+    report = CheckReport(
+        k8s_version=k8s_version,
+        crd_schemas=crd_note if crd_dir else "none",
+        renderer=describe(kubectl),
+    )
     if crd_dir is None:
         report.skipped.append(f"CRD schema validation: {crd_note}")
 
@@ -62,9 +71,9 @@ def check_deploy(
         target = str(folder.relative_to(deploy_dir))
         report.targets.append(target)
         try:
-            built[target] = build(folder)
+            built[target] = build(folder, kubectl)
         except KustomizeError as exc:
-            report.failures.append(Finding(target, "", "kustomize build", "", str(exc)))
+            report.failures.append(Finding(target, "", "kubectl kustomize", "", str(exc)))
     base = built.get("k8s/base", [])
     for target, resources in built.items():
         ctx = Context(target, resources, cfg, deploy_dir, references=base)

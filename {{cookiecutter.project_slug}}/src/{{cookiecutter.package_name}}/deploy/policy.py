@@ -2,7 +2,8 @@
 
 Images tagged (never ``latest``) and from the contract; requests, limits, probes and a hardened
 securityContext on every container; selectors that select something; Services, autoscalers,
-budgets, routes and rollouts pointing at things that exist; egress only on allowed ports;
+budgets, routes and rollouts pointing at things that exist; network rules naming their peers,
+egress only on allowed ports; the namespace enforcing the `restricted` Pod Security profile;
 Prometheus queries only on metrics the server exports.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SystemConfig
-from .kustomize import CLUSTER_SCOPED_KINDS, Resource, split_image
+from .manifests import CLUSTER_SCOPED_KINDS, Resource, split_image
 from .promql import metric_names
 from .render import ALERT_THRESHOLDS, GATE_THRESHOLDS
 from .report import Finding
@@ -266,8 +267,42 @@ def check_scaling(ctx: Context, templates: list[PodTemplate]) -> None:
                 ctx.fail(res, "spec.selector", f"selector {selector} matches no pod template")
 
 
+def open_peer(peer: Any) -> str:
+    """Why a NetworkPolicy peer admits more than named callers or endpoints ("" if it does not).
+
+    An empty ``namespaceSelector`` selects every namespace (whatever the pod labels: anyone who
+    may create a pod can set those); an ``ipBlock`` of prefix length 0 is every address.
+    """
+    if not isinstance(peer, dict) or not peer:
+        return "an empty peer selects everything"
+    if "namespaceSelector" in peer and not _selects_something(peer["namespaceSelector"]):
+        return "namespaceSelector {} selects every namespace"
+    cidr = str((peer.get("ipBlock") or {}).get("cidr", ""))
+    if cidr.endswith("/0"):
+        return f"ipBlock {cidr} is every address"
+    return ""
+
+
+def _selects_something(selector: Any) -> bool:
+    return isinstance(selector, dict) and bool(
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    )
+
+
+def _check_peers(ctx: Context, res: Resource, path: str, peers: Any, direction: str) -> None:
+    if not peers:
+        who = "every pod and address" if direction == "from" else "every destination"
+        ctx.fail(res, f"{path}.{direction}", f"a rule without `{direction}` admits {who}")
+        return
+    for k, peer in enumerate(peers):
+        reason = open_peer(peer)
+        if reason:
+            ctx.fail(res, f"{path}.{direction}[{k}]", f"open peer: {reason}")
+
+
 def check_network_policies(ctx: Context, templates: list[PodTemplate]) -> None:
-    """Ingress only on the serving port; egress only on EGRESS_PORTS."""
+    """Ingress only from named callers on the serving port; egress only to named endpoints on
+    EGRESS_PORTS."""
     for res in ctx.resources:
         if res.kind != "NetworkPolicy":
             continue
@@ -279,6 +314,7 @@ def check_network_policies(ctx: Context, templates: list[PodTemplate]) -> None:
         if set(spec.get("policyTypes") or []) != {"Ingress", "Egress"}:
             ctx.fail(res, "spec.policyTypes", "must restrict both Ingress and Egress")
         for i, rule in enumerate(spec.get("ingress") or []):
+            _check_peers(ctx, res, f"spec.ingress[{i}]", rule.get("from"), "from")
             ports = rule.get("ports") or []
             if not ports:
                 ctx.fail(
@@ -296,6 +332,7 @@ def check_network_policies(ctx: Context, templates: list[PodTemplate]) -> None:
                         f"ingress port '{value}' is not the serving port {SERVER_PORT}",
                     )
         for i, rule in enumerate(spec.get("egress") or []):
+            _check_peers(ctx, res, f"spec.egress[{i}]", rule.get("to"), "to")
             ports = rule.get("ports") or []
             if not ports:
                 ctx.fail(res, f"spec.egress[{i}]", "an egress rule without ports opens every port")
@@ -542,8 +579,21 @@ def _check_service_monitor(ctx: Context, res: Resource, spec: dict) -> None:
             )
 
 
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+
+
 def check_namespaces(ctx: Context) -> None:
-    """Every namespaced document lands in the contract's namespace (one finding per target)."""
+    """Namespaces enforce the `restricted` Pod Security profile; every namespaced document lands
+    in the contract's namespace (one finding per target)."""
+    for res in ctx.resources:
+        labels = (res.doc.get("metadata") or {}).get("labels") or {}
+        if res.kind == "Namespace" and labels.get(ENFORCE_LABEL) != "restricted":
+            ctx.fail(
+                res,
+                f"metadata.labels.{ENFORCE_LABEL}",
+                f"must be 'restricted' (is {labels.get(ENFORCE_LABEL)!r}): warn and audit "
+                "alone admit pods that break the profile",
+            )
     wanted = ctx.cfg.platform.namespace
     wrong = [
         r for r in ctx.resources if r.kind not in CLUSTER_SCOPED_KINDS and r.namespace != wanted

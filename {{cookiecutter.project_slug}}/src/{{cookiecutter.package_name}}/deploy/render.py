@@ -20,7 +20,7 @@ import yaml
 
 from .. import __version__
 from ..config import DEFAULT_CONFIG, SystemConfig
-from .kustomize import KUSTOMIZATION_FILES, parse_yaml_all
+from .manifests import KUSTOMIZATION_FILES, parse_yaml_all
 from .promql import (
     range_minutes,
     replace_ranges,

@@ -43,6 +43,8 @@ class CheckReport:
 
     k8s_version: str
     crd_schemas: str
+    # The kubectl that rendered the targets, with its version.
+    renderer: str = ""
     targets: list[str] = field(default_factory=list)
     documents: list[DocumentResult] = field(default_factory=list)
     failures: list[Finding] = field(default_factory=list)
@@ -59,6 +61,8 @@ class CheckReport:
     def lines(self) -> list[str]:
         """A readable report: documents, skips, failures, then a one-line summary."""
         out = [f"Kubernetes {self.k8s_version} (strict); CRD schemas: {self.crd_schemas}"]
+        if self.renderer:
+            out.append(f"Rendered by {self.renderer}")
         for doc in self.documents:
             mark = "ok  " if doc.ok else "FAIL"
             out.append(
