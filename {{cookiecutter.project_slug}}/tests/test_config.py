@@ -1,11 +1,13 @@
 """The contract loads into typed models, and every kind of bad file is refused by key."""
 
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.config import ConfigError, load_config
+from {{ cookiecutter.package_name }}.timebounds import EARLIEST, LATEST
 
 
 def _write(tmp_path: Path, raw: object) -> Path:
@@ -71,6 +73,16 @@ def test_top_level_must_be_a_mapping(tmp_path):
         load_config(_write(tmp_path, ["a", "list"]))
 
 
+def _col(raw: dict, name: str) -> dict:
+    return next(c for c in raw["data"]["columns"] if c["name"] == name)
+
+
+def _ts(raw: dict) -> dict:
+    column = raw["data"]["columns"][1]
+    assert column["role"] == "timestamp"
+    return column
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
@@ -104,6 +116,22 @@ def test_top_level_must_be_a_mapping(tmp_path):
             "must differ",
         ),
         (lambda r: r.pop("alerts"), "alerts: Field required"),
+        (lambda r: r["data"].update(max_quarantine_share=1.5), "data.max_quarantine_share"),
+        (lambda r: r["data"].pop("max_quarantine_share"), "data.max_quarantine_share"),
+        (lambda r: r["data"].update(allow_partial=True), "allow_partial and max_quarantine_share"),
+        # Bounds of a datetime column: dates, ordered, inside what the stages can hold.
+        (lambda r: _ts(r).update(min="1995-13-45"), "data.columns.1.min: Value error, min '1995"),
+        (lambda r: _ts(r).update(max="yesterday"), "max 'yesterday' is not a date"),
+        (lambda r: _ts(r).update(min=1995), "min of a datetime column must be a date"),
+        (lambda r: _ts(r).update(min="2001-01-01", max="2000-01-01"), "is after max"),
+        (lambda r: _ts(r).update(min="1600-01-01"), "outside the time range"),
+        (lambda r: _ts(r).update(max="2300-01-01"), "outside the time range"),
+        (lambda r: _ts(r).update(min="2200-01-01"), "every record would be refused"),
+        (lambda r: _ts(r).update(max_ahead_days=-1), "data.columns.1.max_ahead_days"),
+        (lambda r: _col(r, "recipient_count").update(min="1995-01-01"), "must be a number"),
+        (lambda r: _col(r, "recipient_count").update(max_ahead_days=1), "datetime columns only"),
+        (lambda r: _col(r, "recipient_count").update(min=5, max=1), "greater than max"),
+        (lambda r: _col(r, "subject").update(min=1), "applies to int, float and datetime"),
     ],
 )
 def test_bad_contract_names_the_key(tmp_path, raw, edit, expected):
@@ -111,3 +139,45 @@ def test_bad_contract_names_the_key(tmp_path, raw, edit, expected):
     with pytest.raises(ConfigError) as excinfo:
         load_config(_write(tmp_path, raw))
     assert expected in str(excinfo.value)
+
+
+def test_timestamp_bounds_are_dates_and_the_upper_one_follows_the_run(cfg):
+    column = cfg.data.column("timestamp")
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    low, high = column.time_bounds(now)
+    assert low == datetime(1995, 1, 1, tzinfo=UTC)
+    assert high == now + timedelta(days=column.max_ahead_days)
+    # Whatever the contract says, a datetime never leaves what the stages can hold.
+    created = next(c for c in cfg.data.columns if c.name == "sender_created_at")
+    assert created.model_copy(update={"min": None}).time_bounds(now)[0] == EARLIEST
+    assert column.time_bounds(datetime(2262, 4, 10, tzinfo=UTC))[1] == LATEST
+
+
+def test_bounds_read_as_yaml_dates_or_text_and_show_as_iso(tmp_path, raw):
+    _ts(raw).update(min=date(1995, 1, 1), max="2100-01-01T00:00:00+02:00")
+    column = load_config(_write(tmp_path, raw)).data.column("timestamp")
+    assert column.min == datetime(1995, 1, 1, tzinfo=UTC)
+    assert column.max == datetime(2099, 12, 31, 22, tzinfo=UTC)
+    assert column.model_dump(mode="json")["min"] == "1995-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(("allow", "share"), [(True, 1.0), (False, 0.0)])
+def test_older_allow_partial_still_reads(tmp_path, raw, allow, share):
+    raw["data"].pop("max_quarantine_share")
+    raw["data"]["allow_partial"] = allow
+    assert load_config(_write(tmp_path, raw)).data.max_quarantine_share == share
+
+
+def test_config_check_names_a_bad_bound_in_one_line(tmp_path, raw):
+    from typer.testing import CliRunner
+
+    from {{ cookiecutter.package_name }}.cli import app
+
+    _ts(raw).update(min="1995-02-30")
+    result = CliRunner().invoke(app, ["config", "check", "--config", str(_write(tmp_path, raw))])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if "data.columns" in line]
+    assert lines == [
+        "data.columns.1.min: Value error, min '1995-02-30' is not a date (expected ISO 8601, "
+        "e.g. 1995-01-01) (column 'received_at')"
+    ]

@@ -5,12 +5,17 @@ the suite fast); frames are built here from scratch, independent of the syntheti
 """
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.data import validate
+from {{ cookiecutter.package_name }}.sender_history import _ns
 
 NOW = pd.Timestamp("2024-06-01", tz="UTC")
 N = 40
@@ -46,7 +51,7 @@ def make_rows(cfg, n: int = N) -> pd.DataFrame:
 
 
 def with_data(cfg, **changes):
-    """The contract with ``data`` fields replaced (e.g. min_rows, allow_partial)."""
+    """The contract with ``data`` fields replaced (e.g. min_rows, max_quarantine_share)."""
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=changes)})
 
 
@@ -54,7 +59,7 @@ def with_data(cfg, **changes):
 def small(cfg, tmp_path_factory):
     """Contract for small frames, with its own project root (and so its own gx/ folder)."""
     root = tmp_path_factory.mktemp("project")
-    return with_data(cfg.model_copy(update={"root": root}), min_rows=20, allow_partial=False)
+    return with_data(cfg.model_copy(update={"root": root}), min_rows=20, max_quarantine_share=0.0)
 
 
 def checks(report) -> set:
@@ -108,12 +113,33 @@ BROKEN = {
         "expect_column_values_to_be_unique",
         {9},
     ),
-    "future timestamp": (
-        lambda df, cfg: _set(df, "received_at", [11], NOW + pd.Timedelta(days=1)),
-        "future",
+    "timestamp after the run's time + max_ahead_days": (
+        lambda df, cfg: _set(df, "received_at", [11], NOW + pd.Timedelta(days=2)),
+        "range",
         "received_at",
         "expect_column_values_to_be_between",
         {11},
+    ),
+    "timestamp before the contract's min": (
+        lambda df, cfg: _set(df, "received_at", [12], pd.Timestamp("1994-12-31", tz="UTC")),
+        "range",
+        "received_at",
+        "expect_column_values_to_be_between",
+        {12},
+    ),
+    "obsolete year, outside what the stages can hold": (
+        lambda df, cfg: _set(df, "received_at", [13], pd.Timestamp("0102-08-22 04:07:35Z")),
+        "range",
+        "received_at",
+        "expect_column_values_to_be_between",
+        {13},
+    ),
+    "account created before the contract's min": (
+        lambda df, cfg: _set(df, "sender_created_at", [14], pd.Timestamp("1969-12-31", tz="UTC")),
+        "range",
+        "sender_created_at",
+        "expect_column_values_to_be_between",
+        {14},
     ),
     "value not allowed": (
         lambda df, cfg: _set(df, "content_type", [2], "application/pdf"),
@@ -206,7 +232,7 @@ def _broken_csv(cfg, path):
 
 
 def test_run_with_partial_data_writes_quarantine_and_valid_remainder(small, tmp_path):
-    cfg = with_data(small, allow_partial=True)
+    cfg = with_data(small, max_quarantine_share=0.1)  # 3 of 40 rows will be quarantined
     source = tmp_path / "emails.csv"
     df = _broken_csv(cfg, source)
     out = tmp_path / "validated"
@@ -214,8 +240,11 @@ def test_run_with_partial_data_writes_quarantine_and_valid_remainder(small, tmp_
     report = validate.run(cfg, source, out, now=NOW)
 
     assert not report.success and report.usable
+    assert validate.decide(report).status == validate.PARTIAL
+    assert report.summary().startswith("PARTIAL: quarantined 3 of 40 rows (7.50 %)")
     saved = json.loads((out / "report.json").read_text())
     assert saved["success"] is False and saved["usable"] is True
+    assert saved["status"] == "partial" and saved["quarantined_share"] == 3 / N
     assert saved["quarantined_rows"] == 3 and saved["valid_rows"] == N - 3
     assert {(f["check"], f["column"]) for f in saved["failures"]} == {
         ("not_null", "body"),
@@ -236,7 +265,7 @@ def test_run_with_partial_data_writes_quarantine_and_valid_remainder(small, tmp_
     assert str(validated["received_at"].dtype).startswith("datetime64")
     assert validated["recipient_count"].dtype == "Int64"
 
-    # Same data, same folder, no partial data allowed: the earlier valid remainder must go.
+    # Same data, same folder, no quarantined row allowed: the earlier valid remainder must go.
     strict = validate.run(small, source, out, now=NOW)
 
     assert not strict.usable
@@ -246,7 +275,7 @@ def test_run_with_partial_data_writes_quarantine_and_valid_remainder(small, tmp_
 
 
 def test_partial_data_is_unusable_when_the_remainder_still_fails(small):
-    cfg = with_data(small, allow_partial=True, min_rows=N - 1)
+    cfg = with_data(small, max_quarantine_share=1.0, min_rows=N - 1)
     df = _set(make_rows(cfg), "body", [1, 2], None)  # two rows out leaves N - 2 < min_rows
 
     report = validate.validate_emails(cfg, df, now=NOW, docs=False)
@@ -297,3 +326,211 @@ def test_coercion_parses_text_and_flags_what_does_not_parse(small):
     assert bad["recipient_count"].tolist() == [False, False, True, False]
     assert typed["recipient_count"].iloc[:2].tolist() == [2, 3]
     assert typed["recipient_count"].isna().tolist() == [False, False, True, True]
+
+
+# --- time bounds ---------------------------------------------------------------------------------
+
+
+def test_out_of_range_times_are_quarantined_with_column_value_and_bound(small, tmp_path):
+    """Text as a foreign export or a mail header gives it: each out-of-range time is named."""
+    df = make_rows(small).astype({"received_at": object})
+    df.loc[1, "received_at"] = "0102-08-22T04:07:35+00:00"  # RFC 2822 obsolete year, unrepaired
+    df.loc[2, "received_at"] = "1994-12-31T23:59:59Z"
+    df.loc[3, "received_at"] = "2999-01-01T00:00:00Z"
+    df.loc[4, "received_at"] = "+10000-01-01T00:00:00Z"  # beyond any datetime: does not parse
+    source = tmp_path / "emails.csv"
+    df.to_csv(source, index=False)
+
+    report = validate.run(small, source, tmp_path / "out", now=NOW, docs=False)
+
+    reasons = report.quarantine.set_index("source_row")["reason"].to_dict()
+    assert set(reasons) == {1, 2, 3, 4}
+    assert reasons[1] == (
+        "range: received_at (0102-08-22T04:07:35+00:00 < min 1995-01-01T00:00:00+00:00)"
+    )
+    assert reasons[2] == (
+        "range: received_at (1994-12-31T23:59:59+00:00 < min 1995-01-01T00:00:00+00:00)"
+    )
+    assert reasons[3] == (
+        "range: received_at (2999-01-01T00:00:00+00:00 > max 2024-06-02T00:00:00+00:00 "
+        "(the run's time + 1 days))"
+    )
+    assert reasons[4] == "type: received_at"
+    (failure,) = [f for f in report.failures if f.check == "range"]
+    assert "0102-08-22" in failure.observed and "1995-01-01" in failure.expected
+    assert report.valid["received_at"].between(pd.Timestamp("1995-01-01", tz="UTC"), NOW).all()
+
+
+def test_a_datetime_column_without_bounds_still_keeps_what_the_stages_can_hold(small):
+    created = next(c for c in small.data.columns if c.name == "sender_created_at")
+    unbounded = with_data(
+        small,
+        columns=[
+            c.model_copy(update={"min": None}) if c is created else c for c in small.data.columns
+        ],
+    )
+    df = make_rows(small)
+    df = _set(df, "sender_created_at", [5], pd.Timestamp("1500-01-01", tz="UTC"))
+
+    report = validate.validate_emails(unbounded, df, now=NOW, docs=False)
+
+    assert report.quarantine.set_index("source_row")["reason"].to_dict() == {
+        5: "range: sender_created_at (1500-01-01T00:00:00+00:00 < min 1677-09-22T00:00:00+00:00)"
+    }
+
+
+_ANY_TIME = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
+)
+_RECENT = st.datetimes(
+    min_value=datetime(2024, 5, 1), max_value=datetime(2024, 5, 30), timezones=st.just(UTC)
+)
+
+
+# No shrinking: each example runs the whole suite (about a second); the failing one is printed.
+@settings(
+    max_examples=8,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(times=st.lists(st.one_of(_RECENT, _ANY_TIME), min_size=N, max_size=N))
+def test_any_time_is_either_within_the_bounds_or_quarantined_naming_them(small, times):
+    """The class: any representable time, valid or not, never raises and never slips through."""
+    df = make_rows(small).assign(received_at=pd.Series(times, dtype="datetime64[us, UTC]"))
+    column = small.data.column("timestamp")
+    low, high = column.time_bounds(NOW.to_pydatetime())
+    outside = {i for i, t in enumerate(times) if not low <= t <= high}
+
+    report = validate.validate_emails(small, df, now=NOW, docs=False)
+
+    quarantined = report.quarantine.set_index("source_row")["reason"].to_dict()
+    assert {r for r, why in quarantined.items() if "range: received_at (" in why} == outside
+    assert all(("< min" in quarantined[r]) or ("> max" in quarantined[r]) for r in outside)
+    kept = report.valid["received_at"]
+    assert kept.between(low, high).all()
+    # What passes is what the later stages compute on, in nanoseconds.
+    assert len(_ns(kept, "received_at")) == len(kept)
+
+
+def _history_splits(cfg, folder, received_at):
+    """Three split files as `data split` writes them, the test part holding ``received_at``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = make_rows(cfg)
+    for name, part in (("train", rows[:20]), ("validation", rows[20:30]), ("test", rows[30:])):
+        part = part.reset_index(drop=True)
+        if name == "test":
+            part = _set(part, "received_at", [2], received_at)
+            part["received_at"] = part["received_at"].astype("datetime64[us, UTC]")
+        part.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+def test_stages_after_validation_refuse_times_they_cannot_hold_in_one_line(
+    small, project_root, tmp_path
+):
+    """A file that skipped validation: split and features stop naming the file, column, check."""
+    from typer.testing import CliRunner
+
+    from {{ cookiecutter.package_name }}.cli import app
+    from {{ cookiecutter.package_name }}.data import split
+    from {{ cookiecutter.package_name }}.features import build
+
+    year_102 = pd.Timestamp("0102-08-22 04:07:35Z")
+    rows = make_rows(small)
+    rows = _set(rows, "received_at", [3], year_102).astype({"received_at": "datetime64[us, UTC]"})
+    rows.to_parquet(tmp_path / "validated.parquet", index=False)
+    with pytest.raises(ValueError) as raised:
+        split.run(small, tmp_path / "validated.parquet", tmp_path / "split")
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'validated.parquet'}: received_at: 1 of 40 values")
+    assert "outside the time range 1677-09-22 .. 2262-04-11" in message
+    assert "0102-08-22T04:07:35+00:00" in message and "\n" not in message
+
+    splits = _history_splits(small, tmp_path / "splits", year_102)
+    with pytest.raises(ValueError, match=r"test\.parquet: received_at: 1 of 10 values outside"):
+        build.run(small, splits, tmp_path / "features", store_url="sqlite://")
+
+    config = str(project_root / "configs" / "system.yaml")
+    args = ["features", "build", "--split-dir", str(splits), "--out", str(tmp_path / "f")]
+    result = CliRunner().invoke(app, [*args, "--config", config])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "test.parquet: received_at: 1 of 10 values outside the time range" in result.output
+    assert "Traceback" not in result.output
+
+
+# --- one rule for going on with partial data: the CLI and the pipeline ----------------------------
+
+SHARE = 0.05  # 2 of 40 rows
+
+
+@pytest.mark.parametrize(
+    ("bad", "status"),
+    [(0, "passed"), (1, "partial"), (2, "partial"), (3, "failed"), (N // 2, "failed")],
+    ids=["0 %", "below the share", "at the share", "above the share", "half"],
+)
+def test_cli_and_pipeline_step_decide_alike_on_the_quarantined_share(
+    small, project_root, tmp_path, bad, status
+):
+    from types import SimpleNamespace
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from {{ cookiecutter.package_name }}.cli import app
+    from {{ cookiecutter.package_name }}.pipeline import steps
+
+    contract = yaml.safe_load((project_root / "configs" / "system.yaml").read_text("utf-8"))
+    contract["data"].update(min_rows=20, max_quarantine_share=SHARE)
+    config = small.root / "configs" / "partial.yaml"  # the module's project: its GX context
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(yaml.safe_dump(contract), encoding="utf-8")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _set(make_rows(small), "body", range(bad), None).to_parquet(raw / steps.RAW_FILE)
+
+    cli_out = tmp_path / "cli"
+    args = ["data", "validate", str(raw / steps.RAW_FILE), "--out", str(cli_out), "--no-docs"]
+    result = CliRunner().invoke(app, [*args, "--config", str(config)])
+
+    step_out = SimpleNamespace(path=str(tmp_path / "step"), metadata={})
+    md = SimpleNamespace(path=str(tmp_path / "report.md"))
+    step_status, summary = steps.validate_data(
+        str(config), SimpleNamespace(path=str(raw)), step_out, md
+    )
+
+    assert step_status == status
+    assert result.exit_code == (1 if status == "failed" else 0), result.output
+    if status == "failed":
+        with pytest.raises(RuntimeError, match="data validation failed"):
+            steps.check_data(step_status, summary)
+    else:
+        steps.check_data(step_status, summary)  # the pipeline goes on, as `make train` does
+    for folder in (cli_out, Path(step_out.path)):
+        saved = json.loads((folder / "report.json").read_text())
+        assert saved["status"] == status and saved["quarantined_rows"] == bad
+        validated = folder / "validated.parquet"
+        assert validated.is_file() == (status != "failed")
+        if validated.is_file():
+            assert len(pd.read_parquet(validated)) == N - bad
+    if status == "partial":
+        share = f"{100 * bad / N:.2f} %"
+        assert f"PARTIAL: quarantined {bad} of {N} rows ({share})" in result.output
+        assert f"quarantine: {cli_out / 'quarantine.parquet'}" in result.output
+        assert f"valid remainder: {cli_out / 'validated.parquet'}" in result.output
+    if status == "failed":
+        assert "is over data.max_quarantine_share 5.00 %" in summary
+        assert "not_null: body" in summary and "not_null on body" in result.output
+
+
+def test_a_failed_data_set_check_stops_whatever_the_share(small):
+    cfg = with_data(small, max_quarantine_share=1.0)
+    df = make_rows(cfg).assign(label=cfg.problem.negative_class)  # no positive row at all
+
+    report = validate.validate_emails(cfg, df, now=NOW, docs=False)
+
+    assert report.quarantine.empty
+    decision = validate.decide(report)
+    assert decision.status == "failed"
+    assert "data-set checks failed: positive_rate" in decision.reason

@@ -8,11 +8,22 @@ at load with one line per problem naming the key path, e.g.
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .timebounds import EARLIEST, LATEST
 
 CONFIG_ENV_VAR = "SYSTEM_CONFIG"
 DEFAULT_CONFIG = Path("configs/system.yaml")
@@ -92,6 +103,30 @@ Role = Literal[
 ]
 
 
+def _time(value: Any, key: str) -> datetime:
+    """A datetime column's bound: an ISO 8601 date or time (UTC unless it says otherwise)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"{key} {value!r} is not a date (expected ISO 8601, e.g. 1995-01-01)"
+            ) from None
+    elif not isinstance(value, datetime):
+        raise ValueError(
+            f"{key} of a datetime column must be a date such as 1995-01-01, got {value!r}"
+        )
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(
+            f"{key} {value.isoformat()} is outside the time range the stages can hold "
+            f"({EARLIEST.date()} .. {LATEST.date()})"
+        )
+    return value
+
+
 class Column(_Strict):
     """One field of a raw record: what it holds and the checks validation applies to it."""
 
@@ -103,14 +138,55 @@ class Column(_Strict):
     mostly: float = Field(default=1.0, ge=0, le=1)
     unique: bool = False
     allowed: list[str] | None = None
-    min: float | None = None
-    max: float | None = None
+    # Bounds, inclusive: numbers on int / float columns, dates on datetime columns. A datetime
+    # column is always kept inside the span the stages can hold (``timebounds``).
+    min: float | datetime | None = None
+    max: float | datetime | None = None
+    # Datetime columns: the latest time allowed is the run's time plus this many days (none
+    # given: nothing after the run).
+    max_ahead_days: float | None = Field(default=None, ge=0, le=36500)
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _bound_type(cls, value: Any, info: ValidationInfo) -> Any:
+        dtype, key = info.data.get("dtype"), info.field_name
+        if value is None or dtype is None:
+            return value
+        if dtype == "datetime":
+            return _time(value, key)
+        if dtype in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key} of a {dtype} column must be a number, got {value!r}")
+            return float(value)
+        raise ValueError(f"{key} applies to int, float and datetime columns, not {dtype}")
 
     @model_validator(mode="after")
     def _range_ordered(self) -> Column:
+        if self.max_ahead_days is not None and self.dtype != "datetime":
+            raise ValueError("max_ahead_days applies to datetime columns only")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            later = "after" if self.dtype == "datetime" else "greater than"
+            raise ValueError(f"min ({_shown(self.min)}) is {later} max ({_shown(self.max)})")
+        if self.dtype == "datetime" and self.min is not None:
+            _, high = self.time_bounds(datetime.now(UTC))
+            if self.min > high:
+                raise ValueError(
+                    f"min ({_shown(self.min)}) is after the latest time allowed today "
+                    f"({_shown(high)}): every record would be refused"
+                )
         return self
+
+    def time_bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        """A datetime column's allowed span, inclusive, for a run at ``now`` (UTC)."""
+        high = now + timedelta(days=self.max_ahead_days or 0)
+        if isinstance(self.max, datetime):
+            high = min(high, self.max)
+        low = self.min if isinstance(self.min, datetime) else EARLIEST
+        return max(low, EARLIEST), min(high, LATEST)
+
+
+def _shown(value: float | datetime) -> str:
+    return value.isoformat() if isinstance(value, datetime) else f"{value:g}"
 
 
 class DataSource(_Strict):
@@ -135,8 +211,29 @@ class Data(_Strict):
     label_folders: dict[str, list[str]] = {}
     min_rows: int = Field(gt=0)
     positive_rate: RateBounds
-    allow_partial: bool = True
+    # The largest share of rows that may fail row checks (quarantined) while the run goes on
+    # with the valid rest; beyond it, or when a data-set check fails, the data is refused.
+    max_quarantine_share: float = Field(ge=0, le=1)
     columns: list[Column] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_allow_partial(cls, raw: Any) -> Any:
+        # Contracts before max_quarantine_share said ``allow_partial``: true (any share of bad
+        # rows may go to quarantine) or false (none may).
+        if not isinstance(raw, dict) or "allow_partial" not in raw:
+            return raw
+        raw = dict(raw)
+        allow = raw.pop("allow_partial")
+        if "max_quarantine_share" in raw:
+            raise ValueError(
+                "allow_partial and max_quarantine_share both given: keep max_quarantine_share "
+                "(allow_partial is its older form)"
+            )
+        if not isinstance(allow, bool):
+            raise ValueError(f"allow_partial must be true or false, got {allow!r}")
+        raw["max_quarantine_share"] = 1.0 if allow else 0.0
+        return raw
 
     @model_validator(mode="after")
     def _roles(self) -> Data:
@@ -266,11 +363,24 @@ class SystemConfig(_Strict):
         )
 
 
-def _format_errors(error: ValidationError) -> str:
+def _column_name(raw: dict, loc: tuple) -> str | None:
+    """The name of the column an error at ``data.columns.<i>...`` is about, if it has one."""
+    if len(loc) < 3 or loc[:2] != ("data", "columns") or not isinstance(loc[2], int):
+        return None
+    data = raw.get("data")
+    columns = data.get("columns") if isinstance(data, dict) else None
+    if not isinstance(columns, list) or loc[2] >= len(columns):
+        return None
+    column = columns[loc[2]]
+    return column.get("name") if isinstance(column, dict) else None
+
+
+def _format_errors(error: ValidationError, raw: dict) -> str:
     lines = []
     for e in error.errors():
         key = ".".join(str(part) for part in e["loc"]) or "<root>"
-        lines.append(f"{key}: {e['msg']}")
+        name = _column_name(raw, e["loc"])
+        lines.append(f"{key}: {e['msg']}" + (f" (column {name!r})" if name else ""))
     return "\n".join(lines)
 
 
@@ -294,4 +404,4 @@ def load_config(path: str | Path | None = None) -> SystemConfig:
     try:
         return SystemConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{config_path}: invalid contract\n{_format_errors(exc)}") from exc
+        raise ConfigError(f"{config_path}: invalid contract\n{_format_errors(exc, raw)}") from exc

@@ -30,6 +30,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from .timebounds import ns_times
+
 # Velocity windows: output column -> window length in seconds.
 VELOCITY_WINDOWS = {"count_1h": 3_600, "count_24h": 86_400}
 HISTORY_COLUMNS = (
@@ -46,24 +48,17 @@ _NS_PER_DAY = 86_400 * _NS_PER_SECOND
 TimeLike = datetime | pd.Timestamp | str
 
 
-def _utc(values: pd.Series) -> pd.Series:
-    """Times as UTC datetimes; naive times are taken as UTC, text as ISO 8601."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return pd.to_datetime(values, utc=True)
-    return pd.to_datetime(values, utc=True, format="ISO8601")
-
-
 def _ns(values: pd.Series, what: str) -> np.ndarray:
-    """Times as int64 nanoseconds since the epoch (UTC)."""
-    times = _utc(values)
+    """Times as int64 nanoseconds since the epoch (UTC); refuses missing or unholdable times."""
+    times = ns_times(values, what)
     if times.isna().any():
         raise ValueError(f"{int(times.isna().sum())} rows have no {what}")
-    return times.dt.tz_localize(None).astype("datetime64[ns]").to_numpy().view("int64")
+    return times.to_numpy().view("int64")
 
 
-def _ns_optional(values: pd.Series) -> np.ndarray:
+def _ns_optional(values: pd.Series, what: str = "time") -> np.ndarray:
     """Like ``_ns`` but missing times become NaN (float nanoseconds)."""
-    times = _utc(values).dt.tz_localize(None).astype("datetime64[ns]")
+    times = ns_times(values, what)
     out = times.to_numpy().view("int64").astype("float64")
     out[times.isna().to_numpy()] = np.nan
     return out
@@ -169,7 +164,7 @@ def point_in_time_history(
         values_in_input_order[order] = sorted_values
         out[name] = values_in_input_order
     if created_at is not None:
-        out["account_age_days"] = (times - _ns_optional(df[created_at])) / _NS_PER_DAY
+        out["account_age_days"] = (times - _ns_optional(df[created_at], created_at)) / _NS_PER_DAY
     return out
 
 
@@ -226,7 +221,11 @@ def snapshot_sender_stats(
     if created_at is not None:
         # The latest known creation time of each account (NaN-skipping "last" in time order).
         created = pd.DataFrame(
-            {entity: frame[entity], "_t": frame["_t"], "ns": _ns_optional(df[created_at])[before]}
+            {
+                entity: frame[entity],
+                "_t": frame["_t"],
+                "ns": _ns_optional(df[created_at], created_at)[before],
+            }
         )
         latest = created.sort_values("_t", kind="stable").groupby(entity)["ns"].last()
         created_ns = latest.reindex(stats.index).to_numpy()

@@ -114,7 +114,11 @@ def data_validate(
     docs: Annotated[bool, typer.Option(help="Write Great Expectations data docs")] = True,
     config: ConfigOption = None,
 ) -> None:
-    """Check the data against the contract with Great Expectations; exit 1 when it fails."""
+    """Check the data against the contract with Great Expectations; exit 1 when it is refused.
+
+    Rows failing a row check are quarantined; up to data.max_quarantine_share of them, the valid
+    rest is kept and the command succeeds (as the pipeline's check-data does).
+    """
     from ..data import validate
 
     cfg = load(config)
@@ -126,22 +130,21 @@ def data_validate(
         report = validate.run(cfg, source, out_dir, docs=docs)
     except ValueError as exc:
         raise fail(str(exc)) from exc
+    decision = validate.decide(report)
     console.print(report.summary(), highlight=False)
     for failure in report.failures:
         errors.print(f"  FAILED {failure.line()}", highlight=False, markup=False)
+    for failure in report.remainder_failures:
+        errors.print(f"  FAILED after quarantine {failure.line()}", highlight=False, markup=False)
     console.print(f"report: {out_dir / 'report.json'}", highlight=False)
     if report.docs_path:
         console.print(f"data docs: {report.docs_path}", highlight=False)
-    if len(report.quarantine):
-        console.print(f"quarantine: {out_dir / 'quarantine.parquet'}", highlight=False)
-    if report.success:
-        return
-    if report.usable:
-        console.print(
-            f"valid remainder kept (data.allow_partial): {out_dir / 'validated.parquet'}",
-            highlight=False,
-        )
-    raise typer.Exit(1)
+    if report.quarantine_path:
+        console.print(f"quarantine: {report.quarantine_path}", highlight=False)
+    if report.validated_path and decision.status == validate.PARTIAL:
+        console.print(f"valid remainder: {report.validated_path}", highlight=False)
+    if not decision.proceed:
+        raise typer.Exit(1)
 
 
 @app.command("split")

@@ -21,7 +21,7 @@ from .coerce import PANDAS_DTYPES
 
 SUITE_NAME = "emails"
 # Bump when build_suite changes what it builds from the same contract.
-_SUITE_VERSION = 1
+_SUITE_VERSION = 2
 # Stored validation results keep at most this many unexpected rows per expectation.
 _KEEP_UNEXPECTED = 20
 
@@ -114,20 +114,44 @@ def _column_expectations(gxe: Any, column: Column) -> list[Any]:
             )
         )
     if column.dtype == "datetime":
-        # "now" is a suite parameter: the stored suite stays fixed, each run supplies its time.
+        # Every datetime column is bounded (at least by what the stages can hold). The bounds
+        # are run parameters: the upper one moves with the run's time, and the stored suite
+        # then holds no datetime (its JSON store would give it back as text).
+        low, high = bound_parameters(name)
         out.append(
             gxe.ExpectColumnValuesToBeBetween(
-                column=name, max_value={"$PARAMETER": "now"}, meta=meta("future")
+                column=name,
+                min_value={"$PARAMETER": low},
+                max_value={"$PARAMETER": high},
+                meta=meta("range"),
             )
         )
     return out
+
+
+def bound_parameters(column: str) -> tuple[str, str]:
+    """Names of the run parameters holding a datetime column's lower and upper bound."""
+    return f"min_{column}", f"max_{column}"
+
+
+def run_parameters(cfg: SystemConfig, now: Any) -> dict[str, Any]:
+    """The suite's parameters for a run at ``now`` (a UTC ``pd.Timestamp``)."""
+    import pandas as pd
+
+    parameters = {}
+    for column in cfg.data.columns:
+        if column.dtype == "datetime":
+            low, high = column.time_bounds(now.to_pydatetime())
+            names = bound_parameters(column.name)
+            parameters |= {names[0]: pd.Timestamp(low), names[1]: pd.Timestamp(high)}
+    return parameters
 
 
 def fingerprint(cfg: SystemConfig) -> str:
     """Hash of everything the suite is built from (changes when the contract's schema does)."""
     inputs = {
         "suite": SUITE_NAME,
-        "columns": [c.model_dump() for c in cfg.data.columns],
+        "columns": [c.model_dump(mode="json") for c in cfg.data.columns],
         "min_rows": cfg.data.min_rows,
         "positive_rate": cfg.data.positive_rate.model_dump(),
         "classes": [cfg.problem.positive_class, cfg.problem.negative_class],

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SystemConfig
+from ..timebounds import out_of_range
 
 PARTS = ("train", "validation", "test")
 
@@ -118,6 +119,12 @@ def run(cfg: SystemConfig, input_path: Path, out_dir: Path) -> SplitResult:
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
     df = pd.read_parquet(input_path)
+    # Validation quarantines times the later stages cannot hold; a file that skipped it stops here.
+    for column in cfg.data.columns:
+        if column.dtype == "datetime" and column.name in df.columns:
+            problem = out_of_range(df[column.name], column.name)
+            if problem:
+                raise ValueError(f"{input_path}: {problem}")
     parts = split_by_time(cfg, df)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"{name}.parquet" for name in PARTS}

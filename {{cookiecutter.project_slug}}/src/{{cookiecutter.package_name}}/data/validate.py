@@ -4,13 +4,19 @@ The expectation suite is built from ``data.columns`` in ``configs/system.yaml`` 
 :func:`build_suite`) and run in a GX file context inside the project (``gx/``), which keeps the
 suite, every validation result and the HTML data docs. Checks come in two kinds:
 
-- row checks (type, not_null, unique, allowed, range, future): the rows that break them go to a
-  quarantine frame with a ``reason`` naming each failed check, e.g. ``not_null: body``;
+- row checks (type, not_null, unique, allowed, range): the rows that break them go to a
+  quarantine frame with a ``reason`` naming each failed check, e.g. ``not_null: body``, and for
+  a range the value and the bound it breaks;
 - data-set checks (column_exists, mostly, row_count, positive_rate): nothing to quarantine.
 
-When ``data.allow_partial`` is true and the rows left after quarantine pass the whole suite
-again, the valid remainder is ``usable``; otherwise nothing downstream may run on this data.
-The suite and the GX context are in ``gx_suite.py``, type coercion in ``coerce.py``.
+Every datetime column has a range: the contract's ``min`` / ``max``, at most ``max_ahead_days``
+after the run, and never outside the span the stages can hold (``timebounds``).
+
+:func:`decide` is the one rule the CLI and the pipeline apply: the data passes; or it is
+``partial`` (no data-set check failed, at most ``data.max_quarantine_share`` of the rows were
+quarantined, and the valid remainder passes the whole suite again) and the run goes on with the
+remainder; or it ``failed`` and nothing downstream may run on it. The suite and the GX context
+are in ``gx_suite.py``, type coercion in ``coerce.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +34,23 @@ import pandas as pd
 
 from ..config import SystemConfig
 from .coerce import PANDAS_DTYPES, coerce_to_contract
-from .gx_suite import build_docs, build_suite, open_project, store_trimmed
+from .gx_suite import build_docs, build_suite, open_project, run_parameters, store_trimmed
 
 __all__ = [
+    "Decision",
     "FailedCheck",
     "ValidationReport",
     "build_suite",
     "coerce_to_contract",
+    "decide",
     "read_table",
     "run",
     "validate_emails",
 ]
 
 # Checks whose failing rows are quarantined; the others judge the data set as a whole.
-ROW_CHECKS = ("type", "not_null", "unique", "allowed", "range", "future")
+ROW_CHECKS = ("type", "not_null", "unique", "allowed", "range")
+PASSED, PARTIAL, FAILED = "passed", "partial", "failed"
 _CONTRACT_DTYPES = {pandas: contract for contract, pandas in PANDAS_DTYPES.items()}
 _SAMPLES = 3
 
@@ -56,6 +66,13 @@ class FailedCheck:
     expected: str
     # Source rows (0-based positions in the input) quarantined by this check.
     rows: tuple[int, ...] = ()
+    # Per quarantined row, what it broke (a range check: the value and the bound).
+    notes: dict[int, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def reason(self, row: int) -> str:
+        """The quarantine reason for ``row``: ``check: column``, and the note when there is one."""
+        note = self.notes.get(row)
+        return f"{self.check}: {self.column}" + (f" ({note})" if note else "")
 
     def line(self) -> str:
         """One line for people, e.g. ``not_null on body: expected no nulls, observed ...``."""
@@ -78,6 +95,19 @@ class FailedCheck:
         }
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What may happen to the data: ``passed``, ``partial`` (go on with the valid remainder) or
+    ``failed`` (nothing downstream runs on it), and why, in one line."""
+
+    status: str
+    reason: str
+
+    @property
+    def proceed(self) -> bool:
+        return self.status != FAILED
+
+
 @dataclass
 class ValidationReport:
     """The outcome of one validation run.
@@ -87,56 +117,116 @@ class ValidationReport:
     """
 
     success: bool
-    usable: bool
     rows: int
     checks: int
     failures: list[FailedCheck]
     quarantine: pd.DataFrame
     valid: pd.DataFrame
     now: pd.Timestamp
-    allow_partial: bool
+    max_quarantine_share: float
     remainder_failures: list[FailedCheck] = field(default_factory=list)
     docs_path: Path | None = None
     seconds: float = 0.0
+    # Set by ``run``: where the valid rows (when usable) and the quarantined rows were written.
+    validated_path: Path | None = None
+    quarantine_path: Path | None = None
+
+    @property
+    def quarantined_share(self) -> float:
+        return len(self.quarantine) / self.rows if self.rows else 0.0
+
+    @property
+    def decision(self) -> Decision:
+        return decide(self)
+
+    @property
+    def usable(self) -> bool:
+        """Whether anything downstream may run on the valid rows (see :func:`decide`)."""
+        return self.decision.proceed
 
     def summary(self) -> str:
-        """One line: PASS or FAIL, counts, and whether the valid remainder may be used."""
+        """One line: PASS, PARTIAL or FAIL, counts, and why."""
         if self.success:
             return (
                 f"PASS: {self.rows:,} rows meet the contract ({self.checks} checks, "
                 f"{self.seconds:.1f} s)"
             )
-        line = (
+        decision = self.decision
+        if decision.status == PARTIAL:
+            return f"PARTIAL: {decision.reason}"
+        return (
             f"FAIL: {len(self.failures)} of {self.checks} checks failed on {self.rows:,} rows; "
-            f"quarantined {_count(len(self.quarantine), 'row')}, {len(self.valid):,} valid"
+            f"quarantined {_count(len(self.quarantine), 'row')}, {len(self.valid):,} valid; "
+            f"not usable: {decision.reason}"
         )
-        if self.usable:
-            return line + "; valid remainder usable (data.allow_partial)"
-        if not self.allow_partial:
-            return line + "; not usable (data.allow_partial is false)"
-        if not self.remainder_failures:
-            return line + "; not usable"
-        names = [f"{f.check}: {f.column or 'table'}" for f in self.remainder_failures]
-        more = f" and {len(names) - _SAMPLES} more" if len(names) > _SAMPLES else ""
-        return line + f"; not usable: the remainder still fails {', '.join(names[:_SAMPLES])}{more}"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready report written to ``report.json``."""
+        decision = self.decision
         return {
             "success": self.success,
-            "usable": self.usable,
+            "status": decision.status,
+            "usable": decision.proceed,
             "summary": self.summary(),
+            "decision": decision.reason,
             "rows": self.rows,
             "valid_rows": len(self.valid),
             "quarantined_rows": len(self.quarantine),
+            "quarantined_share": self.quarantined_share,
+            "max_quarantine_share": self.max_quarantine_share,
             "checks": self.checks,
             "now": self.now.isoformat(),
-            "allow_partial": self.allow_partial,
             "seconds": round(self.seconds, 3),
             "failures": [f.to_dict() for f in self.failures],
             "remainder_failures": [f.to_dict() for f in self.remainder_failures],
             "docs_path": str(self.docs_path) if self.docs_path else None,
         }
+
+
+def _share(value: float) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def _names(failures: Sequence[FailedCheck]) -> str:
+    names = [f"{f.check}: {f.column or 'table'}" for f in failures]
+    more = f" and {len(names) - _SAMPLES} more" if len(names) > _SAMPLES else ""
+    return ", ".join(names[:_SAMPLES]) + more
+
+
+def _dataset_failures(failures: Sequence[FailedCheck]) -> list[FailedCheck]:
+    # A failure that quarantined no row judges the data set as a whole (or could not run).
+    return [f for f in failures if not f.rows]
+
+
+def decide(report: ValidationReport) -> Decision:
+    """The one rule for going on: the CLI's exit code and the pipeline's check-data use it.
+
+    Passed when every check passed. Partial when only row checks failed, the quarantined share
+    is at most ``data.max_quarantine_share`` and the valid remainder passes the whole suite.
+    Failed otherwise, naming what stopped it.
+    """
+    if report.success:
+        return Decision(PASSED, f"{report.rows:,} rows meet the contract")
+    quarantined, share = len(report.quarantine), report.quarantined_share
+    counted = f"quarantined {quarantined:,} of {report.rows:,} rows ({_share(share)})"
+    limit = f"data.max_quarantine_share {_share(report.max_quarantine_share)}"
+    dataset = _dataset_failures(report.failures)
+    if dataset:
+        return Decision(FAILED, f"data-set checks failed: {_names(dataset)}")
+    if share > report.max_quarantine_share:
+        return Decision(
+            FAILED, f"{counted} is over {limit}; row checks failed: {_names(report.failures)}"
+        )
+    if report.remainder_failures:
+        return Decision(
+            FAILED,
+            f"{counted}, but the remainder still fails {_names(report.remainder_failures)}",
+        )
+    return Decision(
+        PARTIAL,
+        f"{counted}, within {limit}, by {_names(report.failures)}; going on with the "
+        f"{len(report.valid):,} valid rows",
+    )
 
 
 def _count(n: int, noun: str) -> str:
@@ -193,10 +283,10 @@ def _expected(
     if check == "range":
         low, high = kwargs.get("min_value"), kwargs.get("max_value")
         if high is None:
-            return f"values >= {low:g}"
-        return f"values <= {high:g}" if low is None else f"values between {low:g} and {high:g}"
-    if check == "future":
-        return f"no time after now ({now.isoformat()})"
+            return f"values >= {_bound(low)}"
+        if low is None:
+            return f"values <= {_bound(high)}"
+        return f"values between {_bound(low)} and {_bound(high)}"
     if check == "row_count":
         return f"at least {kwargs.get('min_value')} rows"
     if check == "positive_rate":
@@ -205,6 +295,36 @@ def _expected(
             f"a '{cfg.problem.positive_class}' rate between {bounds.min:.0%} and {bounds.max:.0%}"
         )
     return expectation
+
+
+def _bound(value: Any) -> str:
+    if isinstance(value, pd.Timestamp | datetime):
+        return pd.Timestamp(value).isoformat()
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _range_notes(
+    cfg: SystemConfig, typed: pd.DataFrame, column: str, rows: Sequence[int], kwargs: dict, now
+) -> dict[int, str]:
+    """Per row out of range: its value and the bound it breaks, e.g. ``1000 > max 100``."""
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    spec = next((c for c in cfg.data.columns if c.name == column), None)
+    upper = _bound(high)
+    if spec is not None and spec.dtype == "datetime" and high is not None:
+        ahead = now + pd.Timedelta(days=spec.max_ahead_days or 0)
+        if pd.Timestamp(high) == ahead:
+            days = spec.max_ahead_days or 0
+            upper += " (the run's time" + (f" + {days:g} days)" if days else ")")
+    notes = {}
+    for row in rows:
+        value = typed.at[row, column]
+        if pd.isna(value):
+            continue
+        if low is not None and value < low:
+            notes[row] = f"{_format(value)} < min {_bound(low)}"
+        elif high is not None and value > high:
+            notes[row] = f"{_format(value)} > max {upper}"
+    return notes
 
 
 def _parse_results(
@@ -222,6 +342,7 @@ def _parse_results(
         info = result.result or {}
         kwargs = dict(config.kwargs)
         rows: tuple[int, ...] = ()
+        notes: dict[int, str] = {}
         raised = (result.exception_info or {}).get("raised_exception")
         if column is not None and column not in typed.columns:
             observed = "column missing"
@@ -235,6 +356,8 @@ def _parse_results(
                 index = list(later.index[later.to_numpy()])
             rows = tuple(int(i) for i in index)
             observed = f"{len(rows):,} of {total:,} rows ({_rows(rows)})"
+            if check == "range":
+                notes = _range_notes(cfg, typed, column, rows, kwargs, now)
             if check != "not_null":
                 observed += f": {_samples(typed.loc[index, column])}"
         elif check == "type":
@@ -261,6 +384,7 @@ def _parse_results(
                 observed=observed,
                 expected=_expected(cfg, config.type, kwargs, check, now),
                 rows=rows,
+                notes=notes,
             )
         )
     return failures
@@ -303,7 +427,8 @@ def _fold(
             rows = tuple(r for r in f.rows if r not in folded)
             if not rows:
                 continue
-            f = FailedCheck(f.check, f.column, f.expectation, f.observed, f.expected, rows)
+            notes = {r: n for r, n in f.notes.items() if r not in folded}
+            f = FailedCheck(f.check, f.column, f.expectation, f.observed, f.expected, rows, notes)
         if (f.check, f.column) not in seen:
             seen.add((f.check, f.column))
             out.append(f)
@@ -319,7 +444,7 @@ def _quarantine(raw: pd.DataFrame, failures: list[FailedCheck]) -> pd.DataFrame:
     reasons: dict[int, list[str]] = {}
     for f in failures:
         for row in f.rows:
-            reasons.setdefault(row, []).append(f"{f.check}: {f.column}")
+            reasons.setdefault(row, []).append(f.reason(row))
     rows = sorted(reasons)
     out = raw.loc[rows].copy()
     for name in out.columns:
@@ -345,7 +470,8 @@ def validate_emails(
 ) -> ValidationReport:
     """Run the contract's suite on ``df`` in the project's GX context; quarantine bad rows.
 
-    ``now`` (default: the current time, UTC) is the limit for "timestamps not in the future".
+    ``now`` (default: the current time, UTC) is the run's time, which datetime columns may
+    exceed by at most their ``max_ahead_days``.
     With ``docs`` the HTML data docs page of this run is written and its path returned in
     ``report.docs_path``. Rows are identified by their position in ``df`` (``source_row``).
     """
@@ -354,7 +480,7 @@ def validate_emails(
     raw = df.reset_index(drop=True)
     typed, bad = coerce_to_contract(cfg, raw)
     project = open_project(cfg)
-    parameters = {"now": now}
+    parameters = run_parameters(cfg, now)
     results = project.validation.run(
         batch_parameters={"dataframe": _gx_frame(typed, bad)},
         expectation_parameters=parameters,
@@ -365,31 +491,32 @@ def validate_emails(
     quarantine = _quarantine(raw, failures)
     valid = typed.drop(index=quarantine["source_row"].to_numpy())
     success = not failures
-    usable, remainder_failures = success, []
-    if not success and cfg.data.allow_partial:
-        if quarantine.empty:
-            remainder_failures = failures
-        else:
-            batch = project.batch_definition.get_batch(batch_parameters={"dataframe": valid})
-            # Not stored: the record of this run is the full data's result above.
-            again = batch.validate(
-                project.suite, expectation_parameters=parameters, result_format="SUMMARY"
-            )
-            remainder_failures = _fold(
-                cfg, _parse_results(cfg, again, valid, now), bad.loc[valid.index], raw
-            )
-        usable = not remainder_failures
+    remainder_failures = []
+    share = len(quarantine) / len(raw) if len(raw) else 0.0
+    partial = (
+        not success and not _dataset_failures(failures) and share <= cfg.data.max_quarantine_share
+    )
+    if partial:
+        # The data set as a whole is judged again without the quarantined rows: dropping them
+        # can leave too few rows, or shift the positive rate out of its bounds.
+        batch = project.batch_definition.get_batch(batch_parameters={"dataframe": valid})
+        # Not stored: the record of this run is the full data's result above.
+        again = batch.validate(
+            project.suite, expectation_parameters=parameters, result_format="SUMMARY"
+        )
+        remainder_failures = _fold(
+            cfg, _parse_results(cfg, again, valid, now), bad.loc[valid.index], raw
+        )
     docs_path = build_docs(project, identifier) if docs else None
     return ValidationReport(
         success=success,
-        usable=usable,
         rows=len(raw),
         checks=len(project.suite.expectations),
         failures=failures,
         quarantine=quarantine,
         valid=valid,
         now=now,
-        allow_partial=cfg.data.allow_partial,
+        max_quarantine_share=cfg.data.max_quarantine_share,
         remainder_failures=remainder_failures,
         docs_path=docs_path,
         seconds=time.perf_counter() - started,
@@ -436,10 +563,12 @@ def run(
         report.quarantine.to_parquet(quarantined, index=False)
     if report.usable:
         report.valid.to_parquet(validated, index=False)
+    report.validated_path = validated if report.usable else None
+    report.quarantine_path = quarantined if len(report.quarantine) else None
     saved = report.to_dict() | {
         "input": str(input_path),
-        "validated_path": str(validated) if report.usable else None,
-        "quarantine_path": str(quarantined) if len(report.quarantine) else None,
+        "validated_path": str(report.validated_path) if report.validated_path else None,
+        "quarantine_path": str(report.quarantine_path) if report.quarantine_path else None,
     }
     (out_dir / "report.json").write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
     return report

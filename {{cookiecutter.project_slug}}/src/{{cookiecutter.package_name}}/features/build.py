@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..timebounds import out_of_range
 from .history import HISTORY_COLUMNS, attach_history, history_spec
 from .store import SenderStore
 
@@ -77,12 +78,18 @@ def run(
     started = time.perf_counter()
     split_dir, out_dir = Path(split_dir), Path(out_dir)
     parts = {name: _read(split_dir / f"{name}.parquet") for name in PARTS}
-    ts = history_spec(cfg).timestamp
+    spec = history_spec(cfg)
+    ts = spec.timestamp
     for name, frame in parts.items():
         if frame.empty:
             raise ValueError(f"{split_dir / name}.parquet: no rows")
         if ts not in frame.columns:
             raise ValueError(f"{split_dir / name}.parquet: no {ts} column")
+        # Times the history arithmetic (nanoseconds) cannot hold: refused here, in one line.
+        for column in (ts, spec.created_at):
+            problem = column in frame.columns and out_of_range(frame[column], column)
+            if problem:
+                raise ValueError(f"{split_dir / name}.parquet: {problem}")
 
     # Labels strictly before this instant are known: every training label, nothing later.
     train_end = pd.to_datetime(parts["train"][ts], utc=True).max()

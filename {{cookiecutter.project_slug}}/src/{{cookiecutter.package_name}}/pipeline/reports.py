@@ -38,7 +38,8 @@ def validation_markdown(report: Any) -> str:
         f"- rows: {report.rows:,}; valid: {len(report.valid):,}; "
         f"quarantined: {len(report.quarantine):,}",
         f"- checks: {report.checks}; failed: {len(report.failures)}",
-        f"- partial data allowed (`data.allow_partial`): {report.allow_partial}",
+        f"- quarantined share: {report.quarantined_share:.2%} (at most "
+        f"{report.max_quarantine_share:.2%} may go on, `data.max_quarantine_share`)",
     ]
     if report.failures:
         lines += [

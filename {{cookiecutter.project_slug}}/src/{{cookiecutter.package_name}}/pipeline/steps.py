@@ -132,8 +132,9 @@ def get_data(config_path: str, source: str, rows: int, data: Any) -> None:
 def validate_data(config_path: str, raw: Any, validated: Any, report: Any) -> tuple[str, str]:
     """Validate against the contract; never fails on bad data (``check-data`` does).
 
-    Returns the status (``passed``, ``partial``: the valid remainder is usable, or ``failed``)
-    and the one-line summary. The report is a Markdown artifact the Kubeflow UI shows.
+    Returns the status (``passed``, ``partial``: the valid remainder is used, or ``failed``)
+    decided by ``validate.decide``, the rule ``data validate`` applies too, and the one-line
+    summary. The report is a Markdown artifact the Kubeflow UI shows.
     """
     with journal("validate-data") as record:
         from ..data import validate
@@ -141,23 +142,30 @@ def validate_data(config_path: str, raw: Any, validated: Any, report: Any) -> tu
         cfg = load(config_path)
         out_dir = _folder(validated)
         result = validate.run(cfg, Path(raw.path) / RAW_FILE, out_dir, docs=False)
-        status = PASSED if result.success else PARTIAL if result.usable else FAILED
+        status = validate.decide(result).status
         Path(report.path).write_text(reports.validation_markdown(result), encoding="utf-8")
         _metadata(validated, rows=len(result.valid), status=status)
         print(result.summary(), flush=True)
+        for failure in result.failures + result.remainder_failures:
+            print(f"  FAILED {failure.line()}", flush=True)
+        if result.quarantine_path:
+            print(f"quarantine: {result.quarantine_path}", flush=True)
         record["metrics"] = {
             "status": status,
             "rows": result.rows,
             "checks": result.checks,
             "failed_checks": len(result.failures),
             "quarantined": len(result.quarantine),
+            "quarantined_share": result.quarantined_share,
+            "valid_rows": len(result.valid),
         }
         record["outputs"] = {"report": report.path, "validated": str(out_dir)}
         return status, result.summary()
 
 
 def check_data(status: str, summary: str) -> None:
-    """Fail the run when validation found the data unusable: nothing is trained on it."""
+    """Fail the run when validation refused the data (``validate.decide``): nothing is trained
+    on it. A ``partial`` status goes on with the valid remainder."""
     with journal("check-data") as record:
         record["metrics"] = {"status": status}
         if status == FAILED:
