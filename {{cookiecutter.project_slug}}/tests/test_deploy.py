@@ -179,6 +179,12 @@ BREAKAGE = [
      "- ipBlock: {cidr: 0.0.0.0/0}\n", "ipBlock 0.0.0.0/0 is every address", False),
     ("pod-security-not-enforced", "k8s/base/namespace.yaml",
      r"^\s+pod-security.kubernetes.io/enforce: restricted\n", "", "must be 'restricted'", False),
+    ("spread-counts-other-pods", "k8s/base/workload/deployment.yaml",
+     r"(labelSelector:\n\s+matchLabels:\n.+\n\s+app.kubernetes.io/component: )server",
+     r"\1worker", "does not match the pod labels", False),
+    # Kustomize drops a spread-constraint patch item without its full list-map key.
+    ("challenger-spread-patch-dropped", "k8s/overlays/shadow/challenger/challenger.yaml",
+     r"^\s+whenUnsatisfiable: ScheduleAnyway\n", "", "does not match the pod labels", False),
 ]  # fmt: skip
 
 

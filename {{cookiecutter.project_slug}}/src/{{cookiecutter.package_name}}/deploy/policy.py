@@ -208,9 +208,18 @@ def check_security(
 
 
 def check_selectors(ctx: Context) -> None:
-    """Each workload's selector selects its own pod template."""
+    """Each workload's selector, and each of its spread constraints, selects its own pods."""
     for template in pod_templates(ctx.resources):
         res = template.owner
+        # A constraint that selects other pods spreads these by counting those.
+        for i, spread in enumerate(template.spec.get("topologySpreadConstraints") or []):
+            wanted = (spread.get("labelSelector") or {}).get("matchLabels") or {}
+            if not _matches(wanted, template.labels):
+                ctx.fail(
+                    res,
+                    _join(template.path, f"spec.topologySpreadConstraints[{i}].labelSelector"),
+                    f"selector {wanted} does not match the pod labels {template.labels}",
+                )
         selector = ((res.doc.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         if (
             res.kind in WORKLOAD_KINDS
