@@ -26,10 +26,13 @@ from {{cookiecutter.package_name}}.deploy.server import missing_metrics
 from {{cookiecutter.package_name}}.serving import routing
 from {{cookiecutter.package_name}}.serving.predlog import PredictionLog
 from {{cookiecutter.package_name}}.serving.sample import request_bodies, sample_project
-from {{cookiecutter.package_name}}.serving.schema import FrameBuilder, email_model
+from {{cookiecutter.package_name}}.serving.schema import MAX_BATCH_ITEMS, FrameBuilder, email_model
 
-SERVICE = "{{cookiecutter.package_name}}.serving.service:Classifier"
+PACKAGE = "{{cookiecutter.package_name}}"
+SERVICE = f"{PACKAGE}.serving.service:Classifier"
 JSON = {"content-type": "application/json"}
+# Generated requests per route and generation mode (valid, invalid) in the fuzz test.
+FUZZ_CASES = 260
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,10 +65,10 @@ def free_port() -> int:
 class Server:
     """A `bentoml serve` process group on 127.0.0.1 with its own prediction log."""
 
-    def __init__(self, sample, name: str, **env):
+    def __init__(self, sample, name: str, *, port: int | None = None, cli: bool = False, **env):
         self.root = sample.config_path.parent.parent
         self.log_path = self.root / f"{name}-predictions.db"
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.output = self.root / f"{name}-server.log"
         environment = {
@@ -79,7 +82,10 @@ class Server:
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
             **env,
         }
-        command = [sys.executable, "-m", "bentoml", "serve", SERVICE]
+        if cli:  # as `make serve` starts it: the CLI checks the model, then execs BentoML
+            command = [sys.executable, "-m", PACKAGE, "serve", "-c", str(sample.config_path)]
+        else:
+            command = [sys.executable, "-m", "bentoml", "serve", SERVICE]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(
@@ -215,6 +221,118 @@ def test_email_model_follows_the_contract(cfg):
             email_cls.model_validate(bad)
 
 
+STRICT_CASES = (
+    # (field, value): loose values pydantic would coerce; each must be refused, naming the field
+    ("received_at", "1"),
+    ("received_at", 0.0),
+    ("received_at", 1700000000),
+    ("received_at", True),
+    ("sender", " "),
+    ("sender", "\t\n"),
+    ("sender", 42),
+    ("body", "   "),
+    ("attachment_count", False),
+    ("attachment_count", "1"),
+    ("attachment_count", 1.0),
+    ("recipient_count", True),
+    ("message_id", " "),
+    ("subject", 5),
+)
+
+
+def test_request_model_is_strict(cfg):
+    email_cls = email_model(cfg)
+    base = {"sender": "a@b.org", "body": "hi"}
+    for field, value in STRICT_CASES:
+        with pytest.raises(ValueError, match=field):
+            email_cls.model_validate_json(json.dumps({**base, field: value}))
+    good = {**base, "received_at": "2024-05-01T12:00:00+02:00", "attachment_count": 2}
+    email = email_cls.model_validate_json(json.dumps(good))
+    assert email.received_at.isoformat() == "2024-05-01T10:00:00+00:00"
+    assert email.attachment_count == 2
+    # The OpenAPI schema says what is refused: a non-blank pattern, integer and date-time types.
+    props = email_cls.model_json_schema()["properties"]
+    assert props["sender"]["pattern"] == "\\S" and props["body"]["pattern"] == "\\S"
+    assert {"format": "date-time", "type": "string"} in props["received_at"]["anyOf"]
+
+
+def test_blank_field_error_reads_plainly(cfg):
+    from pydantic import ValidationError
+
+    from {{cookiecutter.package_name}}.serving.guard import summarize_errors
+
+    with pytest.raises(ValidationError) as info:
+        email_model(cfg).model_validate_json('{"sender": " ", "body": "x"}')
+    detail = info.value.errors(include_context=False, include_input=False)
+    assert summarize_errors(detail) == "sender: must not be blank"
+
+
+# ---------------------------------------------------------------------------------------------
+# The micro-batcher, with a stand-in for the engine
+
+
+def _run_batcher(jobs, classify_each, *, max_batch=8, hold=None):
+    """Submit ``jobs`` (lists of emails, with optional deadline) at once; their outcomes."""
+    import asyncio
+
+    from {{cookiecutter.package_name}}.serving.batcher import MicroBatcher
+
+    batcher = MicroBatcher(classify_each, max_batch=max_batch)
+
+    async def main():
+        if hold is not None:  # keep the scoring thread busy so the jobs queue up together
+            first = asyncio.ensure_future(batcher.submit_many(["hold"]))
+            await asyncio.sleep(0.05)
+        calls = [batcher.submit_many(emails, deadline=deadline) for emails, deadline in jobs]
+        out = await asyncio.gather(*calls, return_exceptions=True)
+        if hold is not None:
+            await first
+        return out
+
+    try:
+        return asyncio.run(main())
+    finally:
+        batcher.close()
+
+
+def test_batcher_isolates_a_failing_request_and_never_splits_one():
+    groups = []
+
+    def classify_each(emails, ids, *, record_errors=True):
+        groups.append(list(emails))
+        if emails == ["hold"]:
+            time.sleep(0.2)
+        if "bad" in emails:
+            raise RuntimeError("bad email")
+        return [f"p:{e}" for e in emails]
+
+    jobs = [(["a1", "a2"], None), (["bad"], None), (["c1", "c2", "c3", "c4", "c5"], None)]
+    out = _run_batcher(jobs, classify_each, max_batch=8, hold=True)
+    assert out[0] == ["p:a1", "p:a2"]
+    assert isinstance(out[1], RuntimeError)
+    assert out[2] == ["p:c1", "p:c2", "p:c3", "p:c4", "p:c5"]
+    # Every group holds whole requests: a request's emails are scored (and logged) together.
+    for emails in groups:
+        for job, _ in jobs:
+            assert set(job) <= set(emails) or not set(job) & set(emails), groups
+
+
+def test_batcher_refuses_a_request_past_its_deadline_without_scoring_it():
+    from {{cookiecutter.package_name}}.serving.batcher import Overloaded
+
+    scored = []
+
+    def classify_each(emails, ids, *, record_errors=True):
+        if emails == ["hold"]:
+            time.sleep(0.3)
+        scored.extend(emails)
+        return list(emails)
+
+    out = _run_batcher([(["late"], 0.1), (["patient"], None)], classify_each, hold=True)
+    assert isinstance(out[0], Overloaded) and out[1] == ["patient"]
+    assert "late" not in scored
+
+
 # ---------------------------------------------------------------------------------------------
 # In process: the engine in each mode
 
@@ -319,6 +437,31 @@ def test_canary_mode_routes_by_sender(sample, bodies, engine_for):
 
 
 @pytest.mark.slow
+def test_reused_request_ids_are_refused_and_the_rest_answered(sample, bodies, engine_for, tmp_path):
+    from {{cookiecutter.package_name}}.serving.schema import DuplicateRequestId
+
+    engine = engine_for("shadow")
+    emails = emails_of(sample.cfg, bodies[:4])
+    out = engine.classify_each(emails[:3], ["dup-1", "dup-1", "dup-2"])
+    assert [type(p).__name__ for p in out] == ["Prediction", "DuplicateRequestId", "Prediction"]
+    assert "dup-1" in str(out[1])
+    # Against the log: a later request with a used id is refused, its neighbours answered.
+    again = engine.classify_each(emails[1:4], ["dup-2", "dup-3", "dup-1"])
+    assert isinstance(again[0], DuplicateRequestId) and isinstance(again[2], DuplicateRequestId)
+    assert again[1].request_id == "dup-3"
+    with pytest.raises(DuplicateRequestId, match="dup-3"):
+        engine.classify(emails[:1], ["dup-3"])
+    assert engine.wait_for_shadow(10)
+    for request_id in ("dup-1", "dup-2", "dup-3"):
+        rows = engine.log.rows(request_id)
+        # One answer per id, and its shadow row under the same id.
+        assert sorted(r["served"] for r in rows) == [False, True], (request_id, rows)
+    # Across a restart: the log is the source of truth.
+    with PredictionLog(str(engine.log.url)) as log:
+        assert log.record([{**engine.log.rows("dup-1")[0], "id": None}]) == {"dup-1"}
+
+
+@pytest.mark.slow
 def test_no_champion_fails_fast_with_the_way_out(sample):
     from {{cookiecutter.package_name}}.serving.loading import NoModelError, load_models
 
@@ -347,8 +490,23 @@ def test_in_process_http_endpoints(sample, bodies, tmp_path, monkeypatch):
         assert r.status_code == 400 and r.json()["error"] == "body: Field required"
         r = client.post("/classify", content=b"x" * 2_000_000, headers=JSON)
         assert r.status_code == 413
+        r = client.post("/classify", json=bodies[1], headers={"X-Request-ID": "in-process-1"})
+        assert r.status_code == 409 and "in-process-1" in r.json()["error"]
+        r = client.post("/classify_batch", json=[bodies[0]] * (MAX_BATCH_ITEMS + 1))
+        assert r.status_code == 413 and f"at most {MAX_BATCH_ITEMS} items" in r.json()["error"]
+        docs = client.get("/docs.json").json()
     with PredictionLog(f"sqlite:///{tmp_path}/asgi.db") as log:
         assert log.count() == 4
+    # The OpenAPI document says what the API does: required bodies, every status it answers.
+    classify, batch = (docs["paths"][p]["post"] for p in ("/classify", "/classify_batch"))
+    assert classify["requestBody"]["required"] and batch["requestBody"]["required"]
+    email = classify["requestBody"]["content"]["application/json"]["schema"]
+    assert email == {"$ref": "#/components/schemas/Email"}
+    assert {"200", "400", "409", "413", "415"} <= set(classify["responses"])
+    assert {"200", "400", "413", "415", "503"} <= set(batch["responses"])
+    assert batch["requestBody"]["content"]["application/json"]["schema"]["maxItems"] == (
+        MAX_BATCH_ITEMS
+    )
 
 
 @pytest.mark.slow
@@ -438,6 +596,96 @@ def test_canary_server_routes_senders_stickily(servers, bodies, sample):
     assert set(roles.values()) == {"champion", "challenger"}
     batch = httpx.post(server.url + "/classify_batch", json=bodies[:30]).json()
     assert [roles[b["sender"]] for b in bodies[:30]] == [p["role"] for p in batch]
+
+
+def response_counts(server) -> dict[tuple[str, str], float]:
+    """BentoML's request counter (what the error-rate alert reads): (endpoint, code) -> count."""
+    out = {}
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith("bentoml_service_request_total{"):
+            labels = dict(
+                part.split("=", 1)
+                for part in line[line.index("{") + 1 : line.index("}")].split(",")
+            )
+            key = (labels["endpoint"].strip('"'), labels["http_response_code"].strip('"'))
+            out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+@pytest.mark.slow
+def test_reused_request_id_is_a_409_even_within_one_group(servers, bodies):
+    server = servers["single"]
+    before = response_counts(server)
+    statuses = [
+        httpx.post(server.url + "/classify", json=body, headers={"X-Request-ID": "same-id"})
+        for body in bodies[:3]
+    ]
+    assert [r.status_code for r in statuses] == [200, 409, 409], [r.text for r in statuses]
+    assert "same-id" in statuses[1].json()["error"]
+    # Concurrent requests with one id land in one micro-batch group: one answer, the others
+    # refused, and requests with other ids in the group are answered.
+    barrier = threading.Barrier(12)
+    results = {}
+
+    def send(i):
+        request_id = "burst-id" if i % 2 else f"burst-{i}"
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            barrier.wait()
+            results[i] = http.post(
+                "/classify", json=bodies[i], headers={"X-Request-ID": request_id}
+            )
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    codes = {i: r.status_code for i, r in results.items()}
+    assert all(codes[i] == 200 for i in range(0, 12, 2)), codes
+    assert sorted(codes[i] for i in range(1, 12, 2)) == [200] + [409] * 5, codes
+    with server.log() as log:
+        assert [r["served"] for r in log.rows("same-id")] == [True]
+        assert [r["served"] for r in log.rows("burst-id")] == [True]
+    after = response_counts(server)
+    assert after.get(("/classify", "409"), 0) - before.get(("/classify", "409"), 0) == 7
+
+
+@pytest.mark.slow
+def test_strict_types_over_http(servers):
+    server = servers["single"]
+    for field, value in STRICT_CASES:
+        r = httpx.post(
+            server.url + "/classify", json={"sender": "a@b.org", "body": "x", field: value}
+        )
+        assert r.status_code == 400 and field in r.json()["error"], (field, value, r.text)
+
+
+@pytest.mark.slow
+def test_largest_batch_is_answered_within_the_budget_and_logged_once(servers, sample, bodies):
+    server = servers["single"]
+    emails = request_bodies(sample.cfg, sample.emails)
+    batch = [{**emails[i % len(emails)], "message_id": f"big-{i}"} for i in range(MAX_BATCH_ITEMS)]
+    budget_s = sample.cfg.requirements.end_to_end_latency_ms / 1000
+    before = response_counts(server)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        http.post("/classify_batch", json=bodies[:8])  # a warm connection
+        took = []
+        for _ in range(3):
+            started = time.perf_counter()
+            r = http.post("/classify_batch", json=batch)
+            took.append(time.perf_counter() - started)
+            assert r.status_code == 200, r.text[:300]
+            assert [p["message_id"] for p in r.json()] == [b["message_id"] for b in batch]
+        over = http.post("/classify_batch", json=[*batch, batch[0]])
+    print(f"{MAX_BATCH_ITEMS} items: {[round(t * 1000) for t in took]} ms")
+    assert min(took) < budget_s, took
+    assert over.status_code == 413, over.text[:300]
+    assert str(MAX_BATCH_ITEMS) in over.json()["error"]
+    with server.log() as log:
+        rows = [r for r in log.rows() if (r["message_id"] or "").startswith("big-")]
+    assert len(rows) == 3 * MAX_BATCH_ITEMS  # three answers; the refused one left nothing
+    after = response_counts(server)
+    assert after[("/classify_batch", "413")] - before.get(("/classify_batch", "413"), 0) == 1
 
 
 def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
@@ -535,6 +783,84 @@ def test_metrics_has_every_name_the_manifests_query(servers, bodies):
         'model_drift_score{feature="model_score"}',
     ):
         assert name in text, name
+
+
+@pytest.mark.slow
+def test_restart_on_the_same_port_after_sigkill_of_the_process_group(sample, bodies):
+    """`make serve` killed with `kill -9 -PGID`: no worker survives it, the port is free again."""
+    first = Server(sample, "restart", cli=True)
+    try:
+        first.wait_ready()
+        family = first._family()
+        assert len(family) > 1, "the server's worker processes were not found"
+        os.killpg(first.process.pid, signal.SIGKILL)  # the group only: workers are not in it
+        first.process.wait(10)
+        _, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, f"orphaned after the server died: {[p.pid for p in alive]}"
+    finally:
+        first.stop()
+    second = Server(sample, "restart-again", port=first.port, cli=True)
+    try:
+        second.wait_ready()
+        r = httpx.post(second.url + "/classify", json=bodies[0])
+        assert r.status_code == 200, r.text
+    finally:
+        second.stop()
+
+
+def fuzz(operation, mode, url: str, session, statuses: dict, errors: list) -> None:
+    """Send FUZZ_CASES generated requests of one operation; count statuses, keep 5xx."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(
+        max_examples=FUZZ_CASES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def call(case):
+        response = case.call(base_url=url, session=session, timeout=30)
+        key = (operation.path, mode.value, response.status_code)
+        statuses[key] = statuses.get(key, 0) + 1
+        if mode.value == "positive" and response.status_code != 200 and statuses[key] <= 3:
+            print("valid by the schema, refused:", key, response.text[:300])
+        if response.status_code >= 500:
+            errors.append(f"{operation.path} {response.status_code}: {response.text[:200]}")
+
+    call()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fuzzed_from_its_own_openapi_no_server_error(sample):
+    """Schemathesis from the server's /docs.json: valid and invalid bodies for both API routes;
+    no answer is a 5xx and the server still answers afterwards."""
+    import requests
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    server = Server(sample, "fuzz", cli=True)
+    statuses: dict[int, int] = {}
+    errors: list[str] = []
+    try:
+        server.wait_ready()
+        schema = schemathesis.openapi.from_url(server.url + "/docs.json")
+        operations = {op.path: op for op in (r.ok() for r in schema.get_all_operations())}
+        assert {"/classify", "/classify_batch"} <= set(operations)
+        with requests.Session() as session:
+            for path in ("/classify", "/classify_batch"):
+                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                    fuzz(operations[path], mode, server.url, session, statuses, errors)
+        r = httpx.post(server.url + "/classify", json={"sender": "a@b.org", "body": "still here"})
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop()
+    total = sum(statuses.values())
+    print(f"schemathesis: {total} cases, statuses {dict(sorted(statuses.items()))}")
+    assert total >= 1000, statuses
+    assert not errors, f"{len(errors)} server errors:\n" + "\n".join(errors[:20])
 
 
 # The kill test stays last: it kills the single-mode server.

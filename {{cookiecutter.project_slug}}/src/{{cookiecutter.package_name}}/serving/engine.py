@@ -33,7 +33,7 @@ from ..profiles import InputSignals
 from .loading import ServedModel, load_models
 from .predlog import URL_ENV, PredictionLog, clean_number, log_url, utc_naive
 from .routing import CHALLENGER, CHAMPION, RoutingPlan, plan_from
-from .schema import FrameBuilder, Prediction
+from .schema import DuplicateRequestId, FrameBuilder, Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -142,18 +142,63 @@ class Engine:
         """Predictions for validated emails (``schema.email_model``), logged before returning.
 
         A failure is recorded in the log's ``errors`` table (monitoring's error rate), then
-        raised: the caller answers it with a 5xx.
+        raised: the caller answers it with a 5xx. A refused email (:class:`DuplicateRequestId`)
+        raises too, after the others are logged; :meth:`classify_each` returns it instead.
+        """
+        results = self.classify_each(emails, request_ids, started=started)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    def classify_each(
+        self,
+        emails: list,
+        request_ids: list[str] | None = None,
+        *,
+        started: float | None = None,
+        record_errors: bool = True,
+    ) -> list[Prediction | Exception]:
+        """One prediction, or the reason it was refused, per email; answered ones are logged.
+
+        An email whose request id is already served (in the log, or earlier in ``emails``) is
+        refused with :class:`DuplicateRequestId` and nothing of it is logged: feedback finds a
+        prediction by its request id. ``record_errors``: a failure of the whole call is
+        recorded in the ``errors`` table (off when the caller retries the emails in parts).
         """
         if not emails:
             return []
         try:
             return self._classify(emails, request_ids, started)
         except Exception as exc:
-            self.log.record_error(len(emails), exc)
+            if record_errors:
+                self.log.record_error(len(emails), exc)
             raise
 
     def _classify(self, emails: list, request_ids: list[str] | None, started: float | None):
         started = time.perf_counter() if started is None else started
+        refused: dict[int, Exception] = {}
+        if request_ids is not None:
+            seen: set[str] = set()
+            for i, request_id in enumerate(request_ids):
+                if request_id in seen:
+                    refused[i] = DuplicateRequestId(request_id)
+                seen.add(request_id)
+            if refused:  # score the rest only
+                keep = [i for i in range(len(emails)) if i not in refused]
+                out = (
+                    self._classify(
+                        [emails[i] for i in keep], [request_ids[i] for i in keep], started
+                    )
+                    if keep
+                    else []
+                )
+                results: list = [None] * len(emails)
+                for i, result in zip(keep, out, strict=True):
+                    results[i] = result
+                for i, error in refused.items():
+                    results[i] = error
+                return results
         n = len(emails)
         request_ids = request_ids or [new_request_id() for _ in range(n)]
         now = datetime.now(UTC)
@@ -188,27 +233,35 @@ class Engine:
             for i in range(n)
         ]
         t0 = time.perf_counter()
-        self.log.record(records)
+        reused = self.log.record(records)
         if self.metrics is not None:
             self.metrics.log_seconds.observe(time.perf_counter() - t0)
+        answered = [i for i in range(n) if request_ids[i] not in reused]
+        if len(answered) < n:  # only what was logged counts as answered
+            rows = rows.iloc[answered]
+            context = context.subset(answered)
+            scores, labels, features = scores[answered], labels[answered], features[answered]
+            roles = [roles[i] for i in answered]
+        if self.metrics is not None:
             for role in dict.fromkeys(roles):
                 index = [i for i, r in enumerate(roles) if r == role]
                 self.metrics.record_predictions(role, labels[index], scores[index])
         self._observe_drift(features, scores, roles)
-        if self._shadow is not None:
+        if self._shadow is not None and answered:
             self._enqueue_shadow(rows, context, labels)
-        return [
-            Prediction(
+        results = [DuplicateRequestId(request_ids[i]) for i in range(n)]
+        for k, i in enumerate(answered):
+            model = self._model(roles[k])
+            results[i] = Prediction(
                 request_id=request_ids[i],
                 message_id=getattr(emails[i], self.id_column, None),
-                label=str(labels[i]),
-                score=float(scores[i]),
-                threshold=float(self._model(roles[i]).bundle.threshold),
-                model_version=self._model(roles[i]).version,
-                role=roles[i],
+                label=str(labels[k]),
+                score=float(scores[k]),
+                threshold=float(model.bundle.threshold),
+                model_version=model.version,
+                role=roles[k],
             )
-            for i in range(n)
-        ]
+        return results
 
     def _model(self, role: str) -> ServedModel:
         return self.champion if role == CHAMPION else self.challenger
@@ -346,6 +399,15 @@ class _Context:
         ]
         self.created = utc_naive(now)
         self.routing = engine.plan.mode
+
+    def subset(self, index: list[int]) -> _Context:
+        """The context of the rows at ``index`` (in that order)."""
+        out = object.__new__(_Context)
+        for name in ("request_ids", "message_ids", "entities", "received", "features"):
+            values = getattr(self, name)
+            setattr(out, name, [values[i] for i in index])
+        out.created, out.routing = self.created, self.routing
+        return out
 
     def record(self, i: int, model: ServedModel, score, label, served: bool, latency_ms: float):
         return {

@@ -10,7 +10,8 @@ the API routes this middleware refuses, with a JSON ``{"error": ...}``:
 - an ``X-Request-ID`` that is not 1-128 characters of ``A-Z a-z 0-9 . _ : -`` (400).
 
 BentoML's validation errors (400) get a one-line ``error`` naming each field and its problem
-(``sender: Field required; body: Field required``); pydantic's list stays in ``detail``.
+(``sender: Field required; body: Field required``); pydantic's list stays in ``detail``. A list
+body over its item limit is a 413 naming the limit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import re
 REQUEST_ID_HEADER = b"x-request-id"
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 JSON_TYPES = ("application/json", "text/json")
+# pydantic's message for a non-nullable string that is only whitespace (schema.NOT_BLANK).
+BLANK_MESSAGE = "String should match pattern '\\S'"
 
 
 def _error(status: int, message: str) -> tuple[int, bytes]:
@@ -39,10 +42,23 @@ def summarize_errors(detail: list) -> str:
                 continue
             where += f"[{part}]" if isinstance(part, int) else f"{'.' if where else ''}{part}"
         where = where or "body"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        message = item.get("msg", "invalid")
+        if message == BLANK_MESSAGE:
+            message = "must not be blank"
+        parts.append(f"{where}: {message}")
     if len(detail) > 10:
         parts.append(f"... and {len(detail) - 10} more")
     return "; ".join(parts)
+
+
+def _too_many_items(detail: list) -> bool:
+    """The body is a list longer than the limit (a 413 naming it, not a 400)."""
+    return bool(detail) and all(
+        isinstance(item, dict)
+        and item.get("type") == "too_long"
+        and all(part == "root" for part in item.get("loc", []))
+        for item in detail
+    )
 
 
 class RequestGuard:
@@ -152,14 +168,17 @@ class _ReadableErrors:
         if message.get("more_body", False):
             return None
         body = b"".join(self.chunks)
+        status = 400
         try:
             data = json.loads(body)
             if isinstance(data, dict) and isinstance(data.get("detail"), list):
                 data["error"] = summarize_errors(data["detail"])
                 body = json.dumps(data).encode()
+                if _too_many_items(data["detail"]):
+                    status = 413
         except ValueError:
             pass
         headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
-        await self.send({**self.start, "headers": headers})
+        await self.send({**self.start, "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})

@@ -19,6 +19,7 @@ SQLAlchemy URL) applies its own commit durability. Times are stored as naive UTC
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -30,6 +31,8 @@ from typing import Any
 
 from ..sqlite_wal import use_wal
 from . import featurelog
+
+logger = logging.getLogger(__name__)
 
 FSYNC_ENV = "PREDICTION_LOG_FSYNC"
 URL_ENV = "PREDICTION_LOG_URL"
@@ -159,24 +162,87 @@ class PredictionLog:
             sa.Column("kind", sa.String(200), nullable=False),
             sa.Column("message", sa.String(1000)),
         )
+        # One served prediction per request id: feedback finds the prediction by it (shadow rows
+        # share the id of the answer they shadow).
+        unique = sa.Index(
+            "uq_predictions_served_request_id",
+            self.predictions.c.request_id,
+            unique=True,
+            sqlite_where=self.predictions.c.served.is_(True),
+            postgresql_where=self.predictions.c.served.is_(True),
+        )
         self._meta = meta
         self._set_ids: dict[tuple[str, ...], int] = {}
         self._set_names: dict[int, list[str]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock() if self._sqlite else nullcontext()
         meta.create_all(self.engine)
+        self._unique_index = self._create_unique(unique)
+
+    def _create_unique(self, index):
+        """The unique index on served request ids, added to a log made before it existed;
+        None (with a warning) when that log already holds a reused id."""
+        import sqlalchemy as sa
+
+        try:
+            index.create(self.engine, checkfirst=True)
+        except sa.exc.IntegrityError:
+            logger.warning(
+                "prediction log %s already holds a request id served twice: reused request ids "
+                "are not refused until those rows are removed",
+                self.engine.url.render_as_string(hide_password=True),
+            )
+            return None
+        except sa.exc.OperationalError:  # another worker created it at the same time
+            if index.name not in {
+                i["name"] for i in sa.inspect(self.engine).get_indexes("predictions")
+            }:
+                raise
+        return index
 
     # -- predictions ---------------------------------------------------------------------------
 
-    def record(self, rows: list[dict]) -> None:
-        """Insert prediction rows in one transaction; returns once it is committed."""
+    def record(self, rows: list[dict]) -> set[str]:
+        """Insert prediction rows in one transaction; returns once it is committed.
+
+        A served row whose request id already has a served row is left out, and the other rows
+        are inserted: returns the request ids left out (empty, but for a reused id).
+        """
+        import sqlalchemy as sa
+
         if not rows:
-            return
+            return set()
         # SQLite has one writer at a time and a waiting writer sleeps in steps of up to 100 ms:
         # threads of this process take turns on a lock instead (a commit takes ~0.2 ms).
         packed = [self._packed(r) for r in rows]
-        with self._write_lock, self.engine.begin() as conn:
-            conn.execute(self.predictions.insert(), packed)
+        try:
+            with self._write_lock, self.engine.begin() as conn:
+                conn.execute(self.predictions.insert(), packed)
+            return set()
+        except sa.exc.IntegrityError:
+            if self._unique_index is None:
+                raise
+        # The unique index refused a reused request id: find which, insert the others. Another
+        # process may insert one of them meanwhile: try again then.
+        p = self.predictions.c
+        ids = list({r["request_id"] for r in packed if r["served"]})
+        for attempt in range(3):
+            try:
+                with self._write_lock, self.engine.begin() as conn:
+                    reused = set()
+                    for i in range(0, len(ids), 500):
+                        query = sa.select(p.request_id).where(
+                            p.request_id.in_(ids[i : i + 500]), p.served.is_(True)
+                        )
+                        reused.update(conn.execute(query).scalars())
+                    fresh = [r for r in packed if not (r["served"] and r["request_id"] in reused)]
+                    if fresh:
+                        conn.execute(self.predictions.insert(), fresh)
+                return reused
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+        return set()  # not reached
 
     def _packed(self, row: dict) -> dict:
         """``row`` with its features dict stored as a feature set id and values."""

@@ -6,10 +6,15 @@ Endpoints (JSON in, JSON out):
                           -> ``Prediction``: request_id, message_id, label, score, threshold,
                           model_version, role. An ``X-Request-ID`` header becomes the request id
                           (a mesh mirror keeps it, so shadow pods join on it); else one is made.
-                          Concurrent requests are scored together (``batcher.py``).
-``POST /classify_batch``  a JSON list of emails -> a list of ``Prediction``, in order. Concurrent
-                          batch requests are merged by BentoML's adaptive batching.
-``GET /livez``, ``GET /readyz``, ``GET /metrics`` (BentoML's metrics and ``metrics.py``'s).
+                          An id that was already answered is a 409 naming it.
+``POST /classify_batch``  a JSON list of up to ``schema.MAX_BATCH_ITEMS`` emails (more: a 413
+                          naming the limit) -> a list of ``Prediction``, in order; a 503 when
+                          it could not start within the end-to-end budget (nothing is logged).
+``GET /livez``, ``GET /readyz``, ``GET /metrics`` (BentoML's metrics and ``metrics.py``'s),
+``GET /docs.json`` (the OpenAPI document, amended by ``openapi.py``).
+
+Concurrent requests of both routes are scored together by the micro-batcher (``batcher.py``),
+whole: a request is answered and logged entirely or not at all.
 
 The contract is read at import (``SYSTEM_CONFIG`` or ``configs/system.yaml``): the request model
 and the batching limits are built from it. Models load once, when the worker starts; without a
@@ -19,19 +24,27 @@ champion the worker fails with the message of ``engine.NoModelError``.
 from __future__ import annotations
 
 import gc
+import json
 import os
 from typing import Annotated
 
 import bentoml
 from _bentoml_sdk.io_models import IORootModel
+from bentoml._internal.context import server_context
 from pydantic import Field, TypeAdapter
 from starlette.responses import Response
 
 from ..config import load_config
 from . import WORKERS_ENV
-from .batcher import MicroBatcher
+from .batcher import MicroBatcher, Overloaded
 from .guard import RequestGuard
-from .schema import MAX_BATCH_ITEMS, Prediction, email_model
+from .openapi import OpenAPIAmender
+from .orphan import die_with_parent
+from .schema import MAX_BATCH_ITEMS, DuplicateRequestId, Prediction, email_model
+
+# BentoML sets the worker index before it imports the service in a worker process.
+if server_context.worker_index is not None:
+    die_with_parent(os.getppid())
 
 CFG = load_config()
 Email = email_model(CFG)
@@ -39,6 +52,13 @@ EmailList = Annotated[list[Email], Field(min_length=1, max_length=MAX_BATCH_ITEM
 API_PATHS = ("/classify", "/classify_batch")
 SERVICE_NAME = __name__.split(".", 1)[0].replace("_", "-")
 _EMAIL_LIST = TypeAdapter(EmailList)
+_PREDICTIONS = TypeAdapter(list[Prediction])
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(
+        json.dumps({"error": message}), status_code=status, media_type="application/json"
+    )
 
 
 class EmailBatch(IORootModel[EmailList]):
@@ -79,7 +99,15 @@ class Classifier:
         from .metrics import serving_metrics
 
         self.engine = Engine.from_config(CFG, metrics=serving_metrics())
-        self.batcher = MicroBatcher(self.engine.classify, max_batch=CFG.serving.max_batch_size)
+        self.batcher = MicroBatcher(
+            self.engine.classify_each, max_batch=CFG.serving.max_batch_size, on_shed=self._shed
+        )
+        # A /classify_batch request that waited this long has missed the client's end-to-end
+        # budget (past it the mail server has failed open and the answer is useless): it is
+        # refused with a 503 before anything is scored.
+        self.deadline = (
+            max(CFG.serving.batch_max_latency_ms, CFG.requirements.end_to_end_latency_ms) / 1000
+        )
         # Everything loaded so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall requests for hundreds of ms.
         gc.collect()
@@ -88,26 +116,27 @@ class Classifier:
     @bentoml.api(route="/classify")
     async def classify(self, email: Email, /, ctx: bentoml.Context) -> Prediction:
         """Classify one email."""
-        prediction = await self.batcher.submit(email, ctx.request.headers.get("x-request-id"))
+        try:
+            prediction = await self.batcher.submit(email, ctx.request.headers.get("x-request-id"))
+        except DuplicateRequestId as exc:
+            # BentoML sets the status of a method with a context from the context.
+            ctx.response.status_code = 409
+            return _error(409, str(exc))
         # One body with its length: BentoML would send the model as a chunked response, three
         # ASGI messages through every middleware. The schema still says ``Prediction``.
         return Response(prediction.model_dump_json(), media_type="application/json")
 
-    @bentoml.api(
-        route="/classify_batch",
-        input_spec=EmailBatch,
-        batchable=True,
-        max_batch_size=CFG.serving.max_batch_size,
-        # BentoML answers 503 to a request it cannot finish within this deadline (it is not a
-        # wait limit: the dispatcher sizes its own wait). The client's end-to-end budget is the
-        # deadline: past it the mail server has failed open and the answer is useless.
-        max_latency_ms=max(
-            CFG.serving.batch_max_latency_ms, CFG.requirements.end_to_end_latency_ms
-        ),
-    )
-    def classify_batch(self, emails: list[Email]) -> list[Prediction]:
+    @bentoml.api(route="/classify_batch", input_spec=EmailBatch)
+    async def classify_batch(self, emails: list[Email]) -> list[Prediction]:
         """Classify a list of emails (one prediction per email, in order)."""
-        return self.engine.classify(emails)
+        try:
+            predictions = await self.batcher.submit_many(emails, deadline=self.deadline)
+        except Overloaded as exc:
+            return _error(503, str(exc))
+        return Response(_PREDICTIONS.dump_json(predictions), media_type="application/json")
+
+    def _shed(self, emails: int) -> None:
+        self.engine.log.record_error(emails, Overloaded("waited past the deadline"))
 
     def __is_ready__(self) -> bool:
         return self.engine is not None
@@ -121,3 +150,4 @@ class Classifier:
 Classifier.add_asgi_middleware(
     RequestGuard, max_body_bytes=CFG.serving.max_body_bytes, paths=API_PATHS
 )
+Classifier.add_asgi_middleware(OpenAPIAmender, paths=API_PATHS)
