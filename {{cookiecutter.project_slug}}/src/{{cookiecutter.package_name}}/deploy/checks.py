@@ -13,6 +13,7 @@ by the pinned ``kubectl kustomize`` (see :mod:`.manifests` and :mod:`.kubectl`),
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import SystemConfig
@@ -67,11 +68,15 @@ def check_deploy(
 
     _check_strategy(cfg, deploy_dir, report)
     built: dict[str, list[Resource]] = {}
-    for folder in deploy_targets(deploy_dir):
+    folders = deploy_targets(deploy_dir)
+    # Each target is one kubectl process: run them side by side.
+    with ThreadPoolExecutor(max_workers=max(1, len(folders))) as pool:
+        futures = [pool.submit(build, folder, kubectl) for folder in folders]
+    for folder, future in zip(folders, futures, strict=True):
         target = str(folder.relative_to(deploy_dir))
         report.targets.append(target)
         try:
-            built[target] = build(folder, kubectl)
+            built[target] = future.result()
         except KustomizeError as exc:
             report.failures.append(Finding(target, "", "kubectl kustomize", "", str(exc)))
     base = built.get("k8s/base", [])
