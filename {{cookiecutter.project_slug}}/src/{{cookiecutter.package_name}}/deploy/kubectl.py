@@ -87,6 +87,8 @@ def describe(kubectl: Path) -> str:
     except KubectlError as exc:
         return f"{kubectl} (no version: {exc})"
     versions = ", ".join(line.replace(" Version:", "") for line in lines if "Version:" in line)
+    if KUBECTL_VERSION not in versions:
+        versions += f"; not the pinned {KUBECTL_VERSION}: `{MAKE_TARGET}` installs it"
     return f"{kubectl} ({versions})"
 
 
