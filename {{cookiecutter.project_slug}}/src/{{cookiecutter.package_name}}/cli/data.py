@@ -97,6 +97,14 @@ def data_ingest(
     console.print(f"{counts.summary()} -> {target}", highlight=False)
     for note in result.notes:
         console.print(f"  note: {note}", highlight=False)
+    for entry in result.skipped[:20]:
+        console.print(
+            f"  skipped {entry.path}: {entry.reason} {entry.detail}".rstrip(),
+            highlight=False,
+            markup=False,
+        )
+    if len(result.skipped) > 20:
+        console.print(f"  ... and {len(result.skipped) - 20:,} more skipped", highlight=False)
     if counts.quarantined:
         console.print(f"quarantine: {ingest.quarantine_path(target)}", highlight=False)
     if not counts.ingested:

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from ..config import Column, SystemConfig
+from ..timebounds import EARLIEST, LATEST
 from .labels import label_key, normalise_labels
 from .mail import UNKNOWN_SENDER
-from .maildate import NS_MAX, NS_MIN, parse_date
+from .maildate import parse_date
 from .tabular import Chunk, Rejected, plain_value
 from .text import extract_urls, looks_like_html
 
@@ -373,14 +374,17 @@ def _canonical_column(cfg: SystemConfig, col: Column, chunk: Chunk, cols: _Colum
 def _representable(cfg: SystemConfig, col: Column, times: pd.Series, values: list, cols):
     """Times a datetime64[ns] column can hold: beyond that range the record's timestamp is
     rejected, another datetime column's value becomes null (flagged)."""
-    low, high = pd.Timestamp(NS_MIN), pd.Timestamp(NS_MAX)
+    low, high = pd.Timestamp(EARLIEST), pd.Timestamp(LATEST)
     far = ((times < low) | (times > high)).to_numpy(dtype=bool, na_value=False)
     if not far.any():
         return times
     if col.name == cfg.data.column("timestamp").name:
         for i in np.flatnonzero(far):
             value = str(plain_value(values[i]))[:80]
-            cols.out_of_range[i] = f"{col.name} {value!r} is {times.iloc[i].year}, out of range"
+            cols.out_of_range[i] = (
+                f"{col.name} {value!r} is year {times.iloc[i].year}, outside the time range the "
+                f"stages can hold ({EARLIEST.date()} .. {LATEST.date()})"
+            )
     else:
         cols.flag(far, f"invalid:{col.name}")
     return times.where(~far, pd.NaT)

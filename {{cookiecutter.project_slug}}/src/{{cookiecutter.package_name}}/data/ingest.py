@@ -7,15 +7,19 @@ labels CSV (``message_id`` or ``file`` + ``label``), which beats both.
 
 Malformed input never crashes the run and is never silently dropped: a record that can be
 repaired is kept with ``quality_flags``; one that cannot goes to the quarantine with a reason
-and its original bytes. ``read == ingested + quarantined`` always holds.
+and its original bytes. ``read == ingested + quarantined`` always holds. Entries of a mail
+folder that are not read at all (symbolic links leaving the folder, links to what was
+already read, broken links, FIFOs) are listed in ``skipped``, by path, without their content.
 
 Quality flags (comma-separated): ``missing:<column>`` (filled with a documented default, or
-null), ``invalid:<column>``, ``invalid:date``, ``received_at:row_order`` (no timestamp column:
-one second apart from ``ROW_ORDER_EPOCH`` in file order), ``received_at:received_header``,
-``received_at:mbox_separator``, ``charset:unknown``, ``charset:fallback``, ``mime:defect``.
+null), ``invalid:<column>``, ``received_at:row_order`` (no timestamp column: one second apart
+from ``ROW_ORDER_EPOCH`` in file order), the ``Date:`` flags of :func:`.maildate.arrival`
+(``date:missing``, ``invalid:date``, ``date:obsolete_year``, ``date:implausible``, ...,
+``received_at:received_header``, ``received_at:mbox_separator``), ``nul:removed``,
+``charset:unknown``, ``charset:fallback``, ``mime:defect``.
 Quarantine reasons: ``unparseable_row``, ``unreadable_file``, ``no_label``, ``unmappable_label``,
 ``empty``, ``binary_content``, ``not_an_email``, ``malformed_headers``, ``too_large``,
-``parse_error``.
+``timestamp_out_of_range`` (no datetime64[ns] column can hold it), ``parse_error``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from itertools import chain, islice
 from pathlib import Path
 
@@ -44,7 +50,7 @@ from .canonical import (
     to_contract_frame,
 )
 from .labels import id_key, label_of, label_table, load_labels, normalise_labels
-from .mailsource import MailItem
+from .mailsource import MailItem, Skipped
 from .tabular import excerpt
 from .text import is_binary
 
@@ -52,6 +58,7 @@ __all__ = [
     "ROW_ORDER_EPOCH",
     "IngestCounts",
     "IngestResult",
+    "Skipped",
     "detect_format",
     "ingest",
     "normalise_labels",
@@ -81,20 +88,30 @@ _HEADER_LINE = re.compile(rb"^[!-9;-~]+:[ \t]")
 
 @dataclass
 class IngestCounts:
-    """How many records were read, ingested and quarantined (by reason)."""
+    """How many records were read, ingested and quarantined (by reason), and how many
+    entries of a mail folder were not read at all (by reason)."""
 
     read: int = 0
     ingested: int = 0
     quarantined: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line, e.g. ``read 3, ingested 2, quarantined 1 (binary_content 1)``."""
         line = f"read {self.read:,}, ingested {self.ingested:,}, quarantined {self.quarantined:,}"
-        if self.by_reason:
-            reasons = sorted(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
-            line += " (" + ", ".join(f"{r} {n:,}" for r, n in reasons) + ")"
+        line += _reasons(self.by_reason)
+        if self.skipped:
+            line += f", skipped {self.skipped:,}" + _reasons(self.skipped_by_reason)
         return line
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    if not counts:
+        return ""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return " (" + ", ".join(f"{r} {n:,}" for r, n in ordered) + ")"
 
 
 @dataclass
@@ -106,6 +123,7 @@ class IngestResult:
     counts: IngestCounts
     notes: list[str] = field(default_factory=list)
     quarantine_raw: list[bytes | None] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     format: str = ""
     seconds: float = 0.0
 
@@ -176,17 +194,19 @@ def ingest(
     name = detect_format(source, fmt)
     labels = load_labels(cfg, Path(labels_file)) if labels_file is not None else None
     quarantine = _Quarantine()
+    skipped: list[Skipped] = []
     with _progress(progress, f"ingesting {source.name or source}") as tick:
         if name in ("eml", "mbox"):
             skip = {Path(labels_file).resolve()} if labels_file is not None else set()
-            frame, read, notes = _ingest_mail(
-                cfg, _mail_items(cfg, source, name, skip), labels, workers, quarantine, tick
-            )
+            items = _mail_items(cfg, source, name, skip, skipped)
+            frame, read, notes = _ingest_mail(cfg, items, labels, workers, quarantine, tick)
         else:
             frame, read, notes = _ingest_table(cfg, source, name, labels, quarantine, tick)
     frame = distinct_generated_ids(cfg, frame)
     reasons = Counter(row[2] for row in quarantine.rows)
     counts = IngestCounts(read, len(frame), len(quarantine.rows), dict(sorted(reasons.items())))
+    counts.skipped = len(skipped)
+    counts.skipped_by_reason = dict(sorted(Counter(s.reason for s in skipped).items()))
     notes = list(dict.fromkeys(notes)) + flag_notes(cfg, frame)
     return IngestResult(
         records=frame,
@@ -194,6 +214,7 @@ def ingest(
         counts=counts,
         notes=notes,
         quarantine_raw=quarantine.raw,
+        skipped=skipped,
         format=name,
         seconds=time.perf_counter() - started,
     )
@@ -275,12 +296,12 @@ def _ingest_table(cfg, source: Path, fmt: str, labels, quarantine: _Quarantine, 
 # --------------------------------------------------------------------------- mail
 
 
-def _mail_items(cfg, source: Path, fmt: str, skip: set[Path]) -> Iterator[MailItem]:
+def _mail_items(cfg, source: Path, fmt: str, skip: set[Path], skipped) -> Iterator[MailItem]:
     folders = {cls.lower(): cls for cls in (cfg.problem.positive_class, cfg.problem.negative_class)}
     for cls, names in cfg.data.label_folders.items():
         folders.update({n.strip().lower(): cls for n in names})
     if source.is_dir():
-        return mailsource.iter_tree(source, folders, skip)
+        return mailsource.iter_tree(source, folders, skip, skipped)
     return mailsource.iter_file(source, folders, mbox=fmt == "mbox")
 
 
@@ -289,7 +310,7 @@ def _ingest_mail(cfg, items: Iterable[MailItem], labels, workers, quarantine, ti
     label_col = cfg.data.column("label").name
     flags_col = next((c.name for c in cfg.data.columns_with("flags")), None)
     rows, read = [], 0
-    for item, parsed in _parse_all(items, workers):
+    for item, parsed in _parse_all(items, workers, timestamp_bounds(cfg)):
         read += 1
         tick(1)
         if parsed.reason:
@@ -321,32 +342,39 @@ def _batches(items: Iterable[MailItem], size: int) -> Iterator[list[MailItem]]:
         yield batch
 
 
-def _parse_all(items: Iterable[MailItem], workers: int):
+def timestamp_bounds(cfg: SystemConfig) -> mail.Bounds:
+    """The range the contract allows the timestamp column today: a message's ``Date:``
+    outside it gives way to its relays' stamps (validation enforces the same range)."""
+    return cfg.data.column("timestamp").time_bounds(datetime.now(UTC))
+
+
+def _parse_all(items: Iterable[MailItem], workers: int, bounds: mail.Bounds):
     """(item, parsed) pairs in input order; worker processes (fork, Linux) when there is more
     than one batch, at most ``2 * workers`` batches in flight so memory stays flat."""
+    parse = partial(mail.parse_batch, bounds=bounds)
     batches = _batches(items, MAIL_BATCH)
     head = list(islice(batches, 2))
     parallel = workers > 1 and len(head) > 1 and sys.platform.startswith("linux")
     if not parallel:
         for batch in chain(head, batches):
-            yield from zip(batch, mail.parse_batch(batch), strict=True)
+            yield from zip(batch, parse(batch), strict=True)
         return
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque = deque()
         for batch in chain(head, batches):
-            pending.append((batch, pool.submit(mail.parse_batch, batch)))
+            pending.append((batch, pool.submit(parse, batch)))
             if len(pending) >= 2 * workers:
-                yield from _collect(*pending.popleft())
+                yield from _collect(*pending.popleft(), parse)
         while pending:
-            yield from _collect(*pending.popleft())
+            yield from _collect(*pending.popleft(), parse)
 
 
-def _collect(batch: list[MailItem], future):
+def _collect(batch: list[MailItem], future, parse):
     try:
         parsed = future.result()
     except Exception:  # a worker died (memory, signal): parse this batch here instead
-        parsed = mail.parse_batch(batch)
+        parsed = parse(batch)
     return zip(batch, parsed, strict=True)
 
 

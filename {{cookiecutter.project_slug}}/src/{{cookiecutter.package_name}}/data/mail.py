@@ -20,7 +20,8 @@ from email.policy import compat32
 from hashlib import sha1
 from pathlib import PurePath
 
-from .maildate import NS_MAX, NS_MIN, arrival
+from ..timebounds import EARLIEST, LATEST
+from .maildate import arrival
 from .text import decode_bytes, extract_urls, html_to_text, is_binary
 
 UNKNOWN_SENDER = "unknown@unknown.invalid"
@@ -246,7 +247,7 @@ Bounds = tuple[datetime, datetime]
 
 
 def parse_message(
-    data: bytes, envelope: str | None = None, bounds: Bounds = (NS_MIN, NS_MAX)
+    data: bytes, envelope: str | None = None, bounds: Bounds = (EARLIEST, LATEST)
 ) -> ParsedMail:
     """Parse one message; never raises (an unexpected error becomes reason ``parse_error``).
     ``bounds`` is the allowed range of the arrival time (see :func:`.maildate.arrival`)."""
@@ -256,7 +257,7 @@ def parse_message(
         return ParsedMail(reason="parse_error", detail=f"{type(exc).__name__}: {exc}"[:300])
 
 
-def parse_batch(items: list, bounds: Bounds = (NS_MIN, NS_MAX)) -> list[ParsedMail]:
+def parse_batch(items: list, bounds: Bounds = (EARLIEST, LATEST)) -> list[ParsedMail]:
     """Parse a batch of mail items (worker-process entry point; items carry data/error)."""
     out = []
     for item in items:

@@ -14,12 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-# A timestamp stored as datetime64[ns] (what the feature stages use) must lie in this range;
-# one day inside pandas' limits, so no zone or rounding can push a value over.
-NS_MIN = datetime(1677, 9, 23, tzinfo=UTC)
-NS_MAX = datetime(2262, 4, 10, tzinfo=UTC)
+from ..timebounds import EARLIEST, LATEST
+
 # A Date: this far from the receiving relay's stamp is a wrong clock or a forged header.
 MAX_SKEW = timedelta(days=7)
+_SPAN = f"outside the time range the stages can hold ({EARLIEST.date()} .. {LATEST.date()})"
 _NUMBER = re.compile(r"(?<![\d:])\d+(?![\d:])")
 _ZONE = re.compile(r"[+-]\d{4}(?!\d)")
 _ISO = re.compile(
@@ -100,14 +99,14 @@ def _iso(value: str) -> datetime | None:
 
 def representable(when: datetime) -> bool:
     """True when a datetime64[ns] column can hold ``when``."""
-    return NS_MIN <= when <= NS_MAX
+    return EARLIEST <= when <= LATEST
 
 
 def arrival(
     date: str | None,
     received: Iterable[str],
     envelope: str | None = None,
-    bounds: tuple[datetime, datetime] = (NS_MIN, NS_MAX),
+    bounds: tuple[datetime, datetime] = (EARLIEST, LATEST),
 ) -> Arrival:
     """Choose when a message arrived from its ``Date:``, ``Received:`` lines (in header order,
     newest first) and mbox ``From `` line, never raising.
@@ -119,7 +118,7 @@ def arrival(
     relay), ``received_at:received_header`` or ``received_at:mbox_separator`` (the relay's
     stamp was used), ``missing:received_at`` (nothing usable: null).
     """
-    low, high = max(bounds[0], NS_MIN), min(bounds[1], NS_MAX)
+    low, high = max(bounds[0], EARLIEST), min(bounds[1], LATEST)
     out = Arrival(None)
     stated = None
     if date is None:
@@ -141,7 +140,7 @@ def arrival(
     if stated is not None and representable(stated):
         out.when = stated  # out of the contract's range: validation quarantines it by name
     elif stated is not None:
-        out.unrepresentable = f"Date: {date.strip()[:80]!r} is year {stated.year}, out of range"
+        out.unrepresentable = f"Date: {date.strip()[:80]!r} is year {stated.year}, {_SPAN}"
     else:
         out.flags.append("missing:received_at")
     return out

@@ -121,14 +121,19 @@ class Skipped(NamedTuple):
 
 
 class _Walk:
-    """State of one tree walk: what was read, and the links left for after the real tree."""
+    """State of one tree walk: the links left for after the real tree, and what was read
+    through links (the real walk reads every path inside the tree that has no hidden part)."""
 
     def __init__(self, root: Path, skipped: list[Skipped]) -> None:
         self.root = root.resolve()
         self.skipped = skipped
-        self.files: set[Path] = set()
-        self.dirs: set[Path] = {self.root}
+        self.linked: set[Path] = set()  # real paths of folders and files read through links
         self.links: list[Path] = []
+
+    def was_read(self, target: Path) -> bool:
+        """Whether ``target`` (a real path inside the tree) was read already."""
+        hidden = any(part.startswith(".") for part in target.relative_to(self.root).parts)
+        return not hidden or target in self.linked or any(p in self.linked for p in target.parents)
 
 
 def iter_tree(
@@ -175,12 +180,9 @@ def _iter_folder(walk: _Walk, folder: Path, folders, skip, root: Path) -> Iterat
         except OSError:
             files.append(path)  # reading it reports the error
     for sub in dirs:
-        walk.dirs.add(sub.resolve())
         yield from _iter_folder(walk, sub, folders, skip, root)
     for path in files:
-        real = path.resolve()
-        walk.files.add(real)
-        if not skip or real not in skip:
+        if not skip or path.resolve() not in skip:
             yield from iter_file(path, folders, root)
 
 
@@ -189,23 +191,24 @@ def _follow(walk: _Walk, link: Path, folders, skip, root: Path) -> Iterator[Mail
     try:
         target = link.resolve(strict=True)
     except (OSError, RuntimeError) as exc:  # dangling, or a cycle of links
-        walk.skipped.append(Skipped(str(link), "broken_link", type(exc).__name__))
+        why = "does not exist" if isinstance(exc, FileNotFoundError) else type(exc).__name__
+        try:
+            where = os.readlink(link)
+        except OSError:
+            where = "?"
+        walk.skipped.append(Skipped(str(link), "broken_link", f"-> {where} ({why})"))
         return
     if not target.is_relative_to(walk.root):
         walk.skipped.append(Skipped(str(link), "link_outside_tree", f"-> {target}"))
+    elif target in skip:  # the labels file: not mail, never counted
         return
-    if target.is_dir():
-        if target in walk.dirs:  # a link back up the tree, or to a folder already walked
-            walk.skipped.append(Skipped(str(link), "link_already_read", f"-> {target}"))
-            return
-        walk.dirs.add(target)
+    elif walk.was_read(target):  # a link back up the tree, or to what was read already
+        walk.skipped.append(Skipped(str(link), "link_already_read", f"-> {target}"))
+    elif target.is_dir():
+        walk.linked.add(target)
         yield from _iter_folder(walk, link, folders, skip, root)
     elif not target.is_file():
         walk.skipped.append(Skipped(str(link), "not_a_file", f"-> {target}"))
-    elif target in skip:  # the labels file: not mail, never counted
-        return
-    elif target in walk.files:
-        walk.skipped.append(Skipped(str(link), "link_already_read", f"-> {target}"))
     else:
-        walk.files.add(target)
+        walk.linked.add(target)
         yield from iter_file(link, folders, root)
