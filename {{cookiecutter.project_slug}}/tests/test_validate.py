@@ -353,7 +353,7 @@ def test_out_of_range_times_are_quarantined_with_column_value_and_bound(small, t
     )
     assert reasons[3] == (
         "range: received_at (2999-01-01T00:00:00+00:00 > max 2024-06-02T00:00:00+00:00 "
-        "(the run's time + 1 days))"
+        "(the run's time + 1 day))"
     )
     assert reasons[4] == "type: received_at"
     (failure,) = [f for f in report.failures if f.check == "range"]

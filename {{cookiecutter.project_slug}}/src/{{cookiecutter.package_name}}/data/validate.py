@@ -314,7 +314,8 @@ def _range_notes(
         ahead = now + pd.Timedelta(days=spec.max_ahead_days or 0)
         if pd.Timestamp(high) == ahead:
             days = spec.max_ahead_days or 0
-            upper += " (the run's time" + (f" + {days:g} days)" if days else ")")
+            plural = "" if days == 1 else "s"
+            upper += " (the run's time" + (f" + {days:g} day{plural})" if days else ")")
     notes = {}
     for row in rows:
         value = typed.at[row, column]
@@ -458,7 +459,9 @@ def _quarantine(raw: pd.DataFrame, failures: list[FailedCheck]) -> pd.DataFrame:
 
 def _utc(now: Any) -> pd.Timestamp:
     ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    # The contract's bounds are Python datetimes, which hold microseconds.
+    return ts.floor("us")
 
 
 def validate_emails(
