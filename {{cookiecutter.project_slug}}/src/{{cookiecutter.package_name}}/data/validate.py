@@ -460,8 +460,9 @@ def _quarantine(raw: pd.DataFrame, failures: list[FailedCheck]) -> pd.DataFrame:
 def _utc(now: Any) -> pd.Timestamp:
     ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    # The contract's bounds are Python datetimes, which hold microseconds.
-    return ts.floor("us")
+    # Whole seconds: bounds derived from it read cleanly in reasons, and Python datetimes (the
+    # contract's bounds) hold no nanoseconds.
+    return ts.floor("s")
 
 
 def validate_emails(
