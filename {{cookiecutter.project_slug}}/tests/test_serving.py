@@ -740,6 +740,53 @@ def bad_requests():
 
 
 @pytest.mark.slow
+def test_overload_sheds_whole_requests_counted_and_unlogged(servers, sample):
+    """Concurrent big batches: those that cannot start within the deadline get a 503 that
+    /metrics and the log's errors table count, and leave no prediction in the log."""
+    server = servers["single"]
+    emails = request_bodies(sample.cfg, sample.emails)
+    clients = 10
+    before = response_counts(server)
+    barrier = threading.Barrier(clients)
+    answers = {}
+
+    def send(k):
+        batch = [
+            {**emails[(k * 7 + i) % len(emails)], "message_id": f"shed-{k}-{i}"}
+            for i in range(MAX_BATCH_ITEMS)
+        ]
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            barrier.wait()
+            answers[k] = http.post("/classify_batch", json=batch)
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    codes = {k: r.status_code for k, r in answers.items()}
+    assert set(codes.values()) == {200, 503}, codes
+    with server.log() as log:
+        logged = {}
+        for row in log.rows():
+            prefix = (row["message_id"] or "").rsplit("-", 1)[0]
+            if prefix.startswith("shed-"):
+                logged[prefix] = logged.get(prefix, 0) + 1
+        with log.engine.connect() as conn:
+            shed = conn.exec_driver_sql(
+                "select sum(requests) from errors where kind = 'Overloaded'"
+            ).scalar()
+    # Whole requests only: an answered one is logged entirely, a refused one not at all.
+    assert logged == {f"shed-{k}": MAX_BATCH_ITEMS for k, c in codes.items() if c == 200}
+    refused = sum(c == 503 for c in codes.values())
+    assert shed == refused * MAX_BATCH_ITEMS
+    after = response_counts(server)
+    counted = after.get(("/classify_batch", "503"), 0) - before.get(("/classify_batch", "503"), 0)
+    assert counted == refused
+    print(f"overload: {refused} of {clients} concurrent {MAX_BATCH_ITEMS}-item batches shed")
+
+
+@pytest.mark.slow
 def test_bad_input_matrix_is_4xx_and_server_keeps_serving(servers, bodies):
     server = servers["single"]
     failures = []

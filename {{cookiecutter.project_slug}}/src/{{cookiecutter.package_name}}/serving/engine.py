@@ -8,7 +8,8 @@ Starlette app and the in-process tests call it the same way. Per request it:
    send, so velocity moves on);
 3. scores the rows with the model each sender is routed to (``routing.RoutingPlan``);
 4. commits the answered predictions to the prediction log, then returns them: an acknowledged
-   answer is always in the log;
+   answer is always in the log. An email whose request id already has an answer (in the log or
+   earlier in the call) gets ``DuplicateRequestId`` instead, and the others their answers;
 5. in shadow mode, hands the same rows to a background thread where the challenger scores them
    and its predictions are logged under the same request ids, off the response path.
 
@@ -184,14 +185,10 @@ class Engine:
                 if request_id in seen:
                     refused[i] = DuplicateRequestId(request_id)
                 seen.add(request_id)
-            if refused:  # score the rest only
+            if refused:  # score the rest (each id's first email) only
                 keep = [i for i in range(len(emails)) if i not in refused]
-                out = (
-                    self._classify(
-                        [emails[i] for i in keep], [request_ids[i] for i in keep], started
-                    )
-                    if keep
-                    else []
+                out = self._classify(
+                    [emails[i] for i in keep], [request_ids[i] for i in keep], started
                 )
                 results: list = [None] * len(emails)
                 for i, result in zip(keep, out, strict=True):

@@ -2,6 +2,7 @@
 
 ``predictions``  one row per prediction: the answer (``served``) and, in shadow mode, the
                  challenger's prediction of the same request under the same ``request_id``.
+                 A unique index allows one served row per request id (feedback keys on it).
 ``feedback``     user labels (spam reports, "not spam" rescues) keyed by request id or message id.
 ``feature_sets`` the names of logged feature values, once per set (``featurelog.py``).
 ``errors``       requests the server failed to answer (an exception after validation: a 5xx),
