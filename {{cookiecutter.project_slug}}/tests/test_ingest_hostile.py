@@ -165,13 +165,14 @@ def test_link_into_the_tree_is_read_once(cfg, tmp_path):
 def test_out_of_range_timestamps_in_a_table(cfg, tmp_path):
     """A table's timestamps follow the same rules: RFC 2822 years, and no value beyond what
     datetime64[ns] holds (the record is quarantined, not kept with an unusable time)."""
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
     path = tmp_path / "t.csv"
     path.write_text(
         "message_id,received_at,sender_created_at,body,label\n"
-        'm1,"Mon, 22 Aug 102 04:07:35 +0000",,a,spam\n'
-        "m2,0102-08-22T00:00:00Z,,b,ham\n"
-        "m3,2025-01-01T00:00:00Z,1500-01-01,c,ham\n"
-        'm4,"Mon, 22 Aug 55 04:07:35 +0000",,d,spam\n',
+        f'm1,"Mon, 22 Aug 102 04:07:35 +0000",,a,{pos}\n'
+        f"m2,0102-08-22T00:00:00Z,,b,{neg}\n"
+        f"m3,2025-01-01T00:00:00Z,1500-01-01,c,{neg}\n"
+        f'm4,"Mon, 22 Aug 55 04:07:35 +0000",,d,{pos}\n',
         encoding="utf-8",
     )
     result = ing.ingest(cfg, path)
