@@ -408,6 +408,18 @@ def _content_cases() -> list[Case]:
             flag="missing:body",
             expect={"body": ""},
         ),
+        Case(  # nested deeper than the standard library's parser can recurse
+            "nested_multipart.eml",
+            message(
+                [date, ("Content-Type", 'multipart/mixed; boundary="b0"')],
+                b"".join(
+                    b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                    for i in range(3_000)
+                ),
+                ident="nested",
+            ),
+            reason="mime_too_deep",
+        ),
         Case("empty_file.eml", b"", reason="empty"),
         Case("garbage.eml", bytes(range(256)) * 8, reason="binary_content"),
         Case("not_mail.eml", b"just some notes\nwithout any header\n", reason="not_an_email"),

@@ -19,7 +19,8 @@ from ``ROW_ORDER_EPOCH`` in file order), the ``Date:`` flags of :func:`.maildate
 ``charset:unknown``, ``charset:fallback``, ``mime:defect``.
 Quarantine reasons: ``unparseable_row``, ``unreadable_file``, ``no_label``, ``unmappable_label``,
 ``empty``, ``binary_content``, ``not_an_email``, ``malformed_headers``, ``too_large``,
-``timestamp_out_of_range`` (no datetime64[ns] column can hold it), ``parse_error``.
+``timestamp_out_of_range`` (no datetime64[ns] column can hold it), ``mime_too_deep``,
+``parse_error``.
 """
 
 from __future__ import annotations

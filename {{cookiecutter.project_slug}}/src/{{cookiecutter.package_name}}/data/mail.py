@@ -253,6 +253,8 @@ def parse_message(
     ``bounds`` is the allowed range of the arrival time (see :func:`.maildate.arrival`)."""
     try:
         return _parse(data, envelope, bounds)
+    except RecursionError:  # thousands of nested multiparts: the standard parser recurses
+        return ParsedMail(reason="mime_too_deep", detail="MIME parts nested too deep to parse")
     except Exception as exc:  # the last line of defence: nothing crashes the run
         return ParsedMail(reason="parse_error", detail=f"{type(exc).__name__}: {exc}"[:300])
 
