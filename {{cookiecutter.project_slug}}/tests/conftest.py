@@ -1,5 +1,6 @@
 """Shared fixtures: the project root and its contract."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,19 @@ def project_root() -> Path:
 def cfg() -> SystemConfig:
     """The project's contract, as every stage receives it."""
     return load_config(PROJECT_ROOT / "configs" / "system.yaml")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server (tests/postgres.py) for the session; fails with how to install
+    one when this machine has none, unless POSTGRES_TESTS=skip."""
+    import postgres as pg
+
+    if os.environ.get(pg.SKIP_ENV, "").lower() == "skip":
+        pytest.skip(f"{pg.SKIP_ENV}=skip")
+    try:
+        server = pg.start_server()
+    except pg.PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL tests: {exc}", pytrace=False)
+    yield server
+    server.stop()

@@ -229,11 +229,38 @@ def test_compiled_yaml_gates_caches_retries_and_reads_the_secret(cfg, compiled):
         assert caching == (name in CACHED), name
         assert ("retryPolicy" in tasks[name]) == (name in RETRIED), name
 
+
+def test_every_task_that_writes_to_a_store_gets_the_secret(cfg, compiled):
+    _, (spec, platform) = compiled
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    tune = executors["exec-tune-model"]["secretAsEnv"][0]
-    assert tune["secretName"] == secret_name(cfg) and tune["optional"] is True
-    assert {"envVar": "MLFLOW_TRACKING_URI", "secretKey": "MLFLOW_TRACKING_URI"} in tune["keyToEnv"]
-    assert "exec-validate-data" not in executors  # no credentials where none are needed
+    # The first task checks the stores; the others write to MLflow (evaluate-model logs the
+    # test metrics into the tuning run), Optuna's study or the sender store.
+    writers = {
+        "get-data",
+        "build-features",
+        "tune-model",
+        "evaluate-model",
+        "promote-model",
+        "export-serving-bundle",
+    }
+    assert {name.removeprefix("exec-") for name in executors} == writers
+    for name in writers:
+        [secret] = executors[f"exec-{name}"]["secretAsEnv"]
+        assert secret["secretName"] == secret_name(cfg)
+        keys = {(k["secretKey"], k["envVar"]) for k in secret["keyToEnv"]}
+        for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL"):
+            assert (key, key) in keys, (name, key)
+        # Optional, so that the first task, not a pod that cannot start, says which key is
+        # missing: this field needs a backend >= 2.15 (deploy/kubeflow/README.md).
+        assert secret["optional"] is True
+
+    # The MLflow URI parameter reaches every task that talks to MLflow, evaluation included.
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for inner in spec["components"].values():
+        tasks.update(inner.get("dag", {}).get("tasks", {}))
+    for name in ("get-data", "tune-model", "evaluate-model", "promote-model"):
+        parameter = tasks[name]["inputs"]["parameters"]["mlflow_tracking_uri"]
+        assert "mlflow_tracking_uri" in json.dumps(parameter), name
 
 
 class FakeClient:
@@ -253,6 +280,9 @@ class FakeClient:
     def create_recurring_run(self, **kwargs):
         self.calls.append(("recurring", kwargs.get("pipeline_package_path"), kwargs))
         return type("Recurring", (), {"recurring_run_id": "rr-1"})()
+
+    def list_recurring_runs(self, **kwargs):
+        return type("Page", (), {"recurring_runs": [], "next_page_token": ""})()
 
 
 def test_submit_hands_the_client_package_arguments_and_experiment(cfg, compiled):
@@ -293,6 +323,87 @@ def test_schedule_creates_a_six_field_cron_recurring_run(cfg, compiled):
     assert kwargs["params"] == {"trials": 5, "promote_to": "challenger"}
     assert kwargs["max_concurrency"] == 1
     assert cfg.training.schedule in kwargs["job_name"]
+
+
+def test_schedule_twice_refuses_then_replaces_and_sends_the_token(cfg, compiled):
+    """The real kfp.Client against a stand-in for the API server (tests/kfp_api.py)."""
+    from kfp_api import FakeKfpApi
+
+    path, _ = compiled
+    with FakeKfpApi() as api:
+        first = runner.schedule(cfg, api.host, package_path=path, token="secret-token")
+        assert list(api.recurring_runs) == [first.recurring_run_id]
+        sent = api.recurring_runs[first.recurring_run_id]
+        assert sent["display_name"] == f"{pipeline_name(cfg)}-{cfg.training.schedule}"
+        assert sent["trigger"]["cron_schedule"]["cron"] == cfg.training.schedule_cron
+        assert sent["runtime_config"]["parameters"]["promote_to"] == "challenger"
+
+        with pytest.raises(runner.ScheduleExists, match="already exists.*--replace"):
+            runner.schedule(cfg, api.host, package_path=path, token="secret-token")
+        assert list(api.recurring_runs) == [first.recurring_run_id]  # nothing created
+
+        second = runner.schedule(
+            cfg, api.host, package_path=path, token="secret-token", replace=True
+        )
+        assert list(api.recurring_runs) == [second.recurring_run_id] != [first.recurring_run_id]
+        # One experiment, found again by name; every call authenticated.
+        assert len(api.experiments) == 1
+        assert api.authorizations() == {"Bearer secret-token"}
+
+
+def test_cli_schedule_refuses_a_second_schedule_unless_replace(project_root, compiled):
+    from kfp_api import FakeKfpApi
+
+    from {{cookiecutter.package_name}}.cli.pipeline import app
+
+    path, _ = compiled
+    config = str(project_root / "configs" / "system.yaml")
+    command = ["schedule", "--package", str(path), "--config", config, "--token", "t"]
+    cli = CliRunner()
+    with FakeKfpApi() as api:
+        assert cli.invoke(app, [*command, "--host", api.host]).exit_code == 0
+        again = cli.invoke(app, [*command, "--host", api.host])
+        assert again.exit_code == 2 and "already exists" in again.output
+        replaced = cli.invoke(app, [*command, "--host", api.host, "--replace"])
+        assert replaced.exit_code == 0, replaced.output
+        assert len(api.recurring_runs) == 1 and api.authorizations() == {"Bearer t"}
+
+
+def test_schedule_finds_its_run_beyond_the_first_page(cfg, compiled):
+    from kfp_api import FakeKfpApi
+
+    path, _ = compiled
+    with FakeKfpApi() as api:
+        first = runner.schedule(cfg, api.host, package_path=path)
+        experiment = api.recurring_runs[first.recurring_run_id]["experiment_id"]
+        for i in range(150):  # other recurring runs of the experiment, listed before ours
+            api.recurring_runs[f"other-{i}"] = {
+                "display_name": f"other-{i}",
+                "experiment_id": experiment,
+            }
+        api.recurring_runs[first.recurring_run_id] = api.recurring_runs.pop(first.recurring_run_id)
+        with pytest.raises(runner.ScheduleExists):
+            runner.schedule(cfg, api.host, package_path=path)
+
+
+def test_the_service_account_token_file_is_read_per_request(cfg, compiled, tmp_path, monkeypatch):
+    from kfp_api import FakeKfpApi
+
+    path, _ = compiled
+    token = tmp_path / "token"
+    token.write_text("first")
+    monkeypatch.setenv(runner.TOKEN_PATH_ENV, str(token))
+    with FakeKfpApi() as api:
+        runner.submit(cfg, api.host, package_path=path)
+        assert api.authorizations() == {"Bearer first"}
+        token.write_text("rotated")  # the kubelet refreshes the projected token
+        api.requests.clear()
+        runner.submit(cfg, api.host, package_path=path)
+        assert api.authorizations() == {"Bearer rotated"}
+        assert len(api.runs) == 2
+    monkeypatch.setenv(runner.TOKEN_PATH_ENV, str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="KF_PIPELINES_SA_TOKEN_PATH"):
+        runner.submit(cfg, "http://127.0.0.1:9", package_path=path)
 
 
 def test_parameters_are_typed_and_checked():

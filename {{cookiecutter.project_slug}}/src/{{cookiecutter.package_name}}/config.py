@@ -349,7 +349,11 @@ class SystemConfig(_Strict):
         return p if p.is_absolute() else self.root / p
 
     def sqlite_url(self, url: str) -> str:
-        """Make a relative ``sqlite:///file.db`` URL absolute under the project root."""
+        """Make a relative ``sqlite:///file.db`` URL absolute under the project root; a
+        ``postgresql://`` URL names psycopg 3 (:func:`.stores.sqlalchemy_url`)."""
+        from .stores import sqlalchemy_url
+
+        url = sqlalchemy_url(url)
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/"):
             return prefix + str(self.path(url[len(prefix) :]).resolve())
@@ -358,9 +362,10 @@ class SystemConfig(_Strict):
     @property
     def tracking_uri(self) -> str:
         """MLflow tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the contract's."""
-        return os.environ.get("MLFLOW_TRACKING_URI") or self.sqlite_url(
-            self.training.mlflow.tracking_uri
-        )
+        from .stores import sqlalchemy_url
+
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        return sqlalchemy_url(env) if env else self.sqlite_url(self.training.mlflow.tracking_uri)
 
 
 def _column_name(raw: dict, loc: tuple) -> str | None:

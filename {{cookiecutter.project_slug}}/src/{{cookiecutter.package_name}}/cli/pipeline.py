@@ -38,6 +38,15 @@ Namespace = Annotated[
 Image = Annotated[
     str | None, typer.Option(help="Step image [default: platform.image:<project version>]")
 ]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        envvar="KF_PIPELINES_TOKEN",
+        help="Bearer token for a multi-user install [default: the service-account token file "
+        "at $KF_PIPELINES_SA_TOKEN_PATH, if set]",
+        show_envvar=True,
+    ),
+]
 
 
 def _arguments(params: list[str] | None, **shortcuts) -> dict:
@@ -141,6 +150,7 @@ def submit(
     package: Package = None,
     namespace: Namespace = None,
     image: Image = None,
+    token: Token = None,
     config: ConfigOption = None,
 ) -> None:
     """Start one run on a Kubeflow Pipelines endpoint (compiles the pipeline first)."""
@@ -158,6 +168,7 @@ def submit(
             namespace=namespace,
             package_path=package,
             image=image,
+            token=token,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from exc
@@ -174,9 +185,14 @@ def schedule(
     package: Package = None,
     namespace: Namespace = None,
     image: Image = None,
+    token: Token = None,
+    replace: Annotated[
+        bool, typer.Option(help="Replace a recurring run of the same name instead of refusing")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Create the recurring retraining run (training.schedule, six-field cron, UTC)."""
+    """Create the recurring retraining run (training.schedule, six-field cron, UTC); refuses
+    when it exists already unless --replace."""
     from ..pipeline import run as runner
 
     cfg = load(config)
@@ -190,6 +206,8 @@ def schedule(
             namespace=namespace,
             package_path=package,
             image=image,
+            token=token,
+            replace=replace,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from exc

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..bundle import fingerprint_frame
 from ..config import SystemConfig
+from ..stores import optuna_storage
 
 PRUNING_METRIC = "aucpr"
 # XGBoost's scikit-learn API names the first eval_set "validation_0".
@@ -32,8 +33,9 @@ OBJECTIVE = "validation PR-AUC (average precision)"
 
 
 def resolve_storage(cfg: SystemConfig, storage: str | None = None) -> str:
-    """The storage URL: a relative ``sqlite:///file.db`` lives under the project root."""
-    url = cfg.sqlite_url(storage or cfg.training.optuna.storage)
+    """The storage URL: the argument, ``$OPTUNA_STORAGE`` (the Secret on a cluster), or the
+    contract's; a relative ``sqlite:///file.db`` lives under the project root."""
+    url = optuna_storage(cfg, storage)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return url

@@ -15,13 +15,16 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def get_data(config_path: str, source: str, rows: int, data: Output[Dataset]):
-    """Generate synthetic emails (source=generate) or ingest a file, folder or mbox."""
+def get_data(
+    config_path: str, source: str, rows: int, mlflow_tracking_uri: str, data: Output[Dataset]
+):
+    """Generate synthetic emails (source=generate) or ingest a file, folder or mbox; on a
+    cluster, fail first when a store would not outlive its pod."""
     import importlib
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.get_data(config_path, source, rows, data)
+    steps.get_data(config_path, source, rows, data, mlflow_tracking_uri)
 
 
 def validate_data(
@@ -95,6 +98,7 @@ def tune_model(
 
 def evaluate_model(
     config_path: str,
+    mlflow_tracking_uri: str,
     features: Input[Dataset],
     candidate: Input[Model],
     baseline: Input[Model],
@@ -119,6 +123,7 @@ def evaluate_model(
         metrics,
         model_card,
         report,
+        mlflow_tracking_uri,
     )
 
 

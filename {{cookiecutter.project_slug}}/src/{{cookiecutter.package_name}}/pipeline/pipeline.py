@@ -10,7 +10,12 @@ skips both branches.
 
 Cluster settings (ignored by the local runner): the project image on every step, CPU and memory
 requests, retries on the steps that talk to a database, a filesystem or MLflow, caching only
-for pure steps, and MLflow / sender-store URLs from the optional ``<app>-runtime`` Secret.
+for pure steps, and the stores' URLs (MLflow, Optuna, sender store) from the ``<app>-runtime``
+Secret on every task that writes to one. A cluster run needs that Secret: without it each pod
+would write its own SQLite files and lose them, so the first task fails naming the missing key
+(``stores.require_durable``). The Secret is mounted ``optional`` so that this message, not a
+pod that cannot start, is what a user sees; ``optional`` needs a Kubeflow Pipelines backend
+2.15 or later (kubeflow/pipelines#12495, deploy/kubeflow/README.md).
 
 No ``from __future__ import annotations`` here: kfp reads the pipeline's annotations as types.
 """
@@ -66,14 +71,24 @@ RETRIED = {"get-data", "build-features", "tune-model", "promote-model", "export-
 # Steps that are pure functions of their input artifacts may be cached; every other step reads
 # the outside world or changes it (data source, clock, store, registry).
 CACHED = {"split-data", "train-baseline"}
-# Steps that reach MLflow or the sender store get the runtime Secret; the others need nothing.
-SECRET_TASKS = {"build-features", "tune-model", "promote-model", "export-serving-bundle"}
-# Secret keys exposed as environment variables of the same name, when present.
+# Steps that write to MLflow, Optuna's database or the sender store get the runtime Secret,
+# and so does the first step, which checks it; the others need nothing.
+SECRET_TASKS = {
+    "get-data",
+    "build-features",
+    "tune-model",
+    "evaluate-model",
+    "promote-model",
+    "export-serving-bundle",
+}
+# Secret keys exposed as environment variables of the same name. The first three are required
+# on a cluster (stores.require_durable); MLflow's credentials only when its server asks.
 SECRET_KEYS = (
     "MLFLOW_TRACKING_URI",
+    "OPTUNA_STORAGE",
+    "SENDER_STORE_URL",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
-    "SENDER_STORE_URL",
 )
 RETRIES = {"num_retries": 2, "backoff_duration": "30s", "backoff_factor": 2.0}
 
@@ -112,7 +127,8 @@ def default_arguments(cfg: SystemConfig) -> dict[str, Any]:
         # Empty: $MLFLOW_TRACKING_URI from the Secret, else training.mlflow.tracking_uri.
         "mlflow_tracking_uri": "",
         "promotion_margin": float(cfg.metrics.offline.promotion_margin),
-        # champion (scheduled runs) or challenger (retraining after a monitoring alert).
+        # champion (a run submitted by hand) or challenger (`schedule` and retraining after a
+        # monitoring alert: shadow and canary traffic, then `compare`, decide the promotion).
         "promote_to": "champion",
     }
 
@@ -122,8 +138,8 @@ def _kubernetes():
         from kfp import kubernetes
     except ImportError:  # the compiled spec then lacks the Secret; say so, do not fail
         warnings.warn(
-            "kfp-kubernetes is not installed: MLflow and sender-store URLs will not come "
-            "from the runtime Secret on the cluster",
+            "kfp-kubernetes is not installed: the stores' URLs will not come from the runtime "
+            "Secret, and a cluster run fails in its first task",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -177,7 +193,13 @@ def build_pipeline(cfg: SystemConfig, *, image: str | None = None) -> Callable:
         promote_to: str = d["promote_to"],
     ):
         data = configure(
-            c.get_data(config_path=config_path, source=data_source, rows=rows), "get-data"
+            c.get_data(
+                config_path=config_path,
+                source=data_source,
+                rows=rows,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+            ),
+            "get-data",
         )
         validation = configure(
             c.validate_data(config_path=config_path, raw=data.outputs["data"]), "validate-data"
@@ -213,6 +235,7 @@ def build_pipeline(cfg: SystemConfig, *, image: str | None = None) -> Callable:
         evaluation = configure(
             c.evaluate_model(
                 config_path=config_path,
+                mlflow_tracking_uri=mlflow_tracking_uri,
                 features=features.outputs["features"],
                 candidate=tuned.outputs["candidate"],
                 baseline=baseline.outputs["baseline"],

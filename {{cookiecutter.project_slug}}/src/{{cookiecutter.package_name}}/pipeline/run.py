@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..config import SystemConfig
+from ..stores import LOCAL_RUN_ENV
 from . import steps
 from .pipeline import build_pipeline, default_arguments, pipeline_name
 
@@ -204,6 +205,9 @@ def run_local(
             _environment(
                 {
                     steps.JOURNAL_ENV: str(journal),
+                    # kfp.local sets _KFP_RUNTIME as a cluster does: the contract's SQLite
+                    # files are fine here, where every task shares this machine.
+                    LOCAL_RUN_ENV: "1",
                     "PYTHONPATH": os.pathsep.join(
                         p for p in (src, os.environ.get("PYTHONPATH")) if p
                     ),
@@ -258,12 +262,32 @@ def _package(cfg: SystemConfig, package_path: str | Path | None, image: str | No
     return path
 
 
-def _client(host: str | None, client: Any):
+# A service-account token file projected into a pod (multi-user Kubeflow), as kfp.Client reads
+# it itself only when it finds no host; the kubelet refreshes the file, so it is read per call.
+TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+
+
+def client_options(token: str | None = None) -> dict[str, Any]:
+    """kfp.Client's authentication for a multi-user install: a bearer ``token``, else the
+    service-account token file named by ``$KF_PIPELINES_SA_TOKEN_PATH``, else none."""
+    if token:
+        return {"existing_token": token}
+    path = os.environ.get(TOKEN_PATH_ENV)
+    if path:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{TOKEN_PATH_ENV}={path}: no token file there")
+        from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+        return {"credentials": ServiceAccountTokenVolumeCredentials(path)}
+    return {}
+
+
+def _client(host: str | None, client: Any, token: str | None = None):
     if client is not None:
         return client
     import kfp
 
-    return kfp.Client(host=host)
+    return kfp.Client(host=host, **client_options(token))
 
 
 def submit(
@@ -277,11 +301,12 @@ def submit(
     package_path: str | Path | None = None,
     image: str | None = None,
     client: Any = None,
+    token: str | None = None,
 ):
     """Compile (unless ``package_path`` is given) and start one run on Kubeflow Pipelines."""
     package = _package(cfg, package_path, image)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return _client(host, client).create_run_from_pipeline_package(
+    return _client(host, client, token).create_run_from_pipeline_package(
         str(package),
         arguments=check_arguments(dict(arguments or {})),
         run_name=run_name or f"{pipeline_name(cfg)}-{stamp}",
@@ -300,28 +325,67 @@ def schedule(
     package_path: str | Path | None = None,
     image: str | None = None,
     client: Any = None,
+    token: str | None = None,
+    replace: bool = False,
 ):
     """Create the recurring run for ``training.schedule`` (six-field cron, seconds first).
 
     Scheduled models enter as ``challenger`` (``promote_to``, unless the arguments say
     otherwise): shadow and canary traffic, then ``compare``, decide the promotion.
+    Idempotent: a recurring run of the same name in the experiment makes this refuse
+    (``ScheduleExists``), or with ``replace`` it is deleted once the new one exists (Kubeflow
+    cannot update a recurring run in place; creating first never leaves no schedule).
     """
     cron = cfg.training.schedule_cron
     if len(cron.split()) != 6:
         raise ValueError(f"{cron!r}: Kubeflow recurring runs need six cron fields")
+    params = check_arguments({"promote_to": "challenger", **(arguments or {})})
     package = _package(cfg, package_path, image)
-    client = _client(host, client)
-    found = client.create_experiment(
-        name=experiment or cfg.training.mlflow.experiment, namespace=namespace
-    )
-    return client.create_recurring_run(
+    client = _client(host, client, token)
+    experiment = experiment or cfg.training.mlflow.experiment
+    found = client.create_experiment(name=experiment, namespace=namespace)
+    job_name = f"{pipeline_name(cfg)}-{cfg.training.schedule}"
+    existing = recurring_runs_named(client, found.experiment_id, job_name)
+    if existing and not replace:
+        ids = ", ".join(r.recurring_run_id for r in existing)
+        raise ScheduleExists(
+            f"recurring run {job_name!r} already exists in experiment {experiment!r} ({ids}): "
+            "pass --replace to replace it"
+        )
+    created = client.create_recurring_run(
         experiment_id=found.experiment_id,
-        job_name=f"{pipeline_name(cfg)}-{cfg.training.schedule}",
+        job_name=job_name,
         description=f"{cfg.training.schedule} retraining ({cron}, UTC) from configs/system.yaml",
         cron_expression=cron,
         max_concurrency=1,
         no_catchup=True,
-        params=check_arguments({"promote_to": "challenger", **(arguments or {})}),
+        params=params,
         pipeline_package_path=str(package),
         enabled=True,
     )
+    for old in existing:
+        client.delete_recurring_run(old.recurring_run_id)
+    return created
+
+
+class ScheduleExists(ValueError):
+    """The recurring run is already there: scheduling twice would run the pipeline twice."""
+
+
+def recurring_runs_named(client: Any, experiment_id: str, name: str) -> list[Any]:
+    """The experiment's recurring runs called ``name`` (every page; the name is compared here
+    too, as a backend may ignore the filter)."""
+    import json
+
+    query = json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]}
+    )
+    found, token = [], ""
+    while True:
+        page = client.list_recurring_runs(
+            page_token=token, page_size=100, experiment_id=experiment_id, filter=query
+        )
+        found += [r for r in page.recurring_runs or [] if r.display_name == name]
+        token = page.next_page_token or ""
+        if not token:
+            return found

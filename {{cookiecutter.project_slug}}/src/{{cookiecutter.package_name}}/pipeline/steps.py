@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import stores as durable
 from ..config import SystemConfig, load_config
 from . import reports
 
@@ -32,12 +33,14 @@ VALIDATED_FILE = "validated.parquet"
 PASSED, PARTIAL, FAILED = "passed", "partial", "failed"
 
 
-def load(config_path: str, tracking_uri: str = "") -> SystemConfig:
+def load(config_path: str, tracking_uri: str = "", *, stores: bool = False) -> SystemConfig:
     """The contract for a step; a non-empty ``tracking_uri`` wins over the Secret and contract.
 
     MLflow's URI is chosen in this order: the pipeline parameter, ``$MLFLOW_TRACKING_URI``
     (from the Kubernetes Secret on a cluster), then ``training.mlflow.tracking_uri``. When the
     contract's folder is read-only, its relative paths resolve under the working directory.
+    With ``stores``, a task of a cluster run fails unless every store outlives its pod
+    (:func:`..stores.require_durable`): the steps that get the runtime Secret say so.
     """
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
@@ -49,6 +52,10 @@ def load(config_path: str, tracking_uri: str = "") -> SystemConfig:
         work = Path.cwd()
         print(f"{cfg.root} is read-only: the contract's relative paths resolve under {work}")
         cfg = cfg.model_copy(update={"root": work})
+    if stores and durable.on_cluster():
+        from .pipeline import secret_name
+
+        durable.require_durable(cfg, secret_name(cfg))
     return cfg
 
 
@@ -101,10 +108,13 @@ def _metadata(artifact: Any, **values: Any) -> None:
 # Data
 
 
-def get_data(config_path: str, source: str, rows: int, data: Any) -> None:
-    """Generate ``rows`` synthetic emails (``source`` = ``generate``) or ingest ``source``."""
+def get_data(config_path: str, source: str, rows: int, data: Any, tracking_uri: str = "") -> None:
+    """Generate ``rows`` synthetic emails (``source`` = ``generate``) or ingest ``source``.
+
+    The run's first task: on a cluster it fails here when a store would die with its pod.
+    """
     with journal("get-data") as record:
-        cfg = load(config_path)
+        cfg = load(config_path, tracking_uri, stores=True)
         target = _folder(data) / RAW_FILE
         if source.strip().lower() in ("", "generate", "synthetic"):
             from ..data import synthetic
@@ -198,8 +208,8 @@ def build_features(config_path: str, splits: Any, features: Any) -> None:
     with journal("build-features") as record:
         from ..features import build
 
-        cfg = load(config_path)
-        store_url = os.environ.get("SENDER_STORE_URL") or None
+        cfg = load(config_path, stores=True)
+        store_url = durable.sender_store_url(cfg)
         result = build.run(cfg, Path(splits.path), _folder(features), store_url=store_url)
         print(result.summary(), flush=True)
         _metadata(features, senders=result.senders, label_cutoff=result.label_cutoff)
@@ -238,7 +248,7 @@ def tune_model(
     with journal("tune-model") as record:
         from ..models import tune
 
-        cfg = load(config_path, tracking_uri)
+        cfg = load(config_path, tracking_uri, stores=True)
         folder = Path(features.path)
         # The plots go into the HTML report (and MLflow), not into the project's reports/.
         with tempfile.TemporaryDirectory(prefix="tuning-") as plots:
@@ -278,6 +288,7 @@ def evaluate_model(
     metrics: Any,
     model_card: Any,
     report: Any,
+    tracking_uri: str = "",
 ) -> tuple[str, str]:
     """Threshold on validation, metrics on test, the gate: contract met and baseline beaten.
 
@@ -287,7 +298,8 @@ def evaluate_model(
     with journal("evaluate-model") as record:
         from ..models import evaluate
 
-        cfg = load(config_path)
+        # The test metrics go to the tuning run in MLflow: the shared tracking store.
+        cfg = load(config_path, tracking_uri, stores=True)
         folder = Path(features.path)
         bundle_dir = Path(evaluated.path)
         if bundle_dir.exists():
@@ -363,7 +375,7 @@ def promote_model(
 
         from ..models import registry
 
-        cfg = with_margin(load(config_path, tracking_uri), promotion_margin)
+        cfg = with_margin(load(config_path, tracking_uri, stores=True), promotion_margin)
         body = json.loads((Path(evaluation.path) / "evaluation.json").read_text(encoding="utf-8"))
         info = registry.register_bundle(cfg, Path(evaluated.path))
         test_df = pd.read_parquet(Path(features.path) / "test.parquet")
@@ -396,7 +408,7 @@ def export_serving_bundle(
         from ..bundle import save_bundle
         from ..models import registry
 
-        cfg = load(config_path, tracking_uri)
+        cfg = load(config_path, tracking_uri, stores=True)
         bundle, info = registry.load_registered_bundle(cfg, version)
         folder = _folder(serving)
         save_bundle(bundle, folder)
