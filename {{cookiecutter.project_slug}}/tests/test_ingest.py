@@ -189,19 +189,20 @@ def test_csv_with_column_mapping(cfg, tmp_path):
 
 
 def test_jsonl_with_a_broken_line(cfg, tmp_path):
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
     rows = [
         {
             "message_id": "j1",
             "received_at": 1704103200,  # epoch seconds
             "sender": "a@b.org",
             "body": "hi",
-            "label": "Spam",
+            "label": pos.title(),
             "urls": ["https://a.example", "https://b.example"],
             "attachment_types": ["pdf", "zip"],
             "attachment_count": 2,
             "recipient_count": "3",
         },
-        {"message_id": "j2", "received_at": "2024-01-02", "sender": "c@d.org", "label": "ham"},
+        {"message_id": "j2", "received_at": "2024-01-02", "sender": "c@d.org", "label": neg},
     ]
     lines = [json.dumps(rows[0]), "", "{not json", json.dumps(rows[1]), "[1, 2]"]
     path = write(tmp_path / "corpus.jsonl", "\n".join(lines))
@@ -246,10 +247,11 @@ def test_parquet_with_typed_columns(cfg, tmp_path):
 
 
 def test_text_and_label_only_corpus(cfg, tmp_path):
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
     path = write(
         tmp_path / "sms.csv",
-        "text,label\nFree entry! www.win.example,spam\nSee you at 5,ham\n"
-        "See you at 5,ham\nCall now,SPAM\n",
+        f"text,label\nFree entry! www.win.example,{pos}\nSee you at 5,{neg}\n"
+        f"See you at 5,{neg}\nCall now,{pos.upper()}\n",
     )
     result = ing.ingest(with_mapping(cfg, {"text": "body"}), path)
     assert_canonical(cfg, result)
@@ -287,13 +289,14 @@ def test_text_and_label_only_corpus(cfg, tmp_path):
         ("0", "neg"),
         ("true", "pos"),
         ("False", "neg"),
-        (" SPAM ", "pos"),
-        ("Ham", "neg"),
+        (" {POS} ", "pos"),
+        ("{Neg}", "neg"),
     ],
 )
 def test_label_spellings(cfg, spelling, expected):
-    labels = ing.normalise_labels(cfg, pd.Series([spelling]))
     pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
+    spelling = spelling.format(POS=pos.upper(), Neg=neg.title())
+    labels = ing.normalise_labels(cfg, pd.Series([spelling]))
     assert labels[0] == (pos if expected == "pos" else neg)
 
 
@@ -301,18 +304,18 @@ def test_label_spellings(cfg, spelling, expected):
 
 
 def test_eml_tree_with_label_folders(cfg, tmp_path):
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
     root = tmp_path / "mail"
-    write(root / "spam" / "prize.eml", HTML_WITH_ATTACHMENTS)
+    write(root / pos / "prize.eml", HTML_WITH_ATTACHMENTS)
     write(root / "Junk" / "2024" / "plain.eml", eml("cheap pills", message_id="<p@x>"))
-    write(root / "ham" / "news", ALTERNATIVE)  # a plain message file without extension
+    write(root / neg / "news", ALTERNATIVE)  # a plain message file without extension
     write(root / "inbox" / "fwd.eml", FORWARDED)
-    write(root / "ham" / "junk" / "deep.eml", eml("deep", message_id="<deep@x>"))
+    write(root / neg / "junk" / "deep.eml", eml("deep", message_id="<deep@x>"))
     write(root / ".DS_Store", b"\x00\x01binary tooling file")
     result = ing.ingest(cfg, root)
     assert_canonical(cfg, result)
     r = result.records.set_index("message_id")
     assert result.counts.read == 5 and result.counts.quarantined == 0
-    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
     assert r.loc["<prize-1@lucky-prizes.biz>", "label"] == pos
     assert r.loc["<p@x>", "label"] == pos  # "junk" is a spam folder, at any depth, any case
     assert r.loc["<news-1@shop.example>", "label"] == neg
@@ -355,7 +358,8 @@ def test_mbox_file(cfg, tmp_path):
         eml("three", "third body", message_id="<3@x>"),
     ]
     text = "".join(f"From sender@x Mon Jan  1 00:00:00 2024\n{m}\n" for m in messages)
-    path = write(tmp_path / "spam.mbox", text.encode())  # LF line ends, as mbox files have
+    # LF line ends, as mbox files have
+    path = write(tmp_path / f"{cfg.problem.positive_class}.mbox", text.encode())
     result = ing.ingest(cfg, path)
     assert_canonical(cfg, result)
     r = result.records
@@ -366,13 +370,14 @@ def test_mbox_file(cfg, tmp_path):
 
 
 def test_mbox_garbage_message_is_quarantined_with_its_index(cfg, tmp_path):
+    neg = cfg.problem.negative_class
     text = (
         "From a@x Mon Jan  1 00:00:00 2024\n" + eml("ok", message_id="<ok@x>") + "\n"
         "From b@x Mon Jan  1 00:00:00 2024\nthis is not a message at all\n\n"
     )
     path = write(tmp_path / "box", text)  # CRLF; no extension: detected by content
     result = ing.ingest(
-        cfg, path, labels_file=write(tmp_path / "l.csv", "message_id,label\nok@x,ham\n")
+        cfg, path, labels_file=write(tmp_path / "l.csv", f"message_id,label\nok@x,{neg}\n")
     )
     assert_canonical(cfg, result)
     assert result.counts.by_reason == {"not_an_email": 1}
@@ -383,11 +388,11 @@ def test_labels_file_by_message_id_and_file_name(cfg, tmp_path):
     root = tmp_path / "unsorted"
     write(root / "a.eml", eml("a", message_id="<a@x>"))
     write(root / "b.eml", eml("b", message_id=None))  # no Message-ID: matched by file name
-    write(root / "spam" / "c.eml", eml("c", message_id="<c@x>"))  # the file beats the folder
+    write(root / cfg.problem.positive_class / "c.eml", eml("c", message_id="<c@x>"))  # file wins
     write(root / "d.eml", eml("d", message_id="<d@x>"))  # in neither: no label
     labels = write(
         root / "labels.csv",  # inside the tree: must not be read as a message
-        "message_id,label\n<a@x>,spam\nc@x,0\nb.eml,1\n",
+        f"message_id,label\n<a@x>,{cfg.problem.positive_class}\nc@x,0\nb.eml,1\n",
     )
     result = ing.ingest(cfg, root, labels_file=labels)
     assert_canonical(cfg, result)
@@ -437,8 +442,9 @@ body
 
 
 def _tree_with(cfg, tmp_path: Path, name: str, data: str | bytes) -> ing.IngestResult:
-    """Ingest a tree holding one message, in a spam folder."""
-    return ing.ingest(cfg, write(tmp_path / "spam" / name, data).parent.parent)
+    """Ingest a tree holding one message, in the positive class's folder."""
+    folder = tmp_path / cfg.problem.positive_class
+    return ing.ingest(cfg, write(folder / name, data).parent.parent)
 
 
 @pytest.mark.parametrize(
@@ -490,8 +496,8 @@ def test_malformed_mail_keeps_what_it_can(cfg, tmp_path):
 )
 def test_unusable_files_are_quarantined_with_a_reason(cfg, tmp_path, name, data, reason):
     root = tmp_path / "mail"
-    write(root / "ham" / "good.eml", eml())
-    bad = write(root / "spam" / name, data)
+    write(root / cfg.problem.negative_class / "good.eml", eml())
+    bad = write(root / cfg.problem.positive_class / name, data)
     result = ing.ingest(cfg, root)
     assert_canonical(cfg, result)
     assert result.counts.ingested == 1 and result.counts.by_reason == {reason: 1}
@@ -499,7 +505,8 @@ def test_unusable_files_are_quarantined_with_a_reason(cfg, tmp_path, name, data,
 
 
 def test_unmappable_label_is_quarantined(cfg, tmp_path):
-    path = write(tmp_path / "c.csv", "message_id,body,label\nm1,a,spam\nm2,b,maybe\nm3,c,\n")
+    pos = cfg.problem.positive_class
+    path = write(tmp_path / "c.csv", f"message_id,body,label\nm1,a,{pos}\nm2,b,maybe\nm3,c,\n")
     result = ing.ingest(cfg, path)
     assert_canonical(cfg, result)
     assert list(result.records["message_id"]) == ["m1"]
@@ -510,13 +517,15 @@ def test_unmappable_label_is_quarantined(cfg, tmp_path):
 
 
 def test_unreadable_csv_lines_and_undecodable_bytes(cfg, tmp_path):
+    pos = cfg.problem.positive_class.encode()
+    neg = cfg.problem.negative_class.encode()
     data = (
         b"message_id,body,label\n"
-        b"m1,fine,spam\n"
-        b"m2,too,many,fields,ham\n"
-        b"m3,caf\xe9 in latin-1,ham\n"
-        b'm4,"' + b"x" * 200_000 + b'",spam\n'  # beyond the csv module's field limit
-        b"m5,last,ham\n"
+        b"m1,fine," + pos + b"\n"
+        b"m2,too,many,fields," + neg + b"\n"
+        b"m3,caf\xe9 in latin-1," + neg + b"\n"
+        b'm4,"' + b"x" * 200_000 + b'",' + pos + b"\n"  # beyond the csv module's field limit
+        b"m5,last," + neg + b"\n"
     )
     result = ing.ingest(cfg, write(tmp_path / "c.csv", data))
     assert_canonical(cfg, result)
@@ -544,7 +553,7 @@ def test_mangled_messages_never_crash(cfg, tmp_path):
     originals = [
         s.replace("\n", "\r\n").encode() for s in (HTML_WITH_ATTACHMENTS, ALTERNATIVE, FORWARDED)
     ]
-    root = tmp_path / "fuzz" / "spam"
+    root = tmp_path / "fuzz" / cfg.problem.positive_class
     for i in range(60):
         data = bytearray(rng.choice(originals))
         cut = rng.randrange(len(data))
@@ -565,10 +574,11 @@ def test_mangled_messages_never_crash(cfg, tmp_path):
 
 
 def test_run_writes_records_and_quarantine(cfg, tmp_path):
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
     root = tmp_path / "mail"
-    write(root / "spam" / "a.eml", eml(message_id="<a@x>"))
-    write(root / "ham" / "b.eml", eml(message_id="<b@x>", date=None))
-    write(root / "ham" / "junk.bin", bytes(range(256)))
+    write(root / pos / "a.eml", eml(message_id="<a@x>"))
+    write(root / neg / "b.eml", eml(message_id="<b@x>", date=None))
+    write(root / neg / "junk.bin", bytes(range(256)))
     out = tmp_path / "data" / "raw" / "emails.parquet"
     result = ing.run(cfg, root, out)
     assert result.counts.read == 3
@@ -579,13 +589,15 @@ def test_run_writes_records_and_quarantine(cfg, tmp_path):
     assert ing.quarantine_path(out) == side
     assert pd.read_parquet(side)["reason"].tolist() == ["binary_content"]
     # A clean re-run removes the stale quarantine, so the two files always belong together.
-    (root / "ham" / "junk.bin").unlink()
+    (root / neg / "junk.bin").unlink()
     ing.run(cfg, root, out)
     assert not side.exists()
 
 
 def test_format_option_and_usage_errors(cfg, tmp_path):
-    table = write(tmp_path / "export.txt", "message_id,body,label\nm1,b,spam\n")
+    table = write(
+        tmp_path / "export.txt", f"message_id,body,label\nm1,b,{cfg.problem.positive_class}\n"
+    )
     assert ing.ingest(cfg, table, fmt="csv").counts.summary() == (
         "read 1, ingested 1, quarantined 0"
     )
@@ -605,12 +617,11 @@ def test_empty_source_gives_an_empty_canonical_frame(cfg, tmp_path):
 
 
 def test_worker_processes_give_the_same_result(cfg, tmp_path, monkeypatch):
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
     root = tmp_path / "mail"
     for i in range(11):
-        write(
-            root / ("spam" if i % 2 else "ham") / f"{i:02}.eml", eml(f"s{i}", message_id=f"<{i}@x>")
-        )
-    write(root / "spam" / "zz.bin", b"\x00garbage")
+        write(root / (pos if i % 2 else neg) / f"{i:02}.eml", eml(f"s{i}", message_id=f"<{i}@x>"))
+    write(root / pos / "zz.bin", b"\x00garbage")
     monkeypatch.setattr(ing, "MAIL_BATCH", 4)  # several full batches, so the pool starts
     pools = []
 
