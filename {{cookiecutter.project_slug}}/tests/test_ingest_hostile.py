@@ -383,6 +383,10 @@ def test_hostile_corpus_runs_ingest_to_train(cfg, tmp_path, project_root):
     out_of_range = {message_id(c.data) for c in written.values() if c.out_of_range}
     assert out_of_range <= set(quarantined["message_id"])
     assert not out_of_range & set(kept["message_id"])
+    repaired = {
+        message_id(c.data) for c in written.values() if not (c.reason or c.skip or c.out_of_range)
+    }
+    assert repaired <= set(kept["message_id"])  # what ingest repaired meets the contract
     assert kept["received_at"].min() >= pd.Timestamp("1995-01-01", tz="UTC")
 
     for step in (["data", "split"], ["features", "build"], ["train"]):
