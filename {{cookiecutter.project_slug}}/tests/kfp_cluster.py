@@ -6,12 +6,16 @@ pod's is; with the container's environment variables and the runtime Secret's ke
 platform spec maps them (a key the Secret lacks is simply absent: the mapping is optional).
 Artifacts move only as the launcher moves them: an input is copied into the task's directory
 before it starts, an output is copied out of it to the object store when it succeeded. Nothing
-else is shared between tasks but the stores the Secret names.
+else is shared between tasks but the stores the Secret names. The folders in ``read_only``
+(the contract's, under /etc in the image) are read-only to the tasks: by their permissions for
+a normal user, by a read-only bind mount in a private mount namespace for root (which ignores
+permissions, and whose interpreter here is not readable by another user).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -62,6 +66,7 @@ class ClusterEmulator:
         secret: dict[str, str],
         base_env: dict[str, str],
         timeout_s: int = 900,
+        read_only: tuple[Path, ...] = (),
     ):
         spec, platform = list(yaml.safe_load_all(Path(package).read_text(encoding="utf-8")))
         self.spec = spec
@@ -72,6 +77,19 @@ class ClusterEmulator:
         self.base_env = base_env
         self.timeout_s = timeout_s
         self.runs: list[TaskRun] = []
+        self.wrapper: list[str] = []
+        if read_only and os.geteuid() == 0:
+            mounts = " && ".join(
+                f'mount --bind "{d}" "{d}" && mount -o remount,ro,bind "{d}" "{d}"'
+                for d in read_only
+            )
+            self.wrapper = ["unshare", "--mount", "sh", "-ec", f'{mounts} && exec "$@"', "pod"]
+            probe = subprocess.run([*self.wrapper, "true"], capture_output=True, text=True)
+            if probe.returncode:
+                raise RuntimeError(
+                    f"cannot mount the contract read-only here ({probe.stderr.strip()}): "
+                    "run the test as a normal user"
+                )
 
     # -- the DAG -------------------------------------------------------------------------------
 
@@ -90,9 +108,7 @@ class ClusterEmulator:
         pending = dict(tasks)
         while pending:
             ready = [
-                n
-                for n, t in pending.items()
-                if all(d in done for d in t.get("dependentTasks", []))
+                n for n, t in pending.items() if all(d in done for d in t.get("dependentTasks", []))
             ]
             if not ready:
                 raise RuntimeError(f"{scope}: no task can start among {sorted(pending)}")
@@ -183,7 +199,7 @@ class ClusterEmulator:
                     env[pair["envVar"]] = self.secret[pair["secretKey"]]
         env["HOME"] = str(pod)
         done = subprocess.run(
-            [*container["command"], *args],
+            [*self.wrapper, *container["command"], *args],
             cwd=pod,
             env=env,
             capture_output=True,

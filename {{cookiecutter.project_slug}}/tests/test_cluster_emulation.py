@@ -5,7 +5,6 @@ for Optuna and the sender store, named by the runtime Secret.
 """
 
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -100,7 +99,7 @@ def package(contract, tmp_path_factory):
     )
 
 
-def emulator(package, work, secret):
+def emulator(package, contract, work, secret):
     src = Path(__file__).resolve().parents[1] / "src"
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -110,7 +109,10 @@ def emulator(package, work, secret):
         "BENTOML_DO_NOT_TRACK": "True",
         "LANG": "C.UTF-8",
     }
-    return ClusterEmulator(package, work, secret=secret, base_env=env)
+    # The contract's project folder (configs/..) is read-only, as /etc is in the image.
+    return ClusterEmulator(
+        package, work, secret=secret, base_env=env, read_only=(contract.parent.parent,)
+    )
 
 
 def arguments(contract):
@@ -118,7 +120,7 @@ def arguments(contract):
 
 
 def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
-    package, contract, postgres, mlflow_server, tmp_path, monkeypatch
+    package, contract, postgres, mlflow_server, tmp_path
 ):
     import sqlalchemy as sa
     from mlflow import MlflowClient
@@ -130,7 +132,7 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
         "OPTUNA_STORAGE": postgres.database("optuna_cluster"),
         "SENDER_STORE_URL": postgres.database("senders_cluster"),
     }
-    cluster = emulator(package, tmp_path, secret)
+    cluster = emulator(package, contract, tmp_path, secret)
     try:
         cluster.run(arguments(contract))
     except TaskFailed as failed:
@@ -138,6 +140,11 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
     ran = [r.name for r in cluster.runs]
     assert ran == [t for t in TASKS if t != "report-gate-failure"]
     assert not any((tmp_path / "pods").iterdir())  # nothing survives a pod
+    # Every task that reads the contract found it read-only and wrote under its own directory.
+    rerooted = [r.name for r in cluster.runs if "is read-only" in r.output]
+    assert rerooted == [name for name in ran if name != "check-data"]
+    # The contract's folder stayed as it was: the tasks wrote their files in their pods.
+    assert sorted(p.name for p in contract.parent.parent.rglob("*")) == ["configs", "system.yaml"]
 
     cfg = load_config(contract)
     name = cfg.training.mlflow.registered_model
@@ -170,7 +177,7 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
 
 
 def test_without_the_secret_the_first_task_fails_naming_the_keys(package, contract, tmp_path):
-    cluster = emulator(package, tmp_path, secret={})
+    cluster = emulator(package, contract, tmp_path, secret={})
     with pytest.raises(TaskFailed) as failed:
         cluster.run(arguments(contract))
     assert failed.value.run.name == "get-data" and [r.name for r in cluster.runs] == ["get-data"]
@@ -179,4 +186,3 @@ def test_without_the_secret_the_first_task_fails_naming_the_keys(package, contra
     for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL"):
         assert key in output
     assert secret_name(load_config(contract)) in output
-    shutil.rmtree(tmp_path / "object-store", ignore_errors=True)
