@@ -267,6 +267,47 @@ def test_blank_field_error_reads_plainly(cfg):
     assert summarize_errors(detail) == "sender: must not be blank"
 
 
+def _served(request_id: str, served: bool = True) -> dict:
+    from datetime import datetime
+
+    return {
+        "request_id": request_id,
+        "created_at": datetime(2024, 1, 1),
+        "model_name": "m",
+        "model_version": 1,
+        "role": "champion" if served else "challenger",
+        "served": served,
+        "routing": "shadow",
+        "score": 0.5,
+        "label": "ham",
+        "threshold": 0.5,
+    }
+
+
+def test_log_refuses_a_second_served_row_per_request_id_also_in_an_older_log(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path}/log.db"
+    with PredictionLog(url) as log:
+        assert log.record([_served("a"), _served("a", served=False), _served("b")]) == set()
+        assert log.record([_served("a"), _served("c"), _served("c", served=False)]) == {"a"}
+        assert sorted(r["request_id"] for r in log.rows() if r["served"]) == ["a", "b", "c"]
+        with log.engine.begin() as conn:  # a log made before the index existed
+            conn.exec_driver_sql("drop index uq_predictions_served_request_id")
+    with PredictionLog(url) as log:  # reopening adds the index
+        assert log.record([_served("b")]) == {"b"}
+        with log.engine.begin() as conn:
+            conn.exec_driver_sql("drop index uq_predictions_served_request_id")
+        log.record([_served("x")])
+        with log.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "insert into predictions (request_id, created_at, model_name, model_version, "
+                "role, served, routing, score, label, threshold) "
+                "values ('x', '2024-01-01', 'm', 1, 'champion', 1, 'single', 0.5, 'ham', 0.5)"
+            )
+    with PredictionLog(url) as log:  # a log that already holds a reused id still opens
+        assert "served twice" in caplog.text
+        assert log.record([_served("y")]) == set()
+
+
 # ---------------------------------------------------------------------------------------------
 # The micro-batcher, with a stand-in for the engine
 
