@@ -9,6 +9,7 @@ single-mode server with SIGKILL under load.
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -256,6 +257,29 @@ def test_request_model_is_strict(cfg):
     assert {"format": "date-time", "type": "string"} in props["received_at"]["anyOf"]
 
 
+def test_request_times_are_held_to_the_contract_bounds(cfg):
+    """The API refuses what validation would quarantine: one set of bounds, the contract's."""
+    from datetime import UTC, datetime, timedelta
+
+    column = cfg.data.column("timestamp")
+    low, high = column.time_bounds(datetime.now(UTC))
+    email_cls = email_model(cfg)
+    base = {"sender": "a@b.org", "body": "hi"}
+
+    def body(when: datetime) -> str:
+        return json.dumps({**base, column.name: when.isoformat()})
+
+    assert email_cls.model_validate_json(body(low))
+    assert email_cls.model_validate_json(body(high - timedelta(minutes=1)))
+    with pytest.raises(ValueError, match=re.escape(f"must not be before {low.isoformat()}")):
+        email_cls.model_validate_json(body(low - timedelta(seconds=1)))
+    with pytest.raises(ValueError, match="must not be after"):
+        email_cls.model_validate_json(body(high + timedelta(minutes=1)))
+    earlier = cfg.model_copy(deep=True)
+    earlier.data.column("timestamp").__dict__["min"] = low - timedelta(days=3650)
+    assert email_model(earlier).model_validate_json(body(low - timedelta(days=1)))
+
+
 def test_blank_field_error_reads_plainly(cfg):
     from pydantic import ValidationError
 
@@ -267,14 +291,14 @@ def test_blank_field_error_reads_plainly(cfg):
     assert summarize_errors(detail) == "sender: must not be blank"
 
 
-def _served(request_id: str, served: bool = True) -> dict:
+def _served(request_id: str, served: bool = True, version: int = 1) -> dict:
     from datetime import datetime
 
     return {
         "request_id": request_id,
         "created_at": datetime(2024, 1, 1),
         "model_name": "m",
-        "model_version": 1,
+        "model_version": version,
         "role": "champion" if served else "challenger",
         "served": served,
         "routing": "shadow",
@@ -291,11 +315,11 @@ def test_log_refuses_a_second_served_row_per_request_id_also_in_an_older_log(tmp
         assert log.record([_served("a"), _served("c"), _served("c", served=False)]) == {"a"}
         assert sorted(r["request_id"] for r in log.rows() if r["served"]) == ["a", "b", "c"]
         with log.engine.begin() as conn:  # a log made before the index existed
-            conn.exec_driver_sql("drop index uq_predictions_served_request_id")
+            conn.exec_driver_sql("drop index uq_predictions_served_request_id_model")
     with PredictionLog(url) as log:  # reopening adds the index
         assert log.record([_served("b")]) == {"b"}
         with log.engine.begin() as conn:
-            conn.exec_driver_sql("drop index uq_predictions_served_request_id")
+            conn.exec_driver_sql("drop index uq_predictions_served_request_id_model")
         log.record([_served("x")])
         with log.engine.begin() as conn:
             conn.exec_driver_sql(
@@ -306,6 +330,17 @@ def test_log_refuses_a_second_served_row_per_request_id_also_in_an_older_log(tmp
     with PredictionLog(url) as log:  # a log that already holds a reused id still opens
         assert "served twice" in caplog.text
         assert log.record([_served("y")]) == set()
+
+
+def test_a_mesh_mirror_serves_the_same_request_id_with_another_model(tmp_path):
+    """Istio mirrors a request, id included, to the challenger's pods, which serve it with their
+    own model into the same log: both answers are kept, a reuse of either is refused."""
+    with PredictionLog(f"sqlite:///{tmp_path}/log.db") as log:
+        assert log.record([_served("a", version=1)]) == set()
+        assert log.record([_served("a", version=2)]) == set()
+        assert log.record([_served("a", version=2), _served("b", version=2)]) == {"a"}
+        served = sorted((r["request_id"], r["model_version"]) for r in log.rows() if r["served"])
+        assert served == [("a", 1), ("a", 2), ("b", 2)]
 
 
 # ---------------------------------------------------------------------------------------------

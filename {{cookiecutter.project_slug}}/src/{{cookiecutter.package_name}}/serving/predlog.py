@@ -163,11 +163,15 @@ class PredictionLog:
             sa.Column("kind", sa.String(200), nullable=False),
             sa.Column("message", sa.String(1000)),
         )
-        # One served prediction per request id: feedback finds the prediction by it (shadow rows
-        # share the id of the answer they shadow).
+        # One served prediction per request id and model: feedback finds the prediction by it.
+        # Shadow rows share the id of the answer they shadow: in-process they are not served; a
+        # mesh mirror sends the same request (and id) to the challenger's pods, which serve it
+        # with another model version into the same log.
         unique = sa.Index(
-            "uq_predictions_served_request_id",
+            "uq_predictions_served_request_id_model",
             self.predictions.c.request_id,
+            self.predictions.c.model_name,
+            self.predictions.c.model_version,
             unique=True,
             sqlite_where=self.predictions.c.served.is_(True),
             postgresql_where=self.predictions.c.served.is_(True),
@@ -206,8 +210,9 @@ class PredictionLog:
     def record(self, rows: list[dict]) -> set[str]:
         """Insert prediction rows in one transaction; returns once it is committed.
 
-        A served row whose request id already has a served row is left out, and the other rows
-        are inserted: returns the request ids left out (empty, but for a reused id).
+        A served row whose request id already has a served row of the same model is left out,
+        and the other rows are inserted: returns the request ids left out (empty, but for a
+        reused id).
         """
         import sqlalchemy as sa
 
@@ -227,19 +232,23 @@ class PredictionLog:
         # process may insert one of them meanwhile: try again then.
         p = self.predictions.c
         ids = list({r["request_id"] for r in packed if r["served"]})
+
+        def key(row) -> tuple:
+            return row["request_id"], row["model_name"], row["model_version"]
+
         for attempt in range(3):
             try:
                 with self._write_lock, self.engine.begin() as conn:
-                    reused = set()
+                    taken = set()
                     for i in range(0, len(ids), 500):
-                        query = sa.select(p.request_id).where(
+                        query = sa.select(p.request_id, p.model_name, p.model_version).where(
                             p.request_id.in_(ids[i : i + 500]), p.served.is_(True)
                         )
-                        reused.update(conn.execute(query).scalars())
-                    fresh = [r for r in packed if not (r["served"] and r["request_id"] in reused)]
+                        taken.update(tuple(row) for row in conn.execute(query))
+                    fresh = [r for r in packed if not (r["served"] and key(r) in taken)]
                     if fresh:
                         conn.execute(self.predictions.insert(), fresh)
-                return reused
+                return {r["request_id"] for r in packed if r["served"] and key(r) in taken}
             except sa.exc.IntegrityError:
                 if attempt == 2:
                     raise

@@ -13,7 +13,7 @@ string must hold a non-whitespace character. ``to_frame`` turns validated emails
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -30,10 +30,6 @@ from pydantic import (
 
 from ..features.columns import SMALL_FRAME
 
-# A received time this far ahead of the server's clock is a client bug, not clock skew.
-MAX_FUTURE = timedelta(days=1)
-# Earliest received time accepted (the sender store counts nanoseconds since the epoch).
-MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 # Items per /classify_batch request (the body size limit applies as well). A request is scored
 # and logged whole (batcher.py): the limit keeps one request within the end-to-end latency
 # budget on one core with the sample model, with room for a group queued ahead of it. A list
@@ -71,14 +67,26 @@ class DuplicateRequestId(ValueError):
         self.request_id = request_id
 
 
-def _utc(value: datetime) -> datetime:
-    # A naive time is taken as UTC, like everywhere else in the project.
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if value < MIN_TIME:
-        raise ValueError(f"must not be before {MIN_TIME.date()}")
-    if value > datetime.now(UTC) + MAX_FUTURE:
-        raise ValueError(f"must not be more than {MAX_FUTURE.days} day in the future")
-    return value
+def _time_type(column) -> Any:
+    """A datetime field held to the column's bounds in the contract, as validation holds the
+    training data (``Column.time_bounds``: the upper bound follows the server's clock)."""
+
+    def within(value: datetime) -> datetime:
+        # A naive time is taken as UTC, like everywhere else in the project.
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        low, high = column.time_bounds(datetime.now(UTC))
+        if value < low:
+            raise ValueError(f"must not be before {low.isoformat()}")
+        if value > high:
+            raise ValueError(f"must not be after {high.isoformat()} ({_ahead(column)})")
+        return value
+
+    return Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(within)]
+
+
+def _ahead(column) -> str:
+    days = column.max_ahead_days or 0
+    return f"the server's clock + {days:g} day{'' if days == 1 else 's'}"
 
 
 def _iso_text(value):
@@ -90,9 +98,6 @@ def _iso_text(value):
     return value
 
 
-UtcTime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
-
-
 def _field(column, required: bool) -> tuple[Any, Any]:
     """(annotation, default) of one contract column."""
     kind = {
@@ -100,9 +105,8 @@ def _field(column, required: bool) -> tuple[Any, Any]:
         "int": Annotated[int, Strict()],
         "float": Annotated[float, Strict()],  # still takes a JSON integer
         "bool": Annotated[bool, Strict()],
-        "datetime": UtcTime,
     }
-    annotation: Any = kind[column.dtype]
+    annotation: Any = _time_type(column) if column.dtype == "datetime" else kind[column.dtype]
     constraints: dict[str, Any] = {}
     if column.dtype == "string":
         constraints["max_length"] = MAX_TEXT_CHARS
@@ -120,9 +124,9 @@ def _field(column, required: bool) -> tuple[Any, Any]:
     if column.dtype == "float":
         constraints["allow_inf_nan"] = False
     if column.dtype == "datetime":
+        low, _ = column.time_bounds(datetime.now(UTC))
         constraints["description"] = (
-            f"ISO 8601 date-time, not before {MIN_TIME.date()} nor more than "
-            f"{MAX_FUTURE.days} day after the server's clock"
+            f"ISO 8601 date-time, from {low.date()} to {_ahead(column)} (configs/system.yaml)"
         )
     if required:
         return annotation, Field(..., **constraints)
