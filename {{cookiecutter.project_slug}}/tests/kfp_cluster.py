@@ -151,11 +151,30 @@ class ClusterEmulator:
                 raise NotImplementedError(f"artifact source {source}")
         return params, arts
 
+    def _import(self, name: str, importer: dict, params: dict) -> TaskRun:
+        """An importer registers the object at its URI as an artifact (nothing runs); here an
+        object store is a local folder, reached by a ``file://`` URI or a path."""
+        uri = importer["artifactUri"]
+        uri = params[uri["runtimeParameter"]] if "runtimeParameter" in uri else uri["constant"]
+        path = uri[len("file://") :] if uri.startswith("file://") else uri
+        if not Path(path).exists():
+            raise TaskFailed(TaskRun(name, 1, f"importer: nothing at {uri}"))
+        run = TaskRun(name, 0, f"imported {uri}")
+        run.artifacts["artifact"] = {
+            "uri": path,
+            "metadata": importer.get("metadata", {}),
+            "type": importer["typeSchema"],
+        }
+        self.runs.append(run)
+        return run
+
     # -- one pod -------------------------------------------------------------------------------
 
     def _execute(self, name: str, component: dict, params: dict, arts: dict) -> TaskRun:
-        executor_label = component["executorLabel"]
-        container = self.spec["deploymentSpec"]["executors"][executor_label]["container"]
+        executor = self.spec["deploymentSpec"]["executors"][component["executorLabel"]]
+        if "importer" in executor:
+            return self._import(name, executor["importer"], params)
+        container = executor["container"]
         pod = self.work / "pods" / name
         shutil.rmtree(pod, ignore_errors=True)
         pod.mkdir(parents=True)

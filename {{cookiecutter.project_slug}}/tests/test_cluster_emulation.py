@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from kfp_cluster import ClusterEmulator, TaskFailed
@@ -186,3 +187,47 @@ def test_without_the_secret_the_first_task_fails_naming_the_keys(package, contra
     for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL"):
         assert key in output
     assert secret_name(load_config(contract)) in output
+
+
+@pytest.fixture(scope="module")
+def imported_package(contract, tmp_path_factory):
+    return runner.compile_pipeline(
+        load_config(contract),
+        tmp_path_factory.mktemp("kfp-imported") / "pipeline.yaml",
+        imported=True,
+    )
+
+
+def test_real_data_from_an_importer_uri_trains_end_to_end(
+    imported_package, contract, postgres, mlflow_server, tmp_path
+):
+    """The data_uri variant: the object store's file, not generated data, is what trains."""
+    from mlflow import MlflowClient
+
+    from {{ cookiecutter.package_name }}.data import synthetic
+
+    cfg = load_config(contract)
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    source = bucket / "emails-2026-12.parquet"
+    synthetic.run(cfg, source, rows=ROWS, seed=7, progress=False)
+    secret = {
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "OPTUNA_STORAGE": postgres.database("optuna_imported"),
+        "SENDER_STORE_URL": postgres.database("senders_imported"),
+    }
+    cluster = emulator(imported_package, contract, tmp_path / "cluster", secret)
+    try:
+        cluster.run({"config_path": str(contract), "data_uri": f"file://{source}", "trials": 1})
+    except TaskFailed as failed:
+        pytest.fail(str(failed))
+    ran = [r.name for r in cluster.runs]
+    assert ran[:3] == ["importer", "ingest-data", "validate-data"] and "get-data" not in ran
+    ingested = cluster.runs[1].artifacts["data"]["metadata"]
+    labels = pd.read_parquet(source)[cfg.data.column("label").name]
+    rate = (labels == cfg.problem.positive_class).mean()
+    assert ingested["rows"] == ROWS and ingested["positive_rate"] == round(rate, 4)
+    assert "export-serving-bundle" in ran
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    version = cluster.runs[ran.index("promote-model")].parameters["version"]
+    assert client.get_model_version(cfg.training.mlflow.registered_model, str(version))

@@ -245,7 +245,12 @@ def test_kubeflow_retraining_submits_the_pipeline_as_challenger(cfg, tmp_path):
     assert result.succeeded and result.outcome == "submitted" and "run-1" in result.detail
     ((_, kwargs),) = client.calls
     assert kwargs["arguments"]["promote_to"] == "challenger"
-    assert kwargs["arguments"]["data_source"] == "s3://bucket/recent.parquet"
+    # A pod reads the data through an importer of its object-store URI, not as a path.
+    assert kwargs["arguments"]["data_uri"] == "s3://bucket/recent.parquet"
+    assert "data_source" not in kwargs["arguments"]
+
+    local = retrain(cfg, tmp_path / "system.yaml", data="data/live/x.parquet", target="kubeflow")
+    assert not local.succeeded and "a Kubeflow pod cannot read" in local.summary()
 
 
 @pytest.mark.slow

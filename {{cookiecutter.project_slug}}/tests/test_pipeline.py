@@ -62,7 +62,8 @@ def workspace(tmp_path_factory):
 
 def local_run(path: Path, **arguments):
     cfg = load_config(path)
-    arguments = {"rows": ROWS, "trials": TRIALS, **arguments}
+    size = {} if "data_uri" in arguments else {"rows": ROWS}
+    arguments = {**size, "trials": TRIALS, **arguments}
     return cfg, runner.run_local(cfg, path, arguments=arguments, echo=None)
 
 
@@ -170,6 +171,28 @@ def test_validation_failure_fails_the_run_at_validation(project_root, workspace)
     report = run.output("validate-data", "report").read_text(encoding="utf-8")
     assert "FAIL" in report and "row_count" in report
     assert summary.task_status(run, "split-data") == "not run"
+
+
+@pytest.mark.slow
+def test_local_run_trains_on_the_data_an_importer_brings(project_root, workspace):
+    from {{ cookiecutter.package_name }}.data import synthetic
+
+    path = contract_copy(
+        project_root,
+        workspace,
+        "imported",
+        **{"metrics.offline.target_precision": 0.2, "metrics.offline.target_recall": 0.5},
+    )
+    cfg = load_config(path)
+    source = workspace / "bucket" / "mail.parquet"
+    source.parent.mkdir(exist_ok=True)
+    synthetic.run(cfg, source, rows=ROWS, seed=3, progress=False)
+    _, run = local_run(path, data_uri=f"file://{source}")
+    assert run.succeeded, run.error
+    assert run.ran("ingest-data") and run.record("get-data") is None
+    record = run.record("ingest-data")
+    assert record["metrics"]["rows"] == ROWS
+    assert record["metrics"]["source"] == f"file://{source}"
 
 
 @pytest.fixture(scope="module")
@@ -404,6 +427,39 @@ def test_the_service_account_token_file_is_read_per_request(cfg, compiled, tmp_p
     monkeypatch.setenv(runner.TOKEN_PATH_ENV, str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="KF_PIPELINES_SA_TOKEN_PATH"):
         runner.submit(cfg, "http://127.0.0.1:9", package_path=path)
+
+
+def test_the_imported_variant_reads_data_uri_through_an_importer(cfg, tmp_path):
+    path = runner.compile_pipeline(cfg, tmp_path / "imported.yaml", imported=True)
+    spec, platform = yaml.safe_load_all(path.read_text(encoding="utf-8"))
+    assert spec["pipelineInfo"]["name"] == pipeline_name(cfg, imported=True)
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert "data_uri" in parameters and not {"data_source", "rows"} & set(parameters)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["importer"]["inputs"]["parameters"]["uri"] == {
+        "componentInputParameter": "data_uri"
+    }
+    importer = spec["deploymentSpec"]["executors"]["exec-importer"]["importer"]
+    assert importer["typeSchema"]["schemaTitle"] == "system.Dataset"
+    source = tasks["ingest-data"]["inputs"]["artifacts"]["source"]["taskOutputArtifact"]
+    assert source["producerTask"] == "importer"
+    raw = tasks["validate-data"]["inputs"]["artifacts"]["raw"]["taskOutputArtifact"]
+    assert raw["producerTask"] == "ingest-data" and "get-data" not in tasks
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "exec-ingest-data" in executors  # the first task checks the stores here
+
+    # Parameters select the variant; data_uri and data_source / rows do not mix.
+    assert runner.imported(runner.parse_params(["data_uri=s3://bucket/mail.parquet"]))
+    with pytest.raises(ValueError, match="data_uri replaces data_source"):
+        runner.parse_params(["data_uri=s3://b/m.parquet", "data_source=generate"])
+    with pytest.raises(ValueError, match="data_uri is empty"):
+        runner.parse_params(["data_uri= "])
+    client = FakeClient()
+    elsewhere = cfg.model_copy(update={"root": tmp_path})  # where it compiles the package
+    runner.submit(elsewhere, None, arguments={"data_uri": "s3://b/m.parquet"}, client=client)
+    [(_, package, kwargs)] = client.calls
+    assert kwargs["run_name"].startswith(pipeline_name(cfg, imported=True))
+    assert "importer" in Path(package).read_text(encoding="utf-8")
 
 
 def test_parameters_are_typed_and_checked():

@@ -20,7 +20,7 @@ Params = Annotated[
         "--param",
         "-p",
         help="Pipeline parameter key=value, repeatable: data_source (generate or a path), rows, "
-        "trials, timeout_s, mlflow_tracking_uri, promotion_margin, promote_to (champion or "
+        "or data_uri (an object-store URI, imported as a Dataset), trials, timeout_s, mlflow_tracking_uri, promotion_margin, promote_to (champion or "
         "challenger), config_path",
     ),
 ]
@@ -130,6 +130,14 @@ def compile_(
         Path | None, typer.Option(help="YAML file [default: deploy/kubeflow/pipeline.yaml]")
     ] = None,
     image: Image = None,
+    imported: Annotated[
+        bool,
+        typer.Option(
+            "--imported",
+            help="The variant whose data is the object at the data_uri parameter (an importer) "
+            "[default file: deploy/kubeflow/pipeline-imported.yaml]",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Write the pipeline spec for Kubeflow Pipelines (generated, not committed)."""
@@ -137,7 +145,9 @@ def compile_(
     from ..pipeline.pipeline import default_image
 
     cfg = load(config)
-    path = runner.compile_pipeline(cfg, cfg.path(out) if out else None, image=image)
+    path = runner.compile_pipeline(
+        cfg, cfg.path(out) if out else None, image=image, imported=imported
+    )
     console.print(f"compiled {path} (image {image or default_image(cfg)})", highlight=False)
 
 

@@ -26,7 +26,7 @@ class RetrainResult:
     run: Any = None
 
     def summary(self) -> str:
-        if self.target == "kubeflow":
+        if self.target == "kubeflow" and self.succeeded:
             return f"retraining submitted to Kubeflow: {self.detail}"
         if not self.succeeded:
             return f"retraining failed: {self.detail}"
@@ -49,6 +49,24 @@ def retrain_arguments(
     return arguments
 
 
+def for_cluster(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Retraining arguments for a Kubeflow run: the data must be where a pod can get it.
+
+    An object-store URI becomes the imported variant's ``data_uri``; a path on this machine is
+    refused (``ValueError``): a pod would look for it in its own empty filesystem.
+    """
+    source = arguments.get("data_source")
+    if source is None:
+        return arguments
+    if "://" in source and not source.startswith("file://"):
+        rest = {k: v for k, v in arguments.items() if k not in ("data_source", "rows")}
+        return {**rest, "data_uri": source}
+    raise ValueError(
+        f"{source}: a path on this machine, which a Kubeflow pod cannot read; upload it to "
+        "the object store and pass its URI (s3://, minio://, gs://) as --retrain-data"
+    )
+
+
 def retrain(
     cfg,
     config_path: Path,
@@ -68,6 +86,10 @@ def retrain(
     arguments = retrain_arguments(data, rows=rows, trials=trials)
     if target == "kubeflow":
         why = "; ".join(reasons or []) or "monitoring alert"
+        try:
+            arguments = for_cluster(arguments)
+        except ValueError as exc:
+            return RetrainResult("kubeflow", False, detail=str(exc))
         run = runner.submit(
             cfg,
             host,

@@ -27,6 +27,18 @@ def get_data(
     steps.get_data(config_path, source, rows, data, mlflow_tracking_uri)
 
 
+def ingest_data(
+    config_path: str, mlflow_tracking_uri: str, source: Input[Dataset], data: Output[Dataset]
+):
+    """Ingest the imported object (a file, folder or mbox the launcher downloaded); on a
+    cluster, fail first when a store would not outlive its pod."""
+    import importlib
+    import os
+
+    steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
+    steps.ingest_data(config_path, source, data, mlflow_tracking_uri)
+
+
 def validate_data(
     config_path: str,
     raw: Input[Dataset],
@@ -180,6 +192,7 @@ def export_serving_bundle(
 
 FUNCTIONS = (
     get_data,
+    ingest_data,
     validate_data,
     check_data,
     split_data,

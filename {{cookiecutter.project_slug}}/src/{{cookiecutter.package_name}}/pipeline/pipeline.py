@@ -48,12 +48,17 @@ TASKS = (
     "report-gate-failure",
 )
 PROMOTION_BRANCH = ("promote-model", "export-serving-bundle")
+# The variant for real data: an importer hands the object at ``data_uri`` (s3://, minio://,
+# gs://, which the launcher downloads) to ingest-data as a Dataset, in place of get-data.
+IMPORT_TASKS = ("importer", "ingest-data")
+DATA_URI = "data_uri"
 ELSE_BRANCH = ("report-gate-failure",)
 
 # CPU request, memory request, memory limit. Sized for ~1M emails a day of training data; the
 # tuning step uses every core it gets (XGBoost threads).
 RESOURCES: dict[str, tuple[str, str, str]] = {
     "get-data": ("1", "2Gi", "4Gi"),
+    "ingest-data": ("1", "2Gi", "4Gi"),
     "validate-data": ("1", "4Gi", "8Gi"),
     "check-data": ("100m", "256Mi", "512Mi"),
     "split-data": ("1", "2Gi", "4Gi"),
@@ -67,7 +72,14 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
 }
 # Steps whose failure can be transient (a mounted source, the sender store, MLflow, Optuna's
 # database). Validation and evaluation are deterministic: retrying them changes nothing.
-RETRIED = {"get-data", "build-features", "tune-model", "promote-model", "export-serving-bundle"}
+RETRIED = {
+    "get-data",
+    "ingest-data",
+    "build-features",
+    "tune-model",
+    "promote-model",
+    "export-serving-bundle",
+}
 # Steps that are pure functions of their input artifacts may be cached; every other step reads
 # the outside world or changes it (data source, clock, store, registry).
 CACHED = {"split-data", "train-baseline"}
@@ -75,6 +87,7 @@ CACHED = {"split-data", "train-baseline"}
 # and so does the first step, which checks it; the others need nothing.
 SECRET_TASKS = {
     "get-data",
+    "ingest-data",
     "build-features",
     "tune-model",
     "evaluate-model",
@@ -99,9 +112,9 @@ def app_name(cfg: SystemConfig) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "ml-system"
 
 
-def pipeline_name(cfg: SystemConfig) -> str:
+def pipeline_name(cfg: SystemConfig, *, imported: bool = False) -> str:
     """The pipeline's name in Kubeflow (lowercase letters, digits, dashes)."""
-    return f"{app_name(cfg)}-training"
+    return f"{app_name(cfg)}-training" + ("-imported" if imported else "")
 
 
 def secret_name(cfg: SystemConfig) -> str:
@@ -114,14 +127,18 @@ def default_image(cfg: SystemConfig) -> str:
     return f"{cfg.platform.image}:{__version__}"
 
 
-def default_arguments(cfg: SystemConfig) -> dict[str, Any]:
-    """The pipeline parameters and their defaults, from the contract."""
+def default_arguments(cfg: SystemConfig, *, imported: bool = False) -> dict[str, Any]:
+    """The pipeline parameters and their defaults, from the contract (``imported``: the
+    variant reading ``data_uri`` through an importer instead of ``data_source`` / ``rows``)."""
     source = cfg.data.source
+    data: dict[str, Any] = {
+        "data_source": "generate" if source.kind == "synthetic" else str(source.path),
+        "rows": 20_000,
+    }
     return {
         # Empty: $SYSTEM_CONFIG, else configs/system.yaml in the image's working directory.
         "config_path": "",
-        "data_source": "generate" if source.kind == "synthetic" else str(source.path),
-        "rows": 20_000,
+        **({DATA_URI: ""} if imported else data),
         "trials": cfg.training.optuna.trials,
         "timeout_s": cfg.training.optuna.timeout_s,
         # Empty: $MLFLOW_TRACKING_URI from the Secret, else training.mlflow.tracking_uri.
@@ -169,19 +186,62 @@ def _configure(cfg: SystemConfig, kubernetes) -> Callable:
     return configure
 
 
-def build_pipeline(cfg: SystemConfig, *, image: str | None = None) -> Callable:
-    """The pipeline function for this contract: call it under ``kfp.local`` or compile it."""
+def build_pipeline(
+    cfg: SystemConfig, *, image: str | None = None, imported: bool = False
+) -> Callable:
+    """The pipeline function for this contract: call it under ``kfp.local`` or compile it.
+
+    ``imported``: the run's data is the object at the ``data_uri`` parameter, brought in by a
+    ``dsl.importer`` as a Dataset artifact (the launcher downloads it into the pod) and
+    ingested; otherwise get-data generates or reads ``data_source``.
+    """
     from kfp import dsl
 
     c = components.build(image or default_image(cfg))
-    d = default_arguments(cfg)
+    d = default_arguments(cfg, imported=imported)
     configure = _configure(cfg, _kubernetes())
-
-    @dsl.pipeline(
-        name=pipeline_name(cfg),
-        description=f"Train, evaluate and gate a {cfg.problem.positive_class} classifier "
-        "against the contract; promote it in MLflow when it passes.",
+    name = pipeline_name(cfg, imported=imported)
+    description = (
+        f"Train, evaluate and gate a {cfg.problem.positive_class} classifier against the "
+        "contract; promote it in MLflow when it passes."
     )
+
+    if imported:
+
+        @dsl.pipeline(name=name, description=description)
+        def imported_pipeline(
+            config_path: str = d["config_path"],
+            data_uri: str = d[DATA_URI],
+            trials: int = d["trials"],
+            timeout_s: int = d["timeout_s"],
+            mlflow_tracking_uri: str = d["mlflow_tracking_uri"],
+            promotion_margin: float = d["promotion_margin"],
+            promote_to: str = d["promote_to"],
+        ):
+            source = dsl.importer(artifact_uri=data_uri, artifact_class=dsl.Dataset, reimport=False)
+            data = configure(
+                c.ingest_data(
+                    config_path=config_path,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    source=source.output,
+                ),
+                "ingest-data",
+            )
+            _train(
+                c,
+                configure,
+                data.outputs["data"],
+                config_path=config_path,
+                trials=trials,
+                timeout_s=timeout_s,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                promotion_margin=promotion_margin,
+                promote_to=promote_to,
+            )
+
+        return imported_pipeline
+
+    @dsl.pipeline(name=name, description=description)
     def training_pipeline(
         config_path: str = d["config_path"],
         data_source: str = d["data_source"],
@@ -201,73 +261,98 @@ def build_pipeline(cfg: SystemConfig, *, image: str | None = None) -> Callable:
             ),
             "get-data",
         )
-        validation = configure(
-            c.validate_data(config_path=config_path, raw=data.outputs["data"]), "validate-data"
+        _train(
+            c,
+            configure,
+            data.outputs["data"],
+            config_path=config_path,
+            trials=trials,
+            timeout_s=timeout_s,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            promotion_margin=promotion_margin,
+            promote_to=promote_to,
         )
-        check = configure(
-            c.check_data(
-                status=validation.outputs["status"], summary=validation.outputs["summary"]
-            ),
-            "check-data",
-        )
-        splits = configure(
-            c.split_data(config_path=config_path, validated=validation.outputs["validated"]),
-            "split-data",
-        ).after(check)
-        features = configure(
-            c.build_features(config_path=config_path, splits=splits.outputs["splits"]),
-            "build-features",
-        )
-        baseline = configure(
-            c.train_baseline(config_path=config_path, features=features.outputs["features"]),
-            "train-baseline",
-        )
-        tuned = configure(
-            c.tune_model(
-                config_path=config_path,
-                features=features.outputs["features"],
-                trials=trials,
-                timeout_s=timeout_s,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-            ),
-            "tune-model",
-        )
-        evaluation = configure(
-            c.evaluate_model(
-                config_path=config_path,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                features=features.outputs["features"],
-                candidate=tuned.outputs["candidate"],
-                baseline=baseline.outputs["baseline"],
-            ),
-            "evaluate-model",
-        )
-        with dsl.If(evaluation.outputs["gate"] == GATE_PASSED, name="gate-passed"):
-            promotion = configure(
-                c.promote_model(
-                    config_path=config_path,
-                    mlflow_tracking_uri=mlflow_tracking_uri,
-                    promotion_margin=promotion_margin,
-                    promote_to=promote_to,
-                    features=features.outputs["features"],
-                    evaluated=evaluation.outputs["evaluated"],
-                    evaluation=evaluation.outputs["evaluation"],
-                ),
-                "promote-model",
-            )
-            configure(
-                c.export_serving_bundle(
-                    config_path=config_path,
-                    mlflow_tracking_uri=mlflow_tracking_uri,
-                    version=promotion.outputs["version"],
-                    outcome=promotion.outputs["outcome"],
-                ),
-                "export-serving-bundle",
-            )
-        with dsl.Else(name="gate-failed"):
-            configure(
-                c.report_gate_failure(reasons=evaluation.outputs["reasons"]),
-                "report-gate-failure",
-            )
 
     return training_pipeline
+
+
+def _train(
+    c,
+    configure: Callable,
+    raw,
+    *,
+    config_path,
+    trials,
+    timeout_s,
+    mlflow_tracking_uri,
+    promotion_margin,
+    promote_to,
+) -> None:
+    """Every task after the data step (validate ... promote or report), called inside a
+    pipeline function with its parameters."""
+    from kfp import dsl
+
+    validation = configure(c.validate_data(config_path=config_path, raw=raw), "validate-data")
+    check = configure(
+        c.check_data(status=validation.outputs["status"], summary=validation.outputs["summary"]),
+        "check-data",
+    )
+    splits = configure(
+        c.split_data(config_path=config_path, validated=validation.outputs["validated"]),
+        "split-data",
+    ).after(check)
+    features = configure(
+        c.build_features(config_path=config_path, splits=splits.outputs["splits"]),
+        "build-features",
+    )
+    baseline = configure(
+        c.train_baseline(config_path=config_path, features=features.outputs["features"]),
+        "train-baseline",
+    )
+    tuned = configure(
+        c.tune_model(
+            config_path=config_path,
+            features=features.outputs["features"],
+            trials=trials,
+            timeout_s=timeout_s,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+        ),
+        "tune-model",
+    )
+    evaluation = configure(
+        c.evaluate_model(
+            config_path=config_path,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            features=features.outputs["features"],
+            candidate=tuned.outputs["candidate"],
+            baseline=baseline.outputs["baseline"],
+        ),
+        "evaluate-model",
+    )
+    with dsl.If(evaluation.outputs["gate"] == GATE_PASSED, name="gate-passed"):
+        promotion = configure(
+            c.promote_model(
+                config_path=config_path,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                promotion_margin=promotion_margin,
+                promote_to=promote_to,
+                features=features.outputs["features"],
+                evaluated=evaluation.outputs["evaluated"],
+                evaluation=evaluation.outputs["evaluation"],
+            ),
+            "promote-model",
+        )
+        configure(
+            c.export_serving_bundle(
+                config_path=config_path,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                version=promotion.outputs["version"],
+                outcome=promotion.outputs["outcome"],
+            ),
+            "export-serving-bundle",
+        )
+    with dsl.Else(name="gate-failed"):
+        configure(
+            c.report_gate_failure(reasons=evaluation.outputs["reasons"]),
+            "report-gate-failure",
+        )

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from ..config import SystemConfig
 from ..stores import LOCAL_RUN_ENV
 from . import steps
-from .pipeline import build_pipeline, default_arguments, pipeline_name
+from .pipeline import DATA_URI, build_pipeline, default_arguments, pipeline_name
 
 LOCAL_ROOT = Path("artifacts/pipeline")
 DEFAULT_PACKAGE = Path("deploy/kubeflow/pipeline.yaml")
@@ -36,6 +36,8 @@ PARAMETER_TYPES: dict[str, type] = {
     "mlflow_tracking_uri": str,
     "promotion_margin": float,
     "promote_to": str,
+    # The imported-data variant's source: an object-store URI (s3://, minio://, gs://).
+    DATA_URI: str,
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # kfp's lines worth showing while a run goes on; everything goes to the log file.
@@ -78,7 +80,18 @@ def check_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{key} must be at least 1, got {typed[key]}")
     if typed.get("promote_to", "champion") not in ("champion", "challenger"):
         raise ValueError(f"promote_to must be champion or challenger, got {typed['promote_to']!r}")
+    if DATA_URI in typed:
+        clash = sorted({"data_source", "rows"} & set(typed))
+        if clash:
+            raise ValueError(f"{DATA_URI} replaces {' and '.join(clash)}: give one or the other")
+        if not typed[DATA_URI].strip():
+            raise ValueError(f"{DATA_URI} is empty: give the data's object-store URI")
     return typed
+
+
+def imported(arguments: dict[str, Any] | None) -> bool:
+    """Do the arguments select the imported-data variant (a ``data_uri``)?"""
+    return bool((arguments or {}).get(DATA_URI))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,9 +205,11 @@ def run_local(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     journal = root / f"journal-{stamp}.jsonl"
     log_path = None if verbose else root / f"run-{stamp}.log"
-    values = {**default_arguments(cfg), **check_arguments(dict(arguments or {}))}
+    arguments = check_arguments(dict(arguments or {}))
+    variant = imported(arguments)
+    values = {**default_arguments(cfg, imported=variant), **arguments}
     values["config_path"] = str(Path(config_path).resolve())
-    pipeline = build_pipeline(cfg)
+    pipeline = build_pipeline(cfg, imported=variant)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     start = time.perf_counter()
     error = None
@@ -242,20 +257,28 @@ def run_local(
 
 
 def compile_pipeline(
-    cfg: SystemConfig, package_path: str | Path | None = None, *, image: str | None = None
+    cfg: SystemConfig,
+    package_path: str | Path | None = None,
+    *,
+    image: str | None = None,
+    imported: bool = False,
 ) -> Path:
-    """Write the pipeline spec (YAML) for Kubeflow; default ``deploy/kubeflow/pipeline.yaml``."""
+    """Write the pipeline spec (YAML) for Kubeflow; default ``deploy/kubeflow/pipeline.yaml``
+    (``pipeline-imported.yaml`` for the variant reading ``data_uri``)."""
     from kfp import compiler
 
-    path = Path(package_path) if package_path else cfg.path(DEFAULT_PACKAGE)
+    default = DEFAULT_PACKAGE.with_name("pipeline-imported.yaml") if imported else DEFAULT_PACKAGE
+    path = Path(package_path) if package_path else cfg.path(default)
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(cfg, image=image), str(path))
+    compiler.Compiler().compile(build_pipeline(cfg, image=image, imported=imported), str(path))
     return path
 
 
-def _package(cfg: SystemConfig, package_path: str | Path | None, image: str | None) -> Path:
+def _package(
+    cfg: SystemConfig, package_path: str | Path | None, image: str | None, variant: bool = False
+) -> Path:
     if package_path is None:
-        return compile_pipeline(cfg, image=image)
+        return compile_pipeline(cfg, image=image, imported=variant)
     path = Path(package_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no compiled pipeline (run `pipeline compile` first)")
@@ -303,13 +326,16 @@ def submit(
     client: Any = None,
     token: str | None = None,
 ):
-    """Compile (unless ``package_path`` is given) and start one run on Kubeflow Pipelines."""
-    package = _package(cfg, package_path, image)
+    """Compile (unless ``package_path`` is given) and start one run on Kubeflow Pipelines;
+    a ``data_uri`` argument selects the imported-data variant."""
+    arguments = check_arguments(dict(arguments or {}))
+    variant = imported(arguments)
+    package = _package(cfg, package_path, image, variant)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return _client(host, client, token).create_run_from_pipeline_package(
         str(package),
-        arguments=check_arguments(dict(arguments or {})),
-        run_name=run_name or f"{pipeline_name(cfg)}-{stamp}",
+        arguments=arguments,
+        run_name=run_name or f"{pipeline_name(cfg, imported=variant)}-{stamp}",
         experiment_name=experiment or cfg.training.mlflow.experiment,
         namespace=namespace,
     )
@@ -340,11 +366,12 @@ def schedule(
     if len(cron.split()) != 6:
         raise ValueError(f"{cron!r}: Kubeflow recurring runs need six cron fields")
     params = check_arguments({"promote_to": "challenger", **(arguments or {})})
-    package = _package(cfg, package_path, image)
+    variant = imported(params)
+    package = _package(cfg, package_path, image, variant)
     client = _client(host, client, token)
     experiment = experiment or cfg.training.mlflow.experiment
     found = client.create_experiment(name=experiment, namespace=namespace)
-    job_name = f"{pipeline_name(cfg)}-{cfg.training.schedule}"
+    job_name = f"{pipeline_name(cfg, imported=variant)}-{cfg.training.schedule}"
     existing = recurring_runs_named(client, found.experiment_id, job_name)
     if existing and not replace:
         ids = ", ".join(r.recurring_run_id for r in existing)

@@ -113,7 +113,31 @@ def get_data(config_path: str, source: str, rows: int, data: Any, tracking_uri: 
 
     The run's first task: on a cluster it fails here when a store would die with its pod.
     """
-    with journal("get-data") as record:
+    _get_data("get-data", config_path, source, rows, data, tracking_uri)
+
+
+def ingest_data(config_path: str, source: Any, data: Any, tracking_uri: str = "") -> None:
+    """Ingest an imported Dataset artifact (the first task of the ``data_uri`` variant).
+
+    On a cluster its path is where the launcher downloaded the object; a ``file://`` URI
+    (a local run's importer keeps the URI as it is) is read where it points.
+    """
+    path = str(source.path)
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    _get_data("ingest-data", config_path, path, 0, data, tracking_uri, origin=str(source.uri))
+
+
+def _get_data(
+    task: str,
+    config_path: str,
+    source: str,
+    rows: int,
+    data: Any,
+    tracking_uri: str,
+    origin: str | None = None,
+) -> None:
+    with journal(task) as record:
         cfg = load(config_path, tracking_uri, stores=True)
         target = _folder(data) / RAW_FILE
         if source.strip().lower() in ("", "generate", "synthetic"):
@@ -130,7 +154,7 @@ def get_data(config_path: str, source: str, rows: int, data: Any, tracking_uri: 
             print(result.counts.summary(), flush=True)
             if not result.counts.ingested:
                 raise ValueError(f"{source}: nothing ingested ({result.counts.summary()})")
-            count, origin = result.counts.ingested, str(source)
+            count, origin = result.counts.ingested, origin or str(source)
             label = cfg.data.column("label").name
             positives = int((result.records[label] == cfg.problem.positive_class).sum())
         rate = positives / max(count, 1)
