@@ -36,7 +36,8 @@ def test_relative_paths_resolve_against_the_project_root(cfg, project_root):
     assert cfg.root == project_root
     assert cfg.path("data/raw/x.parquet") == project_root / "data/raw/x.parquet"
     assert cfg.sqlite_url("sqlite:///mlflow.db") == f"sqlite:///{project_root / 'mlflow.db'}"
-    assert cfg.sqlite_url("postgresql://db/mlflow") == "postgresql://db/mlflow"
+    # Other databases keep their place; plain postgresql:// names the installed driver.
+    assert cfg.sqlite_url("postgresql://db/mlflow") == "postgresql+psycopg://db/mlflow"
 
 
 def test_tracking_uri_environment_wins(cfg, monkeypatch):
