@@ -39,6 +39,15 @@ def with_values(cfg, **dotted):
     return type(cfg).model_validate(data)
 
 
+def point_at(cfg, clean_env, where: str, url: str, *, env: str, contract: str):
+    """``cfg`` whose store is ``url``: through the environment variable ``env`` or through the
+    contract key ``contract`` (dotted with ``__``), as ``where`` says."""
+    if where == "env":
+        clean_env.setenv(env, url)
+        return cfg
+    return with_values(cfg, **{contract: url})
+
+
 # ---------------------------------------------------------------------------------------------
 # URLs
 
@@ -173,10 +182,14 @@ def test_mlflow_tracking_and_registry_on_postgresql(cfg, postgres, clean_env, tm
 
     url = postgres.database(f"mlflow_{where}")
     clean_env.chdir(tmp_path)  # the default artifact root of a database URI: ./mlruns
-    if where == "env":
-        clean_env.setenv("MLFLOW_TRACKING_URI", url)
-    else:
-        cfg = with_values(cfg, training__mlflow__tracking_uri=url)
+    cfg = point_at(
+        cfg,
+        clean_env,
+        where,
+        url,
+        env="MLFLOW_TRACKING_URI",
+        contract="training__mlflow__tracking_uri",
+    )
     assert cfg.tracking_uri.startswith("postgresql+psycopg://")
     client = registry.connect(cfg)
     experiment = registry.ensure_experiment(cfg, client)
@@ -202,10 +215,9 @@ def test_optuna_study_resumes_from_postgresql(cfg, postgres, clean_env, where):
     from {{cookiecutter.package_name}}.models.study import open_study, resolve_storage
 
     url = postgres.database(f"optuna_{where}")
-    if where == "env":
-        clean_env.setenv("OPTUNA_STORAGE", url)
-    else:
-        cfg = with_values(cfg, training__optuna__storage=url)
+    cfg = point_at(
+        cfg, clean_env, where, url, env="OPTUNA_STORAGE", contract="training__optuna__storage"
+    )
     storage = resolve_storage(cfg)
     assert storage.startswith("postgresql+psycopg://")
     study, previous = open_study(storage, "s", "fp", seed=0)
@@ -221,10 +233,9 @@ def test_sender_store_on_postgresql(cfg, postgres, clean_env, where):
     from {{cookiecutter.package_name}}.features.store import SenderStore
 
     url = postgres.database(f"senders_{where}")
-    if where == "env":
-        clean_env.setenv("SENDER_STORE_URL", url)
-    else:
-        cfg = with_values(cfg, serving__sender_store_url=url)
+    cfg = point_at(
+        cfg, clean_env, where, url, env="SENDER_STORE_URL", contract="serving__sender_store_url"
+    )
     t0 = pd.Timestamp("2025-03-03 12:00", tz="UTC")
     history = pd.DataFrame(
         {
@@ -255,10 +266,9 @@ def test_prediction_log_on_postgresql(cfg, postgres, clean_env, where):
     from {{cookiecutter.package_name}}.serving.predlog import PredictionLog, log_url
 
     url = postgres.database(f"predlog_{where}")
-    if where == "env":
-        clean_env.setenv("PREDICTION_LOG_URL", url)
-    else:
-        cfg = with_values(cfg, serving__prediction_log_url=url)
+    cfg = point_at(
+        cfg, clean_env, where, url, env="PREDICTION_LOG_URL", contract="serving__prediction_log_url"
+    )
     positive, negative = cfg.problem.positive_class, cfg.problem.negative_class
     now = datetime.now(UTC).replace(tzinfo=None)
 
