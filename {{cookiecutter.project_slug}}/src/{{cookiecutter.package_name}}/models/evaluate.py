@@ -585,8 +585,7 @@ def _log_to_mlflow(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    # Imported here: registry imports this module at its top.
-    from .registry import connect
+    from .tracking import connect
 
     connect(cfg)
     try:
