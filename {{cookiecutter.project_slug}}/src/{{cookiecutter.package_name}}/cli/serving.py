@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +14,6 @@ from .common import ConfigOption, console, fail, load
 PACKAGE = __name__.split(".", 1)[0]
 SERVICE = f"{PACKAGE}.serving.service:Classifier"
 QUARANTINE_DIR = Path("data/quarantine/feedback")
-LIVE_EMAILS = Path("data/live/emails.parquet")
 
 
 def _check_model(cfg) -> None:
@@ -102,22 +100,6 @@ def feedback(
     console.print(result.summary(), highlight=False)
 
 
-def _traffic_start(cfg):
-    """Just after the latest known email (training data, held-out emails): the sender store
-    expects requests in time order. A day ago when there is neither."""
-    import pandas as pd
-
-    timestamp = cfg.data.column("timestamp").name
-    latest = []
-    for path in (cfg.path(cfg.data.source.path), cfg.path(LIVE_EMAILS)):
-        if path.is_file():
-            times = pd.read_parquet(path, columns=[timestamp])[timestamp]
-            latest.append(pd.to_datetime(times, utc=True).max().to_pydatetime())
-    if latest:
-        return max(latest) + timedelta(minutes=1)
-    return datetime.now(UTC) - timedelta(days=1)
-
-
 def traffic(
     emails: Annotated[
         Path | None,
@@ -153,13 +135,13 @@ def traffic(
     simulated users give: the traffic `monitor` and `compare` read."""
     import pandas as pd
 
-    from ..serving.feedback import ingest_feedback
-    from ..serving.predlog import PredictionLog
-    from ..serving.predlog import log_url as resolve_url
-    from ..serving.replay import FeedbackPlan, replay, simulated_feedback
-    from ..serving.routing import MODES, ROUTING_ENV
+    from ..serving import traffic as stage
+    from ..serving.replay import FeedbackPlan
+    from ..serving.routing import MODES
 
     cfg = load(config)
+    if url is None and routing is not None and routing not in MODES:
+        raise fail(f"--routing {routing!r}: expected one of {', '.join(MODES)}")
     if generate:
         from ..data.synthetic import generate_emails
 
@@ -167,51 +149,21 @@ def traffic(
             generate,
             seed,
             days=max(1, generate // 20_000),
-            start=_traffic_start(cfg),
+            start=stage.start_after(cfg),
             drift=drift,
             positive=cfg.problem.positive_class,
             negative=cfg.problem.negative_class,
         )
     else:
-        path = cfg.path(emails or LIVE_EMAILS)
+        path = cfg.path(emails or stage.LIVE_RECORDS)
         if not path.is_file():
             raise fail(
                 f"{path}: no such file. Hold out emails at generation (`data generate "
                 "--holdout N`), pass --emails FILE, or --generate N"
             )
         frame = pd.read_parquet(path)
-    engine = None
     if url is None:
-        if routing is not None and routing not in MODES:
-            raise fail(f"--routing {routing!r}: expected one of {', '.join(MODES)}")
         _check_model(cfg)
-        from ..serving.engine import Engine
-
-        env = dict(os.environ)
-        if routing:
-            env[ROUTING_ENV] = routing
-        engine = Engine.from_config(cfg, env)
-    try:
-        replayed = replay(cfg, frame, engine=engine, url=url)
-    finally:
-        if engine is not None:
-            engine.close()
-    positive = cfg.problem.positive_class
-    flagged = (replayed["label"] == positive).mean()
-    accuracy = (replayed["label"] == replayed["true_label"]).mean()
-    console.print(
-        f"replayed {len(replayed):,} emails: {flagged:.1%} flagged {positive}, "
-        f"{accuracy:.2%} correct",
-        highlight=False,
-    )
     plan = FeedbackPlan(rescue_rate, report_rate, audit_share, seed)
-    feedback_frame = simulated_feedback(cfg, replayed, plan)
-    target = cfg.path(feedback_out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    feedback_frame.to_csv(target, index=False)
-    log = PredictionLog(resolve_url(cfg))
-    try:
-        result = ingest_feedback(cfg, target, log, quarantine_dir=cfg.path(QUARANTINE_DIR))
-    finally:
-        log.close()
-    console.print(f"feedback {target}: {result.summary()}", highlight=False)
+    result = stage.run(cfg, frame, plan=plan, feedback_out=feedback_out, url=url, routing=routing)
+    console.print(result.summary(), highlight=False)
