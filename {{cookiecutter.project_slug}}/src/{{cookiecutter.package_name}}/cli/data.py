@@ -1,4 +1,5 @@
-"""``data``: generate or ingest raw emails, validate them against the contract, split by time."""
+"""``data``: generate or ingest raw emails, validate them against the contract, split by time;
+profile a user's own table into the contract's columns."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..config import ConfigError, find_config, load_config
 from .common import ConfigOption, console, errors, fail, load
 
 app = typer.Typer(help="Generate, ingest, validate and split raw records.", no_args_is_help=True)
@@ -42,6 +44,12 @@ def data_generate(
 
     cfg = load(config)
     target = cfg.path(out or cfg.data.source.path)
+    if out is None and cfg.data.source.kind == "file":
+        # The contract names the user's own data: generating would overwrite it.
+        if not target.is_file():
+            raise fail(f"data.source.kind is file and {target} does not exist (`data ingest`)")
+        console.print(f"data.source.kind is file: {target} is the data, nothing generated")
+        return
     if holdout >= rows:
         raise fail(f"--holdout {holdout} must be smaller than --rows {rows}")
     try:
@@ -89,6 +97,8 @@ def data_ingest(
 
     cfg = load(config)
     target = cfg.path(out or cfg.data.source.path)
+    if source.exists() and target.exists() and source.resolve() == target.resolve():
+        raise fail(f"{source} is data.source.path: ingesting it there would overwrite it (--out)")
     try:
         result = ingest.run(cfg, source, target, fmt=fmt, labels_file=labels, workers=workers)
     except (FileNotFoundError, ValueError) as exc:
@@ -176,3 +186,126 @@ def data_split(
         raise fail(str(exc)) from exc
     console.print(result.summary(), highlight=False)
     console.print(f"summary: {result.summary_path}", highlight=False)
+
+
+@app.command("profile")
+def data_profile(
+    file: Annotated[Path, typer.Argument(help="CSV / TSV / Parquet / JSONL file")],
+    write: Annotated[
+        bool, typer.Option("--write", help="Put the proposal into the contract")
+    ] = False,
+    rows: Annotated[int, typer.Option(min=1, help="Read at most this many rows")] = 100_000,
+    config: ConfigOption = None,
+) -> None:
+    """Propose the contract's data.columns (dtype, role, nulls, ranges, label) from a file.
+
+    --write replaces data.columns, the problem's classes and data.source in the contract,
+    keeping the rest of the file as it is, and only if the result is a valid contract.
+    """
+    from ..data import contract_write, profile
+
+    try:
+        sample = profile.read_sample(file, rows=rows)
+        proposal = profile.propose(sample.frame)
+    except profile.ProfileError as exc:
+        raise fail(str(exc)) from exc
+    console.print(sample.describe(file), highlight=False, markup=False)
+    console.print(_proposal_table(proposal))
+    if proposal.positive_class is not None:
+        console.print(
+            f"positive class {proposal.positive_class!r} ({proposal.positive_rate:.1%} of the "
+            f"rows), negative {proposal.negative_class!r}",
+            highlight=False,
+            markup=False,
+        )
+    console.print("data:\n  columns:\n" + contract_write.columns_yaml(proposal), markup=False)
+    config_path = find_config(config)
+    try:
+        current = load_config(config_path)
+    except ConfigError:
+        current = None
+    for note in proposal.notes + _contract_notes(current, proposal):
+        console.print(f"note: {note}", highlight=False, markup=False)
+    if not write:
+        return
+    root = current.root if current else config_path.resolve().parent.parent
+    source = contract_write.source_for(proposal, file, root, sample.needs_ingest)
+    try:
+        contract_write.write(
+            config_path,
+            proposal,
+            source,
+            note=f"From `data profile {file.name}` ({proposal.rows:,} rows)",
+        )
+    except contract_write.WriteError as exc:
+        raise fail(str(exc), code=1) from exc
+    console.print(
+        f"[green]wrote[/green] {config_path}: data.columns ({len(proposal.specs)}), classes, "
+        f"data.source {source.source_kind} {source.source_path}",
+        highlight=False,
+    )
+    if source.next_step:
+        console.print(f"next: {source.next_step}", highlight=False, markup=False)
+
+
+def _proposal_table(proposal):
+    from rich.table import Table
+
+    table = Table("column", "dtype", "role", "nulls", "checks", "why")
+    for column in proposal.columns:
+        spec = column.spec
+        if spec is None:
+            table.add_row(column.source, "", "(left out)", "", "", column.reason)
+            continue
+        nulls = f"mostly {spec['mostly']:g}" if spec.get("nullable") else "none"
+        checks = []
+        if spec.get("unique"):
+            checks.append("unique")
+        if "allowed" in spec:
+            checks.append("allowed " + ", ".join(map(str, spec["allowed"])))
+        if "min" in spec or "max" in spec:
+            checks.append(f"{spec.get('min', '')}..{spec.get('max', '')}")
+        if "max_ahead_days" in spec:
+            checks.append(f"<= {spec['max_ahead_days']} days ahead")
+        name = (
+            column.source if column.source == spec["name"] else f"{column.source} -> {spec['name']}"
+        )
+        table.add_row(
+            *(
+                _plain(v)
+                for v in (
+                    name,
+                    spec["dtype"],
+                    spec["role"],
+                    nulls,
+                    "; ".join(checks),
+                    column.reason,
+                )
+            )
+        )
+    return table
+
+
+def _plain(value: str):
+    from rich.text import Text
+
+    return Text(value)  # values from the file are not rich markup
+
+
+def _contract_notes(cfg, proposal) -> list[str]:
+    """What the rest of the contract will refuse about this data (it is not rewritten)."""
+    if cfg is None:
+        return []
+    notes = []
+    bounds, rate = cfg.data.positive_rate, proposal.positive_rate
+    if rate is not None and not bounds.min <= rate <= bounds.max:
+        notes.append(
+            f"{rate:.1%} positive is outside data.positive_rate ({bounds.min:g}..{bounds.max:g}): "
+            "validation will refuse the data until that range is changed"
+        )
+    if proposal.rows < cfg.data.min_rows:
+        notes.append(
+            f"{proposal.rows:,} rows is below data.min_rows ({cfg.data.min_rows:,}): validation "
+            "will refuse the data"
+        )
+    return notes
