@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from contract_labels import NEG, POS
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -32,31 +33,31 @@ NUMERIC = ["recipient_count", "attachment_count", "inline_image_count"]
 def emails(n: int = 300, seed: int = 0) -> pd.DataFrame:
     """A small hand-made canonical frame whose numeric columns carry the label signal."""
     rng = np.random.default_rng(seed)
-    spam = rng.random(n) < 0.3
+    positive = rng.random(n) < 0.3
     start = pd.Timestamp("2026-01-01", tz="UTC")
     return pd.DataFrame(
         {
             "message_id": [f"<{seed}-{i}@example.org>" for i in range(n)],
             "received_at": start + pd.to_timedelta(np.sort(rng.uniform(0, 86400 * 20, n)), "s"),
             "sender": [f"user{k}@example.org" for k in rng.integers(0, 40, n)],
-            "recipient_count": np.where(spam, rng.integers(3, 40, n), rng.integers(1, 6, n)),
+            "recipient_count": np.where(positive, rng.integers(3, 40, n), rng.integers(1, 6, n)),
             "attachment_count": rng.integers(0, 3, n),
-            "inline_image_count": np.where(spam, rng.integers(0, 5, n), rng.integers(0, 2, n)),
+            "inline_image_count": np.where(positive, rng.integers(0, 5, n), rng.integers(0, 2, n)),
             "urls": np.where(rng.random(n) < 0.5, "https://example.org/a", ""),
-            "label": np.where(spam, "spam", "ham"),
+            "label": np.where(positive, POS, NEG),
         }
     )
 
 
 def fitted(df: pd.DataFrame, model=None) -> ModelBundle:
     features = ColumnTransformer([("num", StandardScaler(), NUMERIC)]).fit(df)
-    y = (df["label"] == "spam").to_numpy().astype(int)
+    y = (df["label"] == POS).to_numpy().astype(int)
     model = (model or LogisticRegression()).fit(features.transform(df), y)
     return ModelBundle(
         features=features,
         model=model,
         threshold=0.5,
-        metadata={"kind": "baseline", "labels": {"positive": "spam", "negative": "ham"}},
+        metadata={"kind": "baseline", "labels": {"positive": POS, "negative": NEG}},
         reference=reference_distributions(df[NUMERIC], None, y),
     )
 
@@ -76,8 +77,8 @@ def test_round_trip_gives_identical_scores(tmp_path, frame):
     assert loaded.threshold == 0.42
     assert loaded.metadata == bundle.metadata
     assert loaded.reference == json.loads(json.dumps(bundle.reference))
-    assert set(loaded.predict(frame)) <= {"spam", "ham"}
-    expected = np.where(bundle.score(frame) >= 0.42, "spam", "ham")
+    assert set(loaded.predict(frame)) <= {POS, NEG}
+    expected = np.where(bundle.score(frame) >= 0.42, POS, NEG)
     np.testing.assert_array_equal(loaded.predict(frame), expected)
     files = sorted(p.name for p in (tmp_path / "b").iterdir())
     assert files == [BUNDLE_FILE, FEATURES_FILE, PICKLED_MODEL_FILE]
@@ -150,7 +151,7 @@ def test_fingerprint_is_content_based(frame):
 
 
 def test_reference_distributions_are_json_and_reusable(frame):
-    y = (frame["label"] == "spam").to_numpy()
+    y = (frame["label"] == POS).to_numpy()
     scores = np.linspace(0, 1, len(frame))
     features = frame[NUMERIC].assign(flag=frame["urls"] != "", text=frame["sender"])
     ref = json.loads(json.dumps(reference_distributions(features, scores, y), allow_nan=False))

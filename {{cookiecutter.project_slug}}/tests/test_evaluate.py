@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from contract_labels import NEG, POS
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 
@@ -96,7 +97,7 @@ def test_threshold_edge_cases():
     with pytest.raises(ValueError):
         choose_threshold([], [], 0.99)
     with pytest.raises(TypeError):
-        choose_threshold(["spam", "ham"], [0.1, 0.2], 0.99)
+        choose_threshold([POS, NEG], [0.1, 0.2], 0.99)
 
 
 def test_contract_check_names_each_missed_target(cfg):
@@ -137,9 +138,9 @@ def test_default_slices(cfg):
 
 def emails(n: int, seed: int, start: str, shift: float = 1.6) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    spam = rng.random(n) < 0.3
+    positive = rng.random(n) < 0.3
     t0 = pd.Timestamp(start, tz="UTC")
-    signals = {f"s{k}": spam * shift + rng.normal(size=n) for k in range(8)}
+    signals = {f"s{k}": positive * shift + rng.normal(size=n) for k in range(8)}
     return pd.DataFrame(
         {
             "message_id": [f"<{seed}-{i}@example.org>" for i in range(n)],
@@ -149,14 +150,14 @@ def emails(n: int, seed: int, start: str, shift: float = 1.6) -> pd.DataFrame:
             "recipient_count": rng.integers(1, 5, n),
             "urls": np.where(rng.random(n) < 0.4, "https://example.org/x", ""),
             **signals,
-            "label": np.where(spam, "spam", "ham"),
+            "label": np.where(positive, POS, NEG),
         }
     )
 
 
 def logistic_bundle(cfg, train: pd.DataFrame, columns: list[str], kind: str):
     features = ColumnTransformer([("num", "passthrough", columns)]).fit(train)
-    y = (train["label"] == "spam").to_numpy().astype(int)
+    y = (train["label"] == POS).to_numpy().astype(int)
     model = LogisticRegression().fit(features.transform(train), y)
     return build_bundle(cfg, kind, features, model, train)
 

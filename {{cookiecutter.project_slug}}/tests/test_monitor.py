@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from contract_labels import NEG, POS
 
 from {{cookiecutter.package_name}}.bundle import reference_distributions
 from {{cookiecutter.package_name}}.monitoring import monitor, report
@@ -29,7 +30,7 @@ def row(i, label, *, score=None, minutes=1, features=None, role="champion", serv
         "role": role,
         "served": served,
         "routing": "single",
-        "score": (0.9 if label == "spam" else 0.1) if score is None else score,
+        "score": (0.9 if label == POS else 0.1) if score is None else score,
         "label": label,
         "threshold": 0.5,
         "latency_ms": 4.0,
@@ -44,7 +45,7 @@ def log(tmp_path):
         yield opened
 
 
-def feedback(request_id=None, message_id=None, label="ham", at=None, key=None):
+def feedback(request_id=None, message_id=None, label=NEG, at=None, key=None):
     return {
         "request_id": request_id,
         "message_id": message_id,
@@ -59,17 +60,17 @@ def feedback(request_id=None, message_id=None, label="ham", at=None, key=None):
 def test_read_window_filters_by_time_and_joins_the_latest_feedback(log):
     log.record(
         [
-            row(1, "spam", features={"x": 1.5, "cat.content_type": "text/html"}),
-            row(2, "ham", features={"x": None, "text.body.top": [0, 3]}),
-            row(3, "spam", minutes=60 * 30),  # outside a 24 h window
-            row(1, "ham", role="challenger", served=False, features={"x": 1.5}),
+            row(1, POS, features={"x": 1.5, "cat.content_type": "text/html"}),
+            row(2, NEG, features={"x": None, "text.body.top": [0, 3]}),
+            row(3, POS, minutes=60 * 30),  # outside a 24 h window
+            row(1, NEG, role="challenger", served=False, features={"x": 1.5}),
         ]
     )
     log.add_feedback(
         [
-            feedback("r1", label="ham", at=NOW - timedelta(minutes=5)),
-            feedback("r1", label="spam", at=NOW - timedelta(minutes=1)),  # latest wins
-            feedback(message_id="<m2@x>", label="spam"),  # by message id
+            feedback("r1", label=NEG, at=NOW - timedelta(minutes=5)),
+            feedback("r1", label=POS, at=NOW - timedelta(minutes=1)),  # latest wins
+            feedback(message_id="<m2@x>", label=POS),  # by message id
         ]
     )
     log.record_error(3, RuntimeError("boom"))
@@ -79,7 +80,7 @@ def test_read_window_filters_by_time_and_joins_the_latest_feedback(log):
     window = read_window(log, NOW - timedelta(hours=24), until)
     p = window.predictions
     assert list(p["request_id"]) == ["r1", "r2", "r1"]
-    assert list(p["feedback"]) == ["spam", "spam", "spam"]
+    assert list(p["feedback"]) == [POS, POS, POS]
     assert list(p["served"]) == [True, True, False]
     assert window.errors == 3 and window.feedback_rows == 3
     assert window.features.loc[0, "x"] == 1.5 and np.isnan(window.features.loc[1, "x"])
@@ -97,7 +98,7 @@ def test_read_window_types_features_from_the_reference(log):
         "categories": {"content_type": {}},
         "text": {"body": {}},
     }
-    log.record([row(i, "ham", features={"x": None, "other": 1.0}) for i in range(3)])
+    log.record([row(i, NEG, features={"x": None, "other": 1.0}) for i in range(3)])
     window = read_window(log, NOW - timedelta(hours=1), NOW, reference=reference)
     # All-null in the log, still a float column; every signal the reference knows is a column.
     assert window.features["x"].dtype == float and window.features["x"].isna().all()
@@ -107,7 +108,7 @@ def test_read_window_types_features_from_the_reference(log):
 
 def test_feature_names_are_stored_once_per_set(log):
     first = {"x": 1.0, "y": None, "cat.content_type": "text/html"}
-    log.record([row(1, "ham", features=first), row(2, "ham", features={"y": 2.0, "x": 3.0})])
+    log.record([row(1, NEG, features=first), row(2, NEG, features={"y": 2.0, "x": 3.0})])
     assert sorted(log.feature_names().values()) == [["x", "y"], ["y", "x"]]
     # rows() gives the logged dicts back, whatever the set.
     assert [r["features"] for r in log.rows()] == [first, {"y": 2.0, "x": 3.0}]
@@ -133,12 +134,12 @@ def fill(log, rng, n, *, shift=0.0, fp_every=None):
     rows = []
     for i in range(n):
         score = float(rng.beta(0.5, 1.5))
-        label = "spam" if score >= 0.5 else "ham"
+        label = POS if score >= 0.5 else NEG
         x, y = rng.normal(shift, 1), rng.exponential(1.0)
         rows.append(row(i, label, score=score, features={"x": x, "y": y}))
     log.record(rows)
     if fp_every:
-        positives = [r for r in rows if r["label"] == "spam"]
+        positives = [r for r in rows if r["label"] == POS]
         log.add_feedback([feedback(r["request_id"]) for r in positives[::fp_every]])
     return rows
 

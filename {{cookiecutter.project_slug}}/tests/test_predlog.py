@@ -1,11 +1,13 @@
 """The prediction log, feedback ingestion and the online metrics computed from them."""
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 import typer
+from contract_labels import NEG, POS
 from typer.testing import CliRunner
 
 from {{cookiecutter.package_name}}.cli import serving as serving_cli
@@ -25,7 +27,7 @@ def prediction(request_id, label, *, message_id=None, role="champion", served=Tr
         "role": role,
         "served": served,
         "routing": "single",
-        "score": 0.9 if label == "spam" else 0.1,
+        "score": 0.9 if label == POS else 0.1,
         "label": label,
         "threshold": 0.5,
         "latency_ms": 3.0,
@@ -40,7 +42,7 @@ def log(tmp_path):
 
 
 def test_record_round_trip_and_durable_file(log, tmp_path):
-    log.record([prediction("r1", "spam"), prediction("r1", "ham", role="challenger", served=False)])
+    log.record([prediction("r1", POS), prediction("r1", NEG, role="challenger", served=False)])
     rows = log.rows("r1")
     assert [r["role"] for r in rows] == ["champion", "challenger"]
     assert rows[0]["features"] == {"recipient_count": 1.0, "sender_seconds_since_prev": None}
@@ -51,20 +53,20 @@ def test_record_round_trip_and_durable_file(log, tmp_path):
 
 def test_online_counts_follow_the_contract_definitions(log):
     log.record(
-        [prediction(f"p{i}", "spam", message_id=f"<p{i}@x>") for i in range(10)]
-        + [prediction(f"n{i}", "ham") for i in range(90)]
-        + [prediction("old", "spam", hours=48)]
-        + [prediction("shadow", "spam", role="challenger", served=False)]
+        [prediction(f"p{i}", POS, message_id=f"<p{i}@x>") for i in range(10)]
+        + [prediction(f"n{i}", NEG) for i in range(90)]
+        + [prediction("old", POS, hours=48)]
+        + [prediction("shadow", POS, role="challenger", served=False)]
     )
     feedback = [
         # Two rescues of positive predictions: one by request id, one by message id.
-        {"request_id": "p0", "message_id": None, "label": "ham"},
-        {"request_id": None, "message_id": "<p1@x>", "label": "ham"},
+        {"request_id": "p0", "message_id": None, "label": NEG},
+        {"request_id": None, "message_id": "<p1@x>", "label": NEG},
         # A confirmed positive and a missed positive (reported by the user).
-        {"request_id": "p2", "message_id": None, "label": "spam"},
-        {"request_id": "n0", "message_id": None, "label": "spam"},
+        {"request_id": "p2", "message_id": None, "label": POS},
+        {"request_id": "n0", "message_id": None, "label": POS},
         # Feedback on a prediction outside the window changes nothing.
-        {"request_id": "old", "message_id": None, "label": "ham"},
+        {"request_id": "old", "message_id": None, "label": NEG},
     ]
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = [
@@ -74,7 +76,7 @@ def test_online_counts_follow_the_contract_definitions(log):
     assert log.add_feedback(rows) == (5, 0)
     assert log.add_feedback(rows[:2]) == (0, 2)
 
-    counts = log.online_counts(datetime.now(UTC) - timedelta(days=1), "spam", "ham")
+    counts = log.online_counts(datetime.now(UTC) - timedelta(days=1), POS, NEG)
     assert counts == OnlineCounts(
         predicted_positive=10, predicted_negative=90, rescued=2, reported=1
     )
@@ -85,13 +87,13 @@ def test_online_counts_follow_the_contract_definitions(log):
 
 
 def test_feedback_file_quarantines_bad_rows_and_is_idempotent(cfg, log, tmp_path):
-    log.record([prediction("r1", "spam", message_id="<m1@x>"), prediction("r2", "ham")])
+    log.record([prediction("r1", POS, message_id="<m1@x>"), prediction("r2", NEG)])
     path = tmp_path / "reports.csv"
     pd.DataFrame(
         {
             "request_id": ["r1", "", "r2", "", "r9", "r2"],
             "message_id": ["", "<m1@x>", "", "", "", ""],
-            "label": ["HAM", "ham", "maybe", "spam", "spam", "spam"],
+            "label": [NEG.upper(), NEG, "maybe", POS, POS, POS],
             "reported_at": ["2026-03-01T10:00:00Z", "", "", "", "", "yesterday-ish"],
         }
     ).to_csv(path, index=False)
@@ -111,7 +113,7 @@ def test_feedback_file_quarantines_bad_rows_and_is_idempotent(cfg, log, tmp_path
 def test_feedback_formats_and_unreadable_files(cfg, log, tmp_path):
     jsonl = tmp_path / "f.jsonl"
     jsonl.write_text(
-        '{"request_id": "r1", "label": "spam", "source": "button"}\n', encoding="utf-8"
+        json.dumps({"request_id": "r1", "label": POS, "source": "button"}) + "\n", encoding="utf-8"
     )
     assert ingest_feedback(cfg, jsonl, log, quarantine_dir=tmp_path).inserted == 1
     with pytest.raises(FeedbackFileError, match="unknown feedback format"):
@@ -127,7 +129,7 @@ def test_feedback_command(cfg, project_root, tmp_path):
     app.command()(serving_cli.feedback)
     app.command("serve")(serving_cli.serve)
     path = tmp_path / "f.csv"
-    path.write_text("request_id,label\nr1,spam\nr2,unknown\n", encoding="utf-8")
+    path.write_text(f"request_id,label\nr1,{POS}\nr2,unknown\n", encoding="utf-8")
     url = f"sqlite:///{tmp_path}/cli.db"
     config = str(project_root / "configs" / "system.yaml")
     runner = CliRunner()
