@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiohttp import web
+from contract_labels import NEG
 
 from {{cookiecutter.package_name}}.serving.sample import sample_project
 
@@ -39,7 +40,7 @@ async def against_a_stalling_server(measure):
         if len(seen) > 1 and seen[-1] - seen[0] > 0.5 and not stalled:
             stalled.append(True)
             time.sleep(STALL_S)
-        return web.json_response({"label": "ham"})
+        return web.json_response({"label": NEG})
 
     stalled: list[bool] = []
     app = web.Application()

@@ -264,10 +264,18 @@ def test_text_profile_measures_unseen_share_on_held_out_rows():
 
 
 def _synthetic(cfg, n: int, seed: int, drift_level: float) -> pd.DataFrame:
-    # Keep the number of legitimate emails fixed: the generator then draws the same ham world
-    # (people, companies, newsletters) and only the spam and its campaigns change with drift.
+    # Keep the number of negatives fixed: the generator then draws the same legitimate world
+    # (people, companies, newsletters) and only the positives and their campaigns drift.
     total = round(n * (1 - spam_rate(0.0)) / (1 - spam_rate(drift_level)))
-    return synthetic.generate_emails(total, seed, days=30, drift=drift_level)
+    problem = cfg.problem
+    return synthetic.generate_emails(
+        total,
+        seed,
+        days=30,
+        drift=drift_level,
+        positive=problem.positive_class,
+        negative=problem.negative_class,
+    )
 
 
 def test_synthetic_drift_is_flagged_only_when_the_world_moves(cfg):

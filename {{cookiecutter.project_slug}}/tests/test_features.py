@@ -49,12 +49,12 @@ def make_emails(cfg, n=600, seed=0, senders=30, days=3):
         days * 24 * 60 - 1 - (who[burst] * 53) % 600,
         (who[burst] * 37) % (days * 24 * 60),
     )
-    spam = np.where(spammy[who], rng.random(n) < 0.85, rng.random(n) < 0.05)
+    pos = np.where(spammy[who], rng.random(n) < 0.85, rng.random(n) < 0.05)
     created_days = rng.integers(1, 900, senders).astype(float)
     created_days[::7] = np.nan
     rows = []
     for i in range(n):
-        s, is_spam = who[i], bool(spam[i])
+        s, is_spam = who[i], bool(pos[i])
         line = (SPAM_LINES if is_spam else HAM_LINES)[rng.integers(0, 4)]
         html = is_spam and rng.random() < 0.5
         host = "claim-now.example.net" if is_spam else domains[s]
@@ -82,7 +82,7 @@ def make_emails(cfg, n=600, seed=0, senders=30, days=3):
             }
         )
     df = pd.DataFrame(rows)
-    df["attachment_types"] = np.where(df["attachment_count"] > 0, np.where(spam, "zip", "pdf"), "")
+    df["attachment_types"] = np.where(df["attachment_count"] > 0, np.where(pos, "zip", "pdf"), "")
     return df.sort_values("received_at", kind="stable").reset_index(drop=True)
 
 
@@ -236,8 +236,8 @@ def test_output_is_float32_named_by_family_and_informative(cfg, data, fitted):
 
     rows = attach_history(cfg, future, earlier=past, label_cutoff=cutoff)
     scores = transformer.transform_frame(rows)["text_model_score"]
-    spam = targets(cfg, rows) == 1
-    assert scores[spam].mean() > scores[~spam].mean() + 0.3
+    positive = targets(cfg, rows) == 1
+    assert scores[positive].mean() > scores[~positive].mean() + 0.3
 
 
 def test_hand_made_email_gets_the_expected_values(cfg, fitted):

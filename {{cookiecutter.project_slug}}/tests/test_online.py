@@ -6,22 +6,22 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from contract_labels import NEG, POS
 
 from {{cookiecutter.package_name}}.monitoring import compare, online
 from {{cookiecutter.package_name}}.serving.predlog import OnlineCounts
 
-POS, NEG = "spam", "ham"
 START = pd.Timestamp("2026-01-01")
 
 
-def served_window(n=20_000, *, fp_share=0.001, spam_rate=0.3, recall=0.9, report=0.5, seed=0):
+def served_window(n=20_000, *, fp_share=0.001, positive_rate=0.3, recall=0.9, report=0.5, seed=0):
     """Served champion predictions over 24 h with user feedback.
 
     Exactly ``fp_share`` of the negatives are predicted positive, and users rescue every one of
     them; a share ``report`` of the missed positives is reported; a few predictions are confirmed.
     """
     rng = np.random.default_rng(seed)
-    truth = rng.random(n) < spam_rate
+    truth = rng.random(n) < positive_rate
     negatives = np.flatnonzero(~truth)
     predicted = truth & (rng.random(n) < recall)
     predicted[rng.choice(negatives, round(fp_share * len(negatives)), replace=False)] = True
@@ -44,14 +44,14 @@ def served_window(n=20_000, *, fp_share=0.001, spam_rate=0.3, recall=0.9, report
     )
 
 
-def shadow_pairs(n, labelled, *, champion_errors, challenger_errors, spam_rate=0.3, seed=0):
+def shadow_pairs(n, labelled, *, champion_errors, challenger_errors, positive_rate=0.3, seed=0):
     """Shadow log: each request has a served champion row and an unserved challenger row.
 
     ``*_errors`` is (FN rate among positives, FP rate among negatives); errors are independent.
     A random sample of ``labelled`` requests has feedback (the truth), like an audit sample.
     """
     rng = np.random.default_rng(seed)
-    truth = rng.random(n) < spam_rate
+    truth = rng.random(n) < positive_rate
 
     def answers(fn_rate, fp_rate):
         wrong = np.where(truth, rng.random(n) < fn_rate, rng.random(n) < fp_rate)
@@ -251,7 +251,7 @@ def test_too_few_labels_refuses_and_still_reports():
 
 
 def test_challenger_with_more_false_positives_is_worse_even_with_fewer_errors():
-    # Fewer errors overall (it misses less spam) but three times the hidden legitimate mail.
+    # Fewer errors overall (it misses fewer positives) but three times the false positives.
     frame = shadow_pairs(10_000, 3_000, champion_errors=(0.2, 0.01), challenger_errors=(0.05, 0.03))
     result = compare.compare_models(frame, POS, NEG)
     assert result.tests["error_rate"]["challenger"] == "lower"

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from contract_labels import NEG, POS
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 
@@ -18,21 +19,21 @@ from {{cookiecutter.package_name}}.models.evaluate import choose_threshold, posi
 
 pytestmark = pytest.mark.slow
 
-# Each signal column separates spam a little; a model that sees more columns is better.
+# Each signal column separates the positive class a little; a model that sees more columns is better.
 SIGNALS = 6
 
 
 def emails(n: int, seed: int, start: str) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    spam = rng.random(n) < 0.3
+    positive = rng.random(n) < 0.3
     t0 = pd.Timestamp(start, tz="UTC")
     return pd.DataFrame(
         {
             "message_id": [f"<{seed}-{i}@example.org>" for i in range(n)],
             "received_at": t0 + pd.to_timedelta(np.sort(rng.uniform(0, 86400 * 7, n)), "s"),
             "sender": [f"user{k}@example.org" for k in rng.integers(0, 50, n)],
-            **{f"s{k}": spam * 2.0 + rng.normal(size=n) for k in range(SIGNALS)},
-            "label": np.where(spam, "spam", "ham"),
+            **{f"s{k}": positive * 2.0 + rng.normal(size=n) for k in range(SIGNALS)},
+            "label": np.where(positive, POS, NEG),
         }
     )
 
@@ -114,7 +115,7 @@ def test_register_and_load_round_trip(store, splits, tmp_path):
     pyfunc = mlflow.pyfunc.load_model("models:/roundtrip/1")
     out = pyfunc.predict(test)
     np.testing.assert_allclose(out["score"].to_numpy(), bundle.score(test))
-    assert set(out["label"]) <= {"spam", "ham"}
+    assert set(out["label"]) <= {POS, NEG}
     # Artifacts live beside the sqlite file, not in the working directory.
     stored = [
         p

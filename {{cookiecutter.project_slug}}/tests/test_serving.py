@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from contract_labels import NEG, POS
 
 from {{cookiecutter.package_name}}.deploy.server import missing_metrics
 from {{cookiecutter.package_name}}.serving import routing
@@ -213,7 +214,7 @@ def test_email_model_follows_the_contract(cfg):
     assert str(row["received_at"].tz) == "UTC"
     for bad, field in (
         ({"body": "x"}, "sender"),
-        ({"sender": "a", "body": "x", "label": "spam"}, "label"),
+        ({"sender": "a", "body": "x", "label": POS}, "label"),
         ({"sender": "a", "body": "x", "content_type": "image/png"}, "content_type"),
         ({"sender": "a", "body": "x", "recipient_count": 0}, "recipient_count"),
         ({"sender": "a", "body": "x", "received_at": "3000-01-01T00:00:00Z"}, "received_at"),
@@ -303,7 +304,7 @@ def _served(request_id: str, served: bool = True, version: int = 1) -> dict:
         "served": served,
         "routing": "shadow",
         "score": 0.5,
-        "label": "ham",
+        "label": NEG,
         "threshold": 0.5,
     }
 
@@ -325,7 +326,7 @@ def test_log_refuses_a_second_served_row_per_request_id_also_in_an_older_log(tmp
             conn.exec_driver_sql(
                 "insert into predictions (request_id, created_at, model_name, model_version, "
                 "role, served, routing, score, label, threshold) "
-                "values ('x', '2024-01-01', 'm', 1, 'champion', 1, 'single', 0.5, 'ham', 0.5)"
+                f"values ('x', '2024-01-01', 'm', 1, 'champion', 1, 'single', 0.5, '{NEG}', 0.5)"
             )
     with PredictionLog(url) as log:  # a log that already holds a reused id still opens
         assert "served twice" in caplog.text

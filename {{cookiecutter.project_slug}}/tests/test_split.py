@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from contract_labels import NEG, POS
 
 from {{ cookiecutter.package_name }}.data import split
 from {{ cookiecutter.package_name }}.sender_history import (
@@ -18,7 +19,7 @@ HISTORY = dict(
     entity="sender",
     timestamp="received_at",
     label="label",
-    positive="spam",
+    positive=POS,
     prior_rate=0.2,
     prior_strength=4.0,
 )
@@ -33,23 +34,17 @@ def records(n: int, *, senders: int = 6, seed: int = 0, minutes: int = 3 * 24 * 
             "message_id": [f"m{i}" for i in range(n)],
             "sender": [f"s{k}" for k in rng.integers(0, senders, n)],
             "received_at": T0 + pd.to_timedelta(rng.integers(0, minutes, n), unit="min"),
-            "label": rng.choice(["spam", "ham"], n, p=[0.3, 0.7]),
+            "label": rng.choice([POS, NEG], n, p=[0.3, 0.7]),
             "sender_created_at": T0 - pd.to_timedelta(rng.integers(1, 400, n), unit="D"),
         }
     )
-
-
-def labelled(cfg, df):
-    """The frame with the contract's label column holding the contract's classes."""
-    names = {"spam": cfg.problem.positive_class, "ham": cfg.problem.negative_class}
-    return df.assign(label=df["label"].map(names))
 
 
 # --- time split ------------------------------------------------------------------------------
 
 
 def test_parts_follow_time_without_overlap_and_match_the_fractions(cfg):
-    df = labelled(cfg, records(1000, minutes=10**6)).sample(frac=1, random_state=3)
+    df = records(1000, minutes=10**6).sample(frac=1, random_state=3)
 
     parts = split.split_by_time(cfg, df)
 
@@ -68,7 +63,7 @@ def test_parts_follow_time_without_overlap_and_match_the_fractions(cfg):
 def test_rows_sharing_a_timestamp_never_straddle_a_boundary(cfg):
     times = [T0 + i * HOUR for i in range(100)]
     times[64:76] = [T0 + 64 * HOUR] * 12  # a burst across the 70 % boundary
-    df = labelled(cfg, records(100)).assign(received_at=times)
+    df = records(100).assign(received_at=times)
 
     parts = split.split_by_time(cfg, df)
 
@@ -81,14 +76,14 @@ def test_rows_sharing_a_timestamp_never_straddle_a_boundary(cfg):
 
 
 def test_split_refuses_to_leave_a_part_empty(cfg):
-    df = labelled(cfg, records(50)).assign(received_at=T0)
+    df = records(50).assign(received_at=T0)
 
     with pytest.raises(ValueError, match="empty"):
         split.split_by_time(cfg, df)
 
 
 def test_run_writes_parts_and_a_summary(cfg, tmp_path):
-    df = labelled(cfg, records(400, minutes=10**5))
+    df = records(400, minutes=10**5)
     source = tmp_path / "validated.parquet"
     df.to_parquet(source, index=False)
 
@@ -123,7 +118,7 @@ def brute_force(df, cutoff=None):
             [
                 len(mine),
                 len(known),
-                int((known["label"] == "spam").sum()),
+                int((known["label"] == POS).sum()),
                 int((mine["received_at"] >= row["received_at"] - HOUR).sum()),
                 int((mine["received_at"] >= row["received_at"] - 24 * HOUR).sum()),
             ]
@@ -156,9 +151,7 @@ def test_changing_or_deleting_future_records_leaves_the_past_unchanged():
     changed = pd.concat(
         [
             df[past],
-            future.loc[kept].assign(
-                label=np.where(future.loc[kept, "label"] == "spam", "ham", "spam")
-            ),
+            future.loc[kept].assign(label=np.where(future.loc[kept, "label"] == POS, NEG, POS)),
             # New messages of the same senders, later than everything else.
             records(20, seed=9).assign(received_at=T0 + 100 * HOUR).set_axis(range(10_000, 10_020)),
         ]
@@ -174,12 +167,12 @@ def test_a_record_never_sees_its_own_label_or_records_at_the_same_instant():
         {
             "sender": ["a", "a", "a", "a"],
             "received_at": [T0, T0, T0, T0 + HOUR],
-            "label": ["spam", "spam", "ham", "spam"],
+            "label": [POS, POS, NEG, POS],
         }
     )
 
     history = point_in_time_history(df, **HISTORY)
-    flipped = point_in_time_history(df.assign(label=["ham", "ham", "spam", "ham"]), **HISTORY)
+    flipped = point_in_time_history(df.assign(label=[NEG, NEG, POS, NEG]), **HISTORY)
 
     assert history["past_count"].tolist() == [0, 0, 0, 3]
     assert history["past_positive"].tolist() == [0, 0, 0, 2]
@@ -195,7 +188,7 @@ def test_label_cutoff_hides_labels_that_arrived_later():
         {
             "sender": ["a"] * 4,
             "received_at": [T0, T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR],
-            "label": ["spam", "spam", "spam", None],
+            "label": [POS, POS, POS, None],
         }
     )
 
@@ -212,7 +205,7 @@ def test_velocity_windows_and_account_age_on_a_hand_made_example():
         {
             "sender": ["a"] * len(minutes) + ["b"],
             "received_at": [T0 + pd.Timedelta(minutes=m) for m in minutes] + [T0 + HOUR],
-            "label": ["ham"] * (len(minutes) + 1),
+            "label": [NEG] * (len(minutes) + 1),
             "created": [T0 - pd.Timedelta(days=10)] * len(minutes) + [None],
         }
     )

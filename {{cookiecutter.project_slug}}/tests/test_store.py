@@ -17,7 +17,7 @@ MINUTE = pd.Timedelta(minutes=1)
 
 
 def rows(cfg, items):
-    """Raw rows from (sender, minutes after T0, spam?) triples."""
+    """Raw rows from (sender, minutes after T0, positive?) triples."""
     return pd.DataFrame(
         {
             "message_id": [f"m{i}" for i in range(len(items))],
@@ -25,8 +25,8 @@ def rows(cfg, items):
             "received_at": [T0 + m * MINUTE for _, m, _ in items],
             "sender_created_at": T0 - pd.Timedelta(days=30),
             "label": [
-                cfg.problem.positive_class if spam else cfg.problem.negative_class
-                for _, _, spam in items
+                cfg.problem.positive_class if positive else cfg.problem.negative_class
+                for _, _, positive in items
             ],
         }
     )

@@ -26,15 +26,15 @@ SPAM_WORDS = ["winner", "free", "prize", "claim", "urgent", "offer", "cash", "bo
 HAM_WORDS = ["meeting", "report", "lunch", "project", "invoice", "agenda", "notes", "team"]
 
 
-def emails(n: int, seed: int, start: str, positive: str = "spam", negative: str = "ham"):
+def emails(n: int, seed: int, start: str, positive: str, negative: str):
     """Canonical-looking rows: text and numeric columns both carry (noisy) label signal."""
     rng = np.random.default_rng(seed)
-    spam = rng.random(n) < 0.3
+    pos_mask = rng.random(n) < 0.3
     t0 = pd.Timestamp(start, tz="UTC")
 
     def text(words_if_spam, words_if_ham, k):
         out = []
-        for is_spam in spam:
+        for is_spam in pos_mask:
             # Mostly the class's words, some of the other class's: not perfectly separable.
             own, other = (words_if_spam, words_if_ham) if is_spam else (words_if_ham, words_if_spam)
             pool = rng.choice(own, k).tolist() + rng.choice(other, 2).tolist()
@@ -49,8 +49,8 @@ def emails(n: int, seed: int, start: str, positive: str = "spam", negative: str 
             "subject": np.where(rng.random(n) < 0.1, None, text(SPAM_WORDS, HAM_WORDS, 2)),
             "body": text(SPAM_WORDS, HAM_WORDS, 6),
             "recipient_count": rng.integers(1, 5, n),
-            **{f"s{k}": spam * 1.5 + rng.normal(size=n) for k in range(SIGNALS)},
-            "label": np.where(spam, positive, negative),
+            **{f"s{k}": pos_mask * 1.5 + rng.normal(size=n) for k in range(SIGNALS)},
+            "label": np.where(pos_mask, positive, negative),
         }
     )
 
