@@ -1,29 +1,32 @@
 """The compiled pipeline run as a Kubeflow cluster runs it (tests/kfp_cluster.py): every task
-from deploy/kubeflow/pipeline.yaml in its own empty directory, artifacts only, the contract
-read-only, and the stores a real MLflow tracking server on PostgreSQL plus PostgreSQL databases
-for Optuna and the sender store, named by the runtime Secret.
+from deploy/kubeflow/pipeline.yaml in its own empty pod folder, in the image the Dockerfile
+builds (the project installed from its wheel, the image's environment and user: UID 10001 when
+the test runs as root), artifacts only, the contract read-only where the image has it, and the
+stores a real MLflow tracking server on PostgreSQL plus PostgreSQL databases for Optuna and the
+sender store, named by the runtime Secret.
 """
 
 import os
 import socket
-import stat
 import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from kfp_cluster import ClusterEmulator, TaskFailed
+from kfp_cluster import ClusterEmulator, TaskFailed, install_project, read_dockerfile
 
-from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.config import CONFIG_ENV_VAR, load_config
 from {{ cookiecutter.package_name }}.pipeline import run as runner
 from {{ cookiecutter.package_name }}.pipeline.pipeline import TASKS, secret_name
 
 pytestmark = pytest.mark.slow
 ROWS, TRIALS = 2000, 2
+PACKAGE = load_config.__module__.split(".")[0]
 
 
 def _free_port() -> int:
@@ -80,16 +83,14 @@ def mlflow_server(postgres, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def contract(project_root, tmp_path_factory):
-    """A lenient contract (any sensible model passes the gate), read-only as in the image."""
+    """A lenient contract (any sensible model passes the gate); the pods get a read-only copy
+    where the image has its own."""
     data = yaml.safe_load((project_root / "configs" / "system.yaml").read_text(encoding="utf-8"))
     data["metrics"]["offline"]["target_precision"] = 0.2
     data["metrics"]["offline"]["target_recall"] = 0.5
-    folder = tmp_path_factory.mktemp("etc") / "configs"
-    folder.mkdir()
-    path = folder / "system.yaml"
+    path = tmp_path_factory.mktemp("contract") / "configs" / "system.yaml"
+    path.parent.mkdir()
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    for p in (path, folder):
-        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     return path
 
 
@@ -100,28 +101,65 @@ def package(contract, tmp_path_factory):
     )
 
 
-def emulator(package, contract, work, secret):
-    src = Path(__file__).resolve().parents[1] / "src"
-    env = {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(src),  # the image installs the wheel; here the same package
-        "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
-        "GX_ANALYTICS_ENABLED": "false",
-        "BENTOML_DO_NOT_TRACK": "True",
-        "LANG": "C.UTF-8",
+@pytest.fixture(scope="session")
+def image(project_root):
+    return read_dockerfile(project_root / "deploy" / "docker" / "Dockerfile")
+
+
+@pytest.fixture(scope="session")
+def site(project_root, image, tmp_path_factory):
+    """The project's wheel, built once from what the Dockerfile copies, installed alone."""
+    try:
+        _, folder = install_project(project_root, image, tmp_path_factory.mktemp("wheel"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    return folder
+
+
+def emulator(package, contract, work, secret, image, site):
+    """The image's files with the lenient contract where $SYSTEM_CONFIG finds it."""
+    project = Path(__file__).resolve().parents[1]
+    assert image.env[CONFIG_ENV_VAR] in image.files  # the image ships its default contract
+    files = {
+        target: contract if target == image.env[CONFIG_ENV_VAR] else project / source
+        for target, source in image.files.items()
     }
-    # The contract's project folder (configs/..) is read-only, as /etc is in the image.
-    return ClusterEmulator(
-        package, work, secret=secret, base_env=env, read_only=(contract.parent.parent,)
+    cluster = ClusterEmulator(
+        package,
+        work,
+        image=image,
+        site=site,
+        files=files,
+        secret=secret,
+        env={"LANG": "C.UTF-8"},  # the base image's
+        trace=PACKAGE,
     )
+    if cluster.note:
+        warnings.warn(cluster.note, stacklevel=2)
+    return cluster
 
 
-def arguments(contract):
-    return {"config_path": str(contract), "rows": ROWS, "trials": TRIALS}
+def arguments():
+    # No config_path: the tasks read the contract at $SYSTEM_CONFIG, as the image sets it.
+    return {"rows": ROWS, "trials": TRIALS}
+
+
+def assert_the_image_ran(cluster, image, site):
+    """Every task imported the project from the installed wheel, as the image's user (when the
+    test runs as root), and whatever it wrote in its pod belongs to that user."""
+    if os.geteuid() == 0:
+        assert cluster.user == image.user
+    for run in cluster.runs:
+        if not run.in_pod:
+            continue
+        assert f"{PACKAGE}.pipeline.steps" in run.modules, (run.name, sorted(run.modules))
+        elsewhere = {m: f for m, f in run.modules.items() if f and not Path(f).is_relative_to(site)}
+        assert not elsewhere, (run.name, elsewhere)
+        assert run.owners == {cluster.user}, (run.name, run.owners)
 
 
 def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
-    package, contract, postgres, mlflow_server, tmp_path
+    package, contract, postgres, mlflow_server, image, site, tmp_path
 ):
     import sqlalchemy as sa
     from mlflow import MlflowClient
@@ -133,19 +171,24 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
         "OPTUNA_STORAGE": postgres.database("optuna_cluster"),
         "SENDER_STORE_URL": postgres.database("senders_cluster"),
     }
-    cluster = emulator(package, contract, tmp_path, secret)
+    cluster = emulator(package, contract, tmp_path, secret, image, site)
     try:
-        cluster.run(arguments(contract))
+        cluster.run(arguments())
     except TaskFailed as failed:
         pytest.fail(str(failed))
     ran = [r.name for r in cluster.runs]
     assert ran == [t for t in TASKS if t != "report-gate-failure"]
-    assert not any((tmp_path / "pods").iterdir())  # nothing survives a pod
-    # Every task that reads the contract found it read-only and wrote under its own directory.
-    rerooted = [r.name for r in cluster.runs if "is read-only" in r.output]
+    assert not any(cluster.pods.iterdir())  # nothing survives a pod
+    assert_the_image_ran(cluster, image, site)
+    # Every task that reads the contract found it read-only where the image has it, and wrote
+    # under its own directory.
+    published = cluster.rootfs / image.env[CONFIG_ENV_VAR].lstrip("/")
+    read_only = f"{published.parent.parent} is read-only"
+    rerooted = [r.name for r in cluster.runs if read_only in r.output]
     assert rerooted == [name for name in ran if name != "check-data"]
-    # The contract's folder stayed as it was: the tasks wrote their files in their pods.
-    assert sorted(p.name for p in contract.parent.parent.rglob("*")) == ["configs", "system.yaml"]
+    # The image's files stayed as they were: the tasks wrote their files in their pods.
+    written = {p for p in cluster.rootfs.rglob("*") if not p.is_dir()}
+    assert written == {cluster.rootfs / t.lstrip("/") for t in image.files}
 
     cfg = load_config(contract)
     name = cfg.training.mlflow.registered_model
@@ -177,11 +220,14 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
     assert trials == TRIALS
 
 
-def test_without_the_secret_the_first_task_fails_naming_the_keys(package, contract, tmp_path):
-    cluster = emulator(package, contract, tmp_path, secret={})
+def test_without_the_secret_the_first_task_fails_naming_the_keys(
+    package, contract, image, site, tmp_path
+):
+    cluster = emulator(package, contract, tmp_path, {}, image, site)
     with pytest.raises(TaskFailed) as failed:
-        cluster.run(arguments(contract))
+        cluster.run(arguments())
     assert failed.value.run.name == "get-data" and [r.name for r in cluster.runs] == ["get-data"]
+    assert_the_image_ran(cluster, image, site)
     output = failed.value.run.output
     assert "StoreError: on a cluster every store must outlive its pod" in output
     for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL"):
@@ -199,7 +245,7 @@ def imported_package(contract, tmp_path_factory):
 
 
 def test_real_data_from_an_importer_uri_trains_end_to_end(
-    imported_package, contract, postgres, mlflow_server, tmp_path
+    imported_package, contract, postgres, mlflow_server, image, site, tmp_path
 ):
     """The data_uri variant: the object store's file, not generated data, is what trains."""
     from mlflow import MlflowClient
@@ -216,12 +262,13 @@ def test_real_data_from_an_importer_uri_trains_end_to_end(
         "OPTUNA_STORAGE": postgres.database("optuna_imported"),
         "SENDER_STORE_URL": postgres.database("senders_imported"),
     }
-    cluster = emulator(imported_package, contract, tmp_path / "cluster", secret)
+    cluster = emulator(imported_package, contract, tmp_path / "cluster", secret, image, site)
     try:
-        cluster.run({"config_path": str(contract), "data_uri": f"file://{source}", "trials": 1})
+        cluster.run({"data_uri": f"file://{source}", "trials": 1})
     except TaskFailed as failed:
         pytest.fail(str(failed))
     ran = [r.name for r in cluster.runs]
+    assert_the_image_ran(cluster, image, site)
     assert ran[:3] == ["importer", "ingest-data", "validate-data"] and "get-data" not in ran
     ingested = cluster.runs[1].artifacts["data"]["metadata"]
     labels = pd.read_parquet(source)[cfg.data.column("label").name]
