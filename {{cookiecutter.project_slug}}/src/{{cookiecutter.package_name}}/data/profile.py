@@ -22,7 +22,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from ..timebounds import EARLIEST, LATEST
 
 READ_ROWS = 100_000
 MAX_ALLOWED = 20  # categorical columns with at most this many values get an allowed list
+MAX_AHEAD_DAYS = 36_500  # the contract's limit on max_ahead_days
 MOSTLY_MARGIN = 0.02  # a nullable column's `mostly` sits this far below the observed share
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
@@ -49,7 +50,7 @@ ENTITY_WORDS |= {"holder", "owner", "entity", "no", "number", "num", "pan", "iba
 
 _INT = re.compile(r"^[+-]?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(
-    r"^[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(inf|infinity)$"
+    r"^[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?$|^[+-]?(inf|infinity)$", re.I
 )
 _ISO = re.compile(
     r"^\d{4}-\d{2}(-\d{2})?([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$"
@@ -184,10 +185,11 @@ def _check_names(path: Path, names: list[str]) -> None:
 def _read_csv(path: Path, rows: int) -> Sample:
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         first = handle.readline()
-    if not first.strip():
-        raise ProfileError(f"{path}: empty file (no header line)")
-    sep = "\t" if path.suffix.lower() == ".tsv" else max(",\t;|", key=first.count)
-    header = next(csv.reader([first], delimiter=sep))
+        if not first.strip():
+            raise ProfileError(f"{path}: empty file (no header line)")
+        sep = "\t" if path.suffix.lower() == ".tsv" else max(",\t;|", key=first.count)
+        handle.seek(0)
+        header = next(csv.reader(handle, delimiter=sep))  # a quoted name may hold a newline
     _check_names(path, header)
     frame = pd.read_csv(
         path,
@@ -320,13 +322,13 @@ def _facts(name: str, series: pd.Series) -> _Facts:
         return _Facts("bool", values=text.str.lower().eq("true"))
     if text.str.fullmatch(_INT).all():
         return _numbers(name, text.map(int), all_int=True)
-    if text.str.fullmatch(_FLOAT, case=False).all():
+    if text.str.fullmatch(_FLOAT).all():
         return _numbers(name, text.map(float), all_int=False)
     if text.str.fullmatch(_ISO).all():
         facts = _times(text)
         if facts is not None:
             return facts
-    looks = text.str.fullmatch(_FLOAT, case=False) | text.str.fullmatch(_ISO)
+    looks = text.str.fullmatch(_FLOAT) | text.str.fullmatch(_ISO)
     odd = text[~looks]
     why = ""
     if looks.mean() >= 0.5 and len(odd):
@@ -335,13 +337,15 @@ def _facts(name: str, series: pd.Series) -> _Facts:
 
 
 def _times(values: pd.Series) -> _Facts | None:
+    """UTC times, or None when a value does not parse or is beyond what a contract can hold."""
     try:
         parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
     except (ValueError, TypeError, OverflowError):
         return None
     if parsed.isna().any():
         return None
-    low, high = pd.Timestamp(EARLIEST), pd.Timestamp(LATEST)
+    ahead = datetime.now(UTC) + timedelta(days=MAX_AHEAD_DAYS)
+    low, high = pd.Timestamp(EARLIEST), pd.Timestamp(min(LATEST, ahead))
     if ((parsed < low) | (parsed > high)).any():
         return None
     return _Facts("datetime", values=parsed)
@@ -428,12 +432,16 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
         "id",
         [((bool(_words(c) & ID_WORDS), -i), c, "unique per row") for i, c in enumerate(unique)],
     )
-    # timestamp: the time column with a time-like name, fewest gaps, most distinct values
+    # timestamp: a time-like name, times of day (not dates alone), fewest gaps, most distinct
     times = [c for c, f in facts.items() if c not in roles and f.dtype == "datetime"]
     pick(
         "timestamp",
         [
-            ((bool(_words(c) & TIME_WORDS), filled[c], distinct[c]), c, _time_reason(c, facts[c]))
+            (
+                (bool(_words(c) & TIME_WORDS), _has_clock(facts[c].values), filled[c], distinct[c]),
+                c,
+                _time_reason(c, facts[c]),
+            )
             for c in times
         ],
     )
@@ -478,6 +486,11 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
                 "quarantined"
             )
     return profile
+
+
+def _has_clock(times: pd.Series) -> bool:
+    """Whether some time is not at midnight: an event's time rather than a day's date."""
+    return bool((times != times.dt.normalize()).any())
 
 
 def _time_reason(column: str, f: _Facts) -> str:
@@ -604,7 +617,7 @@ def _time_range(values: pd.Series, now: datetime, main: bool) -> dict[str, Any]:
     latest = values.max().to_pydatetime()
     ahead = (latest - now).total_seconds() / 86400
     if ahead > 0:  # dates in the future (expiry, schedule): allow as far again
-        out["max_ahead_days"] = min(math.ceil(ahead * 2) + 1, 36500)
+        out["max_ahead_days"] = min(math.ceil(ahead * 2) + 1, MAX_AHEAD_DAYS)
     elif main:
         out["max_ahead_days"] = 1  # clocks run ahead: a day of slack keeps those records
     return out

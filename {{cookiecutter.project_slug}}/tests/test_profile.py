@@ -1,0 +1,371 @@
+"""`data profile FILE` proposes the contract's columns from a user's table, and `--write` puts
+them in configs/system.yaml without touching the rest of the file.
+
+The table is one the code has never seen (card transactions, no text column), in each format.
+"""
+
+import csv
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import spam_detection
+from spam_detection.config import Column, load_config
+from spam_detection.data import contract_write, profile
+
+SOURCE = os.path.dirname(os.path.dirname(spam_detection.__file__))
+FORMATS = ("csv", "parquet", "jsonl")
+EXPECTED = {
+    "txn_ref": ("string", "id"),
+    "ts": ("datetime", "timestamp"),
+    "account_no": ("string", "entity_key"),
+    "merchant_type": ("string", "categorical"),
+    "amount_usd": ("float", "numeric"),
+    "country": ("string", "categorical"),
+    "is_fraud": ("string", "label"),
+}
+# The lines --write may change outside data.columns.
+SCALARS = ("positive_class:", "negative_class:", "kind:", "path:", "column_mapping:")
+
+
+def transactions(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """Card transactions: fraud is online and large more often; about 15 % of the rows."""
+    rng = np.random.default_rng(seed)
+    seconds = np.sort(rng.integers(0, 60 * 86400, n))
+    kind = rng.choice(
+        ["grocery", "fuel", "online", "travel", "atm"], n, p=[0.4, 0.2, 0.2, 0.1, 0.1]
+    )
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    fraud = ((kind == "online") & (amount > 20) & (rng.random(n) < 0.8)) | (rng.random(n) < 0.05)
+    return pd.DataFrame(
+        {
+            "txn_ref": [f"T{i:07d}" for i in range(n)],
+            "ts": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(seconds, unit="s"),
+            "account_no": rng.choice([f"AC{i:05d}" for i in range(200)], n),
+            "merchant_type": kind,
+            "amount_usd": amount,
+            "country": rng.choice(["US", "GB", "DE", "FR", "BR"], n),
+            "is_fraud": fraud.astype(int),
+        }
+    )
+
+
+def save(frame: pd.DataFrame, path) -> None:
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True, date_format="iso")
+
+
+def _cli(project, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "spam_detection", *args],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": SOURCE},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def project(tmp_path, project_root):
+    """A project folder with the generated contract and a data/ folder."""
+    (tmp_path / "configs").mkdir()
+    shutil.copyfile(project_root / "configs/system.yaml", tmp_path / "configs/system.yaml")
+    (tmp_path / "data").mkdir()
+    return tmp_path
+
+
+def _propose(path, rows=profile.READ_ROWS):
+    sample = profile.read_sample(path, rows=rows)
+    return sample, profile.propose(sample.frame)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_roles_dtypes_and_label_of_an_unseen_table(tmp_path, fmt):
+    frame = transactions()
+    save(frame, tmp_path / f"tx.{fmt}")
+    sample, proposal = _propose(tmp_path / f"tx.{fmt}")
+    assert not sample.truncated and proposal.rows == len(frame)
+    got = {c.source: (c.spec["dtype"], c.spec["role"]) for c in proposal.columns}
+    assert got == EXPECTED
+    specs = {s["name"]: s for s in proposal.specs}
+    assert specs["txn_ref"]["unique"] is True
+    assert proposal.positive_class == "1" and proposal.negative_class == "0"
+    assert proposal.positive_rate == pytest.approx(frame.is_fraud.mean())
+    assert specs["is_fraud"]["allowed"] == ["1", "0"]
+    assert specs["merchant_type"]["allowed"] == ["atm", "fuel", "grocery", "online", "travel"]
+    assert specs["amount_usd"]["min"] == 0
+    assert specs["amount_usd"]["max"] >= 2 * frame.amount_usd.max() - frame.amount_usd.min()
+    assert specs["ts"]["min"] == "2023-01-01" and specs["ts"]["max_ahead_days"] == 1
+    assert all(s["nullable"] is False for s in proposal.specs)
+    assert proposal.missing_roles() == [] and proposal.needs_ingest == []
+    assert all(c.reason for c in proposal.columns)
+
+
+def test_gaps_ranges_epochs_and_odd_names(tmp_path):
+    n = 400
+    frame = transactions(n)
+    frame["tip"] = np.where(np.arange(n) % 10 == 0, np.nan, -5.0 + np.arange(n) % 7)
+    frame["note"] = [f"customer said the parcel number {i} was late again" for i in range(n)]
+    frame["Signup Date"] = (pd.Timestamp("2020-06-01") + pd.to_timedelta(np.arange(n), "D")).astype(
+        str
+    )
+    frame["ts"] = (frame["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)  # epoch
+    frame["zip"] = [f"{i % 50:05d}" for i in range(n)]  # leading zeros: text, not numbers
+    path = tmp_path / "tx.jsonl"
+    save(frame, path)
+    _, proposal = _propose(path)
+    specs = {c.source: c.spec for c in proposal.columns}
+    assert specs["tip"]["nullable"] is True and specs["tip"]["mostly"] == 0.88  # 90 % - margin
+    assert specs["tip"]["min"] < -5 and specs["tip"]["max"] > 1
+    assert specs["note"]["role"] == "text"
+    assert specs["Signup Date"] == {
+        "name": "Signup_Date",
+        "dtype": "datetime",
+        "role": "datetime",
+        "nullable": False,
+        "min": "2019-01-01",
+    }
+    assert specs["ts"]["role"] == "timestamp" and specs["ts"]["dtype"] == "datetime"
+    assert specs["zip"]["dtype"] == "string" and specs["zip"]["role"] == "categorical"
+    assert proposal.mapping == {"Signup Date": "Signup_Date"}
+    assert len(proposal.needs_ingest) == 2  # a rename and epoch seconds: `data ingest` first
+
+
+def test_row_cap_says_how_many_rows_were_read(tmp_path):
+    save(transactions(1500), tmp_path / "tx.parquet")
+    sample, proposal = _propose(tmp_path / "tx.parquet", rows=1000)
+    assert sample.truncated and proposal.rows == 1000
+    assert "first 1,000 of 1,500 rows" in sample.describe(tmp_path / "tx.parquet")
+
+
+def _changed_outside_columns(before: str, after: str) -> list[str]:
+    """Original lines that --write changed or dropped outside the data.columns items."""
+    old, new = before.splitlines(), after.splitlines()
+    start = old.index("  columns:") + 1
+    end = next(i for i in range(start, len(old)) if old[i] and not old[i].startswith("    "))
+    while not old[end - 1].strip().startswith("- "):
+        end -= 1  # comments after the last item belong to what follows
+    changed = []
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, i1, i2, _, _ in matcher.get_opcodes():
+        for i in range(i1, i2) if tag != "equal" else ():
+            if not (start <= i < end or old[i].strip().startswith(SCALARS)):
+                changed.append(old[i])
+    return changed
+
+
+def test_write_round_trip_keeps_the_rest_of_the_contract(project):
+    save(transactions(), project / "data/tx.csv")
+    contract = project / "configs/system.yaml"
+    before = contract.read_text(encoding="utf-8")
+    out = _cli(project, "data", "profile", "data/tx.csv", "--write")
+    assert out.returncode == 0, out.stderr
+    assert "is_fraud" in out.stdout and "- {name: txn_ref, dtype: string, role: id" in out.stdout
+    after = contract.read_text(encoding="utf-8")
+    assert _changed_outside_columns(before, after) == []  # comments included
+    cfg = load_config(contract)
+    assert {c.name: (c.dtype, c.role) for c in cfg.data.columns} == EXPECTED
+    assert (cfg.problem.positive_class, cfg.problem.negative_class) == ("1", "0")
+    assert (cfg.data.source.kind, cfg.data.source.path.as_posix()) == ("file", "data/tx.csv")
+    again = _cli(project, "data", "profile", "data/tx.csv", "--write")
+    assert again.returncode == 0, again.stderr
+    assert contract.read_text(encoding="utf-8") == after
+
+
+def test_write_refuses_a_file_that_cannot_fill_the_contract(project):
+    frame = transactions().drop(columns=["ts", "account_no"])
+    save(frame, project / "data/tx.csv")
+    contract = project / "configs/system.yaml"
+    before = contract.read_bytes()
+    out = _cli(project, "data", "profile", "data/tx.csv", "--write")
+    assert out.returncode != 0
+    assert "timestamp" in out.stderr and "entity_key" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert contract.read_bytes() == before
+    assert not list(contract.parent.glob(".*"))  # no trial copy left behind
+
+
+BAD_FILES = {
+    "empty.csv": b"",
+    "header.csv": b"a,b,c\n",
+    "twice.csv": b"id,amount,id\n1,2,3\n",
+    "twice.jsonl": b'{"id": 1, "id": 2}\n',
+    "nothing.jsonl": b"[1, 2]\nnot json\n",
+    "noise.parquet": b"PAR1" + bytes(range(256)) * 4,
+    "sheet.xlsx": b"PK\x03\x04",
+    "missing.csv": None,
+}
+
+
+@pytest.mark.parametrize("name", BAD_FILES)
+def test_a_bad_file_is_one_line_and_a_non_zero_exit(project, name):
+    if BAD_FILES[name] is not None:
+        (project / "data" / name).write_bytes(BAD_FILES[name])
+    out = _cli(project, "data", "profile", f"data/{name}")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert name in out.stderr and "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------------------- any table
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "1", "0", "true", "007", "2024-01-01", "1e999", "NaN", "é\u0301"]),
+    st.datetimes(
+        min_value=datetime(1600, 1, 1), max_value=datetime(2300, 1, 1), timezones=st.just(UTC)
+    ).map(lambda d: d.isoformat()),
+)
+_tables = st.integers(1, 25).flatmap(
+    lambda n: st.dictionaries(
+        st.text(min_size=1, max_size=8).filter(lambda s: s.strip()),
+        st.lists(_values, min_size=n, max_size=n),
+        min_size=1,
+        max_size=5,
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def contract_copy(tmp_path_factory, project_root):
+    folder = tmp_path_factory.mktemp("hostile") / "configs"
+    folder.mkdir()
+    shutil.copyfile(project_root / "configs/system.yaml", folder / "system.yaml")
+    return folder / "system.yaml"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table=_tables, fmt=st.sampled_from(["frame", "jsonl", "csv"]))
+def test_any_table_gives_a_valid_contract_or_one_line(tmp_path_factory, contract_copy, table, fmt):
+    folder = tmp_path_factory.mktemp("table")
+    try:
+        if fmt == "frame":
+            proposal = profile.propose(pd.DataFrame(table, dtype=object))
+        else:
+            path = folder / f"t.{fmt}"
+            _save_raw(table, path)
+            proposal = profile.propose(profile.read_sample(path).frame)
+    except profile.ProfileError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    for spec in proposal.specs:  # every entry is a valid contract column
+        Column.model_validate(spec)
+    before = contract_copy.read_bytes()
+    written = contract_write.source_for(proposal, folder / "t.csv", folder, None)
+    try:
+        contract_write.write(contract_copy, proposal, written)
+    except contract_write.WriteError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        assert contract_copy.read_bytes() == before
+        return
+    cfg = load_config(contract_copy)
+    assert [c.name for c in cfg.data.columns] == [s["name"] for s in proposal.specs]
+    contract_copy.write_bytes(before)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    extra=st.dictionaries(
+        st.text(min_size=1, max_size=8).filter(lambda s: s.strip() and s.strip() not in EXPECTED),
+        st.lists(_values, min_size=1, max_size=6),
+        max_size=4,
+    ),
+    fmt=st.sampled_from(["jsonl", "csv"]),
+)
+def test_hostile_extra_columns_still_give_a_valid_contract(
+    tmp_path_factory, contract_copy, extra, fmt
+):
+    """The transactions plus columns of hostile values: the contract is written and loads."""
+    base = transactions(120)
+    table = {c: [_plain(v) for v in base[c]] for c in base.columns}
+    for name, values in extra.items():
+        table[name] = (values * len(base))[: len(base)]
+    path = tmp_path_factory.mktemp("extra") / f"t.{fmt}"
+    _save_raw(table, path)
+    try:
+        proposal = profile.propose(profile.read_sample(path).frame)
+    except profile.ProfileError as exc:  # two names the same once stripped
+        assert "duplicate column names" in str(exc) and "\n" not in str(exc)
+        return
+    before = contract_copy.read_bytes()
+    written = contract_write.source_for(proposal, path, path.parent, None)
+    try:
+        contract_write.write(contract_copy, proposal, written)
+        cfg = load_config(contract_copy)
+    finally:
+        contract_copy.write_bytes(before)
+    assert {c.name: c.role for c in cfg.data.columns if c.name in EXPECTED} == {
+        name: role for name, (_, role) in EXPECTED.items()
+    }
+
+
+def _plain(value):
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _save_raw(table: dict, path) -> None:
+    names = list(table)
+    rows = list(zip(*table.values(), strict=True))
+    if path.suffix == ".jsonl":
+        lines = [json.dumps(dict(zip(names, row, strict=True))) for row in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:  # every field quoted: a name or value may hold a line break
+        with open(path, "w", encoding="utf-8", errors="surrogatepass", newline="") as handle:
+            writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
+            writer.writerow(names)
+            writer.writerows([["" if v is None else v for v in row] for row in rows])
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_profile_write_then_the_real_chain_trains(project):
+    """The written contract drives the stages on the user's file: validate reads it where it
+    is (data.source.path), split, features, the baseline; `data ingest` reads it too."""
+    save(transactions(2500), project / "data/tx.csv")
+    steps = [
+        ("data", "profile", "data/tx.csv", "--write"),
+        ("data", "ingest", "data/tx.csv", "--out", "data/raw/ingested.parquet"),
+        ("data", "validate", "data/raw/ingested.parquet", "--out", "data/ingested", "--no-docs"),
+        ("data", "generate"),  # `make data`: the contract names the data, nothing generated
+        ("data", "validate", "--no-docs"),
+        ("data", "split"),
+        ("features", "build"),
+        ("train",),
+    ]
+    for step in steps:
+        out = _cli(project, *step)
+        assert out.returncode == 0, f"{' '.join(step)}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
+    assert (
+        "read 2,500, ingested 2,500, quarantined 0"
+        in _cli(project, "data", "ingest", "data/tx.csv", "--out", "data/raw/again.parquet").stdout
+    )
+    assert pd.read_csv(project / "data/tx.csv").shape == (2500, 7)  # the user's file untouched
+    assert (project / "artifacts/baseline").is_dir()
+    assert yaml.safe_load((project / "configs/system.yaml").read_text())["data"]["source"] == {
+        "kind": "file",
+        "path": "data/tx.csv",
+    }
