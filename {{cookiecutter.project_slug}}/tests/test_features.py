@@ -231,7 +231,8 @@ def test_output_is_float32_named_by_family_and_informative(cfg, data, fitted):
     names = list(transformer.get_feature_names_out())
     assert matrix.dtype == np.float32 and matrix.shape[1] == len(names) >= 30
     assert len(set(names)) == len(names)
-    assert {n.split("_")[0] for n in names} == {"text", "sender", "structure", "behavior"}
+    families = {"text", "sender", "structure", "behavior", "ts", "flags"}
+    assert {n.split("_")[0] for n in names} == families
     assert np.isfinite(matrix).all()
 
     rows = attach_history(cfg, future, earlier=past, label_cutoff=cutoff)

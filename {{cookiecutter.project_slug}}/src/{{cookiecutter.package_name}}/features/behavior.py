@@ -23,6 +23,11 @@ class BehaviorFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=No
     def __init__(self, recipient_count: str | None = "recipient_count"):
         self.recipient_count = recipient_count
 
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        """The contract columns this family reads (besides the entity history columns)."""
+        return (self.recipient_count,) if self.recipient_count else ()
+
     def fit(self, df: pd.DataFrame, y=None, **_):
         return self
 

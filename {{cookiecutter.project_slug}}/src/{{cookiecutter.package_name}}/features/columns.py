@@ -1,15 +1,20 @@
 """Read-once column access for the feature families.
 
 Each pandas column access costs ~20 us, which dominates the transform of a single request: the
-families read a frame through ``Columns``, which converts each column once (to a list of str or
-a float array) and memoizes values shared between families (the joined text, sender domains).
-Frames of a few rows (serving requests) are read cell by cell with ``DataFrame.iat``, which
-skips building a Series; both paths yield the same Python values.
+families read a frame through ``Columns``, which converts each column once (to a list of str,
+a float array, category keys or epoch seconds) and memoizes values shared between families (the
+joined text, sender domains). Frames of a few rows (serving requests) are read cell by cell with
+``DataFrame.iat``, which skips building a Series. Cells of object columns are converted one by
+one on every path, so a row gives the same values alone as in a batch whatever a client sent;
+only columns of a numeric or datetime dtype take the vectorised path.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -17,6 +22,8 @@ import pandas as pd
 
 # Up to this many rows, cells are read one by one (cheaper than building a Series per column).
 SMALL_FRAME = 4
+# Time strings are read only in ISO 8601 form: pandas would also take "now" or "today".
+_ISO_DATE = re.compile(r"\s*[+-]?\d{4}-\d{2}-\d{2}")
 
 
 class Columns:
@@ -46,22 +53,44 @@ class Columns:
         )
 
     def numbers(self, name: str | None) -> np.ndarray:
-        """The column as float64 (unparseable or missing values, or a missing column: NaN)."""
+        """The column as float64 (unparseable or missing values, or a missing column: NaN;
+        a number beyond float64: +-inf)."""
         if name is None or name not in self.names:
             return np.full(self.n, np.nan)
         return self.memo(("num", name), lambda: self._numbers(name))
+
+    def categories(self, name: str | None) -> list[str | None]:
+        """The column as category keys: str, None when missing or empty (see ``category_key``)."""
+        if name is None or name not in self.names:
+            return [None] * self.n
+        return self.memo(("cat", name), lambda: [category_key(v) for v in self._values(name)])
+
+    def seconds(self, name: str | None) -> np.ndarray:
+        """The column as whole seconds since 1970-01-01 UTC, float64 (NaN when missing or not
+        a time; naive times are UTC)."""
+        if name is None or name not in self.names:
+            return np.full(self.n, np.nan)
+        return self.memo(("sec", name), lambda: self._seconds(name))
 
     def _values(self, name: str) -> list:
         return cells(self.df, name)
 
     def _numbers(self, name: str) -> np.ndarray:
-        if self.n <= SMALL_FRAME:
-            return np.array([_float(v) for v in self._values(name)], dtype=np.float64)
-        series = self.df[name]
-        try:
-            return np.asarray(series, dtype=np.float64)
-        except (TypeError, ValueError):  # nullable integers with NA, text, ...
-            return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        if self.n > SMALL_FRAME:
+            series = self.df[name]
+            dtype = series.dtype
+            if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+                return series.to_numpy(np.float64, na_value=np.nan)
+        return np.array([_float(v) for v in self._values(name)], dtype=np.float64)
+
+    def _seconds(self, name: str) -> np.ndarray:
+        if self.n > SMALL_FRAME:
+            series = self.df[name]
+            if isinstance(series.dtype, pd.DatetimeTZDtype):
+                series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+            if pd.api.types.is_datetime64_dtype(series.dtype):
+                return _epoch_seconds(series.to_numpy())
+        return np.array([time_seconds(v) for v in self._values(name)], dtype=np.float64)
 
 
 def cells(df: pd.DataFrame, name: str) -> list:
@@ -75,8 +104,55 @@ def cells(df: pd.DataFrame, name: str) -> list:
 def _float(value) -> float:
     try:
         return float(value)
+    except OverflowError:  # an int beyond float64
+        return math.copysign(math.inf, value)
     except (TypeError, ValueError):  # None, pd.NA, text
         return np.nan
+
+
+def category_key(value) -> str | None:
+    """A cell as a category: None for missing (None, NaN, NA, NaT) or empty text; a whole
+    number as its integer text, so 3, 3.0 and np.int64(3) are one category ("3") whether the
+    column was read as int or, holding a null, as float."""
+    if isinstance(value, str):
+        return value or None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if value != value:
+            return None
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
+
+
+def time_seconds(value) -> float:
+    """One cell as whole seconds since 1970 UTC (NaN unless a time or an ISO 8601 string)."""
+    if isinstance(value, str):
+        if not _ISO_DATE.match(value):
+            return np.nan
+    elif not isinstance(value, datetime | date | np.datetime64):
+        return np.nan
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError):  # unparseable or beyond pandas' range
+        return np.nan
+    if stamp is pd.NaT:
+        return np.nan
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return float(_epoch_seconds(np.array([stamp.to_datetime64()]))[0])
+
+
+def _epoch_seconds(values: np.ndarray) -> np.ndarray:
+    """datetime64 values (any unit, naive UTC) -> whole seconds as float64, NaT -> NaN."""
+    missing = np.isnat(values)
+    out = values.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    out[missing] = np.nan
+    return out
 
 
 def as_columns(data: pd.DataFrame | Columns) -> Columns:

@@ -1,29 +1,33 @@
-"""One fitted transformer from raw rows (+ sender history columns) to the model's input.
+"""One fitted transformer from raw rows (+ entity history columns) to the model's input.
 
-``build_features(cfg)`` reads the column names from the contract and returns an unfitted
+``build_features(cfg)`` composes the families for the contract and returns an unfitted
 ``FeatureTransformer``; training fits it (``fit_transform`` on the training split), the model
 bundle pickles it, and serving calls ``transform`` on each request after
 ``SenderStore.lookup`` has added the history columns. Training and serving therefore run the
 same code on the same kind of input.
 
-Families (``get_feature_names_out`` prefixes): ``text_`` (out-of-fold TF-IDF + logistic
-regression score, phrase and style counts), ``sender_`` (reputation, account age, domain),
-``structure_`` (links, attachments, images, HTML, reply-to) and ``behavior_`` (velocity,
-recipients). Output: dense float32, one row per input row.
+Families (``get_feature_names_out`` prefixes), first the email ones: ``text_`` (out-of-fold
+TF-IDF + logistic regression score, phrase and style counts; only with text columns),
+``sender_`` (reputation, account age, domain), ``structure_`` (links, attachments, images,
+HTML, reply-to; only when the contract has such columns) and ``behavior_`` (velocity,
+recipients). Each declares the contract columns it reads (``consumes``); every other column
+of a feature role goes to the core family of its role (``roles.py``): ``num_``, ``cat_``,
+``ts_``, ``dt_``, ``flags_``. Output: dense float32, one row per input row.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 
 from ..profiles import STRUCTURED_TEXT
 from ..sender_history import _ns
 from .behavior import BehaviorFeatures
 from .columns import Columns
-from .history import missing_history
+from .history import history_spec, missing_history
+from .roles import role_families
 from .sender import SenderFeatures
 from .structure import DEFAULT_COLUMNS, StructureFeatures
 from .text import TextScorer, TextStats, time_folds
@@ -32,44 +36,36 @@ from .text import TextScorer, TextStats, time_folds
 class FeatureTransformer(TransformerMixin, BaseEstimator):
     """Raw canonical rows with ``HISTORY_COLUMNS`` -> float32 feature matrix.
 
+    ``families``: unfitted feature families (``fit``, ``transform``,
+    ``get_feature_names_out``; those with ``out_of_fold = True`` also
+    ``fit_transform(cols, y, folds=...)``). ``required``: raw columns every input must have.
+
     ``fit_transform(df, y)`` is what training should call: it fits every family and returns
     out-of-fold values for the label-derived features (text score, TLD risk, the prior of the
-    sender spam rate), computed on ``folds`` contiguous time blocks. ``fit(df, y).transform(df)`` would hand the model
-    in-sample text scores, which look better on training data than they will be in serving.
+    sender spam rate, category target rates), computed on ``folds`` contiguous time blocks.
+    ``fit(df, y).transform(df)`` would hand the model in-sample values, which look better on
+    training data than they will be in serving.
     """
 
     def __init__(
         self,
+        families: tuple | list = (),
         *,
-        text_columns: tuple[str, ...] = ("subject", "body"),
-        timestamp: str = "received_at",
-        entity: str = "sender",
-        domain: str | None = "sender_domain",
-        recipient_count: str | None = "recipient_count",
-        columns: dict[str, str | None] | None = None,
+        timestamp: str | None = None,
+        required: tuple[str, ...] = (),
         folds: int = 5,
-        seed: int = 0,
-        text_options: dict | None = None,
     ):
-        self.text_columns = text_columns
+        self.families = families
         self.timestamp = timestamp
-        self.entity = entity
-        self.domain = domain
-        self.recipient_count = recipient_count
-        self.columns = columns
+        self.required = required
         self.folds = folds
-        self.seed = seed
-        self.text_options = text_options
 
-    def _families(self) -> list:
-        text = tuple(self.text_columns)
-        return [
-            TextScorer(text, folds=self.folds, seed=self.seed, **(self.text_options or {})),
-            TextStats(text),
-            SenderFeatures(self.entity, self.domain),
-            StructureFeatures(self.entity, self.domain, self.columns),
-            BehaviorFeatures(self.recipient_count),
-        ]
+    def __setstate__(self, state):
+        # Transformers pickled before families were a parameter held the email ones' settings.
+        if "required" not in state and "entity" in state:
+            text = tuple(state.get("text_columns", ()))
+            state = {**state, "families": (), "required": (*text, state["entity"])}
+        super().__setstate__(state)
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -83,7 +79,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
                 "features.history.attach_history(cfg, df) offline, or "
                 "SenderStore.lookup(cfg, rows) when serving."
             )
-        absent = [c for c in (*self.text_columns, self.entity) if c not in df.columns]
+        absent = [c for c in self.required if c not in df.columns]
         if absent:
             raise ValueError(f"missing raw column(s): {', '.join(absent)}")
 
@@ -102,7 +98,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     def _folds(self, df: pd.DataFrame) -> np.ndarray:
         """Contiguous time blocks (row order when the timestamp column is absent)."""
         order = None
-        if self.timestamp in df.columns:
+        if self.timestamp and self.timestamp in df.columns:
             order = np.argsort(_ns(df[self.timestamp], self.timestamp), kind="stable")
         return time_folds(len(df), self.folds, order)
 
@@ -113,7 +109,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         self._check_rows(df)
         y = self._labels(df, y)
         cols = Columns(df)
-        self.families_ = [family.fit(cols, y) for family in self._families()]
+        self.families_ = [clone(family).fit(cols, y) for family in self.families]
         self._set_names()
         return self
 
@@ -122,22 +118,27 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         self._check_rows(df)
         y = self._labels(df, y)
         folds = self._folds(df)
-        self.families_ = self._families()
+        self.families_ = [clone(family) for family in self.families]
         cols = Columns(df)
         blocks = []
         for family in self.families_:
-            if isinstance(family, TextScorer | SenderFeatures):
+            if getattr(family, "out_of_fold", False):
                 blocks.append(family.fit_transform(cols, y, folds=folds))
             else:
                 blocks.append(family.fit(cols, y).transform(cols))
         self._set_names()
-        return np.hstack(blocks).astype(np.float32)
+        return _stack(blocks, len(df))
 
     def _set_names(self) -> None:
-        self.feature_names_out_ = np.concatenate(
-            [f.get_feature_names_out() for f in self.families_]
-        )
-        self.n_features_out_ = len(self.feature_names_out_)
+        names = [str(n) for f in self.families_ for n in f.get_feature_names_out()]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(
+                f"feature name(s) {', '.join(clashes)} come from two columns: rename one of "
+                "them in the contract"
+            )
+        self.feature_names_out_ = np.array(names, dtype=object)
+        self.n_features_out_ = len(names)
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Features of raw rows carrying ``HISTORY_COLUMNS``: float32, shape (n, features)."""
@@ -145,7 +146,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             raise NotFittedError("FeatureTransformer is not fitted: call fit_transform first")
         self._check_rows(df)
         cols = Columns(df)
-        return np.hstack([f.transform(cols) for f in self.families_]).astype(np.float32)
+        return _stack([f.transform(cols) for f in self.families_], len(df))
 
     def transform_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """``transform`` as a DataFrame with the feature names, indexed like ``df``."""
@@ -154,28 +155,53 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         )
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Output column names, prefixed by family (``text_``, ``sender_``, ...)."""
+        """Output column names, prefixed by family (``text_``, ``num_``, ...)."""
         if not hasattr(self, "feature_names_out_"):
             raise NotFittedError("FeatureTransformer is not fitted")
         return self.feature_names_out_.copy()
 
 
-def build_features(cfg) -> FeatureTransformer:
-    """An unfitted ``FeatureTransformer`` wired to the contract's column names.
+def _stack(blocks: list[np.ndarray], n: int) -> np.ndarray:
+    return np.hstack(blocks).astype(np.float32) if blocks else np.empty((n, 0), np.float32)
+
+
+def email_families(cfg) -> list:
+    """The spam instance's families, wired to the contract's column names.
 
     Generic roles come from the contract (timestamp, entity key, text columns); the
     spam-specific columns (urls, reply_to, attachments, ...) are used when the contract has
-    them under their default names and are treated as empty otherwise.
+    them under their default names. A family none of whose columns the contract has is left out.
     """
     names = {c.name for c in cfg.data.columns}
     text = tuple(c.name for c in cfg.data.columns_with("text") if c.name not in STRUCTURED_TEXT)
+    entity = cfg.data.column("entity_key").name
+    domain = "sender_domain" if "sender_domain" in names else None
     columns = {key: (name if name in names else None) for key, name in DEFAULT_COLUMNS.items()}
+    families: list = []
+    if text:
+        seed = cfg.training.seed
+        families += [TextScorer(text, seed=seed), TextStats(text)]
+    families.append(SenderFeatures(entity, domain))
+    if any(columns.values()):
+        families.append(StructureFeatures(entity, domain, columns))
+    recipients = "recipient_count" if "recipient_count" in names else None
+    families.append(BehaviorFeatures(recipients))
+    return families
+
+
+def build_features(cfg) -> FeatureTransformer:
+    """An unfitted ``FeatureTransformer``: the email families, then a core family per role for
+    the contract's columns they leave unread."""
+    families = email_families(cfg)
+    consumed = {name for family in families for name in family.consumes}
+    # The entity history (history.py) reads the entity's creation time, when the contract has it.
+    created_at = history_spec(cfg).created_at
+    if created_at:
+        consumed.add(created_at)
+    families += role_families(cfg, consumed)
+    text = tuple(c.name for c in cfg.data.columns_with("text") if c.name not in STRUCTURED_TEXT)
     return FeatureTransformer(
-        text_columns=text,
+        families,
         timestamp=cfg.data.column("timestamp").name,
-        entity=cfg.data.column("entity_key").name,
-        domain="sender_domain" if "sender_domain" in names else None,
-        recipient_count="recipient_count" if "recipient_count" in names else None,
-        columns=columns,
-        seed=cfg.training.seed,
+        required=(cfg.data.column("entity_key").name, *text),
     )

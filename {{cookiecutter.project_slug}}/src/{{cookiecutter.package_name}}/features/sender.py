@@ -84,6 +84,14 @@ class SenderFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         self.prior_strength = prior_strength
         self.tld_strength = tld_strength
 
+    # The TLD risk and the rate prior are label-derived: out of fold in ``fit_transform``.
+    out_of_fold = True
+
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        """The contract columns this family reads (besides the entity history columns)."""
+        return tuple(c for c in (self.entity, self.domain) if c)
+
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         names = [
             "sender_spam_rate",

@@ -59,6 +59,12 @@ class StructureFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.domain = domain
         self.columns = columns
 
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        """The contract columns this family reads (a column mapped to None is not read)."""
+        names = {**DEFAULT_COLUMNS, **(self.columns or {})}.values()
+        return tuple(dict.fromkeys(c for c in (self.entity, self.domain, *names) if c))
+
     def fit(self, df: pd.DataFrame, y=None, **_):
         return self
 

@@ -128,6 +128,14 @@ class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self.epochs = epochs
         self.seed = seed
 
+    # The score is label-derived: training rows get it out of fold (``fit_transform``).
+    out_of_fold = True
+
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        """The contract columns this family reads."""
+        return tuple(self.text_columns)
+
     # -- hashing -------------------------------------------------------------------------------
 
     def _texts(self, df: pd.DataFrame | Columns) -> list[str]:
@@ -282,6 +290,11 @@ class TextStats(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
 
     def __init__(self, text_columns: tuple[str, ...] = ("subject", "body")):
         self.text_columns = text_columns
+
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        """The contract columns this family reads."""
+        return tuple(self.text_columns)
 
     def fit(self, df: pd.DataFrame, y=None, **_):
         return self

@@ -1,0 +1,104 @@
+"""Time columns: the record's hour and weekday (role ``timestamp``), ages of other times (``datetime``).
+
+``ts_<column>_hour`` (0-23) and ``ts_<column>_weekday`` (0 = Monday) are read in UTC, as every
+time in the project is. They are plain integers, not sine/cosine pairs: the models are trees,
+which cut an hour range (night, office hours) with two splits on one column, while a cyclic
+pair spreads the same cut over two columns. A missing time gives -1 for both.
+
+``dt_<column>_age_days`` is the record's time minus the column's time, in days (negative when
+the column's time is later), e.g. the age of an account when it sends; a missing time gives the
+training median and, for a nullable column, ``dt_<column>_missing`` = 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .columns import Columns, as_columns
+from .numeric import clip_float32
+
+DAY = 86_400.0
+# 1970-01-01 was a Thursday: weekday 3 when Monday is 0.
+EPOCH_WEEKDAY = 3
+
+
+class TimestampFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Hour of day and weekday (UTC) of the record's timestamp column (2 columns)."""
+
+    def __init__(self, column: str | None = None):
+        self.column = column
+
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        return (self.column,) if self.column else ()
+
+    def fit(self, df: pd.DataFrame | Columns, y=None, **_):
+        return self
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        if not self.column:
+            return np.array([], dtype=object)
+        return np.array([f"ts_{self.column}_hour", f"ts_{self.column}_weekday"], dtype=object)
+
+    def transform(self, df: pd.DataFrame | Columns) -> np.ndarray:
+        cols = as_columns(df)
+        if not self.column:
+            return np.empty((len(cols), 0))
+        seconds = cols.seconds(self.column)
+        days = np.floor(seconds / DAY)
+        hour = np.floor((seconds - days * DAY) / 3600.0)
+        weekday = np.mod(days + EPOCH_WEEKDAY, 7)
+        out = np.column_stack([hour, weekday])
+        return np.where(np.isnan(out), -1.0, out)
+
+
+class DatetimeFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Age in days of each datetime column at the record's time, plus a flag if nullable."""
+
+    def __init__(
+        self,
+        columns: tuple[str, ...] = (),
+        timestamp: str | None = None,
+        nullable: tuple[str, ...] = (),
+    ):
+        self.columns = columns
+        self.timestamp = timestamp
+        self.nullable = nullable
+
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+    def _ages(self, cols: Columns, name: str) -> np.ndarray:
+        return clip_float32((cols.seconds(self.timestamp) - cols.seconds(name)) / DAY)
+
+    def fit(self, df: pd.DataFrame | Columns, y=None, **_):
+        """Learn each column's median age (0 when it has none)."""
+        cols = as_columns(df)
+        self.medians_ = {}
+        for name in self.columns:
+            ages = self._ages(cols, name)
+            present = ages[~np.isnan(ages)]
+            self.medians_[name] = float(np.median(present)) if present.size else 0.0
+        return self
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        names = []
+        for name in self.columns:
+            names.append(f"dt_{name}_age_days")
+            if name in self.nullable:
+                names.append(f"dt_{name}_missing")
+        return np.array(names, dtype=object)
+
+    def transform(self, df: pd.DataFrame | Columns) -> np.ndarray:
+        cols = as_columns(df)
+        blocks = []
+        for name in self.columns:
+            ages = self._ages(cols, name)
+            missing = np.isnan(ages)
+            blocks.append(np.where(missing, self.medians_[name], ages))
+            if name in self.nullable:
+                blocks.append(missing.astype(np.float64))
+        return np.column_stack(blocks) if blocks else np.empty((len(cols), 0))
