@@ -7,6 +7,7 @@ with :func:`load_bundle`. A bundle folder holds:
 ``bundle.json``      format version, threshold, metadata, reference distributions, library
                      versions, and for every other file its name, format and SHA-256
 ``model.ubj``        an XGBoost model in XGBoost's own binary JSON format (no pickle), or
+``model.lgbm.txt``   a LightGBM model in LightGBM's own text format (no pickle), or
 ``model.joblib``     any other scikit-learn compatible model (pickle)
 ``features.joblib``  the fitted feature transformer (pickle); absent when the model takes raw rows
 
@@ -35,16 +36,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .models import estimators
+
 if TYPE_CHECKING:
     from .config import SystemConfig
 
 BUNDLE_FILE = "bundle.json"
 FEATURES_FILE = "features.joblib"
-XGBOOST_FILE = "model.ubj"
+XGBOOST_FILE = estimators.get("xgboost").model_file
+LIGHTGBM_FILE = estimators.get("lightgbm").model_file
 PICKLED_MODEL_FILE = "model.joblib"
 FORMAT_VERSION = 1
-# Libraries whose version decides whether a pickled object can be read back.
-TRACKED_LIBRARIES = ("scikit-learn", "xgboost", "numpy", "pandas", "scipy", "joblib")
+# Libraries whose version decides whether a saved object can be read back.
+TRACKED_LIBRARIES = (
+    "scikit-learn",
+    *estimators.NAMES,
+    "numpy",
+    "pandas",
+    "scipy",
+    "joblib",
+)
 # Quantile bins of the reference distributions (deciles: enough for PSI, small in JSON).
 REFERENCE_BINS = 10
 # PSI treats an empty bin as this share, so one empty bin does not make the score infinite.
@@ -78,7 +89,7 @@ class ModelBundle:
 
     @property
     def kind(self) -> str:
-        """``baseline`` or ``xgboost`` (or whatever training recorded)."""
+        """``baseline``, or the tuned estimator's name (``xgboost``, ``lightgbm``)."""
         return str(self.metadata.get("kind", "unknown"))
 
     @property
@@ -246,25 +257,14 @@ def library_versions() -> dict[str, str | None]:
     """Python and the versions of the libraries a pickled bundle depends on."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in TRACKED_LIBRARIES:
+        if name in estimators.ESTIMATORS:  # e.g. the CPU-only XGBoost wheel's other name
+            versions[name] = estimators.get(name).version()
+            continue
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
-            # The CPU-only wheel has another distribution name.
-            alias = {"xgboost": "xgboost-cpu"}.get(name)
-            try:
-                versions[name] = importlib_metadata.version(alias) if alias else None
-            except importlib_metadata.PackageNotFoundError:
-                versions[name] = None
+            versions[name] = None
     return versions
-
-
-def _is_xgboost(model: Any) -> bool:
-    module = type(model).__module__
-    if not module.startswith("xgboost"):
-        return False
-    from xgboost import XGBModel
-
-    return isinstance(model, XGBModel)
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -303,14 +303,12 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict] = {}
 
-    if _is_xgboost(bundle.model):
-        path = directory / XGBOOST_FILE
-        _write_atomic(path, lambda tmp: bundle.model.save_model(str(tmp)))
-        files["model"] = {
-            "file": XGBOOST_FILE,
-            "format": "xgboost-ubj",
-            "class": type(bundle.model).__name__,
-        }
+    native = estimators.for_model(bundle.model)
+    if native is not None:
+        extra: dict = {}
+        path = directory / native.model_file
+        _write_atomic(path, lambda tmp: extra.update(native.save(bundle.model, tmp)))
+        files["model"] = {"file": native.model_file, "format": native.model_format, **extra}
     else:
         path = directory / PICKLED_MODEL_FILE
         _write_atomic(path, lambda tmp: joblib.dump(bundle.model, tmp))
@@ -323,7 +321,7 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
     # Drop files an earlier save wrote that this bundle no longer has (e.g. model.joblib after
     # the model became XGBoost), so the folder holds exactly what bundle.json lists.
     listed = {entry["file"] for entry in files.values()}
-    for stale in {FEATURES_FILE, XGBOOST_FILE, PICKLED_MODEL_FILE} - listed:
+    for stale in {FEATURES_FILE, PICKLED_MODEL_FILE, *estimators.MODEL_FILES} - listed:
         (directory / stale).unlink(missing_ok=True)
 
     manifest = {
@@ -361,7 +359,7 @@ def _warn_on_version_change(directory: Path, saved: dict) -> None:
     current = library_versions()
     changed = [
         f"{name} {saved[name]} -> {current.get(name)}"
-        for name in ("scikit-learn", "xgboost")
+        for name in ("scikit-learn", *estimators.NAMES)
         if saved.get(name) and current.get(name) and saved[name] != current[name]
     ]
     if changed:
@@ -404,14 +402,12 @@ def load_bundle(directory: str | Path) -> ModelBundle:
     _warn_on_version_change(directory, manifest.get("libraries", {}))
 
     model_entry = files["model"]
-    if model_entry.get("format") == "xgboost-ubj":
-        import xgboost
-
-        cls = getattr(xgboost, str(model_entry.get("class", "XGBClassifier")), None)
-        if cls is None or not isinstance(cls, type) or not issubclass(cls, xgboost.XGBModel):
-            raise BundleFormatError(f"{directory}: unknown XGBoost class {model_entry['class']!r}")
-        model = cls()
-        model.load_model(str(paths["model"]))
+    native = estimators.for_format(str(model_entry.get("format")))
+    if native is not None:
+        try:
+            model = native.load(paths["model"], model_entry)
+        except estimators.UnknownEstimatorError as exc:
+            raise BundleFormatError(f"{directory}: {exc}") from exc
     elif model_entry.get("format") == "joblib":
         model = joblib.load(paths["model"])
     else:
