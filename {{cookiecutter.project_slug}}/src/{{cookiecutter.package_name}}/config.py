@@ -290,6 +290,8 @@ class Mlflow(_Strict):
 class Training(_Strict):
     split: Split
     seed: int
+    # The tuned estimator (models/estimators.py); absent in contracts older than the choice.
+    model: Literal["xgboost", "lightgbm"] = "xgboost"
     new_sender_days: int = Field(gt=0)
     optuna: Optuna
     mlflow: Mlflow

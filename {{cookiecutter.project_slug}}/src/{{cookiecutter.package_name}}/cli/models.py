@@ -74,7 +74,7 @@ def tune(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Tune XGBoost on all features with Optuna (resumable study) and save the best model."""
+    """Tune the contract's estimator (training.model) with Optuna and save the best model."""
     from ..models import tune as tuning
 
     cfg = load(config)

@@ -2,7 +2,9 @@
 
 The storage is any SQLAlchemy URL (``sqlite:///optuna.db`` under the project by default): an
 interrupted study resumes, and several workers pointed at the same URL share one study. A
-study records the fingerprint of the data its scores were measured on and refuses other data.
+study records the fingerprint of the data its scores were measured on and the estimator it
+tunes, and refuses other data or another estimator. The pruning callbacks are the estimator's
+(``estimators.py``); they report every :data:`REPORT_EVERY` rounds.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ from ..bundle import fingerprint_frame
 from ..config import SystemConfig
 from ..stores import optuna_storage
 
-PRUNING_METRIC = "aucpr"
-# XGBoost's scikit-learn API names the first eval_set "validation_0".
-OBSERVATION_KEY = f"validation_0-{PRUNING_METRIC}"
 # Each report is a database write (tens of ms on sqlite): report every few rounds, not each.
 REPORT_EVERY = 10
 # Random trials before TPE models the space; pruning starts after a few complete trials and
@@ -67,26 +66,20 @@ def default_pruner() -> Any:
     )
 
 
-def pruning_callback(trial: Any, every: int = REPORT_EVERY) -> Any:
-    """optuna-integration's XGBoost pruning callback, reporting every ``every`` rounds only."""
-    from optuna_integration import XGBoostPruningCallback
-
-    class EveryNRounds(XGBoostPruningCallback):
-        def after_iteration(self, model, epoch, evals_log) -> bool:
-            if (epoch + 1) % every:
-                return False
-            return super().after_iteration(model, epoch, evals_log)
-
-    return EveryNRounds(trial, OBSERVATION_KEY)
-
-
 def open_study(
-    storage_url: str, study_name: str, fingerprint: str, *, seed: int, pruner: Any = None
+    storage_url: str,
+    study_name: str,
+    fingerprint: str,
+    *,
+    seed: int,
+    pruner: Any = None,
+    estimator: str = "xgboost",
 ) -> tuple[Any, int]:
     """Create or resume a maximising study; returns it and the number of trials it had.
 
     The TPE sampler is seeded with ``seed`` plus that number, so a resumed study does not
-    replay its first random points. Raises ``ValueError`` for a study tuned on other data.
+    replay its first random points. Raises ``ValueError`` for a study tuned on other data or
+    for another estimator (``training.model``).
     """
     import optuna
 
@@ -115,6 +108,16 @@ def open_study(
     if not recorded:
         study.set_user_attr("data_fingerprint", fingerprint)
         study.set_user_attr("objective", OBJECTIVE)
+    # Studies from before the choice existed tuned XGBoost.
+    tuned = study.user_attrs.get("estimator", "xgboost" if previous else None)
+    if tuned and tuned != estimator:
+        raise ValueError(
+            f"Optuna study {study_name!r} in {redacted(storage_url)} tunes {tuned}, the contract "
+            f"chooses {estimator} (training.model): their parameters differ; omit the study "
+            "name (one study per estimator) or choose a new one"
+        )
+    if "estimator" not in study.user_attrs:
+        study.set_user_attr("estimator", estimator)
     return study, previous
 
 

@@ -57,7 +57,8 @@ def targets(cfg: SystemConfig, frame: pd.DataFrame, what: str = "data") -> np.nd
 
 
 def scale_pos_weight(y: np.ndarray) -> float:
-    """Negatives per positive: XGBoost's weight that balances the classes in the loss."""
+    """Negatives per positive: the ``scale_pos_weight`` that balances the classes in the loss
+    (XGBoost and LightGBM both take it)."""
     positive = int(np.sum(y))
     return float((len(y) - positive) / positive)
 
@@ -71,12 +72,12 @@ def cpu_count() -> int:
 
 
 def let_idle_threads_sleep() -> None:
-    """Ask OpenMP (XGBoost, scikit-learn) to put idle threads to sleep instead of spinning.
+    """Ask OpenMP (XGBoost, LightGBM, scikit-learn) to put idle threads to sleep, not spin.
 
     Spinning threads starve each other on a shared machine: on a busy 2-core machine XGBoost
     with 2 threads ran 8x slower spinning than sleeping (and faster than 1 thread once
     sleeping). OpenMP reads the variable when its library loads, so this must run before
-    xgboost or scikit-learn is imported; an explicit ``OMP_WAIT_POLICY`` wins.
+    xgboost, lightgbm or scikit-learn is imported; an explicit ``OMP_WAIT_POLICY`` wins.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

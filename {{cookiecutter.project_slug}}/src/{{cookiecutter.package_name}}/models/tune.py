@@ -1,19 +1,21 @@
-"""The production model: XGBoost on the fitted features, tuned with Optuna, tracked in MLflow.
+"""The production model: the contract's estimator (``training.model``: XGBoost or LightGBM) on
+the fitted features, tuned with Optuna, tracked in MLflow.
 
 - Features: ``build_features(cfg)`` is fitted once on train (``fit_transform``: its text score
   is out-of-fold there) and validation is transformed once; every trial reuses both matrices.
-- Search space (:func:`suggest_params`): depth, learning rate, child weight, row and column
-  sampling, L2; the number of trees comes from early stopping on validation logloss (at most
-  ``MAX_ESTIMATORS``). Fixed: ``hist`` trees, all cores, ``scale_pos_weight`` = negatives /
-  positives on train. Objective: validation PR-AUC (average precision), maximised.
-- Optuna (``study.py``): seeded TPE, a median pruner fed by XGBoost's validation ``aucpr``
+- Search space and fixed parameters: the estimator's (``estimators.py``): tree shape, learning
+  rate, row and column sampling, L2; the number of trees comes from early stopping on
+  validation logloss (at most ``MAX_ESTIMATORS``); all cores; negatives / positives on train as
+  the positive-class weight. Objective: validation PR-AUC (average precision), maximised.
+- Optuna (``study.py``): seeded TPE, a median pruner fed by the estimator's validation PR-AUC
   through optuna-integration's pruning callback, RDB storage so a study resumes and workers
-  share it. Unless a study name is given, it carries the data fingerprint: the same data
-  resumes its study, new data starts a new one.
+  share it. Unless a study name is given, it carries the data fingerprint (and the estimator,
+  when not XGBoost): the same data resumes its study, new data starts a new one.
 - Tracking: a parent MLflow run ``tune``; each trial is a nested run (params, validation PR-AUC,
   trees, state). The parent gets the best parameters, the Optuna plots and the trials table.
 - Result: the best parameters refitted on train (early stopping on validation), bundled with the
-  fitted features as kind ``xgboost`` (the model saved as XGBoost UBJ, no pickle).
+  fitted features as kind ``xgboost`` or ``lightgbm`` (the model in the library's own format,
+  no pickle).
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ import pandas as pd
 
 from ..bundle import ModelBundle, build_bundle, save_bundle
 from ..config import SystemConfig
+from .estimators import EARLY_STOPPING_ROUNDS, MAX_ESTIMATORS, Estimator, for_config
 from .study import (
     OBJECTIVE,
-    PRUNING_METRIC,
+    REPORT_EVERY,
     data_fingerprint,
     open_study,
-    pruning_callback,
     redacted,
     resolve_storage,
     write_reports,
@@ -49,38 +51,7 @@ from .training import (
     targets,
 )
 
-MAX_ESTIMATORS = 600
-EARLY_STOPPING_ROUNDS = 30
-# XGBoost early-stops on the last metric. Validation logloss improves smoothly; aucpr can dip
-# for a few dozen rounds early on and would stop a slow learning rate at ~20 trees.
-EVAL_METRICS = [PRUNING_METRIC, "logloss"]
-
-
-def suggest_params(trial: Any) -> dict:
-    """One point of the search space."""
-    return {
-        "max_depth": trial.suggest_int("max_depth", 3, 8),
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
-        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 10.0),
-        "subsample": trial.suggest_float("subsample", 0.6, 1.0),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-    }
-
-
-def model_params(tuned: dict, *, seed: int, pos_weight: float, n_jobs: int) -> dict:
-    """``XGBClassifier`` arguments: the tuned values plus the fixed ones."""
-    return {
-        **tuned,
-        "n_estimators": MAX_ESTIMATORS,
-        "early_stopping_rounds": EARLY_STOPPING_ROUNDS,
-        "eval_metric": EVAL_METRICS,
-        "objective": "binary:logistic",
-        "tree_method": "hist",
-        "scale_pos_weight": pos_weight,
-        "n_jobs": n_jobs,
-        "random_state": seed,
-    }
+__all__ = ["EARLY_STOPPING_ROUNDS", "MAX_ESTIMATORS", "TuneResult", "run", "tune"]
 
 
 @dataclass
@@ -88,6 +59,7 @@ class TuneResult:
     """The study, its best trial, and the refitted model bundle."""
 
     study: Any = field(repr=False)
+    estimator: str  # training.model
     study_name: str
     storage: str  # password hidden
     best_params: dict
@@ -113,8 +85,8 @@ class TuneResult:
         lines = [
             f"study {self.study_name} ({self.storage}): {self.trials_run} trials run, "
             f"{self.trials_in_study} in the study ({self.pruned} pruned)",
-            f"best trial {self.best_trial}: validation PR-AUC {self.best_value:.4f} "
-            f"({params}; {trees} trees)",
+            f"best trial {self.best_trial}: {self.estimator} validation PR-AUC "
+            f"{self.best_value:.4f} ({params}; {trees} trees)",
             f"{duration(self.seconds)} in all, {self.trial_seconds:.1f} s per trial on average",
         ]
         if self.mlflow_run_id:
@@ -149,13 +121,13 @@ def _fit_features(features: Any, train_df, y_train, val_df, y_val, progress: boo
     return _Matrices(x_train, y_train, x_val, y_val, names)
 
 
-def _fit(params: dict, data: _Matrices, callbacks=None) -> tuple[Any, float]:
+def _fit(estimator: Estimator, params: dict, data: _Matrices, trial=None) -> tuple[Any, float]:
     """Fit with early stopping on validation; the model and its validation PR-AUC."""
     from sklearn.metrics import average_precision_score
-    from xgboost import XGBClassifier
 
-    model = XGBClassifier(**params, callbacks=callbacks)
-    model.fit(data.x_train, data.y_train, eval_set=[(data.x_val, data.y_val)], verbose=False)
+    model = estimator.fit(
+        params, data.x_train, data.y_train, data.x_val, data.y_val, trial, every=REPORT_EVERY
+    )
     # predict_proba uses the trees up to the best iteration.
     scores = model.predict_proba(data.x_val)[:, 1]
     return model, float(average_precision_score(data.y_val, scores))
@@ -164,7 +136,10 @@ def _fit(params: dict, data: _Matrices, callbacks=None) -> tuple[Any, float]:
 class _Objective:
     """One trial: fit with the suggested parameters; a nested MLflow run when tracking."""
 
-    def __init__(self, data: _Matrices, fixed: dict, mlflow: Any, study_name: str):
+    def __init__(
+        self, estimator: Estimator, data: _Matrices, fixed: dict, mlflow: Any, study_name: str
+    ):
+        self.estimator = estimator
         self.data, self.fixed, self.mlflow, self.study_name = data, fixed, mlflow, study_name
         # The best model of this call (trial number, value, model): no refit when it wins.
         self.best: tuple[int, float, Any] | None = None
@@ -174,7 +149,7 @@ class _Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
-        tuned = suggest_params(trial)
+        tuned = self.estimator.search_space(trial)
         mlflow = self.mlflow
         run = mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) if mlflow else None
         pruned, value, trees = None, None, None
@@ -185,8 +160,8 @@ class _Objective:
                 mlflow.set_tags({"optuna_study": self.study_name, "optuna_trial": trial.number})
             start = time.perf_counter()
             try:
-                model, value = _fit({**self.fixed, **tuned}, self.data, [pruning_callback(trial)])
-                trees = int(model.best_iteration) + 1
+                model, value = _fit(self.estimator, {**self.fixed, **tuned}, self.data, trial)
+                trees = self.estimator.trees(model)
                 trial.set_user_attr("n_estimators", trees)
                 if self.best is None or value > self.best[1]:
                     self.best = (trial.number, value, model)
@@ -224,13 +199,13 @@ def tune(
     track: bool = True,
     n_jobs: int | None = None,
 ) -> TuneResult:
-    """Tune XGBoost on ``train_df`` against ``val_df`` and refit the best parameters.
+    """Tune the contract's estimator on ``train_df`` against ``val_df``; refit the best.
 
     Defaults come from ``training.optuna`` and ``training.seed``; ``trials`` is the number to
     run now (a resumed study keeps its earlier ones). ``features``: an unfitted transformer
     (default ``build_features(cfg)``); ``pruner``: default ``study.default_pruner()``;
     ``report_dir``: where plots and the trials table go (when ``None``, only to MLflow);
-    ``track=False`` skips MLflow; ``n_jobs``: XGBoost threads (default: all cores). Returns the
+    ``track=False`` skips MLflow; ``n_jobs``: training threads (default: all cores). Returns the
     bundle unsaved (:func:`run` saves it).
     """
     import optuna
@@ -238,26 +213,38 @@ def tune(
     start = time.perf_counter()
     settings = cfg.training.optuna
     seed = cfg.training.seed if seed is None else seed
+    estimator = for_config(cfg)
     y_train = targets(cfg, train_df, what="training data")
     y_val = targets(cfg, val_df, what="validation data")
     storage_url = resolve_storage(cfg, storage)
     fingerprint = data_fingerprint(train_df, val_df)
-    name = study_name or f"{settings.study_name}-{fingerprint[:8]}"
-    study, previous = open_study(storage_url, name, fingerprint, seed=seed, pruner=pruner)
+    # Each estimator its own study: their search spaces differ. XGBoost keeps the name studies
+    # had before the choice existed, so they resume.
+    prefix = settings.study_name + ("" if estimator.name == "xgboost" else f"-{estimator.name}")
+    name = study_name or f"{prefix}-{fingerprint[:8]}"
+    study, previous = open_study(
+        storage_url, name, fingerprint, seed=seed, pruner=pruner, estimator=estimator.name
+    )
     if features is None:
         from ..features.pipeline import build_features
 
         features = build_features(cfg)
     data = _fit_features(features, train_df, y_train, val_df, y_val, progress)
     pos_weight = scale_pos_weight(y_train)
-    fixed = model_params({}, seed=seed, pos_weight=pos_weight, n_jobs=n_jobs or cpu_count())
+    fixed = estimator.fixed_params(seed=seed, pos_weight=pos_weight, n_jobs=n_jobs or cpu_count())
 
     mlflow = _start_tracking(cfg) if track else None
     # Inside a caller's run (e.g. a pipeline's), the tuning run nests under it.
     parent = mlflow.start_run(run_name="tune", nested=bool(mlflow.active_run())) if mlflow else None
     with parent or nullcontext():
         if parent:
-            mlflow.set_tags({"optuna_study": name, "optuna_storage": redacted(storage_url)})
+            mlflow.set_tags(
+                {
+                    "optuna_study": name,
+                    "optuna_storage": redacted(storage_url),
+                    "estimator": estimator.name,
+                }
+            )
             mlflow.log_params(
                 {
                     "trials_requested": trials or settings.trials,
@@ -271,7 +258,7 @@ def tune(
                     "data_fingerprint": fingerprint,
                 }
             )
-        objective = _Objective(data, fixed, mlflow, name)
+        objective = _Objective(estimator, data, fixed, mlflow, name)
         verbosity = optuna.logging.get_verbosity()
         if progress:  # the bar shows the best trial; a log line per trial would break it up
             optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -294,12 +281,10 @@ def tune(
         best = study.best_trial
         if objective.best and objective.best[0] == best.number:
             _, final_value, final = objective.best
-            # Drop the trial's pruning callback. Not set_params: it would re-send every
-            # parameter to the booster, and the booster rejects the eval_metric list.
-            final.callbacks = None
         else:  # it ran in an earlier call or another worker: refit (deterministic: same model)
             with _status("Refitting the best parameters on train", progress):
-                final, final_value = _fit({**fixed, **best.params}, data)
+                final, final_value = _fit(estimator, {**fixed, **best.params}, data)
+        final = estimator.bundled(final)
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in every)
         folder = nullcontext(report_dir) if report_dir else tempfile.TemporaryDirectory()
         with folder as out:
@@ -312,7 +297,7 @@ def tune(
                     {
                         "best_val_pr_auc": best.value,
                         "final_val_pr_auc": final_value,
-                        "final_n_estimators": int(final.best_iteration) + 1,
+                        "final_n_estimators": estimator.trees(final),
                         "trials_in_study": len(every),
                         "trials_pruned": pruned,
                     }
@@ -322,7 +307,7 @@ def tune(
                         "plots_skipped", "; ".join(f"{k}: {v}" for k, v in skipped.items())
                     )
 
-    bundle = _bundle(cfg, features, final, train_df, data, best.params, pos_weight)
+    bundle = _bundle(cfg, estimator, features, final, train_df, data, best.params, pos_weight)
     bundle.metadata["tuning"] = {
         "study": name,
         "storage": redacted(storage_url),
@@ -336,6 +321,7 @@ def tune(
         bundle.metadata["mlflow_run_id"] = parent.info.run_id
     return TuneResult(
         study=study,
+        estimator=estimator.name,
         study_name=name,
         storage=redacted(storage_url),
         best_params=dict(best.params),
@@ -352,19 +338,18 @@ def tune(
     )
 
 
-def _bundle(cfg, features, model, train_df, data: _Matrices, best: dict, pos_weight: float):
+def _bundle(cfg, estimator, features, model, train_df, data: _Matrices, best, pos_weight: float):
     x = data.x_train
     reference = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x, columns=data.names)
-    params = {**best, "n_estimators": int(model.best_iteration) + 1, "tree_method": "hist"}
     return build_bundle(
         cfg,
-        "xgboost",
+        estimator.name,
         features,
         model,
         train_df,
         feature_names=data.names,
         reference_features=reference,
-        params={**params, "scale_pos_weight": pos_weight},
+        params=estimator.recorded_params(model, best, pos_weight),
         # Training scores from the out-of-fold features: what the model saw in training.
         train_scores=model.predict_proba(x)[:, 1],
     )

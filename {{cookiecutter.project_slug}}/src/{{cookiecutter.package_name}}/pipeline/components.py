@@ -98,7 +98,7 @@ def tune_model(
     candidate: Output[Model],
     report: Output[HTML],
 ):
-    """Tune XGBoost with Optuna; trials are nested MLflow runs."""
+    """Tune the contract's estimator with Optuna; trials are nested MLflow runs."""
     import importlib
     import os
 

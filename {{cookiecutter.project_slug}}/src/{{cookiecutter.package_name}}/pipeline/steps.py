@@ -268,7 +268,8 @@ def tune_model(
     candidate: Any,
     report: Any,
 ) -> None:
-    """XGBoost tuned with Optuna on validation PR-AUC; trials nest under one MLflow run."""
+    """The contract's estimator tuned with Optuna on validation PR-AUC; trials nest under one
+    MLflow run."""
     with journal("tune-model") as record:
         from ..models import tune
 
@@ -290,7 +291,7 @@ def tune_model(
         print(result.summary(), flush=True)
         _metadata(
             candidate,
-            kind="xgboost",
+            kind=result.bundle.kind,
             best_val_pr_auc=round(result.best_value, 6),
             mlflow_run_id=result.mlflow_run_id,
         )
