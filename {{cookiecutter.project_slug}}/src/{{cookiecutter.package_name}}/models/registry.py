@@ -202,12 +202,17 @@ def get_version(cfg: SystemConfig, alias_or_version: str | int, client=None) -> 
 # Register and load
 
 
-def _requirements() -> list[str]:
+def _requirements(model: Any) -> list[str]:
+    """Pins for the registered model: the stack, plus the library that reads ``model``'s file
+    (none for a pickled scikit-learn model)."""
+    from .estimators import for_model
+
     versions = library_versions()
+    native = for_model(model)
     pins = {
         "mlflow": _dist_version("mlflow"),
         "scikit-learn": versions.get("scikit-learn"),
-        "xgboost-cpu": versions.get("xgboost"),
+        **({native.requirement_name: native.version()} if native else {}),
         "pandas": versions.get("pandas"),
         "numpy": versions.get("numpy"),
         "scipy": versions.get("scipy"),
@@ -308,7 +313,7 @@ def register_bundle(
             python_model=str(CODE_FILE),
             artifacts={BUNDLE_ARTIFACT: str(bundle_dir.resolve())},
             model_config={"package": PACKAGE},
-            pip_requirements=_requirements(),
+            pip_requirements=_requirements(bundle.model),
             registered_model_name=name,
             metadata={DIGEST_TAG: digest, "kind": bundle.kind},
         )

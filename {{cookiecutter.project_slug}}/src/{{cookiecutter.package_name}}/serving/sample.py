@@ -3,11 +3,12 @@ a registry, a sender store, all inside one folder. For tests, the benchmark and 
 server before a real training run; nothing here is used on the request path.
 
 ``sample_project(contract, root)`` copies the contract to ``root/configs/system.yaml`` (so every
-relative SQLite path of the contract resolves under ``root``), fits two small XGBoost bundles on
-generated emails with point-in-time sender history (``features.pipeline.build_features``),
-registers them in ``root/mlflow.db`` as ``champion`` and ``challenger`` and materializes the
-sender store. Serve it with ``SYSTEM_CONFIG=root/configs/system.yaml`` and
-``MLFLOW_TRACKING_URI`` unset (or set to the returned ``cfg.tracking_uri``).
+relative SQLite path of the contract resolves under ``root``), fits two small bundles of the
+contract's estimator (``training.model``) on generated emails with point-in-time sender history
+(``features.pipeline.build_features``), registers them in ``root/mlflow.db`` as ``champion``
+and ``challenger`` and materializes the sender store. Serve it with
+``SYSTEM_CONFIG=root/configs/system.yaml`` and ``MLFLOW_TRACKING_URI`` unset (or set to the
+returned ``cfg.tracking_uri``).
 """
 
 from __future__ import annotations
@@ -48,22 +49,21 @@ def write_contract(contract: Path, root: Path, overrides: dict | None = None) ->
 
 
 def fit_bundle(cfg, frame: pd.DataFrame, *, trees: int = 40, depth: int = 4, seed: int = 0):
-    """A small XGBoost bundle on the project's features (``frame`` carries history columns)."""
-    from xgboost import XGBClassifier
-
+    """A small bundle of the contract's estimator on the project's features (``frame`` carries
+    history columns)."""
     from ..bundle import build_bundle
     from ..features.pipeline import build_features
+    from ..models.estimators import for_config
     from ..reference import build_reference
 
     label = cfg.data.column("label").name
     y = (frame[label] == cfg.problem.positive_class).to_numpy().astype(int)
     features = build_features(cfg)
     x = features.fit_transform(frame, y)
-    model = XGBClassifier(
-        n_estimators=trees, max_depth=depth, n_jobs=1, random_state=seed, tree_method="hist"
-    ).fit(x, y)
+    estimator = for_config(cfg)
+    model = estimator.bundled(estimator.small(trees=trees, depth=depth, seed=seed).fit(x, y))
     names = [str(n) for n in features.get_feature_names_out()]
-    bundle = build_bundle(cfg, "xgboost", features, model, frame, feature_names=names)
+    bundle = build_bundle(cfg, estimator.name, features, model, frame, feature_names=names)
     bundle.metadata["metrics"] = {"test": {"precision": 0.99}}
     # In-sample (a test fixture): real bundles get theirs from validation at evaluation.
     bundle.reference = build_reference(cfg, bundle, frame, labels=y, source="training")
