@@ -62,6 +62,11 @@ PAIRWISE = [
         "ci": "github",
     },
 ]
+# Answers besides the choices, by PAIRWISE row: a non-default bake also renames the project and
+# its classes, so every run proves the generated suite reads names and labels from the contract.
+EXTRA_ANSWERS = {
+    4: {"project_name": "Fraud Radar", "positive_class": "fraud", "negative_class": "legit"},
+}
 BINARY_SUFFIXES = {".png", ".jpg", ".gif", ".parquet", ".db", ".pyc", ".ico", ".zip"}
 # Tool caches a developer's local runs may leave in the template; a clean checkout has none.
 CACHE_DIRS = {".git", ".ruff_cache", "__pycache__", ".pytest_cache"}
@@ -85,6 +90,8 @@ def test_pairwise_rows_cover_every_pair_of_choice_values():
         assert seen == set(itertools.product(CHOICES[a], CHOICES[b])), (a, b)
     # The first row is the default bake, so the defaults are covered too.
     assert all(PAIRWISE[0][key] == CHOICES[key][0] for key in CHOICES)
+    assert 0 not in EXTRA_ANSWERS and set(EXTRA_ANSWERS) <= set(range(len(PAIRWISE)))
+    assert not {key for extra in EXTRA_ANSWERS.values() for key in extra} & set(CHOICES)
 
 
 def assert_no_leftover_template_syntax(project: Path) -> None:
@@ -138,9 +145,19 @@ def assert_generated_tests_pass(project: Path, *paths: str) -> None:
     assert out.returncode == 0, f"generated test suite failed in {project.name}:\n{tail}"
 
 
-@pytest.mark.parametrize("answers", PAIRWISE, ids=lambda row: "-".join(row.values()))
-def test_bake_is_sound(bake, answers):
-    project = bake(**answers)
+def _bake_id(index: int) -> str:
+    extra = EXTRA_ANSWERS.get(index, {})
+    labels = [extra[key] for key in ("positive_class", "negative_class") if key in extra]
+    return "-".join([*PAIRWISE[index].values(), *labels])
+
+
+@pytest.mark.parametrize(
+    "answers, extra",
+    [(row, EXTRA_ANSWERS.get(i, {})) for i, row in enumerate(PAIRWISE)],
+    ids=[_bake_id(i) for i in range(len(PAIRWISE))],
+)
+def test_bake_is_sound(bake, answers, extra):
+    project = bake(**answers, **extra)
     assert_no_leftover_template_syntax(project)
     assert_structured_files_parse(project)
     assert_lint_clean(project)
