@@ -95,7 +95,12 @@ class CategoricalFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         return out
 
     def _rate(self, count: np.ndarray, positive: np.ndarray, prior: float) -> np.ndarray:
-        return (positive + prior * self.smoothing) / (count + self.smoothing)
+        """Smoothed positive rate per value; the prior for a value without rows."""
+        rows = count + self.smoothing
+        rate = np.divide(
+            positive + prior * self.smoothing, rows, out=np.full_like(rows, prior), where=rows > 0
+        )
+        return rate
 
     # -- transforming --------------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def _float(value) -> float:
     try:
         return float(value)
     except OverflowError:  # an int beyond float64
-        return math.copysign(math.inf, value)
+        return math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):  # None, pd.NA, text
         return np.nan
 
