@@ -46,12 +46,16 @@ class TimestampFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         cols = as_columns(df)
         if not self.column:
             return np.empty((len(cols), 0))
-        seconds = cols.seconds(self.column)
-        days = np.floor(seconds / DAY)
-        hour = np.floor((seconds - days * DAY) / 3600.0)
-        weekday = np.mod(days + EPOCH_WEEKDAY, 7)
-        out = np.column_stack([hour, weekday])
-        return np.where(np.isnan(out), -1.0, out)
+        # Python per row, as for text: a 1-row request pays no array overheads.
+        rows = [_hour_weekday(s) for s in cols.seconds(self.column).tolist()]
+        return np.array(rows, dtype=np.float64).reshape(len(cols), 2)
+
+
+def _hour_weekday(seconds: float) -> tuple[float, float]:
+    if seconds != seconds:  # NaN: no time
+        return -1.0, -1.0
+    days, rest = divmod(seconds, DAY)
+    return rest // 3600.0, (days + EPOCH_WEEKDAY) % 7
 
 
 class DatetimeFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):

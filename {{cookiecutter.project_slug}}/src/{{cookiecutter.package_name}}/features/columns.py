@@ -24,6 +24,8 @@ import pandas as pd
 SMALL_FRAME = 4
 # Time strings are read only in ISO 8601 form: pandas would also take "now" or "today".
 _ISO_DATE = re.compile(r"\s*[+-]?\d{4}-\d{2}-\d{2}")
+NS_PER_SECOND = 1_000_000_000
+_PER_SECOND = {"ms": 1_000, "us": 1_000_000, "ns": NS_PER_SECOND}
 
 
 class Columns:
@@ -131,26 +133,38 @@ def category_key(value) -> str | None:
 
 def time_seconds(value) -> float:
     """One cell as whole seconds since 1970 UTC (NaN unless a time or an ISO 8601 string)."""
-    if isinstance(value, str):
-        if not _ISO_DATE.match(value):
+    if isinstance(value, pd.Timestamp):  # what serving frames hold: the fast path
+        stamp = value
+    elif _time_like(value):
+        try:
+            stamp = pd.Timestamp(value)
+        except (TypeError, ValueError, OverflowError):  # unparseable or beyond pandas' range
             return np.nan
-    elif not isinstance(value, datetime | date | np.datetime64):
-        return np.nan
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError, OverflowError):  # unparseable or beyond pandas' range
+    else:
         return np.nan
     if stamp is pd.NaT:
         return np.nan
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return float(_epoch_seconds(np.array([stamp.to_datetime64()]))[0])
+    try:
+        # Nanoseconds since the epoch in UTC (wall time read as UTC when naive), floored.
+        return float(stamp.value // NS_PER_SECOND)
+    except OverflowError:  # beyond datetime64[ns]: its own unit
+        return float(_epoch_seconds(np.array([stamp.asm8]))[0])
+
+
+def _time_like(value) -> bool:
+    if isinstance(value, str):
+        return bool(_ISO_DATE.match(value))
+    return isinstance(value, datetime | date | np.datetime64)
 
 
 def _epoch_seconds(values: np.ndarray) -> np.ndarray:
-    """datetime64 values (any unit, naive UTC) -> whole seconds as float64, NaT -> NaN."""
+    """datetime64 values (naive UTC) -> whole seconds (floored) as float64, NaT -> NaN."""
+    unit, count = np.datetime_data(values.dtype)
     missing = np.isnat(values)
-    out = values.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    if unit in _PER_SECOND and count == 1:
+        out = np.floor_divide(values.astype(np.int64), _PER_SECOND[unit]).astype(np.float64)
+    else:  # seconds or coarser: exact
+        out = values.astype("datetime64[s]").astype(np.int64).astype(np.float64)
     out[missing] = np.nan
     return out
 

@@ -69,11 +69,7 @@ class FlagFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         cols = as_columns(df)
         blocks = []
         for name in self.columns:
-            rows = self._parsed(cols, name)
             kept = self.flags_[name]
-            block = np.zeros((len(rows), 1 + len(kept)))
-            block[:, 0] = [len(row) for row in rows]
-            for j, flag in enumerate(kept, start=1):
-                block[:, j] = [flag in row for row in rows]
-            blocks.append(block)
+            rows = [[len(row), *(f in row for f in kept)] for row in self._parsed(cols, name)]
+            blocks.append(np.array(rows, dtype=np.float64).reshape(len(cols), 1 + len(kept)))
         return np.hstack(blocks) if blocks else np.empty((len(cols), 0))
