@@ -23,6 +23,7 @@ from {{ cookiecutter.package_name }}.features.flags import FlagFeatures
 from {{ cookiecutter.package_name }}.features.history import attach_history
 from {{ cookiecutter.package_name }}.features.numeric import NumericFeatures
 from {{ cookiecutter.package_name }}.features.pipeline import build_features
+from {{ cookiecutter.package_name }}.features.roles import role_families
 from {{ cookiecutter.package_name }}.features.text import time_folds
 from {{ cookiecutter.package_name }}.models import baseline
 
@@ -114,11 +115,8 @@ def test_spam_contract_leaves_only_unread_columns_to_the_role_families(cfg):
     families = build_features(cfg).families
     roles = {type(f): f.consumes for f in families if isinstance(f, ROLE_FAMILIES)}
     # Every numeric / categorical / datetime column is read by the email families (the
-    # account creation time through the sender history): only the clock and the flags remain.
-    assert roles == {
-        TimestampFeatures: (cfg.data.column("timestamp").name,),
-        FlagFeatures: ("quality_flags",),
-    }
+    # account creation time through the sender history), which skip the clock: flags remain.
+    assert roles == {FlagFeatures: ("quality_flags",)}
 
 
 def test_new_numeric_column_is_a_feature_and_carries_the_label(cfg, project_root, tmp_path):
@@ -344,6 +342,23 @@ NO_TEXT = [
 ]
 
 
+def test_every_free_column_goes_to_its_role_family_unless_the_role_is_skipped(
+    project_root, tmp_path
+):
+    card = contract(project_root, tmp_path, columns=NO_TEXT)
+    assert {type(f): f.consumes for f in role_families(card)} == {
+        NumericFeatures: ("amount",),
+        CategoricalFeatures: ("merchant",),
+        TimestampFeatures: ("paid_at",),
+        DatetimeFeatures: ("card_issued_at",),
+        FlagFeatures: ("risk_flags",),
+    }
+    skipped = role_families(card, skip_roles=frozenset({"timestamp", "flags"}))
+    assert {type(f) for f in skipped} == {NumericFeatures, CategoricalFeatures, DatetimeFeatures}
+    read = {"amount", "merchant", "paid_at", "card_issued_at", "risk_flags"}
+    assert role_families(card, consumed=read) == []  # nothing left: no family, no cost
+
+
 def payments(cfg, n=500, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     merchant = rng.choice(["grocer", "fuel", "casino", "games"], n)
@@ -374,9 +389,7 @@ def test_contract_without_text_builds_features_and_trains_the_baseline(project_r
     matrix = features.fit_transform(rows, targets(card, rows))
     names = list(features.get_feature_names_out())
     assert not any(n.startswith(("text_", "structure_")) for n in names)
-    assert {"num_amount", "num_amount_missing", "cat_merchant_target", "ts_paid_at_hour"} <= set(
-        names
-    )
+    assert {"num_amount", "num_amount_missing", "cat_merchant_target"} <= set(names)
     assert {"dt_card_issued_at_age_days", "flags_risk_flags_is_geo_mismatch"} <= set(names)
     assert matrix.shape == (len(rows), len(names)) and np.isfinite(matrix).all()
     one = attach_history(card, test.iloc[[0]], earlier=train)

@@ -12,7 +12,8 @@ TF-IDF + logistic regression score, phrase and style counts; only with text colu
 HTML, reply-to; only when the contract has such columns) and ``behavior_`` (velocity,
 recipients). Each declares the contract columns it reads (``consumes``); every other column
 of a feature role goes to the core family of its role (``roles.py``): ``num_``, ``cat_``,
-``ts_``, ``dt_``, ``flags_``. Output: dense float32, one row per input row.
+``ts_``, ``dt_``, ``flags_`` (the email families skip the record's clock, see
+``EMAIL_SKIPPED_ROLES``). Output: dense float32, one row per input row.
 """
 
 from __future__ import annotations
@@ -165,6 +166,13 @@ def _stack(blocks: list[np.ndarray], n: int) -> np.ndarray:
     return np.hstack(blocks).astype(np.float32) if blocks else np.empty((n, 0), np.float32)
 
 
+# Role families the email families leave out, and why: the hour and weekday of the received
+# time did not change the tuned model's quality on five synthetic corpora, and drift monitoring
+# compares a day of traffic with weeks of training, where one weekday against seven is an
+# alert in every window.
+EMAIL_SKIPPED_ROLES = frozenset({"timestamp"})
+
+
 def email_families(cfg) -> list:
     """The spam instance's families, wired to the contract's column names.
 
@@ -191,14 +199,14 @@ def email_families(cfg) -> list:
 
 def build_features(cfg) -> FeatureTransformer:
     """An unfitted ``FeatureTransformer``: the email families, then a core family per role for
-    the contract's columns they leave unread."""
+    the contract's columns they leave unread (``EMAIL_SKIPPED_ROLES`` aside)."""
     families = email_families(cfg)
     consumed = {name for family in families for name in family.consumes}
     # The entity history (history.py) reads the entity's creation time, when the contract has it.
     created_at = history_spec(cfg).created_at
     if created_at:
         consumed.add(created_at)
-    families += role_families(cfg, consumed)
+    families += role_families(cfg, consumed, skip_roles=EMAIL_SKIPPED_ROLES)
     text = tuple(c.name for c in cfg.data.columns_with("text") if c.name not in STRUCTURED_TEXT)
     return FeatureTransformer(
         families,

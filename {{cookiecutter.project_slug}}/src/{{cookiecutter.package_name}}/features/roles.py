@@ -1,9 +1,10 @@
 """The core feature families, one per column role, over the columns no domain family reads.
 
-``role_families(cfg, consumed)`` gives every contract column of the roles ``numeric``,
-``categorical``, ``timestamp``, ``datetime`` and ``flags`` that is not in ``consumed`` (the
-columns the domain's own families declare) to the family of its role. A column a user adds to
-the contract is therefore a feature without code; a role without columns adds no family.
+``role_families(cfg, consumed, skip_roles=...)`` gives every contract column of the roles
+``numeric``, ``categorical``, ``timestamp``, ``datetime`` and ``flags`` that is not in
+``consumed`` (the columns the domain's own families declare) to the family of its role, unless
+the domain skips that role. A column a user adds to the contract is therefore a feature without
+code; a role without columns adds no family.
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ from .flags import FlagFeatures
 from .numeric import NumericFeatures
 
 
-def role_families(cfg, consumed: set[str] | frozenset[str] = frozenset()) -> list:
-    """Unfitted role families for the contract's columns outside ``consumed`` (none empty)."""
+def role_families(
+    cfg,
+    consumed: set[str] | frozenset[str] = frozenset(),
+    *,
+    skip_roles: frozenset[str] = frozenset(),
+) -> list:
+    """Unfitted role families for the contract's columns outside ``consumed``, for the roles
+    not in ``skip_roles`` (a family without columns is left out)."""
 
     def free(role: str) -> list:
+        if role in skip_roles:
+            return []
         return [c for c in cfg.data.columns_with(role) if c.name not in consumed]
 
     def names(columns: list) -> tuple[str, ...]:
@@ -27,12 +36,17 @@ def role_families(cfg, consumed: set[str] | frozenset[str] = frozenset()) -> lis
         return tuple(c.name for c in columns if c.nullable)
 
     numeric, datetimes = free("numeric"), free("datetime")
-    timestamp = cfg.data.column("timestamp").name
+    clock = free("timestamp")
     families = [
         NumericFeatures(names(numeric), nullable=nullable(numeric)),
         CategoricalFeatures(names(free("categorical"))),
-        TimestampFeatures(timestamp if timestamp not in consumed else None),
-        DatetimeFeatures(names(datetimes), timestamp=timestamp, nullable=nullable(datetimes)),
+        TimestampFeatures(clock[0].name if clock else None),
+        # Ages are measured at the record's time, whether or not its clock is a feature.
+        DatetimeFeatures(
+            names(datetimes),
+            timestamp=cfg.data.column("timestamp").name,
+            nullable=nullable(datetimes),
+        ),
         FlagFeatures(names(free("flags"))),
     ]
     return [family for family in families if family.consumes]
