@@ -321,6 +321,14 @@ def test_a_category_of_one_row_learns_nothing_from_its_own_label():
     assert target_of_row(y, out_of_fold=False) != target_of_row(flipped, out_of_fold=False)
 
 
+def test_flags_seen_in_training_become_indicators_and_a_flagless_column_nothing():
+    train = pd.DataFrame({"f": ["b:x,a", "a", "", None], "g": ["", None, "", ""]})
+    family = FlagFeatures(("f", "g"), max_flags=1).fit(train)
+    assert family.get_feature_names_out().tolist() == ["flags_f_count", "flags_f_is_a"]
+    rows = pd.DataFrame({"f": ["a, c ,a", "b:x", None], "g": ["new", "", ""]})
+    assert family.transform(rows).tolist() == [[2, 1], [1, 0], [0, 0]]
+
+
 def test_unseen_and_missing_categories_get_defined_values():
     cols = pd.DataFrame({"v": ["a", "a", None, "b"]})
     family = CategoricalFeatures(("v",), smoothing=0.0).fit(cols, np.array([1, 1, 0, 0]))

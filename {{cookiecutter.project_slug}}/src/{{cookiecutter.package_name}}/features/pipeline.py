@@ -131,6 +131,8 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         return _stack(blocks, len(df))
 
     def _set_names(self) -> None:
+        # A family that learned it has nothing to say (no flag in training) costs nothing later.
+        self.families_ = [f for f in self.families_ if len(f.get_feature_names_out())]
         names = [str(n) for f in self.families_ for n in f.get_feature_names_out()]
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:
