@@ -25,6 +25,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +252,7 @@ class TaskRun:
     modules: dict = field(default_factory=dict)  # traced package's module -> its file
     owners: set = field(default_factory=set)  # (uid, gid) of what the task wrote in its pod
     in_pod: bool = True  # False for an importer: nothing runs
+    seconds: float = 0.0
 
 
 class TaskFailed(RuntimeError):
@@ -514,6 +516,7 @@ class ClusterEmulator:
         if os.geteuid() == 0:
             _chown_tree(pod, *self.user)  # the launcher runs as the pod's user too
         before = _tree(pod)
+        start = time.monotonic()
         done = subprocess.run(
             [*self.wrapper, *container["command"], *args],
             cwd=workdir,
@@ -523,6 +526,7 @@ class ClusterEmulator:
             timeout=self.timeout_s,
         )
         run = TaskRun(name, done.returncode, done.stdout + done.stderr)
+        run.seconds = round(time.monotonic() - start, 2)
         run.owners = {owner for path, owner in _tree(pod).items() if path not in before}
         for record in sorted(trace.glob("*.json")):
             run.modules.update(json.loads(record.read_text(encoding="utf-8")))
