@@ -12,12 +12,14 @@ training median and, for a nullable column, ``dt_<column>_missing`` = 1.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .columns import Columns, as_columns
-from .numeric import clip_float32
+from .numeric import clip_float32, fill_missing
 
 DAY = 86_400.0
 # 1970-01-01 was a Thursday: weekday 3 when Monday is 0.
@@ -76,14 +78,14 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=No
         return tuple(self.columns)
 
     def _ages(self, cols: Columns, name: str) -> np.ndarray:
-        return clip_float32((cols.seconds(self.timestamp) - cols.seconds(name)) / DAY)
+        return (cols.seconds(self.timestamp) - cols.seconds(name)) / DAY
 
     def fit(self, df: pd.DataFrame | Columns, y=None, **_):
         """Learn each column's median age (0 when it has none)."""
         cols = as_columns(df)
         self.medians_ = {}
         for name in self.columns:
-            ages = self._ages(cols, name)
+            ages = clip_float32(self._ages(cols, name))
             present = ages[~np.isnan(ages)]
             self.medians_[name] = float(np.median(present)) if present.size else 0.0
         return self
@@ -98,11 +100,5 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=No
 
     def transform(self, df: pd.DataFrame | Columns) -> np.ndarray:
         cols = as_columns(df)
-        blocks = []
-        for name in self.columns:
-            ages = self._ages(cols, name)
-            missing = np.isnan(ages)
-            blocks.append(np.where(missing, self.medians_[name], ages))
-            if name in self.nullable:
-                blocks.append(missing.astype(np.float64))
-        return np.column_stack(blocks) if blocks else np.empty((len(cols), 0))
+        ages = partial(self._ages, cols)
+        return fill_missing(cols, self.columns, self.nullable, self.medians_, ages)

@@ -48,16 +48,28 @@ class NumericFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
 
     def transform(self, df: pd.DataFrame | Columns) -> np.ndarray:
         cols = as_columns(df)
-        blocks = []
-        for name in self.columns:
-            values = clip_float32(cols.numbers(name))
-            missing = np.isnan(values)
-            blocks.append(np.where(missing, self.medians_[name], values))
-            if name in self.nullable:
-                blocks.append(missing.astype(np.float64))
-        return np.column_stack(blocks) if blocks else np.empty((len(cols), 0))
+        return fill_missing(cols, self.columns, self.nullable, self.medians_, cols.numbers)
+
+
+def fill_missing(cols: Columns, columns, nullable, medians: dict, read) -> np.ndarray:
+    """Per column ``read(column)`` clipped to float32, NaN -> its median, then for a nullable
+    column its missing flag. Written into one array: a 1-row request pays few numpy calls."""
+    width = len(columns) + sum(c in nullable for c in columns)
+    out = np.empty((len(cols), width))
+    j = 0
+    for name in columns:
+        values = clip_float32(read(name))
+        missing = np.isnan(values)
+        out[:, j] = values
+        out[missing, j] = medians[name]
+        j += 1
+        if name in nullable:
+            out[:, j] = missing
+            j += 1
+    return out
 
 
 def clip_float32(values: np.ndarray) -> np.ndarray:
     """Finite values within float32; NaN stays NaN (missing)."""
-    return np.clip(values, -FLOAT32_MAX, FLOAT32_MAX)
+    # Two ufuncs: np.clip costs several times more on the arrays of one request.
+    return np.minimum(np.maximum(values, -FLOAT32_MAX), FLOAT32_MAX)
