@@ -580,9 +580,12 @@ def _nice(value: float, up: bool) -> float:
     """``value`` rounded outward to two significant digits."""
     if value == 0 or not math.isfinite(value):
         return value
-    step = 10 ** (math.floor(math.log10(abs(value))) - 1)
-    rounded = (math.ceil if up else math.floor)(value / step) * step
-    return float(f"{rounded:.12g}")
+    step = 10.0 ** (math.floor(math.log10(abs(value))) - 1)
+    try:
+        rounded = (math.ceil if up else math.floor)(value / step) * step
+        return float(f"{rounded:.12g}")
+    except OverflowError:  # past the largest float: no bound
+        return math.inf
 
 
 def _number_range(values: pd.Series, dtype: str) -> dict[str, Any]:
