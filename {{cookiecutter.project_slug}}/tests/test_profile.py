@@ -190,6 +190,29 @@ def test_write_round_trip_keeps_the_rest_of_the_contract(project):
     assert contract.read_text(encoding="utf-8") == after
 
 
+def test_epochs_and_renames_go_through_ingest(project):
+    """Validation cannot read epoch seconds or rename a column: the contract points at what
+    `data ingest` writes, maps the name, and ingest fills it with the contract's columns."""
+    from {{ cookiecutter.package_name }}.data import ingest
+
+    frame = transactions().rename(columns={"amount_usd": "Amount (USD)"})
+    frame["ts"] = (frame["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    save(frame, project / "data/tx.jsonl")
+    out = _cli(project, "data", "profile", "data/tx.jsonl", "--write")
+    assert out.returncode == 0, out.stderr
+    assert "next: run `data ingest data/tx.jsonl` (writes data/raw/tx.parquet)" in out.stdout
+    cfg = load_config(project / "configs/system.yaml")
+    assert cfg.data.source.path.as_posix() == "data/raw/tx.parquet"
+    assert cfg.data.column_mapping == {"Amount (USD)": "Amount_USD"}
+    result = ingest.run(cfg, project / "data/tx.jsonl", cfg.path(cfg.data.source.path))
+    assert result.counts.ingested == len(frame) and not result.counts.quarantined
+    records = pd.read_parquet(cfg.path(cfg.data.source.path))
+    assert records["Amount_USD"].tolist() == frame["Amount (USD)"].tolist()
+    assert records["ts"].min() == pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(
+        seconds=int(frame["ts"].min() - 1704067200)
+    )
+
+
 def test_write_refuses_a_file_that_cannot_fill_the_contract(project):
     frame = transactions().drop(columns=["ts", "account_no"])
     save(frame, project / "data/tx.csv")

@@ -49,13 +49,12 @@ def columns_yaml(profile: Profile, indent: str = "    ") -> str:
 def source_for(profile: Profile, data_file: Path, root: Path, direct: str | None) -> Written:
     """Validation reads the file where it is, unless a column must first be renamed or
     converted (or the format needs `data ingest`): then `data ingest` writes a Parquet file."""
-    data_file = data_file.resolve()
     why = profile.needs_ingest + ([direct] if direct else [])
     if not why:
         try:
-            shown = data_file.relative_to(root.resolve()).as_posix()
+            shown = data_file.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
-            shown = str(data_file)
+            shown = str(data_file.resolve())
         return Written("file", shown, None)
     target = f"data/raw/{contract_name(data_file.stem.split('.')[0], set())}.parquet"
     step = f"run `data ingest {data_file}` (writes {target}) before training: {'; '.join(why)}"
