@@ -3,8 +3,10 @@
 - ``history``: ``HISTORY_COLUMNS`` and ``attach_history`` (point-in-time sender history, offline);
 - ``store``: ``SenderStore`` (the same columns online: materialized aggregates + live sends),
   ``store_backend``: where it keeps them (SQL; the seam for Redis or a feature store);
-- ``text``, ``sender``, ``structure``, ``behavior``: the feature families, with ``hashing``
+- ``text``, ``sender``, ``structure``, ``behavior``: the email feature families, with ``hashing``
   (vectorised n-gram hashing) and ``columns`` (read-once column access);
+- ``numeric``, ``categorical``, ``clock``, ``flags``: the core family of each column role, given
+  by ``roles.role_families`` the contract columns the email families do not read;
 - ``pipeline``: ``build_features(cfg) -> FeatureTransformer`` (what the model bundle pickles);
 - ``build``: the features stage, ``run(cfg, split_dir, out_dir)``.
 
