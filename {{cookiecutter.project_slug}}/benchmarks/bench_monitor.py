@@ -57,7 +57,7 @@ def fill_log(cfg, seeds: list[dict], rows: int) -> float:
     """Copy ``seeds`` into the log until it holds ``rows`` predictions; returns seconds."""
     from rich.progress import Progress
 
-    predlog = _import("serving.predlog")
+    predlog = _import("predlog.store")
     log = predlog.PredictionLog(predlog.log_url(cfg))
     now = datetime.now(UTC).replace(tzinfo=None)
     rng = np.random.default_rng(0)
@@ -104,7 +104,7 @@ def main() -> None:
     sample = _import("serving.sample")
     monitor = _import("monitoring.monitor")
     window_mod = _import("monitoring.window")
-    predlog = _import("serving.predlog")
+    predlog = _import("predlog.store")
     with tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp:
         root = Path(tmp)
         project = sample.sample_project(ROOT / "configs" / "system.yaml", root, rows=3000)

@@ -13,7 +13,7 @@ from {{cookiecutter.package_name}}.bundle import reference_distributions
 from {{cookiecutter.package_name}}.monitoring import monitor, report
 from {{cookiecutter.package_name}}.monitoring.retrain import retrain, retrain_arguments
 from {{cookiecutter.package_name}}.monitoring.window import read_window
-from {{cookiecutter.package_name}}.serving.predlog import PredictionLog
+from {{cookiecutter.package_name}}.predlog.store import PredictionLog
 
 NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
@@ -262,8 +262,8 @@ def test_shadow_traffic_then_monitor_and_compare_from_the_cli(tmp_path, project_
 
     from {{cookiecutter.package_name}}.cli import app
     from {{cookiecutter.package_name}}.data.synthetic import generate_emails
+    from {{cookiecutter.package_name}}.predlog.feedback import ingest_feedback
     from {{cookiecutter.package_name}}.serving.engine import Engine
-    from {{cookiecutter.package_name}}.serving.feedback import ingest_feedback
     from {{cookiecutter.package_name}}.serving.replay import (
         FeedbackPlan,
         replay,

@@ -9,7 +9,7 @@ import pytest
 from contract_labels import NEG, POS
 
 from {{cookiecutter.package_name}}.monitoring import compare, online
-from {{cookiecutter.package_name}}.serving.predlog import OnlineCounts
+from {{cookiecutter.package_name}}.predlog.store import OnlineCounts
 
 START = pd.Timestamp("2026-01-01")
 

@@ -11,8 +11,8 @@ from contract_labels import NEG, POS
 from typer.testing import CliRunner
 
 from {{cookiecutter.package_name}}.cli import serving as serving_cli
-from {{cookiecutter.package_name}}.serving.feedback import FeedbackFileError, ingest_feedback
-from {{cookiecutter.package_name}}.serving.predlog import OnlineCounts, PredictionLog
+from {{cookiecutter.package_name}}.predlog.feedback import FeedbackFileError, ingest_feedback
+from {{cookiecutter.package_name}}.predlog.store import OnlineCounts, PredictionLog
 
 
 def prediction(request_id, label, *, message_id=None, role="champion", served=True, hours=0):

@@ -25,8 +25,8 @@ import pytest
 from contract_labels import NEG, POS
 
 from {{cookiecutter.package_name}}.deploy.server import missing_metrics
+from {{cookiecutter.package_name}}.predlog.store import PredictionLog
 from {{cookiecutter.package_name}}.serving import routing
-from {{cookiecutter.package_name}}.serving.predlog import PredictionLog
 from {{cookiecutter.package_name}}.serving.sample import request_bodies, sample_project
 from {{cookiecutter.package_name}}.serving.schema import MAX_BATCH_ITEMS, FrameBuilder, email_model
 

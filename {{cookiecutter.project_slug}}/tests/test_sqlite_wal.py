@@ -6,7 +6,7 @@ import time
 import sqlalchemy as sa
 
 from {{cookiecutter.package_name}}.features.store_backend import SqlBackend
-from {{cookiecutter.package_name}}.serving.predlog import PredictionLog
+from {{cookiecutter.package_name}}.predlog.store import PredictionLog
 from {{cookiecutter.package_name}}.sqlite_wal import use_wal
 
 PAGE = 4096

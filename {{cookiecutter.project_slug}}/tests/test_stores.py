@@ -93,7 +93,7 @@ def test_every_store_url_passes_through_the_normalisation(cfg, clean_env):
         serving__prediction_log_url=pg,
     )
     from {{cookiecutter.package_name}}.models.study import resolve_storage
-    from {{cookiecutter.package_name}}.serving.predlog import log_url
+    from {{cookiecutter.package_name}}.predlog.store import log_url
 
     want = "postgresql+psycopg://u:p@db:5432/x"
     assert contract.tracking_uri == want
@@ -263,7 +263,7 @@ def test_sender_store_on_postgresql(cfg, postgres, clean_env, where):
 def test_prediction_log_on_postgresql(cfg, postgres, clean_env, where):
     from datetime import UTC, datetime, timedelta
 
-    from {{cookiecutter.package_name}}.serving.predlog import PredictionLog, log_url
+    from {{cookiecutter.package_name}}.predlog.store import PredictionLog, log_url
 
     url = postgres.database(f"predlog_{where}")
     cfg = point_at(

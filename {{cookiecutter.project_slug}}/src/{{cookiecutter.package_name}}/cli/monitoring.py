@@ -119,8 +119,8 @@ def compare(
     from ..monitoring.compare import compare_models
     from ..monitoring.report import _json_safe
     from ..monitoring.window import read_window
-    from ..serving.predlog import PredictionLog
-    from ..serving.predlog import log_url as resolve_url
+    from ..predlog.store import PredictionLog
+    from ..predlog.store import log_url as resolve_url
 
     cfg = load(config)
     try:

@@ -85,9 +85,9 @@ def feedback(
     config: ConfigOption = None,
 ) -> None:
     """Ingest user labels (spam reports, rescues) keyed by request id or message id."""
-    from ..serving.feedback import FeedbackFileError, ingest_feedback
-    from ..serving.predlog import PredictionLog
-    from ..serving.predlog import log_url as resolve_url
+    from ..predlog.feedback import FeedbackFileError, ingest_feedback
+    from ..predlog.store import PredictionLog
+    from ..predlog.store import log_url as resolve_url
 
     cfg = load(config)
     log = PredictionLog(resolve_url(cfg, log_url))

@@ -237,8 +237,8 @@ def run(
     progress: bool = True,
 ) -> MonitorResult:
     """Monitor the window ``[since, until)`` of the prediction log; write the report."""
-    from ..serving.predlog import PredictionLog
-    from ..serving.predlog import log_url as resolve_url
+    from ..predlog.store import PredictionLog
+    from ..predlog.store import log_url as resolve_url
 
     since, until = window_bounds(cfg, since, until)
     reference, version, precision = champion_reference(cfg)

@@ -1,6 +1,6 @@
 """Online quality from feedback, and serving health, from a window of the prediction log.
 
-The definitions are the contract's (``serving.predlog.OnlineCounts``): on SERVED predictions,
+The definitions are the contract's (``predlog.store.OnlineCounts``): on SERVED predictions,
 a prediction without feedback counts as correct; a positive prediction the user rescued
 (feedback negative) is a false positive, a negative prediction the user reported (feedback
 positive) is a false negative. Every rate comes with a Wilson interval and the counts behind it,

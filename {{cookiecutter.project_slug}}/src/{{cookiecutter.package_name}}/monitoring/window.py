@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from ..serving.featurelog import VALUES_KEY
+from ..predlog.featurelog import VALUES_KEY
 
 PREDICTION_COLUMNS = (
     "request_id",
@@ -154,7 +154,7 @@ def read_window(
     """
     import sqlalchemy as sa
 
-    from ..serving.predlog import utc_naive
+    from ..predlog.store import utc_naive
 
     since, until = utc_naive(since), utc_naive(until)
     p = log.predictions.c

@@ -1,4 +1,4 @@
-"""Serving: the BentoML service, routing, the prediction log, feedback and metrics.
+"""Serving: the BentoML service, routing, metrics, and the traffic replay.
 
 ``service.py``   the BentoML service (``<slug> serve`` runs it)
 ``engine.py``    the request path without HTTP: look up, route, score, log, shadow
@@ -7,10 +7,11 @@
 ``batcher.py``   micro-batching of concurrent /classify requests
 ``guard.py``     4xx for malformed, oversized or mislabelled requests
 ``routing.py``   single / shadow / canary, sticky canary by sender hash
-``predlog.py``   the durable prediction log (SQLAlchemy) and online counts
-``feedback.py``  user labels into the log's database
+``traffic.py``   replay labelled records and ingest simulated feedback (``traffic``)
 ``metrics.py``   Prometheus metrics beyond BentoML's own
 ``sample.py``    a small registry + store for tests, the benchmark and demos
+
+The prediction log and feedback it writes live below, in ``predlog/``.
 
 Nothing heavy is imported here: the CLI imports submodules inside its commands.
 """

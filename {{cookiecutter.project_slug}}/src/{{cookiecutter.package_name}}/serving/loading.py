@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from .predlog import clean_number
+from ..predlog.store import clean_number
 from .routing import CHALLENGER, CHAMPION, RoutingPlan
 
 logger = logging.getLogger(__name__)

@@ -79,8 +79,8 @@ def run(
 
     ``routing`` (single | shadow | canary) applies in-process only; a server has its own.
     """
-    from .feedback import ingest_feedback
-    from .predlog import PredictionLog, log_url
+    from ..predlog.feedback import ingest_feedback
+    from ..predlog.store import PredictionLog, log_url
 
     engine = _engine(cfg, routing) if url is None else None
     try:

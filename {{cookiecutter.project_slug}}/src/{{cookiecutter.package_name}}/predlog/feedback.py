@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .predlog import PredictionLog, utc_naive
+from .store import PredictionLog, utc_naive
 
 TIME_COLUMNS = ("reported_at", "at", "timestamp")
 READERS = {
