@@ -241,8 +241,12 @@ def test_run_logs_the_evaluation_into_the_training_run(cfg, tmp_path, monkeypatc
     }
     for name, frame in frames.items():
         frame.to_parquet(tmp_path / f"{name}.parquet")
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    with mlflow.start_run() as training_run:
+    from {{cookiecutter.package_name}}.models.tracking import connect, ensure_experiment
+
+    # The contract's experiment in this store: an experiment another test set in this process
+    # (tuning does) does not exist here.
+    experiment_id = ensure_experiment(cfg, connect(cfg))
+    with mlflow.start_run(experiment_id=experiment_id) as training_run:
         pass  # the trainer's run; evaluation comes later, in another process
     bundle = logistic_bundle(cfg, frames["train"], [f"s{k}" for k in range(8)], "xgboost")
     bundle.metadata["mlflow_run_id"] = training_run.info.run_id
