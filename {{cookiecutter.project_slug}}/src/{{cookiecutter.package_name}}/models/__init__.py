@@ -1,1 +1,1 @@
-"""Models: baseline, tuned XGBoost, evaluation against the contract, and the MLflow registry."""
+"""Models: baseline, tuned estimator, evaluation, tracking and the MLflow registry."""

@@ -81,7 +81,7 @@ def build_features(config_path: str, splits: Input[Dataset], features: Output[Da
 
 
 def train_baseline(config_path: str, features: Input[Dataset], baseline: Output[Model]):
-    """Train the TF-IDF + logistic regression baseline."""
+    """Train the baseline: logistic regression on the roles (TF-IDF when there is text)."""
     import importlib
     import os
 
