@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from ..features.columns import cells
+from ..predlog.store import URL_ENV, PredictionLog, clean_number, log_url, utc_naive
 from ..profiles import InputSignals
 from .loading import ServedModel, load_models
-from ..predlog.store import URL_ENV, PredictionLog, clean_number, log_url, utc_naive
 from .routing import CHALLENGER, CHAMPION, RoutingPlan, plan_from
 from .schema import DuplicateRequestId, FrameBuilder, Prediction
 
