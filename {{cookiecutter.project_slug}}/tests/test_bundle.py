@@ -19,13 +19,12 @@ from {{cookiecutter.package_name}}.bundle import (
     BundleFormatError,
     ModelBundle,
     TamperedArtifactError,
-    bin_shares,
     build_bundle,
     fingerprint_frame,
     load_bundle,
-    reference_distributions,
     save_bundle,
 )
+from {{cookiecutter.package_name}}.distributions import bin_shares, reference_distributions
 
 NUMERIC = ["recipient_count", "attachment_count", "inline_image_count"]
 

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from {{ cookiecutter.package_name }} import bundle, profiles
+from {{ cookiecutter.package_name }} import profiles
 from {{ cookiecutter.package_name }}.data import synthetic
 from {{ cookiecutter.package_name }}.data.synthetic_world import spam_rate
+from {{ cookiecutter.package_name }}.distributions import distribution, reference_distributions
 from {{ cookiecutter.package_name }}.monitoring import drift
 
 RULES = {"psi_max": 0.2, "missing_max": 0.1, "warn_fraction": 0.5, "min_rows": 200}
@@ -19,7 +20,7 @@ WORDS_B = [f"beta{i}" for i in range(300)]
 
 def _numeric_reference(rng, n=20_000) -> dict:
     frame = pd.DataFrame({"a": rng.normal(0, 1, n), "b": rng.exponential(2.0, n)})
-    return bundle.reference_distributions(frame)
+    return reference_distributions(frame)
 
 
 def _texts(rng, n, words, per_row=12) -> list[str]:
@@ -34,11 +35,11 @@ def _text_signals(reference: dict, texts: list[str]) -> pd.DataFrame:
 
 
 def test_distribution_has_101_quantiles():
-    dist = bundle._distribution(np.arange(1000, dtype=float), 10)
+    dist = distribution(np.arange(1000, dtype=float), 10)
     assert len(dist["quantiles"]) == 101
     assert dist["quantiles"][0] == 0 and dist["quantiles"][-1] == 999
     assert np.all(np.diff(dist["quantiles"]) >= 0)
-    assert bundle._distribution(np.array([np.nan]), 10)["quantiles"] == []
+    assert distribution(np.array([np.nan]), 10)["quantiles"] == []
 
 
 def test_same_distribution_is_ok_with_small_psi():
@@ -173,7 +174,7 @@ def test_too_few_rows_is_not_judged():
 )
 def test_ks_from_quantiles_agrees_with_scipy(make):
     reference, live = make(np.random.default_rng(8))
-    quantiles = bundle._distribution(reference.astype(float), 10)["quantiles"]
+    quantiles = distribution(reference.astype(float), 10)["quantiles"]
     ours = drift.ks_from_quantiles(quantiles, live.astype(float))
     assert ours == pytest.approx(stats.ks_2samp(reference, live).statistic, abs=0.02)
 
@@ -186,7 +187,7 @@ def test_ks_is_none_without_quantiles_or_values():
 def test_prediction_drift_scores_and_positive_rate():
     rng = np.random.default_rng(9)
     ref_scores = rng.beta(1, 3, 20_000)
-    reference = bundle.reference_distributions(pd.DataFrame({"x": ref_scores}), ref_scores)
+    reference = reference_distributions(pd.DataFrame({"x": ref_scores}), ref_scores)
     reference["predicted_positive_rate"] = float((ref_scores >= 0.5).mean())
     same = rng.beta(1, 3, 5000)
     result = drift.prediction_drift(

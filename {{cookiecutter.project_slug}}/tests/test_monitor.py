@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from contract_labels import NEG, POS
 
-from {{cookiecutter.package_name}}.bundle import reference_distributions
+from {{cookiecutter.package_name}}.distributions import reference_distributions
 from {{cookiecutter.package_name}}.monitoring import monitor, report
 from {{cookiecutter.package_name}}.monitoring.retrain import retrain, retrain_arguments
 from {{cookiecutter.package_name}}.monitoring.window import read_window

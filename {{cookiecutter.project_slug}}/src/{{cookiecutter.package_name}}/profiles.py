@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .bundle import REFERENCE_BINS, _distribution, bin_shares, psi
+from .distributions import REFERENCE_BINS, bin_shares, distribution, psi
 
 if TYPE_CHECKING:
     from .config import SystemConfig
@@ -92,7 +92,7 @@ def unseen_distribution(unseen: np.ndarray) -> dict:
     rows stand out instead of hiding in a decile bin.
     """
     unseen = np.asarray(unseen, dtype=float)
-    dist = _distribution(unseen, REFERENCE_BINS)
+    dist = distribution(unseen, REFERENCE_BINS)
     finite = unseen[np.isfinite(unseen)]
     if finite.size:
         tail = np.quantile(finite, UNSEEN_LEVELS)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .bundle import ModelBundle, reference_distributions
+from .bundle import ModelBundle
+from .distributions import reference_distributions
 from .profiles import input_profiles
 
 REFERENCE_VERSION = 2

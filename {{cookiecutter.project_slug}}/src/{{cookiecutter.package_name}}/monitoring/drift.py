@@ -22,7 +22,7 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
-from ..bundle import bin_shares, psi
+from ..distributions import bin_shares, psi
 from .online import wilson_interval
 
 STATUS_RANK = {"alert": 0, "warn": 1, "ok": 2, "too_few_rows": 3}

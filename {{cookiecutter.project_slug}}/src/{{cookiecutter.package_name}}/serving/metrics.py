@@ -30,7 +30,7 @@ from collections import deque
 
 import numpy as np
 
-from ..bundle import bin_shares, psi
+from ..distributions import bin_shares, psi
 
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 LOG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
