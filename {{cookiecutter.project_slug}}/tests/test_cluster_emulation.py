@@ -147,7 +147,7 @@ def arguments():
 def assert_the_image_ran(cluster, image, site):
     """Every task imported the project from the installed wheel, as the image's user (when the
     test runs as root), and whatever it wrote in its pod belongs to that user."""
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not cluster.note:  # a note says why the switch was impossible
         assert cluster.user == image.user
     for run in cluster.runs:
         if not run.in_pod:
