@@ -4,10 +4,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from {{ cookiecutter.package_name }}.config import SystemConfig, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# On CI (which sets CI) the property tests replay the same examples every run, so a red build
+# reproduces; elsewhere each run explores new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

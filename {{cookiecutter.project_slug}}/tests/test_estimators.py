@@ -177,6 +177,23 @@ def test_an_unknown_model_format_is_refused_by_name(cfg, tmp_path):
         load_bundle(tmp_path / "b")
 
 
+def test_lightgbm_without_its_openmp_runtime_fails_in_one_line_naming_the_fix(monkeypatch):
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def without_openmp(name, *args, **kwargs):
+        if name == "lightgbm":
+            raise OSError("libgomp.so.1: cannot open shared object file: No such file or directory")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "lightgbm", raising=False)
+    monkeypatch.setattr(builtins, "__import__", without_openmp)
+    with pytest.raises(RuntimeError, match=r"^training\.model: lightgbm cannot load .*libgomp1"):
+        estimators.get("lightgbm").small(trees=2, depth=2, seed=0)
+
+
 def test_requirements_name_the_installed_libraries():
     for estimator in estimators.ESTIMATORS.values():
         assert estimator.version(), f"{estimator.name} is not installed"

@@ -39,6 +39,19 @@ def _version(distributions: tuple[str, ...]) -> str | None:
     return None
 
 
+def _import_lightgbm():
+    """``lightgbm``, or one line saying what the machine lacks: its library loads the system's
+    OpenMP runtime, which XGBoost and scikit-learn bring along and LightGBM does not."""
+    try:
+        import lightgbm
+    except OSError as exc:
+        raise RuntimeError(
+            f"training.model: lightgbm cannot load ({exc}); install the OpenMP runtime "
+            "(Debian/Ubuntu: apt-get install libgomp1; macOS: brew install libomp)"
+        ) from exc
+    return lightgbm
+
+
 class Estimator:
     """What the rest of the package needs from one library. Subclasses fill every method."""
 
@@ -217,7 +230,7 @@ class LightGBMModel:
     classes_ = np.array([0, 1])
 
     def __init__(self, text: str, threads: int | None = None):
-        import lightgbm
+        lightgbm = _import_lightgbm()
 
         self.booster = lightgbm.Booster(model_str=text)
         self.threads = threads
@@ -281,7 +294,7 @@ class LightGBM(Estimator):
         }
 
     def fit(self, params: dict, x_train, y_train, x_val, y_val, trial=None, every: int = 10):
-        import lightgbm
+        lightgbm = _import_lightgbm()
 
         callbacks = [
             lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)
@@ -314,7 +327,7 @@ class LightGBM(Estimator):
         }
 
     def small(self, *, trees: int, depth: int, seed: int) -> Any:
-        import lightgbm
+        lightgbm = _import_lightgbm()
 
         return lightgbm.LGBMClassifier(
             n_estimators=trees,
@@ -332,9 +345,7 @@ class LightGBM(Estimator):
             return True
         if not type(model).__module__.startswith("lightgbm"):
             return False
-        from lightgbm import LGBMClassifier
-
-        return isinstance(model, LGBMClassifier)
+        return isinstance(model, _import_lightgbm().LGBMClassifier)
 
     def save(self, model: Any, path: Path) -> dict:
         path.write_text(self.bundled(model).text(), encoding="utf-8")
