@@ -4,7 +4,7 @@ One scikit-learn Pipeline on raw canonical rows, so the bundle has no separate f
 transformer. A ColumnTransformer built from the contract's column roles feeds one logistic
 regression (class weights balance the classes):
 
-- ``text`` columns (subject, body and urls by default) joined into one document, word TF-IDF;
+- ``text`` columns joined into one document, word TF-IDF;
 - ``numeric`` columns as floats, missing values imputed with the median plus a missing flag,
   standardised;
 - ``categorical`` columns one-hot encoded, values rarer than ``ONEHOT["min_frequency"]`` (and
