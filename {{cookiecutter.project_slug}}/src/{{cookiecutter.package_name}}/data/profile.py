@@ -1,6 +1,6 @@
 """Propose the contract's ``data.columns`` from a table the user brings (CSV / TSV / Parquet / JSONL).
 
-:func:`read_sample` reads at most ``rows`` records from the start of the file (and says so);
+:func:`read_sample` (:mod:`.sample`) reads at most ``rows`` records from the start of the file;
 :func:`propose` infers each column's dtype, role, nullability and checks, each with a one-line
 reason. Only what the rows show is proposed; the user reviews it (``data profile``) before
 ``--write`` puts it in ``configs/system.yaml`` (:mod:`.contract_write`).
@@ -17,28 +17,26 @@ before the earliest.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..timebounds import EARLIEST, LATEST
+from .sample import FORMATS, READ_ROWS, ProfileError, Sample, read_sample
 
-READ_ROWS = 100_000
+# The readers live in .sample; the CLI and tests reach them through this module too.
+__all__ = ["FORMATS", "READ_ROWS", "ProfileError", "Sample", "propose", "read_sample"]
+
 MAX_ALLOWED = 20  # categorical columns with at most this many values get an allowed list
 MAX_AHEAD_DAYS = 36_500  # the contract's limit on max_ahead_days
 MOSTLY_MARGIN = 0.02  # a nullable column's `mostly` sits this far below the observed share
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
-FORMATS |= {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 LABEL_WORDS = {"label", "target", "class", "y", "outcome", "fraud", "fraudulent", "spam", "churn"}
 LABEL_WORDS |= {"churned", "default", "defaulted", "converted", "clicked", "anomaly", "malicious"}
@@ -57,38 +55,6 @@ _ISO = re.compile(
 )
 _BOOL = {"true", "false"}
 _INT_MAX = 2**62  # past this, ints do not survive the stages' int64 / float handling
-
-
-class ProfileError(ValueError):
-    """The file cannot be profiled: one line naming the file and the problem."""
-
-
-@dataclass
-class Sample:
-    """The rows read, how many, and whether the file has more."""
-
-    frame: pd.DataFrame
-    fmt: str
-    truncated: bool
-    total_rows: int | None = None  # known without reading everything (Parquet) or None
-    sep: str = ","
-
-    @property
-    def needs_ingest(self) -> str | None:
-        """Why validation cannot read the file as it is (it reads comma-separated CSV)."""
-        if self.fmt in ("csv", "tsv") and self.sep != ",":
-            return f"validation reads comma-separated files, this one is separated by {self.sep!r}"
-        return None
-
-    def describe(self, path: Path) -> str:
-        n = len(self.frame)
-        if not self.truncated:
-            return f"read all {n:,} rows of {path}"
-        total = f" of {self.total_rows:,}" if self.total_rows else ""
-        return (
-            f"read the first {n:,}{total} rows of {path}: ranges and allowed values come from "
-            "these rows (--rows reads more)"
-        )
 
 
 @dataclass
@@ -115,6 +81,7 @@ class Profile:
     negative_class: str | None = None
     positive_rate: float | None = None
     notes: list[str] = field(default_factory=list)
+    padded_label: str | None = None  # the label column, when its values hold outer spaces
 
     @property
     def specs(self) -> list[dict[str, Any]]:
@@ -134,132 +101,10 @@ class Profile:
     def needs_ingest(self) -> list[str]:
         """Why validation cannot read the file as it is (renamed or epoch columns)."""
         why = [f"column {s!r} is renamed {n!r}" for s, n in self.mapping.items()]
-        return why + [f"{c.source} holds epoch seconds" for c in self.columns if c.epoch]
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def read_sample(path: str | Path, rows: int = READ_ROWS) -> Sample:
-    """At most ``rows`` records of ``path``; :class:`ProfileError` for a file that cannot be
-    read, has no rows, or repeats a column name."""
-    path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        known = ", ".join(sorted(FORMATS))
-        raise ProfileError(f"{path}: unknown format {path.suffix or '(no suffix)'!r} ({known})")
-    if not path.is_file():
-        raise ProfileError(f"{path}: no such file")
-    try:
-        reader = {"csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet}
-        sample = reader.get(fmt, _read_jsonl)(path, rows)
-    except ProfileError:
-        raise
-    except (OSError, ValueError, UnicodeError, csv.Error, RecursionError) as exc:
-        raise ProfileError(f"{path}: cannot read as {fmt}: {_first_line(exc)}") from None
-    except Exception as exc:  # pyarrow and pandas raise their own kinds on corrupt files
-        raise ProfileError(f"{path}: cannot read as {fmt}: {_first_line(exc)}") from None
-    sample.fmt = fmt
-    if not len(sample.frame.columns):
-        raise ProfileError(f"{path}: no columns")
-    if not len(sample.frame):
-        raise ProfileError(f"{path}: no rows, only a header")
-    return sample
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
-def _check_names(path: Path, names: list[str]) -> None:
-    for i, name in enumerate(names, start=1):
-        if not str(name).strip():
-            raise ProfileError(f"{path}: column {i} has no name")
-    seen = [str(n).strip() for n in names]
-    repeated = sorted({n for n in seen if seen.count(n) > 1})
-    if repeated:
-        raise ProfileError(f"{path}: duplicate column names: {', '.join(map(repr, repeated))}")
-
-
-def _read_csv(path: Path, rows: int) -> Sample:
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        first = handle.readline()
-        if not first.strip():
-            raise ProfileError(f"{path}: empty file (no header line)")
-        sep = "\t" if path.suffix.lower() == ".tsv" else max(",\t;|", key=first.count)
-        handle.seek(0)
-        header = next(csv.reader(handle, delimiter=sep))  # a quoted name may hold a newline
-    _check_names(path, header)
-    frame = pd.read_csv(
-        path,
-        sep=sep,
-        dtype=str,
-        keep_default_na=False,
-        na_values=[""],
-        nrows=rows + 1,
-        encoding="utf-8-sig",
-        encoding_errors="replace",
-        skip_blank_lines=True,
-        on_bad_lines="skip",  # a sample: `data ingest` quarantines such lines with a reason
-    )
-    frame.columns = [str(c).strip() for c in header]
-    return Sample(frame.iloc[:rows], "csv", truncated=len(frame) > rows, sep=sep)
-
-
-def _read_parquet(path: Path, rows: int) -> Sample:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    source = pq.ParquetFile(path)
-    _check_names(path, source.schema_arrow.names)
-    batches, count = [], 0
-    for batch in source.iter_batches(batch_size=min(rows, 65_536)):
-        batches.append(batch)
-        count += batch.num_rows
-        if count >= rows:
-            break
-    table = pa.Table.from_batches(batches, schema=source.schema_arrow).slice(0, rows)
-    total = source.metadata.num_rows
-    frame = table.to_pandas(types_mapper=None, maps_as_pydicts="strict")
-    return Sample(frame, "parquet", truncated=total > rows, total_rows=total)
-
-
-def _read_jsonl(path: Path, rows: int) -> Sample:
-    records, bad, truncated = [], 0, False
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if len(records) == rows:
-                truncated = True
-                break
-            try:
-                record = json.loads(line, object_pairs_hook=_no_repeats)
-            except ValueError as exc:
-                if isinstance(exc, ProfileError):
-                    raise ProfileError(f"{path}: line {number}: {exc}") from None
-                bad += 1
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                bad += 1
-    if bad and not records:
-        raise ProfileError(f"{path}: no line is a JSON object ({bad:,} lines tried)")
-    names = list(dict.fromkeys(k for r in records for k in r))
-    _check_names(path, names)
-    # Object columns: pandas would turn integers with a null into floats.
-    frame = pd.DataFrame({k: pd.Series([r.get(k) for r in records], dtype=object) for k in names})
-    return Sample(frame, "jsonl", truncated=truncated)
-
-
-def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        repeated = sorted({k for k in keys if keys.count(k) > 1})
-        raise ProfileError(f"duplicate column names: {', '.join(map(repr, repeated))}")
-    return dict(pairs)
+        why += [f"{c.source} holds epoch seconds" for c in self.columns if c.epoch]
+        if self.padded_label:  # validation compares them as they are; ingest strips them
+            why.append(f"the values of {self.padded_label!r} have spaces around them")
+        return why
 
 
 # --------------------------------------------------------------------------- one column
@@ -413,11 +258,13 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
             roles[column] = (role, reason)
 
     # label: two values; a name like label / target / is_fraud, or the only such column
-    raw = {c: _present(frame[c]).map(str) for c in facts}
+    # The classes as `data ingest` reads them: without the spaces around them (", 1").
+    raw = {c: _present(frame[c]).map(lambda v: str(v).strip()) for c in facts}
     binary = [c for c, f in facts.items() if f.dtype and raw[c].nunique() == 2]
     hinted = [c for c in binary if _words(c) & LABEL_WORDS]
     label = [
-        ((c.lower() in LABEL_WORDS, i), c, f"2 values, name {c!r}") for i, c in enumerate(hinted)
+        ((c.strip().lower() in LABEL_WORDS, i), c, f"2 values, name {c!r}")
+        for i, c in enumerate(hinted)
     ]
     if not label and len(binary) == 1:
         label = [((0,), binary[0], "the only column with 2 values")]
@@ -480,6 +327,8 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
     for column, (role, _) in roles.items():
         if role == "label":
             _classes(profile, raw[column])
+            if (_present(frame[column]).map(str) != raw[column]).any():
+                profile.padded_label = column
         if role in ("id", "label", "timestamp", "entity_key") and filled[column] < n:
             profile.notes.append(
                 f"{column}: {n - filled[column]:,} rows without a value (or unreadable) will be "
