@@ -296,6 +296,8 @@ class Training(_Strict):
     optuna: Optuna
     mlflow: Mlflow
     schedule: Literal["daily", "weekly"]
+    # Days of served traffic a window run trains on (``data window``, data_source=window).
+    window_days: float = Field(default=7, gt=0)
 
     @property
     def schedule_cron(self) -> str:
@@ -312,6 +314,8 @@ class Serving(_Strict):
     prediction_log_url: str
     sender_store_url: str
     sender_cache_ttl_s: int = Field(ge=0)
+    # Keep each answered request's raw record in the prediction log (``records`` table).
+    log_records: bool = False
 
 
 class Monitoring(_Strict):

@@ -28,6 +28,7 @@ LOCAL_RUN_ENV = "PIPELINE_LOCAL_RUN"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 OPTUNA_ENV = "OPTUNA_STORAGE"
 SENDER_STORE_ENV = "SENDER_STORE_URL"
+PREDICTION_LOG_ENV = "PREDICTION_LOG_URL"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -59,6 +60,13 @@ def sender_store_url(cfg: SystemConfig, url: str | None = None) -> str:
     return cfg.sqlite_url(url or os.environ.get(SENDER_STORE_ENV) or cfg.serving.sender_store_url)
 
 
+def prediction_log_url(cfg: SystemConfig, url: str | None = None) -> str:
+    """The prediction log: the argument, ``$PREDICTION_LOG_URL``, or the contract's."""
+    return cfg.sqlite_url(
+        url or os.environ.get(PREDICTION_LOG_ENV) or cfg.serving.prediction_log_url
+    )
+
+
 @dataclass(frozen=True)
 class Store:
     key: str  # the Secret key (and environment variable) that sets it
@@ -66,13 +74,17 @@ class Store:
     url: str
 
 
-def stores(cfg: SystemConfig) -> list[Store]:
-    """The stores a training run writes to, with the URLs this process would use."""
-    return [
+def stores(cfg: SystemConfig, *, window: bool = False) -> list[Store]:
+    """The stores a training run uses, with the URLs this process would use; ``window``: the
+    run reads its data from the prediction log (``data_source=window``)."""
+    found = [
         Store(TRACKING_ENV, "MLflow tracking and registry", cfg.tracking_uri),
         Store(OPTUNA_ENV, "Optuna study", optuna_storage(cfg)),
         Store(SENDER_STORE_ENV, "sender store", sender_store_url(cfg)),
     ]
+    if window:
+        found.append(Store(PREDICTION_LOG_ENV, "prediction log", prediction_log_url(cfg)))
+    return found
 
 
 class StoreError(RuntimeError):
@@ -99,9 +111,9 @@ def problem(store: Store) -> str | None:
     return None
 
 
-def require_durable(cfg: SystemConfig, secret: str) -> None:
+def require_durable(cfg: SystemConfig, secret: str, *, window: bool = False) -> None:
     """Raise :class:`StoreError` naming each Secret key whose store would die with the pod."""
-    missing = [(s, why) for s in stores(cfg) if (why := problem(s))]
+    missing = [(s, why) for s in stores(cfg, window=window) if (why := problem(s))]
     if missing:
         keys = ", ".join(f"{s.key} ({s.what}, {why})" for s, why in missing)
         raise StoreError(

@@ -1,5 +1,6 @@
-"""``data``: generate or ingest raw emails, validate them against the contract, split by time;
-profile a user's own table into the contract's columns."""
+"""``data``: generate or ingest raw emails, or take the labelled window of served traffic;
+validate them against the contract, split by time; profile a user's own table into the
+contract's columns."""
 
 from __future__ import annotations
 
@@ -119,6 +120,32 @@ def data_ingest(
         console.print(f"quarantine: {ingest.quarantine_path(target)}", highlight=False)
     if not counts.ingested:
         raise fail(f"nothing ingested from {source}", code=1)
+
+
+@app.command("window")
+def data_window(
+    out: Annotated[
+        Path | None, typer.Option(help="Parquet file [default: data.source.path]")
+    ] = None,
+    days: Annotated[
+        float | None, typer.Option(min=0.001, help="Days back from now [training.window_days]")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Prediction log URL [$PREDICTION_LOG_URL, the contract's]")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the most recent labelled window of served traffic (raw records kept by the server
+    with serving.log_records, labelled by feedback, else as served) as raw training data."""
+    from ..data import window
+
+    cfg = load(config)
+    target = cfg.path(out or cfg.data.source.path)
+    try:
+        summary = window.run(cfg, target, days=days, url=url)
+    except window.WindowError as exc:
+        raise fail(str(exc), code=1) from exc
+    console.print(f"{summary.line()} -> {target}", highlight=False)
 
 
 @app.command("validate")

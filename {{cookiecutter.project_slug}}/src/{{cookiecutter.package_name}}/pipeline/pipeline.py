@@ -95,11 +95,13 @@ SECRET_TASKS = {
     "export-serving-bundle",
 }
 # Secret keys exposed as environment variables of the same name. The first three are required
-# on a cluster (stores.require_durable); MLflow's credentials only when its server asks.
+# on a cluster (stores.require_durable), the prediction log's when data_source is "window";
+# MLflow's credentials only when its server asks.
 SECRET_KEYS = (
     "MLFLOW_TRACKING_URI",
     "OPTUNA_STORAGE",
     "SENDER_STORE_URL",
+    "PREDICTION_LOG_URL",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
 )

@@ -24,6 +24,7 @@ from ..config import SystemConfig
 from ..stores import LOCAL_RUN_ENV
 from . import steps
 from .pipeline import DATA_URI, build_pipeline, default_arguments, pipeline_name
+from .steps import WINDOW_SOURCE
 
 LOCAL_ROOT = Path("artifacts/pipeline")
 DEFAULT_PACKAGE = Path("deploy/kubeflow/pipeline.yaml")
@@ -357,7 +358,9 @@ def schedule(
     """Create the recurring run for ``training.schedule`` (six-field cron, seconds first).
 
     Scheduled models enter as ``challenger`` (``promote_to``, unless the arguments say
-    otherwise): shadow and canary traffic, then ``compare``, decide the promotion.
+    otherwise): shadow and canary traffic, then ``compare``, decide the promotion. With
+    ``serving.log_records`` on, a scheduled run trains on the last ``training.window_days`` of
+    served traffic (``data_source=window``) unless the arguments name the data.
     Idempotent: a recurring run of the same name in the experiment makes this refuse
     (``ScheduleExists``), or with ``replace`` it is deleted once the new one exists (Kubeflow
     cannot update a recurring run in place; creating first never leaves no schedule).
@@ -365,7 +368,11 @@ def schedule(
     cron = cfg.training.schedule_cron
     if len(cron.split()) != 6:
         raise ValueError(f"{cron!r}: Kubeflow recurring runs need six cron fields")
-    params = check_arguments({"promote_to": "challenger", **(arguments or {})})
+    defaults: dict[str, Any] = {"promote_to": "challenger"}
+    if cfg.serving.log_records and not {"data_source", DATA_URI} & set(arguments or {}):
+        # The server keeps what it answered: train on the most recent labelled window of it.
+        defaults["data_source"] = WINDOW_SOURCE
+    params = check_arguments({**defaults, **(arguments or {})})
     variant = imported(params)
     package = _package(cfg, package_path, image, variant)
     client = _client(host, client, token)

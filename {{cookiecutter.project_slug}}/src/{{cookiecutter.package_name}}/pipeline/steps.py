@@ -29,6 +29,8 @@ from . import reports
 JOURNAL_ENV = "PIPELINE_JOURNAL"
 # Where the artifacts of one step are, inside their folders.
 RAW_FILE = "emails.parquet"
+# get-data's source that reads the labelled window from the prediction log (data/window.py).
+WINDOW_SOURCE = "window"
 VALIDATED_FILE = "validated.parquet"
 PASSED, PARTIAL, FAILED = "passed", "partial", "failed"
 
@@ -140,7 +142,18 @@ def _get_data(
     with journal(task) as record:
         cfg = load(config_path, tracking_uri, stores=True)
         target = _folder(data) / RAW_FILE
-        if source.strip().lower() in ("", "generate", "synthetic"):
+        if source.strip().lower() == WINDOW_SOURCE:
+            from ..data import window
+
+            if durable.on_cluster():
+                from .pipeline import secret_name
+
+                durable.require_durable(cfg, secret_name(cfg), window=True)
+
+            summary = window.run(cfg, target)
+            print(summary.line(), flush=True)
+            count, positives, origin = summary.rows, summary.positives, "labelled window"
+        elif source.strip().lower() in ("", "generate", "synthetic"):
             from ..data import synthetic
 
             summary = synthetic.run(

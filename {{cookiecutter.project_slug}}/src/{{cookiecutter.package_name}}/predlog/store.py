@@ -5,6 +5,9 @@
                  A unique index allows one served row per request id (feedback keys on it).
 ``feedback``     user labels (spam reports, "not spam" rescues) keyed by request id or message id.
 ``feature_sets`` the names of logged feature values, once per set (``featurelog.py``).
+``records``      with ``serving.log_records`` on, the raw record of each answered request (the
+                 contract's columns as JSON), written in the prediction's transaction: what
+                 a window run trains on (``labels.py``, ``data/window.py``).
 ``errors``       requests the server failed to answer (an exception after validation: a 5xx),
                  so monitoring can compute an error rate from the database alone.
 
@@ -31,17 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from ..sqlite_wal import use_wal
+from ..stores import PREDICTION_LOG_ENV, prediction_log_url
 from . import featurelog
 
 logger = logging.getLogger(__name__)
 
 FSYNC_ENV = "PREDICTION_LOG_FSYNC"
-URL_ENV = "PREDICTION_LOG_URL"
+URL_ENV = PREDICTION_LOG_ENV
 
 
 def log_url(cfg, url: str | None = None) -> str:
     """The prediction log's URL: the argument, ``PREDICTION_LOG_URL``, or the contract's."""
-    return cfg.sqlite_url(url or os.environ.get(URL_ENV) or cfg.serving.prediction_log_url)
+    return prediction_log_url(cfg, url)
 
 
 def utc_naive(value: datetime | None) -> datetime | None:
@@ -154,6 +158,15 @@ class PredictionLog:
             # Re-ingesting the same report is a no-op: the key identifies it.
             sa.Column("key", sa.String(64), nullable=False, unique=True),
         )
+        self.records = sa.Table(
+            "records",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            # Not unique: a mesh mirror answers the same request id from a second deployment.
+            sa.Column("request_id", sa.String(128), nullable=False, index=True),
+            sa.Column("created_at", sa.DateTime, nullable=False, index=True),
+            sa.Column("record", sa.JSON, nullable=False),
+        )
         self.errors = sa.Table(
             "errors",
             meta,
@@ -207,23 +220,28 @@ class PredictionLog:
 
     # -- predictions ---------------------------------------------------------------------------
 
-    def record(self, rows: list[dict]) -> set[str]:
+    def record(self, rows: list[dict], records: list[dict] | None = None) -> set[str]:
         """Insert prediction rows in one transaction; returns once it is committed.
 
-        A served row whose request id already has a served row of the same model is left out,
-        and the other rows are inserted: returns the request ids left out (empty, but for a
-        reused id).
+        ``records`` (``request_id``, ``created_at``, ``record``: the raw record of an answered
+        request) go in the same transaction, so a record is kept exactly when its answer is.
+        A served row whose request id already has a served row of the same model is left out
+        (and so is its record), and the other rows are inserted: returns the request ids left
+        out (empty, but for a reused id).
         """
         import sqlalchemy as sa
 
         if not rows:
             return set()
+        records = records or []
         # SQLite has one writer at a time and a waiting writer sleeps in steps of up to 100 ms:
         # threads of this process take turns on a lock instead (a commit takes ~0.2 ms).
         packed = [self._packed(r) for r in rows]
         try:
             with self._write_lock, self.engine.begin() as conn:
                 conn.execute(self.predictions.insert(), packed)
+                if records:
+                    conn.execute(self.records.insert(), records)
             return set()
         except sa.exc.IntegrityError:
             if self._unique_index is None:
@@ -246,9 +264,13 @@ class PredictionLog:
                         )
                         taken.update(tuple(row) for row in conn.execute(query))
                     fresh = [r for r in packed if not (r["served"] and key(r) in taken)]
+                    left_out = {r["request_id"] for r in packed if r["served"] and key(r) in taken}
                     if fresh:
                         conn.execute(self.predictions.insert(), fresh)
-                return {r["request_id"] for r in packed if r["served"] and key(r) in taken}
+                    kept = [r for r in records if r["request_id"] not in left_out]
+                    if kept:
+                        conn.execute(self.records.insert(), kept)
+                return left_out
             except sa.exc.IntegrityError:
                 if attempt == 2:
                     raise

@@ -10,6 +10,7 @@ Starlette app and the in-process tests call it the same way. Per request it:
 4. commits the answered predictions to the prediction log, then returns them: an acknowledged
    answer is always in the log. An email whose request id already has an answer (in the log or
    earlier in the call) gets ``DuplicateRequestId`` instead, and the others their answers;
+   with ``serving.log_records`` the raw records go in the same commit (``predlog/records.py``);
 5. in shadow mode, hands the same rows to a background thread where the challenger scores them
    and its predictions are logged under the same request ids, off the response path.
 
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..features.columns import cells
+from ..predlog import records as raw_records
 from ..predlog.store import URL_ENV, PredictionLog, clean_number, log_url, utc_naive
 from ..profiles import InputSignals
 from .loading import ServedModel, load_models
@@ -83,6 +85,7 @@ class Engine:
         self.log = log
         self.metrics = metrics
         self.frames = FrameBuilder(cfg)
+        self.log_records = cfg.serving.log_records
         self.entity = cfg.data.column("entity_key").name
         self.id_column = cfg.data.column("id").name
         self.drift = DriftWindow(champion.bundle.reference)
@@ -229,8 +232,13 @@ class Engine:
             context.record(i, self._model(roles[i]), scores[i], labels[i], True, latency_ms)
             for i in range(n)
         ]
+        raw = (
+            raw_records.rows(frame, self.frames.names, request_ids, context.created)
+            if self.log_records
+            else None
+        )
         t0 = time.perf_counter()
-        reused = self.log.record(records)
+        reused = self.log.record(records, raw)
         if self.metrics is not None:
             self.metrics.log_seconds.observe(time.perf_counter() - t0)
         answered = [i for i in range(n) if request_ids[i] not in reused]
