@@ -16,7 +16,7 @@ SOURCE = os.path.dirname(os.path.dirname({{ cookiecutter.package_name }}.__file_
 STAGES = [
     (["data", "validate"], "data/raw/emails.parquet", "emails.parquet"),
     (["features", "build"], "data/split/train.parquet", "train.parquet"),
-    (["train"], "data/features/train.parquet", "train.parquet"),
+    (["baseline"], "data/features/train.parquet", "train.parquet"),
     (["tune", "--trials", "1"], "data/features/train.parquet", "train.parquet"),
     (["evaluate"], "artifacts/candidate/bundle.json", "bundle"),
     (["promote", "--version", "1"], "reports/evaluation/evaluation.json", "evaluation.json"),
@@ -66,6 +66,6 @@ def test_a_stage_reports_a_bad_input_in_one_line(garbage_project, command, path,
 
 @pytest.mark.slow
 def test_the_traceback_is_there_on_request(garbage_project):
-    out = _cli(garbage_project, "train", SHOW_TRACEBACK="1")
+    out = _cli(garbage_project, "baseline", SHOW_TRACEBACK="1")
     assert out.returncode != 0
     assert "Traceback" in out.stderr

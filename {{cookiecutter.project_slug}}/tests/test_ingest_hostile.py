@@ -389,6 +389,6 @@ def test_hostile_corpus_runs_ingest_to_train(cfg, tmp_path, project_root):
     assert repaired <= set(kept["message_id"])  # what ingest repaired meets the contract
     assert kept["received_at"].min() >= pd.Timestamp("1995-01-01", tz="UTC")
 
-    for step in (["data", "split"], ["features", "build"], ["train"]):
+    for step in (["data", "split"], ["features", "build"], ["baseline"]):
         done = _cli(step, proj, config)
         assert done.returncode == 0, (step, done.stdout, done.stderr)

@@ -491,7 +491,7 @@ def test_profile_write_then_the_real_chain_trains(project):
         ("data", "validate", "--no-docs"),
         ("data", "split"),
         ("features", "build"),
-        ("train",),
+        ("baseline",),
     ]
     for step in steps:
         out = _cli(project, *step)

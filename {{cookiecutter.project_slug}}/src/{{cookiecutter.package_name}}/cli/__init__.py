@@ -24,7 +24,7 @@ app = typer.Typer(
 app.add_typer(config.app, name="config")
 app.add_typer(data.app, name="data")
 app.add_typer(models.features_app, name="features")
-app.command("train")(models.train)
+app.command("baseline")(models.baseline)
 app.command("tune")(models.tune)
 app.command("evaluate")(models.evaluate)
 app.command("promote")(models.promote)

@@ -1,4 +1,4 @@
-"""``features``, ``train``, ``tune``, ``evaluate``, ``promote``: from split data to a champion."""
+"""``features``, ``baseline``, ``tune``, ``evaluate``, ``promote``: from split data to a champion."""
 
 from __future__ import annotations
 
@@ -50,16 +50,16 @@ def features_build(
     console.print(result.summary(), highlight=False)
 
 
-def train(
+def baseline(
     features_dir: FeaturesDir = FEATURES_DIR,
     out: Annotated[Path, typer.Option(help="Bundle folder")] = BASELINE_DIR,
     config: ConfigOption = None,
 ) -> None:
-    """Train the baseline: TF-IDF on subject and body + logistic regression."""
-    from ..models import baseline
+    """Train the baseline: a logistic regression on the contract's roles (TF-IDF on text)."""
+    from ..models import baseline as floor
 
     cfg = load(config)
-    result = baseline.run(cfg, _split_file(cfg, features_dir, "train"), cfg.path(out))
+    result = floor.run(cfg, _split_file(cfg, features_dir, "train"), cfg.path(out))
     console.print(result.summary(), highlight=False)
 
 
@@ -106,7 +106,7 @@ def evaluate(
     if baseline_dir is not None and not baseline_dir.is_dir():
         baseline_dir = None
     if not cfg.path(bundle).is_dir():
-        raise fail(f"{cfg.path(bundle)}: no bundle (run `tune` or `train` first)")
+        raise fail(f"{cfg.path(bundle)}: no bundle (run `tune` or `baseline` first)")
     result = evaluation.run(
         cfg,
         cfg.path(bundle),

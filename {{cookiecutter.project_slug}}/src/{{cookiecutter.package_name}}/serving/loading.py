@@ -62,7 +62,7 @@ def load_models(cfg, plan: RoutingPlan, env=None) -> tuple[ServedModel, ServedMo
         raise NoModelError(
             f"no model to serve ({exc}): '{name}' needs a version with the alias '{alias}' in "
             f"the registry at {cfg.tracking_uri}. Train and promote one first (`make train`, "
-            f"or `train`, `tune`, `evaluate`, `promote`), or pin one with {MODEL_VERSION_ENV}."
+            f"or `baseline`, `tune`, `evaluate`, `promote`), or pin one with {MODEL_VERSION_ENV}."
         ) from exc
     champion = ServedModel(CHAMPION, _one_thread(bundle), name, info.version, pinned or alias)
     if not plan.needs_challenger:
