@@ -2,7 +2,7 @@
 
     python benchmarks/bench_monitor.py [--rows 1000000] [--seed-rows 4000]
 
-Everything happens in a temporary folder: a sample project (``serving/sample.py``: a small
+Everything happens in a temporary folder: a sample project (``tests/sample_project.py``: a small
 champion with its reference, a registry, a sender store), ``--seed-rows`` generated emails
 classified through the serving engine (so every logged row carries real features and input
 signals), then those rows copied with fresh request ids until the log holds ``--rows``
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -101,7 +102,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    sample = _import("serving.sample")
+    sys.path.insert(0, str(ROOT / "tests"))  # the sample project is a test fixture
+    import sample_project as sample
+
     monitor = _import("monitoring.monitor")
     window_mod = _import("monitoring.window")
     predlog = _import("predlog.store")

@@ -3,7 +3,7 @@
     python benchmarks/bench_serve.py [--duration 8] [--concurrency 1,2,4,16] [--batch 8]
 
 Everything runs on 127.0.0.1. The registry's champion is served when there is one (else a
-sample project is built in a temporary folder, see ``serving/sample.py``); prediction log and
+sample project is built in a temporary folder, see ``tests/sample_project.py``); prediction log and
 sender store are temporary copies, so the project's own databases are not touched.
 
 Reported, side by side:
@@ -61,7 +61,9 @@ def prepare(args, work: Path) -> tuple[dict, list[dict]]:
     from {{ cookiecutter.package_name }}.config import load_config
     from {{ cookiecutter.package_name }}.data.synthetic import generate_emails
     from {{ cookiecutter.package_name }}.models import registry
-    from {{ cookiecutter.package_name }}.serving.sample import request_bodies, sample_project
+
+    sys.path.insert(0, str(ROOT / "tests"))  # the sample project is a test fixture
+    from sample_project import request_bodies, sample_project
 
     cfg = load_config(args.config)
     try:

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 from contract_labels import NEG
-
-from {{cookiecutter.package_name}}.serving.sample import sample_project
+from sample_project import sample_project
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
 STALL_S = 0.5

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from {{ cookiecutter.package_name }}.cli import app
+from {{cookiecutter.package_name}}.cli import app
 
 runner = CliRunner()
 
@@ -48,7 +48,7 @@ def test_config_show_prints_the_resolved_contract(cfg, project_root):
 
 def test_module_entry_point_runs(project_root: Path):
     out = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "--help"],
+        [sys.executable, "-m", "{{cookiecutter.package_name}}", "--help"],
         cwd=project_root,
         capture_output=True,
         text=True,
@@ -84,8 +84,9 @@ def test_deploy_check_fails_on_a_stale_copy_until_render_rewrites_it(tmp_path, p
 @pytest.mark.slow
 def test_promote_strict_exits_5_with_the_reasons_when_the_gate_rejects(tmp_path, project_root):
     """`make train` runs `promote --strict`: a rejected model fails it with its own exit code."""
-    from {{ cookiecutter.package_name }}.features.history import attach_history
-    from {{ cookiecutter.package_name }}.serving.sample import sample_project
+    from sample_project import sample_project
+
+    from {{cookiecutter.package_name}}.features.history import attach_history
 
     sample = sample_project(project_root / "configs/system.yaml", tmp_path, rows=400)
     (tmp_path / "data/features").mkdir(parents=True)

@@ -300,13 +300,13 @@ def test_registry_pins_the_library_of_the_registered_model(cfg, name, tmp_path, 
 def test_lightgbm_contract_trains_evaluates_registers_and_serves(
     project_root, tmp_path, monkeypatch
 ):
+    from sample_project import request_bodies, write_contract
     from test_serving import Server
 
     from {{cookiecutter.package_name}}.data.split import split_by_time
     from {{cookiecutter.package_name}}.data.synthetic import generate_emails
     from {{cookiecutter.package_name}}.features import build as features_stage
     from {{cookiecutter.package_name}}.models import evaluate, registry, tune
-    from {{cookiecutter.package_name}}.serving.sample import request_bodies, write_contract
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     config_path = write_contract(

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from sample_project import fit_bundle
 
-from {{ cookiecutter.package_name }}.features.hashing import ngram_occurrences
-from {{ cookiecutter.package_name }}.features.history import attach_history
-from {{ cookiecutter.package_name }}.features.store import SenderStore
-from {{ cookiecutter.package_name }}.features.text import TextScorer
-from {{ cookiecutter.package_name }}.serving.sample import fit_bundle
-from {{ cookiecutter.package_name }}.serving.schema import FrameBuilder, email_model
+from {{cookiecutter.package_name}}.features.hashing import ngram_occurrences
+from {{cookiecutter.package_name}}.features.history import attach_history
+from {{cookiecutter.package_name}}.features.store import SenderStore
+from {{cookiecutter.package_name}}.features.text import TextScorer
+from {{cookiecutter.package_name}}.serving.schema import FrameBuilder, email_model
 
 # Characters real archives carry that break naive text code, mixed into arbitrary unicode.
 AWKWARD = [
@@ -101,7 +101,7 @@ def test_text_scores_of_a_batch_equal_scores_alone(scorer, pairs):
 @pytest.fixture(scope="module")
 def served(cfg, tmp_path_factory):
     """A small fitted bundle and a sender store that has seen its training emails."""
-    from {{ cookiecutter.package_name }}.data.synthetic import generate_emails
+    from {{cookiecutter.package_name}}.data.synthetic import generate_emails
 
     problem = cfg.problem
     emails = generate_emails(

@@ -258,6 +258,7 @@ def test_kubeflow_retraining_submits_the_pipeline_as_challenger(cfg, tmp_path):
 def test_shadow_traffic_then_monitor_and_compare_from_the_cli(tmp_path, project_root, monkeypatch):
     """A sample champion and challenger, shadow traffic through the engine, audited feedback:
     `monitor` writes its report and exits with a scheduler code, `compare` judges the pair."""
+    from sample_project import sample_project
     from typer.testing import CliRunner
 
     from {{cookiecutter.package_name}}.cli import app
@@ -269,7 +270,6 @@ def test_shadow_traffic_then_monitor_and_compare_from_the_cli(tmp_path, project_
         replay,
         simulated_feedback,
     )
-    from {{cookiecutter.package_name}}.serving.sample import sample_project
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     project = sample_project(project_root / "configs" / "system.yaml", tmp_path, rows=600)

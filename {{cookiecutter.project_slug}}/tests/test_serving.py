@@ -23,11 +23,11 @@ import numpy as np
 import psutil
 import pytest
 from contract_labels import NEG, POS
+from sample_project import request_bodies, sample_project
 
 from {{cookiecutter.package_name}}.deploy.server import missing_metrics
 from {{cookiecutter.package_name}}.predlog.store import PredictionLog
 from {{cookiecutter.package_name}}.serving import routing
-from {{cookiecutter.package_name}}.serving.sample import request_bodies, sample_project
 from {{cookiecutter.package_name}}.serving.schema import MAX_BATCH_ITEMS, FrameBuilder, email_model
 
 PACKAGE = "{{cookiecutter.package_name}}"
@@ -1056,7 +1056,7 @@ def test_bentoml_build_works_offline(project_root, tmp_path):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     [bento] = [p for p in (tmp_path / "bentoml/bentos").glob("*/*") if p.name != "latest"]
-    package = "{{ cookiecutter.package_name }}"
+    package = "{{cookiecutter.package_name}}"
     assert (bento / "src/src" / package / "serving/service.py").is_file()
     assert (bento / "src/configs/system.yaml").is_file()
     assert "/classify" in (bento / "apis/openapi.yaml").read_text()

@@ -9,7 +9,6 @@
 ``routing.py``   single / shadow / canary, sticky canary by sender hash
 ``traffic.py``   replay labelled records and ingest simulated feedback (``traffic``)
 ``metrics.py``   Prometheus metrics beyond BentoML's own
-``sample.py``    a small registry + store for tests, the benchmark and demos
 
 The prediction log and feedback it writes live below, in ``predlog/``.
 

@@ -1,6 +1,6 @@
-"""A small self-contained serving setup: generated emails, a fitted champion and challenger,
-a registry, a sender store, all inside one folder. For tests, the benchmark and trying the
-server before a real training run; nothing here is used on the request path.
+"""A small self-contained serving setup for tests and the benchmarks (which put tests/ on their
+path): generated records, a fitted champion and challenger, a registry, a sender store, all
+inside one folder. Not part of the package: nothing here is on the request path.
 
 ``sample_project(contract, root)`` copies the contract to ``root/configs/system.yaml`` (so every
 relative SQLite path of the contract resolves under ``root``), fits two small bundles of the
@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..config import SystemConfig, load_config
+from {{cookiecutter.package_name}}.config import SystemConfig, load_config
 
 
 @dataclass
@@ -51,10 +51,10 @@ def write_contract(contract: Path, root: Path, overrides: dict | None = None) ->
 def fit_bundle(cfg, frame: pd.DataFrame, *, trees: int = 40, depth: int = 4, seed: int = 0):
     """A small bundle of the contract's estimator on the project's features (``frame`` carries
     history columns)."""
-    from ..bundle import build_bundle
-    from ..features.pipeline import build_features
-    from ..models.estimators import for_config
-    from ..reference import build_reference
+    from {{cookiecutter.package_name}}.bundle import build_bundle
+    from {{cookiecutter.package_name}}.features.pipeline import build_features
+    from {{cookiecutter.package_name}}.models.estimators import for_config
+    from {{cookiecutter.package_name}}.reference import build_reference
 
     label = cfg.data.column("label").name
     y = (frame[label] == cfg.problem.positive_class).to_numpy().astype(int)
@@ -80,11 +80,11 @@ def sample_project(
     overrides: dict | None = None,
 ) -> SampleProject:
     """Build the folder described in the module docstring; returns its contract and versions."""
-    from ..bundle import save_bundle
-    from ..data.synthetic import generate_emails
-    from ..features.history import attach_history
-    from ..features.store import SenderStore
-    from ..models import registry
+    from {{cookiecutter.package_name}}.bundle import save_bundle
+    from {{cookiecutter.package_name}}.data.synthetic import generate_emails
+    from {{cookiecutter.package_name}}.features.history import attach_history
+    from {{cookiecutter.package_name}}.features.store import SenderStore
+    from {{cookiecutter.package_name}}.models import registry
 
     root = Path(root)
     config_path = write_contract(Path(contract), root, overrides)
