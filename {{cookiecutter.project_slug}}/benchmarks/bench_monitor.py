@@ -3,7 +3,7 @@
     python benchmarks/bench_monitor.py [--rows 1000000] [--seed-rows 4000]
 
 Everything happens in a temporary folder: a sample project (``tests/sample_project.py``: a small
-champion with its reference, a registry, a sender store), ``--seed-rows`` generated emails
+champion with its reference, a registry, an entity store), ``--seed-rows`` generated emails
 classified through the serving engine (so every logged row carries real features and input
 signals), then those rows copied with fresh request ids until the log holds ``--rows``
 predictions over the last 23 hours, with feedback on 3 % of them. Then ``monitor.run`` reads

@@ -4,7 +4,7 @@
 
 Everything runs on 127.0.0.1. The registry's champion is served when there is one (else a
 sample project is built in a temporary folder, see ``tests/sample_project.py``); prediction log and
-sender store are temporary copies, so the project's own databases are not touched.
+entity store are temporary copies, so the project's own databases are not touched.
 
 Reported, side by side:
 
@@ -80,7 +80,7 @@ def prepare(args, work: Path) -> tuple[dict, list[dict]]:
         **os.environ,
         "SYSTEM_CONFIG": str(config_path),
         "MLFLOW_TRACKING_URI": cfg.tracking_uri,
-        "SENDER_STORE_SOURCE": cfg.sqlite_url(cfg.serving.sender_store_url),
+        "ENTITY_STORE_SOURCE": cfg.sqlite_url(cfg.serving.entity_store_url),
         "BENTOML_HOME": str(work / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
@@ -100,9 +100,9 @@ def prepare(args, work: Path) -> tuple[dict, list[dict]]:
 
 
 def store_copy(env: dict, name: str) -> str:
-    """A private copy of the sender store (lookups record sends: servers must not share it)."""
-    source = env["SENDER_STORE_SOURCE"]
-    target = Path(env["WORK"]) / f"{name}-sender_store.db"
+    """A private copy of the entity store (lookups record sends: servers must not share it)."""
+    source = env["ENTITY_STORE_SOURCE"]
+    target = Path(env["WORK"]) / f"{name}-entity_store.db"
     prefix = "sqlite:///"
     if source.startswith(prefix) and Path(source[len(prefix) :]).is_file():
         with sqlite3.connect(source[len(prefix) :]) as src, sqlite3.connect(target) as dst:
@@ -121,7 +121,7 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
     local = {
         **env,
         "PREDICTION_LOG_URL": f"sqlite:///{env['WORK']}/inprocess.db",
-        "SENDER_STORE_URL": store_copy(env, "inprocess"),
+        "ENTITY_STORE_URL": store_copy(env, "inprocess"),
     }
     engine = Engine.from_config(cfg, local)
     email_cls = email_model(cfg)
@@ -644,7 +644,7 @@ def main() -> None:
                 server_env = {
                     **env,
                     "PREDICTION_LOG_URL": f"sqlite:///{work}/{name}.db",
-                    "SENDER_STORE_URL": store_copy(env, name),
+                    "ENTITY_STORE_URL": store_copy(env, name),
                     "SERVING_ROUTING": routing,
                 }
                 log = work / f"{name}.log"

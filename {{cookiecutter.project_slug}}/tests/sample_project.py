@@ -1,12 +1,12 @@
 """A small self-contained serving setup for tests and the benchmarks (which put tests/ on their
-path): generated records, a fitted champion and challenger, a registry, a sender store, all
+path): generated records, a fitted champion and challenger, a registry, an entity store, all
 inside one folder. Not part of the package: nothing here is on the request path.
 
 ``sample_project(contract, root)`` copies the contract to ``root/configs/system.yaml`` (so every
 relative SQLite path of the contract resolves under ``root``), fits two small bundles of the
-contract's estimator (``training.model``) on generated emails with point-in-time sender history
+contract's estimator (``training.model``) on generated emails with point-in-time entity history
 (``features.pipeline.build_features``), registers them in ``root/mlflow.db`` as ``champion``
-and ``challenger`` and materializes the sender store. Serve it with
+and ``challenger`` and materializes the entity store. Serve it with
 ``SYSTEM_CONFIG=root/configs/system.yaml`` and ``MLFLOW_TRACKING_URI`` unset (or set to the
 returned ``cfg.tracking_uri``).
 """
@@ -83,7 +83,7 @@ def sample_project(
     from {{cookiecutter.package_name}}.bundle import save_bundle
     from {{cookiecutter.package_name}}.data.synthetic import generate_emails
     from {{cookiecutter.package_name}}.features.history import attach_history
-    from {{cookiecutter.package_name}}.features.store import SenderStore
+    from {{cookiecutter.package_name}}.features.store import EntityStore
     from {{cookiecutter.package_name}}.models import registry
 
     root = Path(root)
@@ -106,7 +106,7 @@ def sample_project(
     if challenger:
         client.set_registered_model_alias(name, registry.CHALLENGER, str(versions[1]))
     timestamp = cfg.data.column("timestamp").name
-    store = SenderStore.from_config(cfg)
+    store = EntityStore.from_config(cfg)
     store.materialize(cfg, emails, as_of=emails[timestamp].max() + pd.Timedelta(seconds=1))
     store.close()
     return SampleProject(

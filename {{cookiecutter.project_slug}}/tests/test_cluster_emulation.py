@@ -3,7 +3,7 @@ from deploy/kubeflow/pipeline.yaml in its own empty pod folder, in the image the
 builds (the project installed from its wheel, the image's environment and user: UID 10001 when
 the test runs as root), artifacts only, the contract read-only where the image has it, and the
 stores a real MLflow tracking server on PostgreSQL plus PostgreSQL databases for Optuna and the
-sender store, named by the runtime Secret.
+entity store, named by the runtime Secret.
 """
 
 import os
@@ -169,7 +169,7 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
     secret = {
         "MLFLOW_TRACKING_URI": mlflow_server,
         "OPTUNA_STORAGE": postgres.database("optuna_cluster"),
-        "SENDER_STORE_URL": postgres.database("senders_cluster"),
+        "ENTITY_STORE_URL": postgres.database("senders_cluster"),
     }
     cluster = emulator(package, contract, tmp_path, secret, image, site)
     try:
@@ -206,10 +206,10 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
     served = yaml.safe_load((serving / "serving.json").read_text(encoding="utf-8"))
     assert served["version"] == 1 and "champion" in served["aliases"]
 
-    # The sender store the server reads is filled, in PostgreSQL.
-    engine = sa.create_engine(stores.sqlalchemy_url(secret["SENDER_STORE_URL"]))
+    # The entity store the server reads is filled, in PostgreSQL.
+    engine = sa.create_engine(stores.sqlalchemy_url(secret["ENTITY_STORE_URL"]))
     with engine.connect() as conn:
-        senders = conn.execute(sa.text("select count(*) from sender_stats")).scalar()
+        senders = conn.execute(sa.text("select count(*) from entity_stats")).scalar()
     engine.dispose()
     assert senders > 0
     # And the Optuna study, there too: a retried tune-model resumes it.
@@ -230,7 +230,7 @@ def test_without_the_secret_the_first_task_fails_naming_the_keys(
     assert_the_image_ran(cluster, image, site)
     output = failed.value.run.output
     assert "StoreError: on a cluster every store must outlive its pod" in output
-    for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL"):
+    for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "ENTITY_STORE_URL"):
         assert key in output
     assert secret_name(load_config(contract)) in output
 
@@ -260,7 +260,7 @@ def test_real_data_from_an_importer_uri_trains_end_to_end(
     secret = {
         "MLFLOW_TRACKING_URI": mlflow_server,
         "OPTUNA_STORAGE": postgres.database("optuna_imported"),
-        "SENDER_STORE_URL": postgres.database("senders_imported"),
+        "ENTITY_STORE_URL": postgres.database("senders_imported"),
     }
     cluster = emulator(imported_package, contract, tmp_path / "cluster", secret, image, site)
     try:

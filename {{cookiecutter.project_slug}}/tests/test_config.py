@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.config import ConfigError, load_config
+from {{ cookiecutter.package_name }}.stores import stores
 from {{ cookiecutter.package_name }}.timebounds import EARLIEST, LATEST
 
 
@@ -30,6 +31,17 @@ def test_contract_loads_with_typed_values(cfg):
     ]
     assert cfg.data.column("timestamp").dtype == "datetime"
     assert abs(sum(cfg.training.split.model_dump().values()) - 1) < 1e-9
+
+
+def test_the_entity_key_is_optional(raw, tmp_path):
+    """Records without an entity (no account or user behind them) are a valid contract."""
+    for column in raw["data"]["columns"]:
+        if column["role"] == "entity_key":
+            column["role"] = "categorical"
+    cfg = load_config(_write(tmp_path, raw))
+    assert cfg.data.entity is None and cfg.data.columns_with("entity_key") == []
+    # No history to keep, so a cluster run does not ask for an entity store.
+    assert "ENTITY_STORE_URL" not in {store.key for store in stores(cfg)}
 
 
 def test_relative_paths_resolve_against_the_project_root(cfg, project_root):
@@ -110,6 +122,7 @@ def _ts(raw: dict) -> dict:
         (lambda r: r["data"]["columns"][0].update(colour="red"), "data.columns.0.colour"),
         (lambda r: r["data"]["columns"].append(dict(r["data"]["columns"][0])), "duplicate column"),
         (lambda r: r["data"]["columns"][1].update(role="numeric"), "role 'timestamp'"),
+        (lambda r: _col(r, "subject").update(role="entity_key"), "at most one column"),
         (lambda r: r["data"]["column_mapping"].update(text="no_such_column"), "no_such_column"),
         (lambda r: r["data"]["positive_rate"].update(min=0.9, max=0.1), "data.positive_rate"),
         (

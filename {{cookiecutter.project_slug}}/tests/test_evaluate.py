@@ -124,16 +124,16 @@ def test_default_slices(cfg):
     )
     history = pd.DataFrame({"received_at": [t0 - 90 * days], "sender": ["seen@c.org"]})
     masks = default_slices(raw, cfg, history=history)
-    assert masks["new_sender"].tolist() == [False, True, False, False]
-    assert masks["established_sender"].tolist() == [True, False, True, True]
+    assert masks["new_entity"].tolist() == [False, True, False, False]
+    assert masks["established_entity"].tolist() == [True, False, True, True]
     assert masks["with_links"].tolist() == [True, False, False, False]
     # Without history, a sender first seen in this frame is new.
-    assert default_slices(raw, cfg)["new_sender"].tolist() == [False, True, False, True]
+    assert default_slices(raw, cfg)["new_entity"].tolist() == [False, True, False, True]
 
     metrics = slice_metrics(raw, [1, 0, 1, 0], [0.9, 0.2, 0.8, 0.7], 0.5, masks)
     assert metrics["with_links"]["support"]["rows"] == 1
     assert metrics["without_links"]["fp"] == 1
-    assert metrics["new_sender"]["share"] == pytest.approx(0.25)
+    assert metrics["new_entity"]["share"] == pytest.approx(0.25)
 
 
 def emails(n: int, seed: int, start: str, shift: float = 1.6) -> pd.DataFrame:
@@ -197,8 +197,8 @@ def test_run_writes_reports_and_the_threshold(cfg, tmp_path):
     assert body["contract"] == {"met": True, "reasons": []}
     assert body["selection"]["beats_baseline"] is True
     assert set(body["slices"]) == {
-        "new_sender",
-        "established_sender",
+        "new_entity",
+        "established_entity",
         "with_links",
         "without_links",
     }

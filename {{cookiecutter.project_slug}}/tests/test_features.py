@@ -11,7 +11,7 @@ from {{ cookiecutter.package_name }}.features import build
 from {{ cookiecutter.package_name }}.features.hashing import ngram_occurrences
 from {{ cookiecutter.package_name }}.features.history import HISTORY_COLUMNS, attach_history
 from {{ cookiecutter.package_name }}.features.pipeline import build_features
-from {{ cookiecutter.package_name }}.features.store import SenderStore
+from {{ cookiecutter.package_name }}.features.store import EntityStore
 
 T0 = pd.Timestamp("2025-03-03", tz="UTC")
 SPAM_LINES = [
@@ -116,7 +116,7 @@ def test_offline_features_equal_serving_one_request_at_a_time(cfg, data, fitted,
     offline_rows = attach_history(cfg, future, earlier=past, label_cutoff=cutoff)
     offline = transformer.transform(offline_rows)
 
-    store = SenderStore(f"sqlite:///{tmp_path / 'store.db'}")
+    store = EntityStore(f"sqlite:///{tmp_path / 'store.db'}")
     store.materialize(cfg, past, as_of=cutoff)
     served_rows = [store.lookup(cfg, future.iloc[[i]]) for i in range(len(future))]
     served = np.vstack([transformer.transform(row) for row in served_rows])
@@ -126,16 +126,16 @@ def test_offline_features_equal_serving_one_request_at_a_time(cfg, data, fitted,
     assert np.allclose(history.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-6, equal_nan=True)
     assert np.allclose(served, offline, rtol=0, atol=1e-6)
     # The comparison is not vacuous: known and new senders, bursts, gaps, unknown ages.
-    assert (expected["sender_past_count"] > 0).any() and (expected["sender_past_count"] == 0).any()
-    assert (expected["sender_count_1h"] > 0).any()
+    assert (expected["entity_past_count"] > 0).any() and (expected["entity_past_count"] == 0).any()
+    assert (expected["entity_count_1h"] > 0).any()
     assert future.duplicated(["sender", "received_at"]).any()  # ties: same sender, same instant
-    assert expected["sender_account_age_days"].isna().any()
+    assert expected["entity_account_age_days"].isna().any()
 
 
 def test_a_batch_lookup_in_any_order_equals_offline(cfg, data, tmp_path):
     _, past, future, cutoff = data
     offline = attach_history(cfg, future, earlier=past, label_cutoff=cutoff)
-    store = SenderStore(f"sqlite:///{tmp_path / 'store.db'}")
+    store = EntityStore(f"sqlite:///{tmp_path / 'store.db'}")
     store.materialize(cfg, past, as_of=cutoff)
 
     shuffled = future.sample(frac=1, random_state=4)
@@ -184,7 +184,7 @@ def test_labels_after_the_cutoff_stay_unknown(cfg, data):
     again = attach_history(cfg, future, earlier=relabelled, label_cutoff=late_cutoff)
 
     pd.testing.assert_frame_equal(base, again)
-    assert (base["sender_past_labeled"] < base["sender_past_count"]).any()
+    assert (base["entity_past_labeled"] < base["entity_past_count"]).any()
 
 
 def test_a_training_row_never_sees_its_own_label(cfg, fitted):
@@ -208,10 +208,10 @@ def test_a_training_row_never_sees_its_own_label(cfg, fitted):
 def test_missing_history_columns_is_a_clear_error(cfg, data, fitted):
     _, past, _, _ = data
     transformer, train, _ = fitted
-    with pytest.raises(ValueError, match="sender_past_count.*attach_history"):
+    with pytest.raises(ValueError, match="entity_past_count.*attach_history"):
         transformer.transform(past)
-    with pytest.raises(ValueError, match="sender_count_1h"):
-        build_features(cfg).fit(train.drop(columns="sender_count_1h"), targets(cfg, train))
+    with pytest.raises(ValueError, match="entity_count_1h"):
+        build_features(cfg).fit(train.drop(columns="entity_count_1h"), targets(cfg, train))
 
 
 def test_transformer_pickles_and_scores_identically(cfg, fitted):
@@ -258,8 +258,8 @@ def test_hand_made_email_gets_the_expected_values(cfg, fitted):
                 "attachment_types": "pdf,EXE",
                 "inline_image_count": 0,
                 **{c: 0 for c in HISTORY_COLUMNS},
-                "sender_seconds_since_prev": np.nan,
-                "sender_account_age_days": np.nan,
+                "entity_seconds_since_prev": np.nan,
+                "entity_account_age_days": np.nan,
             }
         ]
     )
@@ -332,6 +332,6 @@ def test_build_writes_parts_with_history_and_the_store(cfg, data, tmp_path):
         assert set(HISTORY_COLUMNS) <= set(part.columns)
         assert part["message_id"].tolist() == df["message_id"].iloc[start:stop].tolist()
     test = pd.read_parquet(result.paths["test"])
-    assert (test["sender_past_count"] > 0).mean() > 0.5  # test rows see train + validation
-    assert store_path.is_file() and result.senders == df["sender"].nunique()
-    assert "senders" in result.summary() and result.summary_path.is_file()
+    assert (test["entity_past_count"] > 0).mean() > 0.5  # test rows see train + validation
+    assert store_path.is_file() and result.entities == df["sender"].nunique()
+    assert "entities" in result.summary() and result.summary_path.is_file()

@@ -16,7 +16,7 @@ from sample_project import fit_bundle
 
 from {{cookiecutter.package_name}}.features.hashing import ngram_occurrences
 from {{cookiecutter.package_name}}.features.history import attach_history
-from {{cookiecutter.package_name}}.features.store import SenderStore
+from {{cookiecutter.package_name}}.features.store import EntityStore
 from {{cookiecutter.package_name}}.features.text import TextScorer
 from {{cookiecutter.package_name}}.serving.schema import FrameBuilder, email_model
 
@@ -100,7 +100,7 @@ def test_text_scores_of_a_batch_equal_scores_alone(scorer, pairs):
 
 @pytest.fixture(scope="module")
 def served(cfg, tmp_path_factory):
-    """A small fitted bundle and a sender store that has seen its training emails."""
+    """A small fitted bundle and an entity store that has seen its training emails."""
     from {{cookiecutter.package_name}}.data.synthetic import generate_emails
 
     problem = cfg.problem
@@ -108,7 +108,7 @@ def served(cfg, tmp_path_factory):
         400, 3, days=7, positive=problem.positive_class, negative=problem.negative_class
     )
     bundle = fit_bundle(cfg, attach_history(cfg, emails), trees=10, depth=3)
-    store = SenderStore(f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}")
+    store = EntityStore(f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}")
     timestamp = cfg.data.column("timestamp").name
     store.materialize(cfg, emails, as_of=emails[timestamp].max() + pd.Timedelta(seconds=1))
     known = emails[cfg.data.column("entity_key").name].unique().tolist()

@@ -257,7 +257,7 @@ def test_every_task_that_writes_to_a_store_gets_the_secret(cfg, compiled):
     _, (spec, platform) = compiled
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     # The first task checks the stores; the others write to MLflow (evaluate-model logs the
-    # test metrics into the tuning run), Optuna's study or the sender store.
+    # test metrics into the tuning run), Optuna's study or the entity store.
     writers = {
         "get-data",
         "build-features",
@@ -271,7 +271,7 @@ def test_every_task_that_writes_to_a_store_gets_the_secret(cfg, compiled):
         [secret] = executors[f"exec-{name}"]["secretAsEnv"]
         assert secret["secretName"] == secret_name(cfg)
         keys = {(k["secretKey"], k["envVar"]) for k in secret["keyToEnv"]}
-        for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL"):
+        for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "ENTITY_STORE_URL"):
             assert (key, key) in keys, (name, key)
         # Optional, so that the first task, not a pod that cannot start, says which key is
         # missing: this field needs a backend >= 2.15 (deploy/kubeflow/README.md).

@@ -31,7 +31,7 @@ def prediction(request_id, label, *, message_id=None, role="champion", served=Tr
         "label": label,
         "threshold": 0.5,
         "latency_ms": 3.0,
-        "features": {"recipient_count": 1.0, "sender_seconds_since_prev": None},
+        "features": {"recipient_count": 1.0, "entity_seconds_since_prev": None},
     }
 
 
@@ -45,7 +45,7 @@ def test_record_round_trip_and_durable_file(log, tmp_path):
     log.record([prediction("r1", POS), prediction("r1", NEG, role="challenger", served=False)])
     rows = log.rows("r1")
     assert [r["role"] for r in rows] == ["champion", "challenger"]
-    assert rows[0]["features"] == {"recipient_count": 1.0, "sender_seconds_since_prev": None}
+    assert rows[0]["features"] == {"recipient_count": 1.0, "entity_seconds_since_prev": None}
     # Another connection (another process, after a crash) sees the committed rows.
     with PredictionLog(f"sqlite:///{tmp_path}/log.db") as again:
         assert again.count() == 2 and again.request_ids() == {"r1"}

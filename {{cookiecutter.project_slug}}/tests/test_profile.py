@@ -291,13 +291,14 @@ def test_an_untidy_csv_is_written_ingested_and_validated(project):
 
 
 def test_write_refuses_a_file_that_cannot_fill_the_contract(project):
-    frame = transactions().drop(columns=["ts", "account_no"])
+    frame = transactions().drop(columns=["ts", "is_fraud"])
     save(frame, project / "data/tx.csv")
     contract = project / "configs/system.yaml"
     before = contract.read_bytes()
     out = _cli(project, "data", "profile", "data/tx.csv", "--write")
     assert out.returncode != 0
-    assert "timestamp" in out.stderr and "entity_key" in out.stderr
+    assert "timestamp" in out.stderr and "label" in out.stderr
+    assert "entity_key" not in out.stderr  # optional: records without one have no history
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert contract.read_bytes() == before
     assert not list(contract.parent.glob(".*"))  # no trial copy left behind
@@ -506,3 +507,56 @@ def test_profile_write_then_the_real_chain_trains(project):
         "kind": "file",
         "path": "data/tx.csv",
     }
+
+
+@pytest.mark.slow
+def test_a_table_without_an_entity_trains_and_is_served(project, monkeypatch):
+    """No entity key (no account behind the records): the contract is written without one, the
+    stages train without entity history or store, and the engine answers without a lookup."""
+    # The project's own stores only (an earlier test in this process may have set MLflow's).
+    for name in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "ENTITY_STORE_URL", "PREDICTION_LOG_URL"):
+        monkeypatch.delenv(name, raising=False)
+    from {{cookiecutter.package_name}}.serving.engine import Engine
+    from {{cookiecutter.package_name}}.serving.loading import MODEL_VERSION_ENV
+    from {{cookiecutter.package_name}}.serving.schema import email_model
+
+    frame = transactions(2500).drop(columns=["account_no"])
+    save(frame, project / "data/tx.csv")
+    steps = [
+        ("data", "profile", "data/tx.csv", "--write"),
+        ("data", "validate", "--no-docs"),
+        ("data", "split"),
+        ("features", "build"),
+        ("baseline",),
+        ("tune", "--trials", "2"),
+        ("evaluate",),
+        ("promote",),
+    ]
+    outputs = {}
+    for step in steps:
+        out = _cli(project, *step)
+        assert out.returncode == 0, f"{' '.join(step)}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
+        outputs[step[0]] = out.stdout
+    cfg = load_config(project / "configs/system.yaml")
+    assert cfg.data.entity is None
+    assert "no entity key" in outputs["features"]
+    assert not list(project.glob("entity_store.db*"))
+    features = pd.read_parquet(project / "data/features/train.parquet")
+    assert not any(c.startswith("entity_") for c in features.columns)
+
+    engine = Engine.from_config(
+        cfg,
+        {
+            MODEL_VERSION_ENV: "1",
+            "MLFLOW_TRACKING_URI": cfg.tracking_uri,
+            "PREDICTION_LOG_URL": f"sqlite:///{project}/predictions.db",
+        },
+    )
+    try:
+        assert engine.store is None
+        model = email_model(cfg)
+        sent = frame.tail(5).drop(columns=["is_fraud"]).assign(ts=lambda f: f["ts"].astype(str))
+        answers = engine.classify([model.model_validate(r) for r in sent.to_dict("records")])
+    finally:
+        engine.close()
+    assert len(answers) == 5 and all(0.0 <= a.score <= 1.0 for a in answers)

@@ -115,7 +115,7 @@ def test_spam_contract_leaves_only_unread_columns_to_the_role_families(cfg):
     families = build_features(cfg).families
     roles = {type(f): f.consumes for f in families if isinstance(f, ROLE_FAMILIES)}
     # Every numeric / categorical / datetime column is read by the email families (the
-    # account creation time through the sender history), which skip the clock: flags remain.
+    # account creation time through the entity history), which skip the clock: flags remain.
     assert roles == {FlagFeatures: ("quality_flags",)}
 
 

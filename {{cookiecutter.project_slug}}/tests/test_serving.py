@@ -1,7 +1,7 @@
 """Serving: routing, the engine in each mode, and real `bentoml serve` processes over HTTP.
 
 One sample project (two small XGBoost bundles on generated emails, registered as champion and
-challenger in a tmp MLflow store, a materialized sender store) serves the whole module. Three
+challenger in a tmp MLflow store, a materialized entity store) serves the whole module. Three
 real servers start together (single, shadow, canary); the kill test runs last and kills the
 single-mode server with SIGKILL under load.
 """
@@ -427,7 +427,7 @@ def engine_for(sample, models, launched, tmp_path):
     """Engines in a given mode (``launched``: the real servers start meanwhile)."""
     from prometheus_client import CollectorRegistry
 
-    from {{cookiecutter.package_name}}.features.store import SenderStore
+    from {{cookiecutter.package_name}}.features.store import EntityStore
     from {{cookiecutter.package_name}}.serving.engine import Engine
     from {{cookiecutter.package_name}}.serving.metrics import ServingMetrics
 
@@ -441,7 +441,7 @@ def engine_for(sample, models, launched, tmp_path):
             champion,
             None if mode == "single" else challenger,
             plan=plan,
-            store=SenderStore.from_config(sample.cfg),
+            store=EntityStore.from_config(sample.cfg),
             log=PredictionLog(f"sqlite:///{tmp_path}/{mode}.db"),
             metrics=ServingMetrics(CollectorRegistry()),
             refresh_s=3600,
@@ -900,7 +900,7 @@ def test_metrics_has_every_name_the_manifests_query(servers, bodies):
     text = httpx.get(server.url + "/metrics").text
     assert missing_metrics(text) == []
     for name in (
-        "model_sender_store_cache_hit_rate",
+        "model_entity_store_cache_hit_rate",
         "model_shadow_agreement_rate",
         "model_info{",
         'model_drift_score{feature="model_score"}',

@@ -1,4 +1,4 @@
-"""Time split and point-in-time sender history: nothing from the future leaks into the past."""
+"""Time split and point-in-time entity history: nothing from the future leaks into the past."""
 
 import json
 
@@ -8,9 +8,9 @@ import pytest
 from contract_labels import NEG, POS
 
 from {{ cookiecutter.package_name }}.data import split
-from {{ cookiecutter.package_name }}.sender_history import (
+from {{ cookiecutter.package_name }}.entity_history import (
     point_in_time_history,
-    snapshot_sender_stats,
+    snapshot_entity_stats,
 )
 
 T0 = pd.Timestamp("2024-05-01", tz="UTC")
@@ -104,7 +104,7 @@ def test_run_writes_parts_and_a_summary(cfg, tmp_path):
     assert "train" in result.summary()
 
 
-# --- point-in-time sender history ------------------------------------------------------------
+# --- point-in-time entity history ------------------------------------------------------------
 
 
 def brute_force(df, cutoff=None):
@@ -226,7 +226,7 @@ def test_snapshot_equals_the_history_of_a_new_record_at_as_of():
     as_of = T0 + 40 * HOUR
     cutoff = T0 + 30 * HOUR
 
-    snapshot = snapshot_sender_stats(
+    snapshot = snapshot_entity_stats(
         df, **HISTORY, as_of=as_of, label_cutoff=cutoff, created_at="sender_created_at"
     ).set_index("sender")
     # One hypothetical, unlabelled record per sender at as_of, carrying the latest created_at.

@@ -70,7 +70,7 @@ def test_the_thread_checkpoints_on_its_own(tmp_path):
     assert not checkpointer._thread.is_alive()
 
 
-def test_prediction_log_and_sender_store_use_it(tmp_path):
+def test_prediction_log_and_entity_store_use_it(tmp_path):
     log = PredictionLog(f"sqlite:///{tmp_path}/log.db")
     store = SqlBackend(f"sqlite:///{tmp_path}/store.db")
     try:

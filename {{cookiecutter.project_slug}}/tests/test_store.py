@@ -1,4 +1,4 @@
-"""The sender store: new senders, the TTL cache, idempotent materialization, shared sends."""
+"""The entity store: new senders, the TTL cache, idempotent materialization, shared sends."""
 
 import numpy as np
 import pandas as pd
@@ -10,7 +10,7 @@ from {{ cookiecutter.package_name }}.features.history import (
     attach_history,
     history_spec,
 )
-from {{ cookiecutter.package_name }}.features.store import SenderStore
+from {{ cookiecutter.package_name }}.features.store import EntityStore
 
 T0 = pd.Timestamp("2025-03-03 12:00", tz="UTC")
 MINUTE = pd.Timedelta(minutes=1)
@@ -39,33 +39,33 @@ def history(cfg):
 
 @pytest.fixture
 def store(tmp_path):
-    store = SenderStore(f"sqlite:///{tmp_path / 'senders.db'}", cache_ttl_s=300)
+    store = EntityStore(f"sqlite:///{tmp_path / 'senders.db'}", cache_ttl_s=300)
     yield store
     store.close()
 
 
-def test_a_sender_the_store_never_saw_is_a_new_sender(cfg, history, store):
+def test_an_entity_the_store_never_saw_is_a_new_entity(cfg, history, store):
     store.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
     request = rows(cfg, [("stranger@y.example", 200, False)])
 
     served = store.lookup(cfg, request).iloc[0]
 
-    assert served["sender_past_count"] == 0 and served["sender_past_labeled"] == 0
-    assert served["sender_count_1h"] == 0 and served["sender_count_24h"] == 0
-    assert np.isnan(served["sender_seconds_since_prev"])
-    assert served["sender_account_age_days"] == pytest.approx(30 + 200 / 1440)
+    assert served["entity_past_count"] == 0 and served["entity_past_labeled"] == 0
+    assert served["entity_count_1h"] == 0 and served["entity_count_24h"] == 0
+    assert np.isnan(served["entity_seconds_since_prev"])
+    assert served["entity_account_age_days"] == pytest.approx(30 + 200 / 1440)
     prior = history_spec(cfg).prior_rate  # the contract's prior, as offline
-    assert served["sender_past_positive_rate"] == pytest.approx(prior)
+    assert served["entity_past_positive_rate"] == pytest.approx(prior)
 
 
 def test_an_empty_store_answers_too(cfg, store):
     served = store.lookup(cfg, rows(cfg, [("a@x.example", 0, False)]))
-    assert served["sender_past_count"].iloc[0] == 0
+    assert served["entity_past_count"].iloc[0] == 0
 
 
 def test_cache_hits_are_counted_and_expire_with_the_ttl(cfg, history, tmp_path):
     url = f"sqlite:///{tmp_path / 'senders.db'}"
-    cached = SenderStore(url, cache_ttl_s=300)
+    cached = EntityStore(url, cache_ttl_s=300)
     cached.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
     request = rows(cfg, [("a@x.example", 120, False)])
 
@@ -73,7 +73,7 @@ def test_cache_hits_are_counted_and_expire_with_the_ttl(cfg, history, tmp_path):
         cached.lookup(cfg, request, record=False)
     assert (cached.misses, cached.hits) == (1, 2)
 
-    uncached = SenderStore(url, cache_ttl_s=0)
+    uncached = EntityStore(url, cache_ttl_s=0)
     for _ in range(3):
         uncached.lookup(cfg, request, record=False)
     assert (uncached.misses, uncached.hits) == (3, 0)
@@ -86,10 +86,10 @@ def test_lookups_record_sends_so_velocity_moves(cfg, history, store):
     served = [store.lookup(cfg, requests.iloc[[i]]).iloc[0] for i in range(4)]
 
     # Rows at the same instant do not see each other.
-    assert [r["sender_past_count"] for r in served] == [10, 11, 11, 13]
-    assert [r["sender_count_1h"] for r in served] == [5, 6, 6, 8]
-    assert served[0]["sender_seconds_since_prev"] == 11 * 60
-    assert served[3]["sender_seconds_since_prev"] == 60
+    assert [r["entity_past_count"] for r in served] == [10, 11, 11, 13]
+    assert [r["entity_count_1h"] for r in served] == [5, 6, 6, 8]
+    assert served[0]["entity_seconds_since_prev"] == 11 * 60
+    assert served[3]["entity_seconds_since_prev"] == 60
 
 
 def test_materializing_twice_changes_nothing(cfg, history, tmp_path):
@@ -101,15 +101,15 @@ def test_materializing_twice_changes_nothing(cfg, history, tmp_path):
         with engine.connect() as conn:
             tables = {
                 t: sorted(map(tuple, conn.execute(sa.text(f"select * from {t}")).all()))
-                for t in ("sender_stats", "sender_meta")
+                for t in ("entity_stats", "entity_meta")
             }
             tables["sends"] = sorted(
-                conn.execute(sa.text("select sender, t_ns from sender_sends")).all()
+                conn.execute(sa.text("select entity, t_ns from entity_sends")).all()
             )
         engine.dispose()
         return tables
 
-    first = SenderStore(url)
+    first = EntityStore(url)
     assert first.materialize(cfg, history, as_of=T0 + 100 * MINUTE) == 1
     once = snapshot()
     answer_once = first.lookup(cfg, request, record=False)
@@ -123,14 +123,14 @@ def test_materializing_twice_changes_nothing(cfg, history, tmp_path):
 
 def test_sends_are_shared_between_processes_through_the_database(cfg, history, tmp_path):
     url = f"sqlite:///{tmp_path / 'senders.db'}"
-    one, two = SenderStore(url, cache_ttl_s=0), SenderStore(url, cache_ttl_s=0)
+    one, two = EntityStore(url, cache_ttl_s=0), EntityStore(url, cache_ttl_s=0)
     one.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
 
     one.lookup(cfg, rows(cfg, [("a@x.example", 101, False)]))
     one.flush()
     seen = two.lookup(cfg, rows(cfg, [("a@x.example", 102, False)])).iloc[0]
 
-    assert seen["sender_past_count"] == 11 and seen["sender_seconds_since_prev"] == 60
+    assert seen["entity_past_count"] == 11 and seen["entity_seconds_since_prev"] == 60
 
 
 def test_store_matches_offline_for_a_long_busy_sender(cfg, tmp_path):
@@ -139,7 +139,7 @@ def test_store_matches_offline_for_a_long_busy_sender(cfg, tmp_path):
     df = rows(cfg, items)
     cut = T0 + 24 * 60 * MINUTE
     past, future = df[df["received_at"] < cut], df[df["received_at"] >= cut]
-    store = SenderStore(f"sqlite:///{tmp_path / 'senders.db'}", flush_every=50)
+    store = EntityStore(f"sqlite:///{tmp_path / 'senders.db'}", flush_every=50)
     store.materialize(cfg, past, as_of=cut)
 
     served = pd.concat([store.lookup(cfg, future.iloc[[i]]) for i in range(len(future))])
@@ -161,9 +161,9 @@ def test_text_timestamps_are_read_like_datetimes(cfg, history, store):
     served = store.lookup(cfg, request, record=False)
     from_text = store.lookup(cfg, as_text, record=False)
 
-    columns = [c for c in HISTORY_COLUMNS if c != "sender_account_age_days"]
+    columns = [c for c in HISTORY_COLUMNS if c != "entity_account_age_days"]
     pd.testing.assert_frame_equal(served[columns], from_text[columns])
-    assert np.isnan(from_text["sender_account_age_days"].iloc[0])
+    assert np.isnan(from_text["entity_account_age_days"].iloc[0])
 
 
 def test_lookup_needs_the_sender_and_time_columns(cfg, store):
@@ -173,4 +173,4 @@ def test_lookup_needs_the_sender_and_time_columns(cfg, store):
 
 def test_redis_urls_are_refused_with_a_pointer(tmp_path):
     with pytest.raises(NotImplementedError, match="Redis"):
-        SenderStore("redis://localhost:6379/0")
+        EntityStore("redis://localhost:6379/0")

@@ -17,7 +17,7 @@ from {{cookiecutter.package_name}} import stores
 from {{cookiecutter.package_name}}.pipeline import steps
 from {{cookiecutter.package_name}}.pipeline.pipeline import secret_name
 
-STORE_ENVS = ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL", "PREDICTION_LOG_URL")
+STORE_ENVS = ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "ENTITY_STORE_URL", "PREDICTION_LOG_URL")
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_every_store_url_passes_through_the_normalisation(cfg, clean_env):
         cfg,
         training__optuna__storage=pg,
         training__mlflow__tracking_uri=pg,
-        serving__sender_store_url=pg,
+        serving__entity_store_url=pg,
         serving__prediction_log_url=pg,
     )
     from {{cookiecutter.package_name}}.models.study import resolve_storage
@@ -98,13 +98,13 @@ def test_every_store_url_passes_through_the_normalisation(cfg, clean_env):
     want = "postgresql+psycopg://u:p@db:5432/x"
     assert contract.tracking_uri == want
     assert resolve_storage(contract) == want
-    assert stores.sender_store_url(contract) == want
+    assert stores.entity_store_url(contract) == want
     assert log_url(contract) == want
     for name in STORE_ENVS:
         clean_env.setenv(name, pg)
     assert cfg.tracking_uri == want
     assert resolve_storage(cfg) == want
-    assert stores.sender_store_url(cfg) == want
+    assert stores.entity_store_url(cfg) == want
     assert log_url(cfg) == want
 
 
@@ -123,7 +123,7 @@ def test_first_task_fails_on_a_cluster_when_stores_are_sqlite(
         steps.get_data(config, "generate", 50, data)
     message = str(failed.value)
     assert "\n" not in message and repr(secret_name(cfg)) in message
-    for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL"):
+    for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "ENTITY_STORE_URL"):
         assert key in message
     assert not (tmp_path / "raw").exists()  # nothing was done before the check
 
@@ -132,7 +132,7 @@ def test_first_task_fails_on_a_cluster_when_stores_are_sqlite(
     clean_env.setenv("OPTUNA_STORAGE", "postgresql://u@db/optuna")
     with pytest.raises(stores.StoreError) as failed:
         steps.get_data(config, "generate", 50, data)
-    assert "SENDER_STORE_URL" in str(failed.value)
+    assert "ENTITY_STORE_URL" in str(failed.value)
     assert "MLFLOW_TRACKING_URI" not in str(failed.value)
     assert "OPTUNA_STORAGE" not in str(failed.value)
 
@@ -143,7 +143,7 @@ def test_first_task_fails_on_a_cluster_when_stores_are_sqlite(
 
     # The tracking URI may come from the pipeline parameter instead of the Secret.
     clean_env.delenv("MLFLOW_TRACKING_URI")
-    clean_env.setenv("SENDER_STORE_URL", "postgresql://u@db/senders")
+    clean_env.setenv("ENTITY_STORE_URL", "postgresql://u@db/senders")
     steps.get_data(config, "generate", 50, data, "http://mlflow.mlflow:5000")
     assert data.metadata["rows"] == 50
 
@@ -229,12 +229,12 @@ def test_optuna_study_resumes_from_postgresql(cfg, postgres, clean_env, where):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["env", "contract"])
-def test_sender_store_on_postgresql(cfg, postgres, clean_env, where):
-    from {{cookiecutter.package_name}}.features.store import SenderStore
+def test_entity_store_on_postgresql(cfg, postgres, clean_env, where):
+    from {{cookiecutter.package_name}}.features.store import EntityStore
 
     url = postgres.database(f"senders_{where}")
     cfg = point_at(
-        cfg, clean_env, where, url, env="SENDER_STORE_URL", contract="serving__sender_store_url"
+        cfg, clean_env, where, url, env="ENTITY_STORE_URL", contract="serving__entity_store_url"
     )
     t0 = pd.Timestamp("2025-03-03 12:00", tz="UTC")
     history = pd.DataFrame(
@@ -246,16 +246,16 @@ def test_sender_store_on_postgresql(cfg, postgres, clean_env, where):
             "label": [cfg.problem.positive_class, cfg.problem.negative_class] * 3,
         }
     )
-    store = SenderStore.from_config(cfg, stores.sender_store_url(cfg))
+    store = EntityStore.from_config(cfg, stores.entity_store_url(cfg))
     assert store.url.startswith("postgresql+psycopg://")
     assert store.materialize(cfg, history, as_of=t0 + pd.Timedelta(hours=2)) == 1
     store.close()
     # Serving, in another process: the same database.
-    served = SenderStore(stores.sender_store_url(cfg), cache_ttl_s=0)
+    served = EntityStore(stores.entity_store_url(cfg), cache_ttl_s=0)
     request = history.iloc[[0]].assign(received_at=t0 + pd.Timedelta(hours=3))
     row = served.lookup(cfg, request).iloc[0]
     served.close()
-    assert row["sender_past_count"] == 6 and row["sender_past_labeled"] == 6
+    assert row["entity_past_count"] == 6 and row["entity_past_labeled"] == 6
 
 
 @pytest.mark.slow
@@ -288,7 +288,7 @@ def test_prediction_log_on_postgresql(cfg, postgres, clean_env, where):
             "label": label,
             "threshold": 0.5,
             "latency_ms": 3.0,
-            "features": {"recipient_count": 1.0, "sender_seconds_since_prev": None},
+            "features": {"recipient_count": 1.0, "entity_seconds_since_prev": None},
         }
 
     with PredictionLog(log_url(cfg)) as log:

@@ -271,7 +271,7 @@ def test_default_pruner_and_storage_follow_the_contract(cfg, tmp_path):
 
 
 def test_tune_with_the_project_features(cfg, tmp_path):
-    """The default path: build_features(cfg) on generated emails with sender history."""
+    """The default path: build_features(cfg) on generated emails with entity history."""
     from {{cookiecutter.package_name}}.data.split import split_by_time
     from {{cookiecutter.package_name}}.data.synthetic import generate_emails
     from {{cookiecutter.package_name}}.features.history import attach_history

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.data import validate
-from {{ cookiecutter.package_name }}.sender_history import _ns
+from {{ cookiecutter.package_name }}.entity_history import _ns
 
 NOW = pd.Timestamp("2024-06-01", tz="UTC")
 N = 40

@@ -142,7 +142,7 @@ def test_cli_window_fails_in_one_line_on_an_empty_log(project_root, tmp_path):
 
 
 def test_a_cluster_window_run_needs_the_prediction_log_key(cfg, monkeypatch):
-    for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "SENDER_STORE_URL"):
+    for key in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "ENTITY_STORE_URL"):
         monkeypatch.setenv(
             key, "postgresql://u@db/x" if key != "MLFLOW_TRACKING_URI" else "http://m"
         )

@@ -241,10 +241,14 @@ class Data(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate column names: {', '.join(duplicates)}")
-        for role in ("id", "timestamp", "label", "entity_key"):
+        for role in ("id", "timestamp", "label"):
             count = sum(c.role == role for c in self.columns)
             if count != 1:
                 raise ValueError(f"exactly one column must have role '{role}', found {count}")
+        # Records without an entity (no account, card or user behind them) have no history.
+        count = sum(c.role == "entity_key" for c in self.columns)
+        if count > 1:
+            raise ValueError(f"at most one column may have role 'entity_key', found {count}")
         unknown_targets = sorted(set(self.column_mapping.values()) - set(names))
         if unknown_targets:
             raise ValueError(
@@ -255,6 +259,11 @@ class Data(_Strict):
     def column(self, role: Role) -> Column:
         """The single column with this role (id, timestamp, label or entity_key)."""
         return next(c for c in self.columns if c.role == role)
+
+    @property
+    def entity(self) -> str | None:
+        """The entity key column's name, or None when the records have no entity."""
+        return next((c.name for c in self.columns if c.role == "entity_key"), None)
 
     def columns_with(self, role: Role) -> list[Column]:
         """All columns with this role, in contract order."""
@@ -292,7 +301,7 @@ class Training(_Strict):
     seed: int
     # The tuned estimator (models/estimators.py); absent in contracts older than the choice.
     model: Literal["xgboost", "lightgbm"] = "xgboost"
-    new_sender_days: int = Field(gt=0)
+    new_entity_days: int = Field(gt=0)
     optuna: Optuna
     mlflow: Mlflow
     schedule: Literal["daily", "weekly"]
@@ -312,8 +321,8 @@ class Serving(_Strict):
     max_batch_size: int = Field(gt=0)
     batch_max_latency_ms: int = Field(gt=0)
     prediction_log_url: str
-    sender_store_url: str
-    sender_cache_ttl_s: int = Field(ge=0)
+    entity_store_url: str
+    entity_cache_ttl_s: int = Field(ge=0)
     # Keep each answered request's raw record in the prediction log (``records`` table).
     log_records: bool = False
 

@@ -1,6 +1,6 @@
 """SQLite databases written on the request path: WAL mode, checkpoints off the request path.
 
-Every request writes the prediction log and the sender store. In WAL mode a commit only appends
+Every request writes the prediction log and the entity store. In WAL mode a commit only appends
 to the log file (no fsync at ``synchronous=NORMAL``); copying the log back into the database (a
 "checkpoint", which fsyncs) is done by SQLite inside whichever commit takes the log past 1,000
 pages, so every few hundred requests one waits for the disk. On the machine the benchmarks ran

@@ -6,7 +6,7 @@ does not install: :func:`sqlalchemy_url` rewrites it to psycopg 3 for every stor
 ``SystemConfig.sqlite_url``, which each store's URL passes through.
 
 On a cluster each task runs in its own throwaway pod: a SQLite file (the contract's local
-default) dies with the pod, so a registry, a study or a sender store there is silently lost.
+default) dies with the pod, so a registry, a study or an entity store there is silently lost.
 :func:`require_durable` turns that into a one-line error in the run's first task naming the
 Secret key to set.
 """
@@ -27,7 +27,7 @@ KFP_RUNTIME_ENV = "_KFP_RUNTIME"
 LOCAL_RUN_ENV = "PIPELINE_LOCAL_RUN"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 OPTUNA_ENV = "OPTUNA_STORAGE"
-SENDER_STORE_ENV = "SENDER_STORE_URL"
+ENTITY_STORE_ENV = "ENTITY_STORE_URL"
 PREDICTION_LOG_ENV = "PREDICTION_LOG_URL"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -55,9 +55,9 @@ def optuna_storage(cfg: SystemConfig, storage: str | None = None) -> str:
     return cfg.sqlite_url(storage or os.environ.get(OPTUNA_ENV) or cfg.training.optuna.storage)
 
 
-def sender_store_url(cfg: SystemConfig, url: str | None = None) -> str:
-    """The sender store: the argument, ``$SENDER_STORE_URL``, or ``serving.sender_store_url``."""
-    return cfg.sqlite_url(url or os.environ.get(SENDER_STORE_ENV) or cfg.serving.sender_store_url)
+def entity_store_url(cfg: SystemConfig, url: str | None = None) -> str:
+    """The entity store: the argument, ``$ENTITY_STORE_URL``, or ``serving.entity_store_url``."""
+    return cfg.sqlite_url(url or os.environ.get(ENTITY_STORE_ENV) or cfg.serving.entity_store_url)
 
 
 def prediction_log_url(cfg: SystemConfig, url: str | None = None) -> str:
@@ -80,8 +80,9 @@ def stores(cfg: SystemConfig, *, window: bool = False) -> list[Store]:
     found = [
         Store(TRACKING_ENV, "MLflow tracking and registry", cfg.tracking_uri),
         Store(OPTUNA_ENV, "Optuna study", optuna_storage(cfg)),
-        Store(SENDER_STORE_ENV, "sender store", sender_store_url(cfg)),
     ]
+    if cfg.data.entity:  # records without an entity have no history to store
+        found.append(Store(ENTITY_STORE_ENV, "entity store", entity_store_url(cfg)))
     if window:
         found.append(Store(PREDICTION_LOG_ENV, "prediction log", prediction_log_url(cfg)))
     return found

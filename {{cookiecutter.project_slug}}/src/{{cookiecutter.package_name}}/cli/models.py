@@ -10,7 +10,7 @@ import typer
 
 from .common import GATE_REJECTED, ConfigOption, console, errors, fail, load
 
-features_app = typer.Typer(help="Attach point-in-time sender history and fill the sender store.")
+features_app = typer.Typer(help="Attach point-in-time entity history and fill the entity store.")
 
 SPLIT_DIR = Path("data/split")
 FEATURES_DIR = Path("data/features")
@@ -19,7 +19,7 @@ CANDIDATE_DIR = Path("artifacts/candidate")
 EVALUATION_DIR = Path("reports/evaluation")
 
 FeaturesDir = Annotated[
-    Path, typer.Option("--features-dir", help="Splits with sender history (`features build`)")
+    Path, typer.Option("--features-dir", help="Splits with entity history (`features build`)")
 ]
 
 
@@ -36,7 +36,7 @@ def features_build(
     out: Annotated[Path, typer.Option(help="Folder for the splits with history")] = FEATURES_DIR,
     config: ConfigOption = None,
 ) -> None:
-    """Add point-in-time sender history to each split and materialize the serving store."""
+    """Add point-in-time entity history to each split and materialize the serving store."""
     from ..features import build
 
     cfg = load(config)

@@ -287,7 +287,7 @@ def _canonical_column(cfg: SystemConfig, col: Column, chunk: Chunk, cols: _Colum
     name, n = col.name, cols.n
     keyed = col.role in ("id", "entity_key") or name == "sender_domain"
     series, values, missing = cols.get(name, text=col.dtype == "string" and not keyed)
-    sender_col = cfg.data.column("entity_key").name
+    sender_col = cfg.data.entity
     if name == cfg.data.column("id").name:
         ids = [
             None if m else str(plain_value(v)).strip() for v, m in zip(values, missing, strict=True)

@@ -90,8 +90,7 @@ def write(config_path: Path, profile: Profile, written: Written, note: str = "")
 
 _HINTS_TEXT = (
     "id: unique per row; timestamp: ISO times or epoch seconds named like ts / *_at; "
-    "label: 2 values named like label / target / is_*; entity_key: repeated ids named like "
-    "user / account / *_id"
+    "label: 2 values named like label / target / is_*"
 )
 
 

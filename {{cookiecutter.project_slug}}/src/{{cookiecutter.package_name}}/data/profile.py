@@ -9,7 +9,8 @@ Dtypes follow what validation's coercion reads: text stays text unless every val
 (``true``/``false``, integers without leading zeros, decimals, ISO 8601 times). Roles come from
 the values first and the column name second: ``id`` is unique per row, ``label`` has two values
 (the minority is proposed as the positive class), ``timestamp`` is the main time column,
-``entity_key`` repeats ids with many distinct values and a name like ``user`` or ``*_id``.
+``entity_key`` (optional) repeats ids with many distinct values and a name like ``user`` or
+``*_id``.
 Ranges are widened so that tomorrow's records still pass: numbers by the observed span on each
 side (never below 0 when no negative value was seen), dates from January 1st of the year
 before the earliest.
@@ -88,9 +89,10 @@ class Profile:
         return [c.spec for c in self.columns if c.spec]
 
     def missing_roles(self) -> list[str]:
-        """Roles the contract needs exactly once that the proposal lacks."""
+        """Roles the contract needs exactly once that the proposal lacks (an entity key is
+        optional: records without one train without entity history)."""
         roles = [s["role"] for s in self.specs]
-        return [r for r in ("id", "timestamp", "label", "entity_key") if r not in roles]
+        return [r for r in ("id", "timestamp", "label") if r not in roles]
 
     @property
     def mapping(self) -> dict[str, str]:

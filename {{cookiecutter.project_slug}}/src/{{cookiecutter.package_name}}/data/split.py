@@ -5,8 +5,8 @@ as in production. Rows are never shuffled across time, and the parts do not over
 sharing a timestamp on a boundary all go to one side (the side that keeps the part sizes
 closest to the contract's fractions), so no instant is both seen in training and judged later.
 
-Point-in-time sender history (what was known about a sender when a record arrived) is computed
-by ``sender_history.point_in_time_history``; the features stage applies it per part.
+Point-in-time entity history (what was known about an entity when a record arrived) is computed
+by ``entity_history.point_in_time_history``; the features stage applies it per part.
 """
 
 from __future__ import annotations

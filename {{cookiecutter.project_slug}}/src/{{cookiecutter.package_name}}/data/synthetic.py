@@ -242,7 +242,7 @@ def run(
 def hold_out(cfg: SystemConfig, path: Path, holdout_path: Path, n: int) -> tuple[int, int]:
     """Move the latest ``n`` emails of ``path`` to ``holdout_path``: the same world's future.
 
-    Training then never sees them, and the sender store is materialized before them, so
+    Training then never sees them, and the entity store is materialized before them, so
     replaying them through the server is traffic from the same distribution (no drift).
     Returns (rows kept, rows held out).
     """

@@ -32,7 +32,7 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 EGRESS_PORTS: dict[int, str] = {
     53: "DNS",
     5000: "MLflow tracking server (registry and proxied model artifacts)",
-    5432: "PostgreSQL (prediction log, sender store)",
+    5432: "PostgreSQL (prediction log, entity store)",
     15012: "Istio control plane (istiod), for the sidecar",
 }
 

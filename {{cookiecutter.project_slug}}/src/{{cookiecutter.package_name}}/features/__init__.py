@@ -1,7 +1,7 @@
-"""Features: one fitted transformer for training and serving, and the sender store.
+"""Features: one fitted transformer for training and serving, and the entity store.
 
-- ``history``: ``HISTORY_COLUMNS`` and ``attach_history`` (point-in-time sender history, offline);
-- ``store``: ``SenderStore`` (the same columns online: materialized aggregates + live sends),
+- ``history``: ``HISTORY_COLUMNS`` and ``attach_history`` (point-in-time entity history, offline);
+- ``store``: ``EntityStore`` (the same columns online: materialized aggregates + live sends),
   ``store_backend``: where it keeps them (SQL; the seam for Redis or a feature store);
 - ``text``, ``sender``, ``structure``, ``behavior``: the email feature families, with ``hashing``
   (vectorised n-gram hashing) and ``columns`` (read-once column access);
@@ -20,7 +20,7 @@ from importlib import import_module
 _EXPORTS = {
     "HISTORY_COLUMNS": "history",
     "attach_history": "history",
-    "SenderStore": "store",
+    "EntityStore": "store",
     "FeatureTransformer": "pipeline",
     "build_features": "pipeline",
 }

@@ -1,4 +1,4 @@
-"""The features stage: attach point-in-time sender history to the splits, materialize the store.
+"""The features stage: attach point-in-time entity history to the splits, materialize the store.
 
 ``run(cfg, split_dir, out_dir)`` reads ``{train,validation,test}.parquet`` from the split stage
 and writes the same rows plus ``HISTORY_COLUMNS`` to ``out_dir``:
@@ -8,8 +8,10 @@ and writes the same rows plus ``HISTORY_COLUMNS`` to ``out_dir``:
 - test: train + validation are the earlier history, labels known up to the end of train,
   as for a model trained on train and serving from a store that knows training labels only.
 
-It then materializes the sender store for serving as of just after the last record, with every
+It then materializes the entity store for serving as of just after the last record, with every
 label. Model training fits the feature transformer on these files; nothing here is fitted.
+Without an entity key in the contract there is no history: the rows are copied as they are and
+no store is written.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..timebounds import out_of_range
-from .history import HISTORY_COLUMNS, attach_history, history_spec
-from .store import SenderStore
+from .history import attach_history, history_columns, history_spec
+from .store import EntityStore
 
 PARTS = ("train", "validation", "test")
 SUMMARY_FILE = "features_summary.json"
@@ -36,18 +38,21 @@ class FeatureBuildResult:
     paths: dict[str, Path]
     rows: dict[str, int]
     store_url: str
-    senders: int
+    entities: int
     as_of: str
     label_cutoff: str
     seconds: float
     summary_path: Path
+    history: bool = True  # False: the contract has no entity key, so no history and no store
 
     def summary(self) -> str:
         """One line for the CLI."""
         parts = ", ".join(f"{name} {count:,}" for name, count in self.rows.items())
+        if not self.history:
+            return f"no entity key in the contract: rows copied without history ({parts} rows)"
         return (
             f"history attached ({parts} rows; labels known up to {self.label_cutoff}); "
-            f"sender store: {self.senders:,} senders as of {self.as_of} in {self.seconds:.1f}s"
+            f"entity store: {self.entities:,} entities as of {self.as_of} in {self.seconds:.1f}s"
         )
 
 
@@ -70,9 +75,9 @@ def _read(path: Path) -> pd.DataFrame:
 def run(
     cfg, split_dir: str | Path, out_dir: str | Path, *, store_url: str | None = None
 ) -> FeatureBuildResult:
-    """Write ``out_dir/{train,validation,test}.parquet`` with history; fill the sender store.
+    """Write ``out_dir/{train,validation,test}.parquet`` with history; fill the entity store.
 
-    ``store_url`` defaults to ``cfg.serving.sender_store_url`` (relative SQLite paths resolve
+    ``store_url`` defaults to ``cfg.serving.entity_store_url`` (relative SQLite paths resolve
     under the project root).
     """
     started = time.perf_counter()
@@ -114,27 +119,31 @@ def run(
 
     everything = pd.concat([earlier_for_test, parts["test"]], ignore_index=True)
     as_of = pd.to_datetime(everything[ts], utc=True).max() + pd.Timedelta(1, "ns")
-    store = SenderStore.from_config(cfg, store_url)
-    try:
-        senders = store.materialize(cfg, everything, as_of=as_of)
-    finally:
-        store.close()
+    entities, url = 0, "none (the contract has no entity key)"
+    if spec.entity is not None:
+        store = EntityStore.from_config(cfg, store_url)
+        try:
+            entities = store.materialize(cfg, everything, as_of=as_of)
+        finally:
+            store.close()
+        url = _safe_url(store.url)
 
     result = FeatureBuildResult(
         paths=paths,
         rows={name: len(frame) for name, frame in attached.items()},
-        store_url=_safe_url(store.url),
-        senders=senders,
+        store_url=url,
+        entities=entities,
         as_of=as_of.isoformat(),
         label_cutoff=label_cutoff.isoformat(),
         seconds=time.perf_counter() - started,
         summary_path=out_dir / SUMMARY_FILE,
+        history=spec.entity is not None,
     )
     summary = {
         "rows": result.rows,
-        "history_columns": list(HISTORY_COLUMNS),
+        "history_columns": list(history_columns(cfg)),
         "label_cutoff": result.label_cutoff,
-        "store": {"url": result.store_url, "senders": senders, "as_of": result.as_of},
+        "store": {"url": result.store_url, "entities": entities, "as_of": result.as_of},
         "seconds": round(result.seconds, 3),
     }
     result.summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

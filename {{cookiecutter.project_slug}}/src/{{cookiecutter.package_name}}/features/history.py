@@ -1,8 +1,8 @@
-"""Sender history columns, computed point-in-time offline (what the sender store answers online).
+"""Entity history columns, computed point-in-time offline (what the entity store answers online).
 
 ``attach_history`` adds ``HISTORY_COLUMNS`` to raw rows using only records strictly before each
-row (``sender_history.point_in_time_history``). The serving path gets the same columns from
-``SenderStore.lookup``; the feature transformer reads them and never sees the raw history, so
+row (``entity_history.point_in_time_history``). The serving path gets the same columns from
+``EntityStore.lookup``; the feature transformer reads them and never sees the raw history, so
 training and serving compute the model's input the same way.
 """
 
@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..sender_history import HISTORY_COLUMNS as _BASE_COLUMNS
-from ..sender_history import TimeLike, point_in_time_history
+from ..entity_history import HISTORY_COLUMNS as _BASE_COLUMNS
+from ..entity_history import TimeLike, point_in_time_history
 
-PREFIX = "sender_"
+PREFIX = "entity_"
 HISTORY_COLUMNS: tuple[str, ...] = tuple(
     PREFIX + name for name in (*_BASE_COLUMNS, "account_age_days")
 )
-# Account creation time of the sender, when the contract has it (by name: spam-specific).
+# Account creation time of the entity, when the contract has it (by name: spam-specific).
 CREATED_AT_COLUMN = "sender_created_at"
 # Weight of the prior in the smoothed past positive rate, in pseudo-emails.
 PRIOR_STRENGTH = 5.0
@@ -27,9 +27,10 @@ PRIOR_STRENGTH = 5.0
 
 @dataclass(frozen=True)
 class HistorySpec:
-    """Which columns hold the entity, time, label and creation time, and the rate prior."""
+    """Which columns hold the entity, time, label and creation time, and the rate prior
+    (``entity`` is None when the contract has no entity key: the records have no history)."""
 
-    entity: str
+    entity: str | None
     timestamp: str
     label: str
     positive: str
@@ -38,7 +39,7 @@ class HistorySpec:
     prior_strength: float
 
     def kwargs(self, frame: pd.DataFrame) -> dict:
-        """Keyword arguments for the ``sender_history`` functions on ``frame``."""
+        """Keyword arguments for the ``entity_history`` functions on ``frame``."""
         created = self.created_at if self.created_at and self.created_at in frame else None
         return {
             "entity": self.entity,
@@ -61,7 +62,7 @@ def history_spec(cfg) -> HistorySpec:
     bounds = cfg.data.positive_rate
     names = {c.name for c in cfg.data.columns}
     return HistorySpec(
-        entity=cfg.data.column("entity_key").name,
+        entity=cfg.data.entity,
         timestamp=cfg.data.column("timestamp").name,
         label=cfg.data.column("label").name,
         positive=cfg.problem.positive_class,
@@ -71,9 +72,14 @@ def history_spec(cfg) -> HistorySpec:
     )
 
 
-def missing_history(df: pd.DataFrame) -> list[str]:
-    """HISTORY_COLUMNS absent from ``df``."""
-    return [c for c in HISTORY_COLUMNS if c not in df.columns]
+def history_columns(cfg) -> tuple[str, ...]:
+    """The history columns rows carry under this contract (none without an entity key)."""
+    return HISTORY_COLUMNS if cfg.data.entity else ()
+
+
+def missing_history(df: pd.DataFrame, columns: tuple[str, ...] = HISTORY_COLUMNS) -> list[str]:
+    """``columns`` (the history columns) absent from ``df``."""
+    return [c for c in columns if c not in df.columns]
 
 
 def attach_history(
@@ -89,8 +95,11 @@ def attach_history(
     known before ``df``, e.g. the training split when ``df`` is validation). A label counts
     only if its record is before ``min(row time, label_cutoff)``. Existing history columns
     are replaced. Raises ``ValueError`` when the entity or timestamp column is missing.
+    Without an entity key in the contract there is no history: ``df`` is returned as it is.
     """
     spec = history_spec(cfg)
+    if spec.entity is None:
+        return df.drop(columns=[c for c in HISTORY_COLUMNS if c in df.columns])
     for frame, name in ((df, "rows"), (earlier, "earlier")):
         if frame is None:
             continue

@@ -3,7 +3,7 @@
 ``build_features(cfg)`` composes the families for the contract and returns an unfitted
 ``FeatureTransformer``; training fits it (``fit_transform`` on the training split), the model
 bundle pickles it, and serving calls ``transform`` on each request after
-``SenderStore.lookup`` has added the history columns. Training and serving therefore run the
+``EntityStore.lookup`` has added the history columns. Training and serving therefore run the
 same code on the same kind of input.
 
 Families (``get_feature_names_out`` prefixes), first the email ones: ``text_`` (out-of-fold
@@ -23,11 +23,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from ..entity_history import _ns
 from ..profiles import STRUCTURED_TEXT
-from ..sender_history import _ns
 from .behavior import BehaviorFeatures
 from .columns import Columns
-from .history import history_spec, missing_history
+from .history import HISTORY_COLUMNS, history_columns, history_spec, missing_history
 from .roles import role_families
 from .sender import SenderFeatures
 from .structure import DEFAULT_COLUMNS, StructureFeatures
@@ -39,7 +39,8 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
 
     ``families``: unfitted feature families (``fit``, ``transform``,
     ``get_feature_names_out``; those with ``out_of_fold = True`` also
-    ``fit_transform(cols, y, folds=...)``). ``required``: raw columns every input must have.
+    ``fit_transform(cols, y, folds=...)``). ``required``: raw columns every input must have;
+    ``history``: the entity history columns it must have (none without an entity key).
 
     ``fit_transform(df, y)`` is what training should call: it fits every family and returns
     out-of-fold values for the label-derived features (text score, TLD risk, the prior of the
@@ -54,11 +55,13 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         *,
         timestamp: str | None = None,
         required: tuple[str, ...] = (),
+        history: tuple[str, ...] = HISTORY_COLUMNS,
         folds: int = 5,
     ):
         self.families = families
         self.timestamp = timestamp
         self.required = required
+        self.history = history
         self.folds = folds
 
     def __setstate__(self, state):
@@ -66,6 +69,8 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         if "required" not in state and "entity" in state:
             text = tuple(state.get("text_columns", ()))
             state = {**state, "families": (), "required": (*text, state["entity"])}
+        # Transformers pickled before the history was optional always needed it.
+        state.setdefault("history", HISTORY_COLUMNS)
         super().__setstate__(state)
 
     # -- checks --------------------------------------------------------------------------------
@@ -73,12 +78,12 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     def _check_rows(self, df: pd.DataFrame) -> None:
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"expected a pandas DataFrame of raw rows, got {type(df).__name__}")
-        missing = missing_history(df)
+        missing = missing_history(df, self.history)
         if missing:
             raise ValueError(
-                f"missing sender history column(s): {', '.join(missing)}. Add them with "
+                f"missing entity history column(s): {', '.join(missing)}. Add them with "
                 "features.history.attach_history(cfg, df) offline, or "
-                "SenderStore.lookup(cfg, rows) when serving."
+                "EntityStore.lookup(cfg, rows) when serving."
             )
         absent = [c for c in self.required if c not in df.columns]
         if absent:
@@ -180,17 +185,21 @@ def email_families(cfg) -> list:
 
     Generic roles come from the contract (timestamp, entity key, text columns); the
     spam-specific columns (urls, reply_to, attachments, ...) are used when the contract has
-    them under their default names. A family none of whose columns the contract has is left out.
+    them under their default names. A family none of whose columns the contract has is left out;
+    without an entity key only the text families remain (the others read the entity's history
+    and its address).
     """
     names = {c.name for c in cfg.data.columns}
     text = tuple(c.name for c in cfg.data.columns_with("text") if c.name not in STRUCTURED_TEXT)
-    entity = cfg.data.column("entity_key").name
+    entity = cfg.data.entity
     domain = "sender_domain" if "sender_domain" in names else None
     columns = {key: (name if name in names else None) for key, name in DEFAULT_COLUMNS.items()}
     families: list = []
     if text:
         seed = cfg.training.seed
         families += [TextScorer(text, seed=seed), TextStats(text)]
+    if entity is None:
+        return families
     families.append(SenderFeatures(entity, domain))
     if any(columns.values()):
         families.append(StructureFeatures(entity, domain, columns))
@@ -213,5 +222,6 @@ def build_features(cfg) -> FeatureTransformer:
     return FeatureTransformer(
         families,
         timestamp=cfg.data.column("timestamp").name,
-        required=(cfg.data.column("entity_key").name, *text),
+        required=tuple(c for c in (cfg.data.entity, *text) if c),
+        history=history_columns(cfg),
     )

@@ -1,18 +1,18 @@
-"""The sender store: per-sender aggregates that serving reads instead of the training data.
+"""The entity store: per-entity aggregates that serving reads instead of the training data.
 
-A training run ``materialize``s, as of an instant, each sender's history (counts, labels known,
+A training run ``materialize``s, as of an instant, each entity's history (counts, labels known,
 last send, account creation time) and its send times of the last 24 hours. At request time
 ``lookup`` answers ``HISTORY_COLUMNS`` for each row exactly as ``attach_history`` computes them
 offline over the same records, then records the row as a send, so velocity keeps moving.
 
 Layout (SQLAlchemy, SQLite by default; any SQL database works):
 
-``sender_stats``  sender, base_count, past_labeled, past_positive, last_seen_ns, created_ns
-``sender_sends``  sender, t_ns: recent sends (materialized) and sends seen since (live)
-``sender_meta``   as_of, prior_rate, prior_strength, rows, senders
+``entity_stats``  entity, base_count, past_labeled, past_positive, last_seen_ns, created_ns
+``entity_sends``  entity, t_ns: recent sends (materialized) and sends seen since (live)
+``entity_meta``   as_of, prior_rate, prior_strength, rows, entities
 
-A sender's past count at time t is ``base_count`` plus its sends before t. An in-process cache
-keeps each sender's state for ``serving.sender_cache_ttl_s``; live sends are written in batches
+An entity's past count at time t is ``base_count`` plus its sends before t. An in-process cache
+keeps each entity's state for ``serving.entity_cache_ttl_s``; live sends are written in batches
 (on a miss, every ``flush_every`` sends, and on ``flush``/``close``), so a cache hit costs no
 database round trip. Several serving processes share the database; each sees the others' sends
 once its cache entry expires. Another backend (Redis, a feature store) implements the four
@@ -29,7 +29,7 @@ from bisect import bisect_left, insort
 import numpy as np
 import pandas as pd
 
-from ..sender_history import (
+from ..entity_history import (
     _NS_PER_DAY,
     _NS_PER_SECOND,
     VELOCITY_WINDOWS,
@@ -38,22 +38,22 @@ from ..sender_history import (
     _ns,
     _ns_optional,
     _smoothed,
-    snapshot_sender_stats,
+    snapshot_entity_stats,
 )
 from .columns import SMALL_FRAME, cells
 from .history import HISTORY_COLUMNS, HistorySpec, history_spec
-from .store_backend import SenderState, StoreMeta, backend_for
+from .store_backend import EntityState, StoreMeta, backend_for
 
 _WINDOWS_NS = {name: seconds * _NS_PER_SECOND for name, seconds in VELOCITY_WINDOWS.items()}
 _KEEP_NS = max(_WINDOWS_NS.values())  # send times older than this never count in a window
 _HISTORY_INDEX = pd.Index(HISTORY_COLUMNS)  # built once: an Index costs ~60 us per request
 
 
-class SenderStore:
-    """Sender aggregates for serving: ``materialize`` after training, ``lookup`` per request.
+class EntityStore:
+    """Entity aggregates for serving: ``materialize`` after training, ``lookup`` per request.
 
-    ``url``: a SQLAlchemy URL (``cfg.sqlite_url(cfg.serving.sender_store_url)`` by default).
-    ``cache_ttl_s``: overrides ``cfg.serving.sender_cache_ttl_s``. ``hits`` / ``misses``
+    ``url``: a SQLAlchemy URL (``cfg.sqlite_url(cfg.serving.entity_store_url)`` by default).
+    ``cache_ttl_s``: overrides ``cfg.serving.entity_cache_ttl_s``. ``hits`` / ``misses``
     count cache lookups per row. Safe to share between threads.
     """
 
@@ -64,21 +64,21 @@ class SenderStore:
         self.hits = 0
         self.misses = 0
         self._backend = backend_for(url)
-        self._cache: dict[str, SenderState] = {}
+        self._cache: dict[str, EntityState] = {}
         self._pending: list[tuple[str, int]] = []
         self._meta: StoreMeta | None = None
         self._meta_at = 0.0
         self._lock = threading.RLock()
 
     @classmethod
-    def from_config(cls, cfg, url: str | None = None, **kwargs) -> SenderStore:
+    def from_config(cls, cfg, url: str | None = None, **kwargs) -> EntityStore:
         """The store the contract names (relative SQLite paths resolve under the project)."""
-        return cls(cfg.sqlite_url(url or cfg.serving.sender_store_url), **kwargs)
+        return cls(cfg.sqlite_url(url or cfg.serving.entity_store_url), **kwargs)
 
     # -- writing -------------------------------------------------------------------------------
 
     def materialize(self, cfg, frame: pd.DataFrame, *, as_of: TimeLike) -> int:
-        """Write every sender's history as of ``as_of`` from ``frame``; return the sender count.
+        """Write every entity's history as of ``as_of`` from ``frame``; return the entity count.
 
         Records at or after ``as_of`` are ignored, labels count when their record is before
         it. Replaces the previous snapshot (so running it twice changes nothing); live sends
@@ -87,15 +87,15 @@ class SenderStore:
         spec = history_spec(cfg)
         at = _instant_ns(as_of)
         kwargs = spec.kwargs(frame)
-        snapshot = snapshot_sender_stats(frame, **kwargs, as_of=as_of)
+        snapshot = snapshot_entity_stats(frame, **kwargs, as_of=as_of)
         times = _ns(frame[spec.timestamp], spec.timestamp)
-        senders = frame[spec.entity]
-        recent = (times >= at - _KEEP_NS) & (times < at) & senders.notna().to_numpy()
-        recent_sends = pd.DataFrame({"sender": senders.to_numpy()[recent], "t_ns": times[recent]})
-        recent_count = recent_sends.groupby("sender").size()
+        entities = frame[spec.entity]
+        recent = (times >= at - _KEEP_NS) & (times < at) & entities.notna().to_numpy()
+        recent_sends = pd.DataFrame({"entity": entities.to_numpy()[recent], "t_ns": times[recent]})
+        recent_count = recent_sends.groupby("entity").size()
 
-        stats = snapshot.rename(columns={spec.entity: "sender"})
-        base = stats["past_count"].to_numpy() - recent_count.reindex(stats["sender"]).fillna(0)
+        stats = snapshot.rename(columns={spec.entity: "entity"})
+        base = stats["past_count"].to_numpy() - recent_count.reindex(stats["entity"]).fillna(0)
         last_seen = stats["last_seen"].dt.tz_localize(None).astype("datetime64[ns]")
         if kwargs["created_at"] is not None:
             created = stats["created_at"].dt.tz_localize(None).astype("datetime64[ns]")
@@ -105,15 +105,15 @@ class SenderStore:
             created_ns = np.full(len(stats), np.nan)
         rows = [
             {
-                "sender": str(sender),
+                "entity": str(entity),
                 "base_count": int(b),
                 "past_labeled": int(labeled),
                 "past_positive": int(positive),
                 "last_seen_ns": int(seen),
                 "created_ns": None if math.isnan(c) else float(c),
             }
-            for sender, b, labeled, positive, seen, c in zip(
-                stats["sender"],
+            for entity, b, labeled, positive, seen, c in zip(
+                stats["entity"],
                 base.to_numpy(),
                 stats["past_labeled"],
                 stats["past_positive"],
@@ -123,8 +123,8 @@ class SenderStore:
             )
         ]
         sends = [
-            {"sender": str(s), "t_ns": int(t)}
-            for s, t in zip(recent_sends["sender"], recent_sends["t_ns"], strict=True)
+            {"entity": str(s), "t_ns": int(t)}
+            for s, t in zip(recent_sends["entity"], recent_sends["t_ns"], strict=True)
         ]
         meta = {
             "as_of_ns": str(at),
@@ -132,7 +132,7 @@ class SenderStore:
             "prior_rate": repr(spec.prior_rate),
             "prior_strength": repr(spec.prior_strength),
             "rows": str(int((times < at).sum())),
-            "senders": str(len(rows)),
+            "entities": str(len(rows)),
         }
         with self._lock:
             self.flush()  # our live sends at or after as_of survive the swap
@@ -170,29 +170,29 @@ class SenderStore:
             )
         return self._meta
 
-    def _states(self, senders: list[str], ttl: float) -> set[str]:
-        """Make every sender's state current in the cache; return the senders (re)loaded.
+    def _states(self, entities: list[str], ttl: float) -> set[str]:
+        """Make every entity's state current in the cache; return the entities (re)loaded.
 
-        Unknown senders get an empty (new sender) state, cached like any other.
+        Unknown entities get an empty (new entity) state, cached like any other.
         """
         now = time.monotonic()
         cache = self._cache
-        stale = {s for s in senders if s not in cache or now - cache[s].loaded_at >= ttl}
+        stale = {s for s in entities if s not in cache or now - cache[s].loaded_at >= ttl}
         if stale:
             self.flush()  # the database must hold our own sends before we reload them
             loaded = self._backend.load(sorted(stale))
-            for sender in stale:
-                state = loaded.get(sender) or SenderState()
+            for entity in stale:
+                state = loaded.get(entity) or EntityState()
                 state.loaded_at = now
-                cache[sender] = state
+                cache[entity] = state
         return stale
 
     def lookup(self, cfg, rows: pd.DataFrame, *, record: bool = True) -> pd.DataFrame:
         """``rows`` (same index and order) plus ``HISTORY_COLUMNS`` as of each row's time.
 
         Rows are taken in time order; each sees the store's snapshot plus the sends recorded
-        before it (strictly earlier times). A sender the store never saw is a new sender.
-        With ``record`` (the default) each row is then recorded as a send of its sender, so
+        before it (strictly earlier times). An entity the store never saw is a new entity.
+        With ``record`` (the default) each row is then recorded as a send of its entity, so
         call it once per request (not once per model when shadowing). Rows are expected at
         or after the snapshot's ``as_of``: an older row would see the snapshot's later sends.
         """
@@ -202,34 +202,34 @@ class SenderStore:
             raise ValueError(f"lookup: rows lack column(s) {', '.join(absent)}")
         n = len(rows)
         t_ns = _times_ns(rows, spec.timestamp)
-        senders = [s if isinstance(s, str) else None for s in cells(rows, spec.entity)]
+        entities = [s if isinstance(s, str) else None for s in cells(rows, spec.entity)]
         created = None
         if spec.created_at and spec.created_at in rows.columns:
             created = _times_ns(rows, spec.created_at, optional=True)
         ttl = float(
-            cfg.serving.sender_cache_ttl_s if self.cache_ttl_s is None else self.cache_ttl_s
+            cfg.serving.entity_cache_ttl_s if self.cache_ttl_s is None else self.cache_ttl_s
         )
         values = np.full((n, len(HISTORY_COLUMNS)), np.nan)
 
         with self._lock:
             meta = self.meta(spec, ttl)
-            loaded = self._states([s for s in senders if s is not None], ttl)
+            loaded = self._states([s for s in entities if s is not None], ttl)
             for i in np.argsort(t_ns, kind="stable").tolist():
-                sender, t = senders[i], int(t_ns[i])
-                if sender is None:  # no entity: no history, like offline
-                    values[i, :] = _history(SenderState(), t, meta, math.nan)
+                entity, t = entities[i], int(t_ns[i])
+                if entity is None:  # no entity: no history, like offline
+                    values[i, :] = _history(EntityState(), t, meta, math.nan)
                     continue
-                if sender in loaded:
+                if entity in loaded:
                     self.misses += 1
-                    loaded.discard(sender)  # later rows of this sender find it cached
+                    loaded.discard(entity)  # later rows of this entity find it cached
                 else:
                     self.hits += 1
-                state = self._cache[sender]
+                state = self._cache[entity]
                 row_created = state.created_ns if created is None else float(created[i])
                 values[i, :] = _history(state, t, meta, row_created)
                 if record:
                     _record(state, t)
-                    self._pending.append((sender, t))
+                    self._pending.append((entity, t))
             if len(self._pending) >= self.flush_every:
                 self.flush()
         stale = [c for c in HISTORY_COLUMNS if c in rows.columns]
@@ -239,7 +239,7 @@ class SenderStore:
 
 
 def _times_ns(rows: pd.DataFrame, name: str, *, optional: bool = False) -> np.ndarray:
-    """Like ``sender_history._ns`` / ``_ns_optional`` on ``rows[name]``, with fast paths.
+    """Like ``entity_history._ns`` / ``_ns_optional`` on ``rows[name]``, with fast paths.
 
     The general path parses through ``pd.to_datetime`` (~0.25 ms for one row). Timestamps
     of a small frame are read cell by cell, a datetime column converts directly to UTC
@@ -270,7 +270,7 @@ def _times_ns(rows: pd.DataFrame, name: str, *, optional: bool = False) -> np.nd
     return _ns_optional(values) if optional else _ns(values, name)
 
 
-def _history(state: SenderState, t: int, meta: StoreMeta, created_ns: float) -> list[float]:
+def _history(state: EntityState, t: int, meta: StoreMeta, created_ns: float) -> list[float]:
     """HISTORY_COLUMNS of a send at ``t`` (same arithmetic as ``point_in_time_history``)."""
     times = state.times
     before = bisect_left(times, t)
@@ -289,7 +289,7 @@ def _history(state: SenderState, t: int, meta: StoreMeta, created_ns: float) -> 
     ]
 
 
-def _record(state: SenderState, t: int) -> None:
+def _record(state: EntityState, t: int) -> None:
     """Add a send; times older than the longest window fold into ``base_count``."""
     insort(state.times, t)
     old = bisect_left(state.times, state.times[-1] - _KEEP_NS)

@@ -1,8 +1,8 @@
-"""Storage backends of the sender store (SQL through SQLAlchemy; the seam for Redis and others).
+"""Storage backends of the entity store (SQL through SQLAlchemy; the seam for Redis and others).
 
-A backend stores three things: per-sender aggregates, send times and snapshot metadata, and
-offers four operations: ``read_meta``, ``load`` (states of some senders), ``append_sends`` and
-``replace`` (swap in a new snapshot atomically). ``SenderStore`` holds the cache and the
+A backend stores three things: per-entity aggregates, send times and snapshot metadata, and
+offers four operations: ``read_meta``, ``load`` (states of some entities), ``append_sends`` and
+``replace`` (swap in a new snapshot atomically). ``EntityStore`` holds the cache and the
 point-in-time arithmetic; a Redis or feature-store backend only implements these four methods
 and is selected by URL scheme in ``backend_for``.
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 
 from ..sqlite_wal import use_wal
 
-_IN_CHUNK = 500  # senders per IN (...) query
+_IN_CHUNK = 500  # entities per IN (...) query
 
 
 @dataclass
-class SenderState:
-    """What the store knows about one sender (``times``: sorted recent send times, ns)."""
+class EntityState:
+    """What the store knows about one entity (``times``: sorted recent send times, ns)."""
 
     base_count: int = 0
     past_labeled: int = 0
@@ -41,7 +41,7 @@ class StoreMeta:
 
 
 class SqlBackend:
-    """Storage of the sender store in a SQL database through SQLAlchemy Core."""
+    """Storage of the entity store in a SQL database through SQLAlchemy Core."""
 
     def __init__(self, url: str):
         import sqlalchemy as sa
@@ -63,9 +63,9 @@ class SqlBackend:
             self._checkpointer = use_wal(self.engine, database, synchronous="NORMAL")
         meta = sa.MetaData()
         self.stats = sa.Table(
-            "sender_stats",
+            "entity_stats",
             meta,
-            sa.Column("sender", sa.String, primary_key=True),
+            sa.Column("entity", sa.String, primary_key=True),
             sa.Column("base_count", sa.BigInteger, nullable=False),
             sa.Column("past_labeled", sa.BigInteger, nullable=False),
             sa.Column("past_positive", sa.BigInteger, nullable=False),
@@ -73,15 +73,15 @@ class SqlBackend:
             sa.Column("created_ns", sa.Float),
         )
         self.sends = sa.Table(
-            "sender_sends",
+            "entity_sends",
             meta,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("sender", sa.String, nullable=False),
+            sa.Column("entity", sa.String, nullable=False),
             sa.Column("t_ns", sa.BigInteger, nullable=False),
-            sa.Index("ix_sender_sends_sender_t", "sender", "t_ns"),
+            sa.Index("ix_entity_sends_entity_t", "entity", "t_ns"),
         )
         self.meta = sa.Table(
-            "sender_meta",
+            "entity_meta",
             meta,
             sa.Column("key", sa.String, primary_key=True),
             sa.Column("value", sa.String, nullable=False),
@@ -94,17 +94,17 @@ class SqlBackend:
         with self.engine.connect() as conn:
             return dict(conn.execute(sa.select(self.meta.c.key, self.meta.c.value)).all())
 
-    def load(self, senders: list[str]) -> dict[str, SenderState]:
-        """States of ``senders`` known to the store (absent senders are left out)."""
+    def load(self, entities: list[str]) -> dict[str, EntityState]:
+        """States of ``entities`` known to the store (absent entities are left out)."""
         import sqlalchemy as sa
 
-        out: dict[str, SenderState] = {}
+        out: dict[str, EntityState] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(senders), _IN_CHUNK):
-                chunk = senders[i : i + _IN_CHUNK]
+            for i in range(0, len(entities), _IN_CHUNK):
+                chunk = entities[i : i + _IN_CHUNK]
                 s = self.stats.c
-                for row in conn.execute(sa.select(self.stats).where(s.sender.in_(chunk))):
-                    out[row.sender] = SenderState(
+                for row in conn.execute(sa.select(self.stats).where(s.entity.in_(chunk))):
+                    out[row.entity] = EntityState(
                         base_count=int(row.base_count),
                         past_labeled=int(row.past_labeled),
                         past_positive=int(row.past_positive),
@@ -113,18 +113,18 @@ class SqlBackend:
                     )
                 c = self.sends.c
                 query = (
-                    sa.select(c.sender, c.t_ns)
-                    .where(c.sender.in_(chunk))
-                    .order_by(c.sender, c.t_ns)
+                    sa.select(c.entity, c.t_ns)
+                    .where(c.entity.in_(chunk))
+                    .order_by(c.entity, c.t_ns)
                 )
-                for sender, t_ns in conn.execute(query):
-                    out.setdefault(sender, SenderState()).times.append(int(t_ns))
+                for entity, t_ns in conn.execute(query):
+                    out.setdefault(entity, EntityState()).times.append(int(t_ns))
         return out
 
     def append_sends(self, sends: list[tuple[str, int]]) -> None:
         if sends:
             with self.engine.begin() as conn:
-                conn.execute(self.sends.insert(), [{"sender": s, "t_ns": t} for s, t in sends])
+                conn.execute(self.sends.insert(), [{"entity": s, "t_ns": t} for s, t in sends])
 
     def replace(self, stats: list[dict], sends: list[dict], meta: dict[str, str], as_of_ns: int):
         """Swap in a new snapshot in one transaction; live sends at or after as_of are kept."""

@@ -3,7 +3,7 @@
 The decision threshold is chosen on the validation split (the highest recall among thresholds
 whose precision meets ``metrics.offline.target_precision``) and written into the bundle; the
 time-held-out test split then reports precision, recall, F1, ROC-AUC and PR-AUC at that
-threshold, per slice (new vs established senders, with vs without links) and next to the
+threshold, per slice (new vs established entities, with vs without links) and next to the
 baseline. Outputs: ``evaluation.json``, ``model_card.md`` and three plots, also logged to the
 active MLflow run when there is one.
 """
@@ -25,7 +25,7 @@ from ..config import SystemConfig
 
 # Column names of the default (email) instance used by the default slices; a slice whose column
 # is absent from the data is skipped rather than failing the evaluation.
-SENDER_CREATED_COLUMN = "sender_created_at"
+ENTITY_CREATED_COLUMN = "sender_created_at"
 LINKS_COLUMN = "urls"
 PLOT_FILES = {
     "pr_curve": "pr_curve.png",
@@ -266,36 +266,36 @@ def slice_metrics(
 
 
 def _first_seen(cfg: SystemConfig, frames: list[pd.DataFrame]) -> pd.Series:
-    sender = cfg.data.column("entity_key").name
+    entity = cfg.data.entity
     ts = cfg.data.column("timestamp").name
-    both = pd.concat([f[[sender, ts]] for f in frames if sender in f and ts in f])
-    return pd.to_datetime(both[ts], utc=True).groupby(both[sender]).min()
+    both = pd.concat([f[[entity, ts]] for f in frames if entity in f and ts in f])
+    return pd.to_datetime(both[ts], utc=True).groupby(both[entity]).min()
 
 
 def default_slices(
     raw_df: pd.DataFrame, cfg: SystemConfig, *, history: pd.DataFrame | None = None
 ) -> dict[str, np.ndarray]:
-    """New vs established senders and with vs without links, as boolean masks over ``raw_df``.
+    """New vs established entities and with vs without links, as boolean masks over ``raw_df``.
 
-    A sender is new when its account was created (``sender_created_at``) or, when that is
+    An entity is new when its account was created (``sender_created_at``) or, when that is
     unknown, first seen (in ``history`` and ``raw_df``) fewer than
-    ``training.new_sender_days`` days before the email. Pass earlier splits as ``history``:
-    without them every sender of the first days of ``raw_df`` looks new.
+    ``training.new_entity_days`` days before the record. Pass earlier splits as ``history``:
+    without them every entity of the first days of ``raw_df`` looks new.
     """
     ts_col = cfg.data.column("timestamp").name
-    sender_col = cfg.data.column("entity_key").name
+    entity_col = cfg.data.entity
     slices: dict[str, np.ndarray] = {}
-    if ts_col in raw_df and sender_col in raw_df:
+    if entity_col and ts_col in raw_df and entity_col in raw_df:
         received = pd.to_datetime(raw_df[ts_col], utc=True)
         frames = [raw_df] if history is None else [history, raw_df]
-        start = raw_df[sender_col].map(_first_seen(cfg, frames))
-        if SENDER_CREATED_COLUMN in raw_df:
-            created = pd.to_datetime(raw_df[SENDER_CREATED_COLUMN], utc=True)
+        start = raw_df[entity_col].map(_first_seen(cfg, frames))
+        if ENTITY_CREATED_COLUMN in raw_df:
+            created = pd.to_datetime(raw_df[ENTITY_CREATED_COLUMN], utc=True)
             start = created.where(created.notna(), pd.to_datetime(start, utc=True))
         age_days = (received - pd.to_datetime(start, utc=True)).dt.total_seconds() / 86400
-        new = (age_days < cfg.training.new_sender_days).fillna(False).to_numpy(dtype=bool)
-        slices["new_sender"] = new
-        slices["established_sender"] = ~new
+        new = (age_days < cfg.training.new_entity_days).fillna(False).to_numpy(dtype=bool)
+        slices["new_entity"] = new
+        slices["established_entity"] = ~new
     if LINKS_COLUMN in raw_df:
         text = raw_df[LINKS_COLUMN].astype("string").fillna("").str.strip()
         links = (text != "").to_numpy(dtype=bool)
@@ -514,9 +514,9 @@ def model_card(
         f"{positives_in_test} test positives the estimate moves by several tenths of a point "
         "from one sample to the next: watch online precision from user feedback.",
         "- The threshold is tuned on one validation window; a shift in traffic (new campaigns, "
-        "new senders) moves the score distribution: drift monitoring compares live scores with "
+        "new entities) moves the score distribution: drift monitoring compares live scores with "
         "the reference stored in the bundle.",
-        "- Slices with few rows give noisy metrics; new senders are the hardest case because "
+        "- Slices with few rows give noisy metrics; new entities are the hardest case because "
         "they have no reputation history.",
         "- Scores are not guaranteed to be calibrated probabilities (see calibration.png).",
         "",
@@ -627,7 +627,7 @@ def run(
     The bundle in ``bundle_dir`` is re-saved with the chosen threshold, validation and test
     metrics, and the monitoring reference built on validation (``reference.build_reference``).
     A baseline bundle, when given, gets its own threshold chosen the same way (in memory: its
-    folder is not modified). ``history`` (e.g. the train split) tells the slices which senders
+    folder is not modified). ``history`` (e.g. the train split) tells the slices which entities
     were already seen. Writes ``evaluation.json``, ``model_card.md`` and the PNG plots.
     """
     from rich.console import Console

@@ -384,7 +384,7 @@ def run(
     report_dir: Path | None = None,
     n_jobs: int | None = None,
 ) -> TuneResult:
-    """Tune on the train / validation Parquet files (raw rows + sender history); save the
+    """Tune on the train / validation Parquet files (raw rows + entity history); save the
     bundle to ``out_dir`` and the plots to ``report_dir`` (default ``reports/tuning``)."""
     let_idle_threads_sleep()
     train_df = read_labelled(cfg, train_path, "training")

@@ -73,7 +73,7 @@ def split_data(config_path: str, validated: Input[Dataset], splits: Output[Datas
 
 
 def build_features(config_path: str, splits: Input[Dataset], features: Output[Dataset]):
-    """Attach point-in-time sender history; fill the sender store."""
+    """Attach point-in-time entity history; fill the entity store."""
     import importlib
     import os
 

@@ -10,7 +10,7 @@ skips both branches.
 
 Cluster settings (ignored by the local runner): the project image on every step, CPU and memory
 requests, retries on the steps that talk to a database, a filesystem or MLflow, caching only
-for pure steps, and the stores' URLs (MLflow, Optuna, sender store) from the ``<app>-runtime``
+for pure steps, and the stores' URLs (MLflow, Optuna, entity store) from the ``<app>-runtime``
 Secret on every task that writes to one. A cluster run needs that Secret: without it each pod
 would write its own SQLite files and lose them, so the first task fails naming the missing key
 (``stores.require_durable``). The Secret is mounted ``optional`` so that this message, not a
@@ -70,7 +70,7 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "export-serving-bundle": ("500m", "2Gi", "4Gi"),
     "report-gate-failure": ("100m", "256Mi", "512Mi"),
 }
-# Steps whose failure can be transient (a mounted source, the sender store, MLflow, Optuna's
+# Steps whose failure can be transient (a mounted source, the entity store, MLflow, Optuna's
 # database). Validation and evaluation are deterministic: retrying them changes nothing.
 RETRIED = {
     "get-data",
@@ -83,7 +83,7 @@ RETRIED = {
 # Steps that are pure functions of their input artifacts may be cached; every other step reads
 # the outside world or changes it (data source, clock, store, registry).
 CACHED = {"split-data", "train-baseline"}
-# Steps that write to MLflow, Optuna's database or the sender store get the runtime Secret,
+# Steps that write to MLflow, Optuna's database or the entity store get the runtime Secret,
 # and so does the first step, which checks it; the others need nothing.
 SECRET_TASKS = {
     "get-data",
@@ -100,7 +100,7 @@ SECRET_TASKS = {
 SECRET_KEYS = (
     "MLFLOW_TRACKING_URI",
     "OPTUNA_STORAGE",
-    "SENDER_STORE_URL",
+    "ENTITY_STORE_URL",
     "PREDICTION_LOG_URL",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",

@@ -49,7 +49,7 @@ def load(config_path: str, tracking_uri: str = "", *, stores: bool = False) -> S
     cfg = load_config(config_path or None)
     if not os.access(cfg.root, os.W_OK):
         # In the image the contract sits read-only under /etc: the contract's relative paths
-        # (Optuna and sender-store databases, GX context, a fallback MLflow store) go to the
+        # (Optuna and entity-store databases, GX context, a fallback MLflow store) go to the
         # step's working directory instead.
         work = Path.cwd()
         print(f"{cfg.root} is read-only: the contract's relative paths resolve under {work}")
@@ -238,19 +238,19 @@ def split_data(config_path: str, validated: Any, splits: Any) -> None:
 
 
 def build_features(config_path: str, splits: Any, features: Any) -> None:
-    """Attach point-in-time sender history and fill the sender store.
+    """Attach point-in-time entity history and fill the entity store.
 
-    The store is ``$SENDER_STORE_URL`` when set (the Secret on a cluster), else the contract's.
+    The store is ``$ENTITY_STORE_URL`` when set (the Secret on a cluster), else the contract's.
     """
     with journal("build-features") as record:
         from ..features import build
 
         cfg = load(config_path, stores=True)
-        store_url = durable.sender_store_url(cfg)
+        store_url = durable.entity_store_url(cfg)
         result = build.run(cfg, Path(splits.path), _folder(features), store_url=store_url)
         print(result.summary(), flush=True)
-        _metadata(features, senders=result.senders, label_cutoff=result.label_cutoff)
-        record["metrics"] = {"senders": result.senders, **result.rows}
+        _metadata(features, entities=result.entities, label_cutoff=result.label_cutoff)
+        record["metrics"] = {"entities": result.entities, **result.rows}
         record["outputs"]["features"] = features.path
 
 

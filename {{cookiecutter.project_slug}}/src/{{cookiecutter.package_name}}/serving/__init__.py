@@ -6,7 +6,7 @@
 ``schema.py``    request and response models built from the contract
 ``batcher.py``   micro-batching of concurrent /classify requests
 ``guard.py``     4xx for malformed, oversized or mislabelled requests
-``routing.py``   single / shadow / canary, sticky canary by sender hash
+``routing.py``   single / shadow / canary, sticky canary by entity hash
 ``traffic.py``   replay labelled records and ingest simulated feedback (``traffic``)
 ``metrics.py``   Prometheus metrics beyond BentoML's own
 

@@ -4,9 +4,9 @@
 Starlette app and the in-process tests call it the same way. Per request it:
 
 1. turns the validated emails into raw canonical rows (``schema.FrameBuilder``);
-2. adds the sender history from the sender store, once (``SenderStore.lookup`` also records the
+2. adds the entity history from the entity store, once (``EntityStore.lookup`` also records the
    send, so velocity moves on);
-3. scores the rows with the model each sender is routed to (``routing.RoutingPlan``);
+3. scores the rows with the model each entity is routed to (``routing.RoutingPlan``);
 4. commits the answered predictions to the prediction log, then returns them: an acknowledged
    answer is always in the log. An email whose request id already has an answer (in the log or
    earlier in the call) gets ``DuplicateRequestId`` instead, and the others their answers;
@@ -40,7 +40,7 @@ from .schema import DuplicateRequestId, FrameBuilder, Prediction
 
 logger = logging.getLogger(__name__)
 
-STORE_URL_ENV = "SENDER_STORE_URL"
+STORE_URL_ENV = "ENTITY_STORE_URL"
 REFRESH_ENV = "MONITOR_REFRESH_S"
 # Online metrics look at the served predictions of this window.
 ONLINE_WINDOW = timedelta(days=1)
@@ -86,7 +86,7 @@ class Engine:
         self.metrics = metrics
         self.frames = FrameBuilder(cfg)
         self.log_records = cfg.serving.log_records
-        self.entity = cfg.data.column("entity_key").name
+        self.entity = cfg.data.entity
         self.id_column = cfg.data.column("id").name
         self.drift = DriftWindow(champion.bundle.reference)
         # The log keeps every feature of the champion's reference (the model's input where the
@@ -117,15 +117,20 @@ class Engine:
 
     @classmethod
     def from_config(cls, cfg, env=None, *, metrics=None, **kwargs) -> Engine:
-        """Load the models, open the sender store and the prediction log the contract names."""
-        from ..features.store import SenderStore
+        """Load the models, open the entity store and the prediction log the contract names."""
+        from ..features.store import EntityStore
 
         env = os.environ if env is None else env
         plan = plan_from(cfg, env)
         champion, challenger = load_models(cfg, plan, env)
         if challenger is not None:
             plan = RoutingPlan(plan.mode, plan.canary_percent, salt=str(challenger.version))
-        store = SenderStore.from_config(cfg, env.get(STORE_URL_ENV) or None)
+        # Records without an entity key have no history to look up.
+        store = (
+            EntityStore.from_config(cfg, env.get(STORE_URL_ENV) or None)
+            if cfg.data.entity
+            else None
+        )
         log = PredictionLog(log_url(cfg, env.get(URL_ENV) or None))
         if REFRESH_ENV in env:
             kwargs.setdefault("refresh_s", float(env[REFRESH_ENV]))
@@ -203,17 +208,10 @@ class Engine:
         request_ids = request_ids or [new_request_id() for _ in range(n)]
         now = datetime.now(UTC)
         frame = self.frames.frame(emails, now)
-        hits, misses = self.store.hits, self.store.misses
-        rows = self.store.lookup(self.cfg, frame)
-        if self.metrics is not None:
-            self.metrics.record_store(
-                self.store.hits - hits,
-                self.store.misses - misses,
-                self.store.hits,
-                self.store.misses,
-            )
-        senders = [getattr(e, self.entity, None) for e in emails]
-        roles = [self.plan.answering_role(s) for s in senders]
+        rows = frame if self.store is None else self._history(frame)
+        # The canary cohort is sticky per entity; without one, per request.
+        cohort = [getattr(e, self.entity, None) for e in emails] if self.entity else request_ids
+        roles = [self.plan.answering_role(key) for key in cohort]
         scores = np.empty(n)
         labels = np.empty(n, dtype=object)
         features = np.full((n, len(self._feature_names)), np.nan)
@@ -367,13 +365,27 @@ class Engine:
             except Exception:  # a database hiccup must not stop later refreshes
                 logger.exception("refreshing the monitoring gauges failed")
 
+    def _history(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` plus the entity history from the store (metrics count hits and misses)."""
+        hits, misses = self.store.hits, self.store.misses
+        rows = self.store.lookup(self.cfg, frame)
+        if self.metrics is not None:
+            self.metrics.record_store(
+                self.store.hits - hits,
+                self.store.misses - misses,
+                self.store.hits,
+                self.store.misses,
+            )
+        return rows
+
     def close(self, timeout: float = 5.0) -> None:
         """Finish queued shadow work, stop the threads, flush the store, close the log."""
         self.wait_for_shadow(timeout)
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
         self.log.close()
 
 
@@ -390,7 +402,8 @@ class _Context:
     def __init__(self, request_ids, emails, frame, features, now: datetime, engine: Engine):
         self.request_ids = request_ids
         self.message_ids = [getattr(e, engine.id_column, None) for e in emails]
-        self.entities = [getattr(e, engine.entity, None) for e in emails]
+        entity = engine.entity  # None: the records have no entity key
+        self.entities = [getattr(e, entity, None) if entity else None for e in emails]
         timestamp = engine.cfg.data.column("timestamp").name
         self.received = [
             None if t is pd.NaT or t is None else utc_naive(t.to_pydatetime())

@@ -11,8 +11,8 @@ Names and labels the manifests and alerts query (``deploy/server.py``) are kept 
 ``model_shadow_comparisons_total{outcome}``        shadow pairs that agree / disagree on the label
 ``model_shadow_agreement_rate``                    agree / compared since the process started
 ``model_shadow_dropped_total``                     shadow jobs dropped because the queue was full
-``model_sender_store_lookups_total{result}``       sender store cache hits and misses
-``model_sender_store_cache_hit_rate``              hits / lookups since the process started
+``model_entity_store_lookups_total{result}``       entity store cache hits and misses
+``model_entity_store_cache_hit_rate``              hits / lookups since the process started
 ``model_prediction_log_write_seconds``             time to commit prediction rows
 ``model_info{role, version, alias, kind}``         1 for each loaded model
 
@@ -115,10 +115,10 @@ class ServingMetrics:
             "model_shadow_dropped", "Shadow jobs dropped (queue full)", **reg
         )
         self.store_lookups = Counter(
-            "model_sender_store_lookups", "Sender store cache lookups", ["result"], **reg
+            "model_entity_store_lookups", "Entity store cache lookups", ["result"], **reg
         )
         self.store_hit_rate = Gauge(
-            "model_sender_store_cache_hit_rate", "Sender store cache hit rate", **latest
+            "model_entity_store_cache_hit_rate", "Entity store cache hit rate", **latest
         )
         self.log_seconds = Histogram(
             "model_prediction_log_write_seconds",

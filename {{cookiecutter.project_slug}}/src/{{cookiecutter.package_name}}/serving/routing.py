@@ -4,11 +4,11 @@ The mode comes from the contract (``serving.routing``, ``serving.canary_percent`
 environment variables ``SERVING_ROUTING`` and ``CANARY_PERCENT`` override it, so an operator
 switches modes by restarting pods with another value, without a code or contract change.
 
-Canary traffic is chosen per sender, not per request: a stable hash of the normalised sender
-puts each sender in one of 10,000 buckets, and the buckets below ``percent`` go to the
-challenger. A sender therefore never flips between models while the percentage stays the same,
-and raising the percentage only moves senders from the champion to the challenger. The salt
-(the challenger's version) gives each new challenger a fresh cohort, so the same senders are not
+Canary traffic is chosen per entity, not per request: a stable hash of the normalised entity
+puts each entity in one of 10,000 buckets, and the buckets below ``percent`` go to the
+challenger. An entity therefore never flips between models while the percentage stays the same,
+and raising the percentage only moves entities from the champion to the challenger. The salt
+(the challenger's version) gives each new challenger a fresh cohort, so the same entities are not
 always the ones trying new models.
 """
 
@@ -39,9 +39,9 @@ class RoutingPlan:
     canary_percent: float = 0.0
     salt: str = ""
 
-    def answering_role(self, sender: str | None) -> str:
-        """``champion`` or ``challenger``: which model's answer this sender gets."""
-        if self.mode == "canary" and in_canary(sender, self.canary_percent, self.salt):
+    def answering_role(self, entity: str | None) -> str:
+        """``champion`` or ``challenger``: which model's answer this entity gets."""
+        if self.mode == "canary" and in_canary(entity, self.canary_percent, self.salt):
             return CHALLENGER
         return CHAMPION
 
@@ -73,25 +73,25 @@ def plan_from(cfg, env: Mapping[str, str] | None = None, *, salt: str = "") -> R
     return RoutingPlan(mode=mode, canary_percent=float(percent), salt=salt)
 
 
-def normalise_sender(sender: str | None) -> str:
-    """The form of a sender that is hashed: trimmed, lower case ("" when missing)."""
-    return (sender or "").strip().lower()
+def normalise_entity(entity: str | None) -> str:
+    """The form of an entity that is hashed: trimmed, lower case ("" when missing)."""
+    return (entity or "").strip().lower()
 
 
-def sender_bucket(sender: str | None, salt: str = "") -> int:
-    """A stable bucket in ``[0, 10000)`` for a sender (same in every process and release)."""
+def entity_bucket(entity: str | None, salt: str = "") -> int:
+    """A stable bucket in ``[0, 10000)`` for an entity (same in every process and release)."""
     digest = hashlib.blake2b(
-        normalise_sender(sender).encode("utf-8", "surrogatepass"),
+        normalise_entity(entity).encode("utf-8", "surrogatepass"),
         digest_size=8,
         key=salt.encode("utf-8")[:64],
     ).digest()
     return int.from_bytes(digest, "big") % _BUCKETS
 
 
-def in_canary(sender: str | None, percent: float, salt: str = "") -> bool:
-    """True when this sender belongs to the ``percent`` % canary cohort."""
+def in_canary(entity: str | None, percent: float, salt: str = "") -> bool:
+    """True when this entity belongs to the ``percent`` % canary cohort."""
     if percent <= 0:
         return False
     if percent >= 100:
         return True
-    return sender_bucket(sender, salt) < round(percent * _BUCKETS / 100)
+    return entity_bucket(entity, salt) < round(percent * _BUCKETS / 100)

@@ -137,7 +137,7 @@ def _field(column, required: bool) -> tuple[Any, Any]:
 def email_model(cfg) -> type[BaseModel]:
     """The pydantic model of one email: the contract's raw columns without the label."""
     label = cfg.data.column("label").name
-    entity = cfg.data.column("entity_key").name
+    entity = cfg.data.entity
     fields = {}
     for column in cfg.data.columns:
         if column.name == label:
@@ -179,7 +179,7 @@ class FrameBuilder:
         self.names = [c.name for c in self.columns]
         self._index = pd.Index(self.names)
         self.timestamp = cfg.data.column("timestamp").name
-        self.entity = cfg.data.column("entity_key").name
+        self.entity = cfg.data.entity
         self.datetimes = [c.name for c in self.columns if c.dtype == "datetime"]
         self.defaults = defaults(cfg)
 

@@ -1,4 +1,4 @@
-"""Point-in-time history of an entity (the sender): what was known about it when a record arrived.
+"""Point-in-time history of an entity: what was known about it when a record arrived.
 
 For each record only records of the same entity STRICTLY before its timestamp count (records at
 the same instant are excluded, and so is the record itself). Labels arrive later than mail, so
@@ -7,8 +7,8 @@ with ``label_cutoff`` a label counts only if its record is strictly before
 cutoff, and training features must not know more than serving will.
 
 The same definitions serve two callers: the features stage (``point_in_time_history`` over a
-whole data set, vectorised: sort once, cumulative sums, binary searches) and the sender store
-(``snapshot_sender_stats``: one row per entity as of a time, what serving looks up). No stage is
+whole data set, vectorised: sort once, cumulative sums, binary searches) and the entity store
+(``snapshot_entity_stats``: one row per entity as of a time, what serving looks up). No stage is
 imported here.
 
 Columns produced (generic names; callers may prefix them):
@@ -168,7 +168,7 @@ def point_in_time_history(
     return out
 
 
-def snapshot_sender_stats(
+def snapshot_entity_stats(
     df: pd.DataFrame,
     *,
     entity: str,
@@ -186,7 +186,7 @@ def snapshot_sender_stats(
     Each row equals what ``point_in_time_history`` gives a hypothetical new record of that
     entity at ``as_of`` (same columns), plus ``first_seen`` / ``last_seen`` and, with
     ``created_at``, the account's ``created_at`` (latest known value). This is what a training
-    run materializes into the sender store; ``label_cutoff`` defaults to ``as_of``.
+    run materializes into the entity store; ``label_cutoff`` defaults to ``as_of``.
     """
     at = _instant_ns(as_of)
     cutoff = at if label_cutoff is None else min(at, _instant_ns(label_cutoff))
