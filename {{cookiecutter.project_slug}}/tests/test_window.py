@@ -120,6 +120,37 @@ def test_labels_come_from_the_latest_feedback_else_as_served(log_url):
     log.close()
 
 
+def test_pruning_deletes_old_raw_records_only(project_root, tmp_path):
+    """`data prune-records` deletes raw records past the retention; every prediction stays."""
+    from {{cookiecutter.package_name}}.cli.data import app
+
+    url = f"sqlite:///{tmp_path}/log.db"
+    ages = {"fresh": 1, "edge": 29, "stale": 31, "ancient": 400}
+    with PredictionLog(url) as log:
+        answers = [_answer(k, POS, created=NOW - timedelta(days=d)) for k, d in ages.items()]
+        log.record(answers, [_record(a["request_id"], a["created_at"]) for a in answers])
+    config = str(project_root / "configs" / "system.yaml")
+    result = CliRunner().invoke(app, ["prune-records", "--url", url, "--config", config])
+    assert result.exit_code == 0, result.output
+    assert "deleted 2 raw records" in result.output and "kept 30 days" in result.output
+    with PredictionLog(url) as log:
+        with log.engine.connect() as conn:
+            kept = {r.request_id for r in conn.execute(log.records.select())}
+        assert kept == {"fresh", "edge"} and log.count() == 4
+        assert log.prune_records(NOW.replace(tzinfo=UTC)) == 2  # the rest, on request
+
+
+def test_records_must_outlive_the_training_window(project_root, tmp_path):
+    import yaml
+
+    from {{cookiecutter.package_name}}.config import SystemConfig
+
+    raw = yaml.safe_load((project_root / "configs" / "system.yaml").read_text(encoding="utf-8"))
+    raw["serving"]["records_retention_days"] = raw["training"]["window_days"] / 2
+    with pytest.raises(ValueError, match="records_retention_days .* shorter than"):
+        SystemConfig.model_validate(raw)
+
+
 def test_a_window_without_records_names_the_setting(cfg, tmp_path):
     url = f"sqlite:///{tmp_path}/log.db"
     with PredictionLog(url) as log:

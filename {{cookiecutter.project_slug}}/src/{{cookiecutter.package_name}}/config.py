@@ -325,6 +325,8 @@ class Serving(_Strict):
     entity_cache_ttl_s: int = Field(ge=0)
     # Keep each answered request's raw record in the prediction log (``records`` table).
     log_records: bool = False
+    # Days a raw record is kept (``data prune-records`` deletes older ones).
+    records_retention_days: float = Field(default=30, gt=0)
 
 
 class Monitoring(_Strict):
@@ -357,6 +359,16 @@ class SystemConfig(_Strict):
     monitoring: Monitoring = Monitoring()
     platform: Platform
     root: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _records_outlive_the_window(self) -> SystemConfig:
+        kept, window = self.serving.records_retention_days, self.training.window_days
+        if kept < window:
+            raise ValueError(
+                f"serving.records_retention_days ({kept:g}) is shorter than "
+                f"training.window_days ({window:g}): a window run would miss deleted records"
+            )
+        return self
 
     def path(self, relative: str | Path) -> Path:
         """Resolve a path from the contract against the project root."""

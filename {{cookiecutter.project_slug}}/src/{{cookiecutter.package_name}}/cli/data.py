@@ -148,6 +148,36 @@ def data_window(
     console.print(f"{summary.line()} -> {target}", highlight=False)
 
 
+@app.command("prune-records")
+def data_prune_records(
+    days: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Keep this many days [serving.records_retention_days]"),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Prediction log URL [$PREDICTION_LOG_URL, the contract's]")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Delete the raw records the server kept (serving.log_records) older than the retention;
+    predictions and feedback stay. Run it on a schedule where raw records are kept."""
+    from datetime import UTC, datetime, timedelta
+
+    from ..predlog.store import PredictionLog
+    from ..stores import prediction_log_url
+
+    cfg = load(config)
+    keep = cfg.serving.records_retention_days if days is None else days
+    before = datetime.now(UTC) - timedelta(days=keep)
+    with PredictionLog(prediction_log_url(cfg, url)) as log:
+        deleted = log.prune_records(before)
+    console.print(
+        f"deleted {deleted:,} raw records answered before {before:%Y-%m-%d %H:%M} UTC "
+        f"(kept {keep:g} days)",
+        highlight=False,
+    )
+
+
 @app.command("validate")
 def data_validate(
     path: Annotated[

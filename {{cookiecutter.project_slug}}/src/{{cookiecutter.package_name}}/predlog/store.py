@@ -352,6 +352,19 @@ class PredictionLog:
                 row["features"] = featurelog.join(names[set_id], row["features"])
         return rows
 
+    def prune_records(self, before: datetime) -> int:
+        """Delete the raw records of requests answered before ``before``; return how many.
+
+        Predictions, feedback and errors stay: monitoring reads them, and they hold no raw
+        record."""
+        import sqlalchemy as sa
+
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.delete(self.records).where(self.records.c.created_at < utc_naive(before))
+            )
+        return int(done.rowcount or 0)
+
     def request_ids(self) -> set[str]:
         """Every request id in the log."""
         import sqlalchemy as sa
