@@ -49,7 +49,7 @@ class WindowSummary:
 
 def run(
     cfg: SystemConfig,
-    out: Path,
+    out: str | Path,
     *,
     days: float | None = None,
     until: datetime | None = None,
@@ -57,6 +57,7 @@ def run(
 ) -> WindowSummary:
     """Write the labelled window ending at ``until`` (now) of ``days`` (``training.window_days``)
     to ``out`` (Parquet); ``url`` is the log (``$PREDICTION_LOG_URL``, else the contract's)."""
+    out = Path(out)
     until = until or datetime.now(UTC)
     since = until - timedelta(days=days or cfg.training.window_days)
     label = cfg.data.column("label").name
