@@ -278,3 +278,87 @@ def test_real_data_from_an_importer_uri_trains_end_to_end(
     client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     version = cluster.runs[ran.index("promote-model")].parameters["version"]
     assert client.get_model_version(cfg.training.mlflow.registered_model, str(version))
+
+
+def test_a_window_run_trains_on_the_requests_the_server_kept(
+    package, contract, postgres, mlflow_server, image, site, tmp_path
+):
+    """data_source=window on a cluster: get-data reads the answered requests and their raw
+    records from the PostgreSQL prediction log the Secret names (labelled by feedback, else as
+    served), and the run trains and promotes on them."""
+    from datetime import UTC, datetime, timedelta
+
+    from {{ cookiecutter.package_name }} import stores
+    from {{ cookiecutter.package_name }}.data import synthetic
+    from {{ cookiecutter.package_name }}.predlog import records
+    from {{ cookiecutter.package_name }}.predlog.store import PredictionLog
+
+    cfg = load_config(contract)
+    label = cfg.data.column("label").name
+    source = tmp_path / "served.parquet"
+    synthetic.run(cfg, source, rows=ROWS, seed=11, progress=False)
+    served = pd.read_parquet(source)
+    names = [c.name for c in cfg.data.columns if c.name != label]
+    answered = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
+    ids = [f"req-{i}" for i in range(len(served))]
+    # Served as the truth, except the first 50 answers, which feedback then corrects.
+    truth = served[label].tolist()
+    wrong = {cfg.problem.positive_class: cfg.problem.negative_class}
+    wrong[cfg.problem.negative_class] = cfg.problem.positive_class
+    answers = [
+        {
+            "request_id": request_id,
+            "message_id": None,
+            "entity": None,
+            "created_at": answered,
+            "received_at": answered,
+            "model_name": cfg.training.mlflow.registered_model,
+            "model_version": 1,
+            "role": "champion",
+            "served": True,
+            "routing": "single",
+            "score": 0.5,
+            "label": wrong[truth[i]] if i < 50 else truth[i],
+            "threshold": 0.5,
+            "latency_ms": 1.0,
+            "features": None,
+        }
+        for i, request_id in enumerate(ids)
+    ]
+    log_url = postgres.database("log_window")
+    with PredictionLog(stores.sqlalchemy_url(log_url)) as log:
+        log.record(answers, records.rows(served, names, ids, answered))
+        log.add_feedback(
+            [
+                {
+                    "key": f"fb-{i}",
+                    "label": truth[i],
+                    "request_id": ids[i],
+                    "message_id": None,
+                    "source": "test",
+                    "reported_at": answered,
+                    "ingested_at": answered,
+                }
+                for i in range(50)
+            ]
+        )
+    secret = {
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "OPTUNA_STORAGE": postgres.database("optuna_window"),
+        "ENTITY_STORE_URL": postgres.database("entities_window"),
+        "PREDICTION_LOG_URL": log_url,
+    }
+    cluster = emulator(package, contract, tmp_path / "cluster", secret, image, site)
+    try:
+        cluster.run({"data_source": "window", "trials": 1})
+    except TaskFailed as failed:
+        pytest.fail(str(failed))
+    ran = [r.name for r in cluster.runs]
+    assert_the_image_ran(cluster, image, site)
+    got = cluster.runs[0]
+    assert got.name == "get-data" and "labels from feedback 50 (2.5%)" in got.output, got.output
+    metadata = got.artifacts["data"]["metadata"]
+    rate = (served[label] == cfg.problem.positive_class).mean()
+    assert metadata["source"] == "labelled window" and metadata["rows"] == ROWS
+    assert metadata["positive_rate"] == round(rate, 4)  # the feedback's labels, not the served
+    assert "promote-model" in ran and "export-serving-bundle" in ran
