@@ -43,6 +43,17 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+def redacted(url: str) -> str:
+    """A store URL safe to print and log: the password hidden; a URL SQLAlchemy cannot parse
+    keeps only its scheme."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL (another backend): keep the scheme only
+        return url.split("://", 1)[0] + "://..."
+
+
 def on_cluster() -> bool:
     """Is this a task of a kfp run on a cluster (not this project's local runner)?"""
     return os.environ.get(KFP_RUNTIME_ENV, "").lower() == "true" and not os.environ.get(

@@ -26,6 +26,11 @@ ConfigOption = Annotated[
     ),
 ]
 
+LogUrl = Annotated[
+    str | None,
+    typer.Option(help="Prediction log URL [default: $PREDICTION_LOG_URL or the contract's]"),
+]
+
 
 def load(config: Path | None) -> SystemConfig:
     """Load the contract or exit 2 with the problems, one per line."""

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..config import ConfigError, find_config, load_config
-from .common import ConfigOption, console, errors, fail, load
+from .common import ConfigOption, LogUrl, console, errors, fail, load
 
 app = typer.Typer(help="Generate, ingest, validate and split raw records.", no_args_is_help=True)
 
@@ -130,9 +130,7 @@ def data_window(
     days: Annotated[
         float | None, typer.Option(min=0.001, help="Days back from now [training.window_days]")
     ] = None,
-    url: Annotated[
-        str | None, typer.Option(help="Prediction log URL [$PREDICTION_LOG_URL, the contract's]")
-    ] = None,
+    url: LogUrl = None,
     config: ConfigOption = None,
 ) -> None:
     """Write the most recent labelled window of served traffic (raw records kept by the server
@@ -154,22 +152,19 @@ def data_prune_records(
         float | None,
         typer.Option(min=0.001, help="Keep this many days [serving.records_retention_days]"),
     ] = None,
-    url: Annotated[
-        str | None, typer.Option(help="Prediction log URL [$PREDICTION_LOG_URL, the contract's]")
-    ] = None,
+    url: LogUrl = None,
     config: ConfigOption = None,
 ) -> None:
     """Delete the raw records the server kept (serving.log_records) older than the retention;
     predictions and feedback stay. Run it on a schedule where raw records are kept."""
     from datetime import UTC, datetime, timedelta
 
-    from ..predlog.store import PredictionLog
-    from ..stores import prediction_log_url
+    from ..predlog.store import PredictionLog, log_url
 
     cfg = load(config)
     keep = cfg.serving.records_retention_days if days is None else days
     before = datetime.now(UTC) - timedelta(days=keep)
-    with PredictionLog(prediction_log_url(cfg, url)) as log:
+    with PredictionLog(log_url(cfg, url)) as log:
         deleted = log.prune_records(before)
     console.print(
         f"deleted {deleted:,} raw records answered before {before:%Y-%m-%d %H:%M} UTC "

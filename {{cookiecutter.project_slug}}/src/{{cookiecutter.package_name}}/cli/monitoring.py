@@ -9,17 +9,13 @@ from typing import Annotated
 
 import typer
 
-from .common import ConfigOption, console, errors, fail, load
+from .common import ConfigOption, LogUrl, console, errors, fail, load
 
 REPORT_DIR = Path("reports/monitoring")
 
 When = Annotated[
     str | None,
     typer.Option(help="ISO 8601 time, UTC unless it says otherwise, e.g. 2026-12-01T08:00"),
-]
-LogUrl = Annotated[
-    str | None,
-    typer.Option(help="Prediction log URL [default: $PREDICTION_LOG_URL or the contract's]"),
 ]
 Out = Annotated[Path, typer.Option(help="Report folder")]
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import ConfigOption, console, fail, load
+from .common import ConfigOption, LogUrl, console, fail, load
 
 PACKAGE = __name__.split(".", 1)[0]
 SERVICE = f"{PACKAGE}.serving.service:Classifier"
@@ -78,10 +78,7 @@ def feedback(
     quarantine: Annotated[
         Path, typer.Option(help="Folder for rejected rows (with a reason column)")
     ] = QUARANTINE_DIR,
-    log_url: Annotated[
-        str | None,
-        typer.Option(help="Prediction log URL [default: $PREDICTION_LOG_URL or the contract]"),
-    ] = None,
+    log_url: LogUrl = None,
     config: ConfigOption = None,
 ) -> None:
     """Ingest user labels (spam reports, rescues) keyed by request id or message id."""

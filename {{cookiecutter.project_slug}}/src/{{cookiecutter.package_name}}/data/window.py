@@ -18,6 +18,7 @@ import pandas as pd
 from ..config import SystemConfig
 from ..predlog.labels import labelled_window
 from ..predlog.store import PredictionLog, log_url
+from ..stores import redacted
 from .canonical import to_contract_frame
 
 
@@ -64,7 +65,7 @@ def run(
     location = log_url(cfg, url)
     with PredictionLog(location) as log:
         window = labelled_window(log, since, until, label)
-    where = f"in {_shown(location)} between {since:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M} UTC"
+    where = f"in {redacted(location)} between {since:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M} UTC"
     if not window.records:
         if window.answered and not cfg.serving.log_records:
             raise WindowError(
@@ -87,10 +88,3 @@ def run(
         since=since,
         until=until,
     )
-
-
-def _shown(url: str) -> str:
-    """The URL without its password."""
-    import sqlalchemy as sa
-
-    return sa.engine.make_url(url).render_as_string(hide_password=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..stores import redacted
 from ..timebounds import out_of_range
 from .history import attach_history, history_columns, history_spec
 from .store import EntityStore
@@ -54,16 +55,6 @@ class FeatureBuildResult:
             f"history attached ({parts} rows; labels known up to {self.label_cutoff}); "
             f"entity store: {self.entities:,} entities as of {self.as_of} in {self.seconds:.1f}s"
         )
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for logs and summaries."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL (another backend): keep the scheme only
-        return url.split("://", 1)[0] + "://..."
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -126,7 +117,7 @@ def run(
             entities = store.materialize(cfg, everything, as_of=as_of)
         finally:
             store.close()
-        url = _safe_url(store.url)
+        url = redacted(store.url)
 
     result = FeatureBuildResult(
         paths=paths,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ..stores import redacted
 from . import drift, online
 from .report import STATUS_ORDER, write_report
 from .window import Window, read_window
@@ -249,12 +250,6 @@ def run(
     finally:
         log.close()
     summary = evaluate_window(cfg, window, reference, version, precision)
-    summary["log"] = _redacted(url)
+    summary["log"] = redacted(url)
     paths = write_report(summary, out_dir or cfg.path("reports/monitoring"))
     return MonitorResult(summary, paths)
-
-
-def _redacted(url: str) -> str:
-    import sqlalchemy as sa
-
-    return sa.engine.make_url(url).render_as_string(hide_password=True)

@@ -209,9 +209,10 @@ class Engine:
         now = datetime.now(UTC)
         frame = self.frames.frame(emails, now)
         rows = frame if self.store is None else self._history(frame)
+        entity = self.entity  # None: the records have no entity key
+        entities = [getattr(e, entity, None) if entity else None for e in emails]
         # The canary cohort is sticky per entity; without one, per request.
-        cohort = [getattr(e, self.entity, None) for e in emails] if self.entity else request_ids
-        roles = [self.plan.answering_role(key) for key in cohort]
+        roles = [self.plan.answering_role(key) for key in (entities if entity else request_ids)]
         scores = np.empty(n)
         labels = np.empty(n, dtype=object)
         features = np.full((n, len(self._feature_names)), np.nan)
@@ -225,7 +226,7 @@ class Engine:
             labels[index] = model.bundle.labels_for(part)
             features[index] = self._features(model, subset, x)
         latency_ms = (time.perf_counter() - started) * 1000
-        context = _Context(request_ids, emails, rows, features, now, self)
+        context = _Context(request_ids, emails, entities, rows, features, now, self)
         records = [
             context.record(i, self._model(roles[i]), scores[i], labels[i], True, latency_ms)
             for i in range(n)
@@ -399,11 +400,12 @@ def _compact(value) -> float | None:
 class _Context:
     """What the log rows of one request share (answered and shadow rows alike)."""
 
-    def __init__(self, request_ids, emails, frame, features, now: datetime, engine: Engine):
+    def __init__(
+        self, request_ids, emails, entities, frame, features, now: datetime, engine: Engine
+    ):
         self.request_ids = request_ids
         self.message_ids = [getattr(e, engine.id_column, None) for e in emails]
-        entity = engine.entity  # None: the records have no entity key
-        self.entities = [getattr(e, entity, None) if entity else None for e in emails]
+        self.entities = entities
         timestamp = engine.cfg.data.column("timestamp").name
         self.received = [
             None if t is pd.NaT or t is None else utc_naive(t.to_pydatetime())
