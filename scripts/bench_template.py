@@ -41,5 +41,7 @@ def time_generated_tests() -> float:
 
 if __name__ == "__main__":
     bakes = time_bakes()
-    print(f"bake (default answers): median {statistics.median(bakes):.2f} s, max {max(bakes):.2f} s")
+    print(
+        f"bake (default answers): median {statistics.median(bakes):.2f} s, max {max(bakes):.2f} s"
+    )
     print(f"generated test suite: {time_generated_tests():.1f} s")
