@@ -8,8 +8,11 @@ from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
+PACKAGE = f"src/{ANSWERS['package_name']}"
 # Paths that only exist for one value of an option: removed when another value is chosen.
 OPTION_PATHS = {
+    ("use_case", "spam-email"): [f"{PACKAGE}/domain/email", "tests/domain_email"],
+    ("use_case", "card-fraud"): [f"{PACKAGE}/domain/fraud", "tests/domain_fraud"],
     ("ci", "github"): [".github"],
     ("deploy_strategy", "argo-rollouts"): ["deploy/k8s/overlays/rollout"],
     ("deploy_strategy", "istio"): ["deploy/k8s/overlays/shadow", "deploy/k8s/overlays/canary"],

@@ -32,30 +32,35 @@ CHOICES = {
 # A pairwise cover: every pair of values of any two choices appears in some row.
 PAIRWISE = [
     {
+        "use_case": "spam-email",
         "python_version": "3.11",
         "retraining_schedule": "weekly",
         "deploy_strategy": "argo-rollouts",
         "ci": "github",
     },
     {
+        "use_case": "spam-email",
         "python_version": "3.11",
         "retraining_schedule": "daily",
         "deploy_strategy": "istio",
         "ci": "none",
     },
     {
+        "use_case": "spam-email",
         "python_version": "3.12",
         "retraining_schedule": "weekly",
         "deploy_strategy": "istio",
         "ci": "none",
     },
     {
+        "use_case": "spam-email",
         "python_version": "3.12",
         "retraining_schedule": "daily",
         "deploy_strategy": "argo-rollouts",
         "ci": "none",
     },
     {
+        "use_case": "spam-email",
         "python_version": "3.12",
         "retraining_schedule": "daily",
         "deploy_strategy": "istio",
@@ -205,8 +210,8 @@ def test_gitignore_keeps_every_generated_file(bake):
     dropped = [line for line in ignored.stdout.splitlines() if line.startswith("!!")]
     assert not dropped, f"the generated .gitignore hides generated files: {dropped}"
     (project / "data" / "raw").mkdir(parents=True)
-    (project / "data" / "raw" / "emails.parquet").write_bytes(b"x")
-    check = run_in_project(project, "git", "check-ignore", "-q", "data/raw/emails.parquet")
+    (project / "data" / "raw" / "records.parquet").write_bytes(b"x")
+    check = run_in_project(project, "git", "check-ignore", "-q", "data/raw/records.parquet")
     assert check.returncode == 0, "stage outputs under data/ must be ignored"
 
 

@@ -38,14 +38,7 @@ def seed_rows(cfg, n: int) -> list[dict]:
     synthetic = _import("data.synthetic")
     engine_mod = _import("serving.engine")
     replay = _import("serving.replay")
-    emails = synthetic.generate_emails(
-        n,
-        11,
-        days=2,
-        start=datetime.now(UTC) - timedelta(days=2),
-        positive=cfg.problem.positive_class,
-        negative=cfg.problem.negative_class,
-    )
+    emails = synthetic.generate(cfg, n, 11, days=2, start=datetime.now(UTC) - timedelta(days=2))
     engine = engine_mod.Engine.from_config(cfg, {})
     try:
         replay.replay(cfg, emails, engine=engine, progress=True)

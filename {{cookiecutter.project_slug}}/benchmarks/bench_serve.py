@@ -59,7 +59,7 @@ JSON_HEADERS = {"content-type": "application/json"}
 def prepare(args, work: Path) -> tuple[dict, list[dict]]:
     """Environment for every server (contract, registry, temporary databases) and the bodies."""
     from {{ cookiecutter.package_name }}.config import load_config
-    from {{ cookiecutter.package_name }}.data.synthetic import generate_emails
+    from {{ cookiecutter.package_name }}.data.synthetic import generate
     from {{ cookiecutter.package_name }}.models import registry
 
     sys.path.insert(0, str(ROOT / "tests"))  # the sample project is a test fixture
@@ -85,10 +85,7 @@ def prepare(args, work: Path) -> tuple[dict, list[dict]]:
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
     }
-    problem = cfg.problem
-    emails = generate_emails(
-        args.emails, 99, positive=problem.positive_class, negative=problem.negative_class
-    )
+    emails = generate(cfg, args.records, 99)
     timestamp = cfg.data.column("timestamp").name
     # Without a received time the server stamps "now", as it would for live mail.
     bodies = request_bodies(cfg, emails.drop(columns=[timestamp]))
@@ -114,7 +111,7 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
     """Latency of ``Engine.classify`` without HTTP, one email and one batch at a time."""
     from {{ cookiecutter.package_name }}.config import load_config
     from {{ cookiecutter.package_name }}.serving.engine import Engine
-    from {{ cookiecutter.package_name }}.serving.schema import email_model
+    from {{ cookiecutter.package_name }}.serving.schema import record_model
 
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     cfg = load_config(env["SYSTEM_CONFIG"])
@@ -124,7 +121,7 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
         "ENTITY_STORE_URL": store_copy(env, "inprocess"),
     }
     engine = Engine.from_config(cfg, local)
-    email_cls = email_model(cfg)
+    email_cls = record_model(cfg)
     raw = [json.dumps(b).encode() for b in bodies]
     out = {}
     try:
@@ -168,10 +165,10 @@ def minimal_app():
     from {{ cookiecutter.package_name }}.config import load_config
     from {{ cookiecutter.package_name }}.serving.engine import Engine
     from {{ cookiecutter.package_name }}.serving.metrics import serving_metrics
-    from {{ cookiecutter.package_name }}.serving.schema import email_model
+    from {{ cookiecutter.package_name }}.serving.schema import record_model
 
     cfg = load_config()
-    email_cls = email_model(cfg)
+    email_cls = record_model(cfg)
     many = TypeAdapter(list[email_cls])
     state = {}
 
@@ -590,8 +587,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds, spread over rounds")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting")
     parser.add_argument("--concurrency", default="1,2,4,16", help="comma-separated levels")
-    parser.add_argument("--batch", type=int, default=8, help="emails per /classify_batch request")
-    parser.add_argument("--emails", type=int, default=400, help="distinct emails sent")
+    parser.add_argument("--batch", type=int, default=8, help="records per /classify_batch request")
+    parser.add_argument("--records", type=int, default=400, help="distinct records sent")
     parser.add_argument(
         "--sample", action="store_true", help="use a sample model, not the champion"
     )

@@ -81,7 +81,7 @@ def sample_project(
 ) -> SampleProject:
     """Build the folder described in the module docstring; returns its contract and versions."""
     from {{cookiecutter.package_name}}.bundle import save_bundle
-    from {{cookiecutter.package_name}}.data.synthetic import generate_emails
+    from {{cookiecutter.package_name}}.data.synthetic import generate
     from {{cookiecutter.package_name}}.features.history import attach_history
     from {{cookiecutter.package_name}}.features.store import EntityStore
     from {{cookiecutter.package_name}}.models import registry
@@ -89,10 +89,7 @@ def sample_project(
     root = Path(root)
     config_path = write_contract(Path(contract), root, overrides)
     cfg = load_config(config_path)
-    problem = cfg.problem
-    emails = generate_emails(
-        rows, seed, days=14, positive=problem.positive_class, negative=problem.negative_class
-    )
+    emails = generate(cfg, rows, seed, days=14)
     frame = attach_history(cfg, emails)
     client = registry.connect(cfg)
     registry.ensure_experiment(cfg, client)

@@ -127,7 +127,7 @@ def test_the_benchmark_runs_end_to_end(tmp_path, project_root, monkeypatch):
     short = ["--duration", "1", "--warmup", "0.3", "--rounds", "1", "--concurrency", "1"]
     ladder = ["--start-rate", "20", "--max-rate", "25", "--step-seconds", "1", "--refine", "0"]
     run = subprocess.run(
-        [sys.executable, str(BENCH), "--config", str(project.config_path), "--emails", "40"]
+        [sys.executable, str(BENCH), "--config", str(project.config_path), "--records", "40"]
         + [*short, *ladder, "--attempts", "1", "--out", str(out)],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         capture_output=True,

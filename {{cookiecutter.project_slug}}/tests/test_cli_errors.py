@@ -14,7 +14,7 @@ SOURCE = os.path.dirname(os.path.dirname({{ cookiecutter.package_name }}.__file_
 
 # (command, the input it reads from the project folder, a word the error must say)
 STAGES = [
-    (["data", "validate"], "data/raw/emails.parquet", "emails.parquet"),
+    (["data", "validate"], "data/raw/records.parquet", "records.parquet"),
     (["features", "build"], "data/split/train.parquet", "train.parquet"),
     (["baseline"], "data/features/train.parquet", "train.parquet"),
     (["tune", "--trials", "1"], "data/features/train.parquet", "train.parquet"),

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from {{ cookiecutter.package_name }} import profiles
-from {{ cookiecutter.package_name }}.data import synthetic
-from {{ cookiecutter.package_name }}.data.synthetic_world import spam_rate
-from {{ cookiecutter.package_name }}.distributions import distribution, reference_distributions
-from {{ cookiecutter.package_name }}.monitoring import drift
+from {{cookiecutter.package_name}} import profiles
+from {{cookiecutter.package_name}}.data import synthetic
+from {{cookiecutter.package_name}}.distributions import distribution, reference_distributions
+from {{cookiecutter.package_name}}.domain.email.synthetic_world import spam_rate
+from {{cookiecutter.package_name}}.monitoring import drift
 
 RULES = {"psi_max": 0.2, "missing_max": 0.1, "warn_fraction": 0.5, "min_rows": 200}
 WORDS_A = [f"alpha{i}" for i in range(300)]
@@ -268,15 +268,7 @@ def _synthetic(cfg, n: int, seed: int, drift_level: float) -> pd.DataFrame:
     # Keep the number of negatives fixed: the generator then draws the same legitimate world
     # (people, companies, newsletters) and only the positives and their campaigns drift.
     total = round(n * (1 - spam_rate(0.0)) / (1 - spam_rate(drift_level)))
-    problem = cfg.problem
-    return synthetic.generate_emails(
-        total,
-        seed,
-        days=30,
-        drift=drift_level,
-        positive=problem.positive_class,
-        negative=problem.negative_class,
-    )
+    return synthetic.generate(cfg, total, seed, days=30, drift=drift_level)
 
 
 def test_synthetic_drift_is_flagged_only_when_the_world_moves(cfg):

@@ -304,7 +304,7 @@ def test_lightgbm_contract_trains_evaluates_registers_and_serves(
     from test_serving import Server
 
     from {{cookiecutter.package_name}}.data.split import split_by_time
-    from {{cookiecutter.package_name}}.data.synthetic import generate_emails
+    from {{cookiecutter.package_name}}.data.synthetic import generate
     from {{cookiecutter.package_name}}.features import build as features_stage
     from {{cookiecutter.package_name}}.models import evaluate, registry, tune
 
@@ -315,9 +315,7 @@ def test_lightgbm_contract_trains_evaluates_registers_and_serves(
     cfg = load_config(config_path)
     assert cfg.training.model == "lightgbm"
     problem = cfg.problem
-    emails = generate_emails(
-        1500, 11, days=14, positive=problem.positive_class, negative=problem.negative_class
-    )
+    emails = generate(cfg, 1500, 11, days=14)
     split_dir, features_dir = tmp_path / "data" / "split", tmp_path / "data" / "features"
     split_dir.mkdir(parents=True)
     parts = split_by_time(cfg, emails)

@@ -18,7 +18,7 @@ from {{cookiecutter.package_name}}.features.hashing import ngram_occurrences
 from {{cookiecutter.package_name}}.features.history import attach_history
 from {{cookiecutter.package_name}}.features.store import EntityStore
 from {{cookiecutter.package_name}}.features.text import TextScorer
-from {{cookiecutter.package_name}}.serving.schema import FrameBuilder, email_model
+from {{cookiecutter.package_name}}.serving.schema import FrameBuilder, record_model
 
 # Characters real archives carry that break naive text code, mixed into arbitrary unicode.
 AWKWARD = [
@@ -101,12 +101,9 @@ def test_text_scores_of_a_batch_equal_scores_alone(scorer, pairs):
 @pytest.fixture(scope="module")
 def served(cfg, tmp_path_factory):
     """A small fitted bundle and an entity store that has seen its training emails."""
-    from {{cookiecutter.package_name}}.data.synthetic import generate_emails
+    from {{cookiecutter.package_name}}.data.synthetic import generate
 
-    problem = cfg.problem
-    emails = generate_emails(
-        400, 3, days=7, positive=problem.positive_class, negative=problem.negative_class
-    )
+    emails = generate(cfg, 400, 3, days=7)
     bundle = fit_bundle(cfg, attach_history(cfg, emails), trees=10, depth=3)
     store = EntityStore(f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}")
     timestamp = cfg.data.column("timestamp").name
@@ -118,7 +115,7 @@ def served(cfg, tmp_path_factory):
 
 def _requests(cfg):
     """Strategy: request bodies whose every free-text field is hostile text."""
-    model = email_model(cfg)
+    model = record_model(cfg)
     texts = {
         c.name
         for c in cfg.data.columns

@@ -262,7 +262,7 @@ def test_shadow_traffic_then_monitor_and_compare_from_the_cli(tmp_path, project_
     from typer.testing import CliRunner
 
     from {{cookiecutter.package_name}}.cli import app
-    from {{cookiecutter.package_name}}.data.synthetic import generate_emails
+    from {{cookiecutter.package_name}}.data.synthetic import generate
     from {{cookiecutter.package_name}}.predlog.feedback import ingest_feedback
     from {{cookiecutter.package_name}}.serving.engine import Engine
     from {{cookiecutter.package_name}}.serving.replay import (
@@ -275,8 +275,7 @@ def test_shadow_traffic_then_monitor_and_compare_from_the_cli(tmp_path, project_
     project = sample_project(project_root / "configs" / "system.yaml", tmp_path, rows=600)
     cfg = project.cfg
     start = project.emails[cfg.data.column("timestamp").name].max() + pd.Timedelta(minutes=1)
-    classes = {"positive": cfg.problem.positive_class, "negative": cfg.problem.negative_class}
-    emails = generate_emails(400, 7, days=14, start=start.to_pydatetime(), **classes)
+    emails = generate(cfg, 400, 7, days=14, start=start.to_pydatetime())
     engine = Engine.from_config(cfg, {"SERVING_ROUTING": "shadow"})
     try:
         replayed = replay(cfg, emails, engine=engine, progress=False)

@@ -518,7 +518,7 @@ def test_a_table_without_an_entity_trains_and_is_served(project, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     from {{cookiecutter.package_name}}.serving.engine import Engine
     from {{cookiecutter.package_name}}.serving.loading import MODEL_VERSION_ENV
-    from {{cookiecutter.package_name}}.serving.schema import email_model
+    from {{cookiecutter.package_name}}.serving.schema import record_model
 
     frame = transactions(2500).drop(columns=["account_no"])
     save(frame, project / "data/tx.csv")
@@ -554,7 +554,7 @@ def test_a_table_without_an_entity_trains_and_is_served(project, monkeypatch):
     )
     try:
         assert engine.store is None
-        model = email_model(cfg)
+        model = record_model(cfg)
         sent = frame.tail(5).drop(columns=["is_fraud"]).assign(ts=lambda f: f["ts"].astype(str))
         answers = engine.classify([model.model_validate(r) for r in sent.to_dict("records")])
     finally:

@@ -26,9 +26,10 @@ from contract_labels import NEG, POS
 from sample_project import request_bodies, sample_project
 
 from {{cookiecutter.package_name}}.deploy.server import missing_metrics
+from {{cookiecutter.package_name}}.domain import pack_of
 from {{cookiecutter.package_name}}.predlog.store import PredictionLog
 from {{cookiecutter.package_name}}.serving import routing
-from {{cookiecutter.package_name}}.serving.schema import MAX_BATCH_ITEMS, FrameBuilder, email_model
+from {{cookiecutter.package_name}}.serving.schema import MAX_BATCH_ITEMS, FrameBuilder, record_model
 
 PACKAGE = "{{cookiecutter.package_name}}"
 SERVICE = f"{PACKAGE}.serving.service:Classifier"
@@ -204,8 +205,8 @@ def test_routing_plan_reads_contract_then_environment(cfg):
 # The request model
 
 
-def test_email_model_follows_the_contract(cfg):
-    email_cls = email_model(cfg)
+def test_record_model_follows_the_contract(cfg):
+    email_cls = record_model(cfg)
     email = email_cls.model_validate({"sender": "Bob@Example.org", "body": "hi"})
     row = FrameBuilder(cfg).frame([email]).iloc[0]
     assert row["sender_domain"] == "example.org"
@@ -243,7 +244,7 @@ STRICT_CASES = (
 
 
 def test_request_model_is_strict(cfg):
-    email_cls = email_model(cfg)
+    email_cls = record_model(cfg)
     base = {"sender": "a@b.org", "body": "hi"}
     for field, value in STRICT_CASES:
         with pytest.raises(ValueError, match=field):
@@ -264,7 +265,7 @@ def test_request_times_are_held_to_the_contract_bounds(cfg):
 
     column = cfg.data.column("timestamp")
     low, high = column.time_bounds(datetime.now(UTC))
-    email_cls = email_model(cfg)
+    email_cls = record_model(cfg)
     base = {"sender": "a@b.org", "body": "hi"}
 
     def body(when: datetime) -> str:
@@ -278,7 +279,7 @@ def test_request_times_are_held_to_the_contract_bounds(cfg):
         email_cls.model_validate_json(body(high + timedelta(minutes=1)))
     earlier = cfg.model_copy(deep=True)
     earlier.data.column("timestamp").__dict__["min"] = low - timedelta(days=3650)
-    assert email_model(earlier).model_validate_json(body(low - timedelta(days=1)))
+    assert record_model(earlier).model_validate_json(body(low - timedelta(days=1)))
 
 
 def test_blank_field_error_reads_plainly(cfg):
@@ -287,7 +288,7 @@ def test_blank_field_error_reads_plainly(cfg):
     from {{cookiecutter.package_name}}.serving.guard import summarize_errors
 
     with pytest.raises(ValidationError) as info:
-        email_model(cfg).model_validate_json('{"sender": " ", "body": "x"}')
+        record_model(cfg).model_validate_json('{"sender": " ", "body": "x"}')
     detail = info.value.errors(include_context=False, include_input=False)
     assert summarize_errors(detail) == "sender: must not be blank"
 
@@ -455,7 +456,7 @@ def engine_for(sample, models, launched, tmp_path):
 
 
 def emails_of(cfg, bodies):
-    email_cls = email_model(cfg)
+    email_cls = record_model(cfg)
     return [email_cls.model_validate(b) for b in bodies]
 
 
@@ -577,8 +578,8 @@ def test_in_process_http_endpoints(sample, bodies, tmp_path, monkeypatch):
     # The OpenAPI document says what the API does: required bodies, every status it answers.
     classify, batch = (docs["paths"][p]["post"] for p in ("/classify", "/classify_batch"))
     assert classify["requestBody"]["required"] and batch["requestBody"]["required"]
-    email = classify["requestBody"]["content"]["application/json"]["schema"]
-    assert email == {"$ref": "#/components/schemas/Email"}
+    record = classify["requestBody"]["content"]["application/json"]["schema"]
+    assert record == {"$ref": f"#/components/schemas/{pack_of(sample.cfg).record}"}
     assert {"200", "400", "409", "413", "415"} <= set(classify["responses"])
     assert {"200", "400", "413", "415", "503"} <= set(batch["responses"])
     assert batch["requestBody"]["content"]["application/json"]["schema"]["maxItems"] == (

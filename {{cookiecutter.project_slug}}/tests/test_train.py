@@ -273,12 +273,10 @@ def test_default_pruner_and_storage_follow_the_contract(cfg, tmp_path):
 def test_tune_with_the_project_features(cfg, tmp_path):
     """The default path: build_features(cfg) on generated emails with entity history."""
     from {{cookiecutter.package_name}}.data.split import split_by_time
-    from {{cookiecutter.package_name}}.data.synthetic import generate_emails
+    from {{cookiecutter.package_name}}.data.synthetic import generate
     from {{cookiecutter.package_name}}.features.history import attach_history
 
-    emails = generate_emails(
-        3000, 7, positive=cfg.problem.positive_class, negative=cfg.problem.negative_class
-    )
+    emails = generate(cfg, 3000, 7)
     parts = split_by_time(cfg, emails)
     train = attach_history(cfg, parts["train"])
     cutoff = train[cfg.data.column("timestamp").name].max()

@@ -67,7 +67,7 @@ def checks(report) -> set:
 
 
 def test_good_data_passes_and_writes_data_docs(small):
-    report = validate.validate_emails(small, make_rows(small), now=NOW, docs=True)
+    report = validate.validate_records(small, make_rows(small), now=NOW, docs=True)
 
     assert report.success and report.usable, report.summary()
     assert report.failures == [] and report.quarantine.empty
@@ -191,7 +191,7 @@ def test_each_broken_variant_fails_naming_the_check_and_column(small, name):
     mutate, check, column, expectation, bad_rows = BROKEN[name]
     df = mutate(make_rows(small), small)
 
-    report = validate.validate_emails(small, df, now=NOW, docs=False)
+    report = validate.validate_records(small, df, now=NOW, docs=False)
 
     assert not report.success and not report.usable
     failed = [f for f in report.failures if (f.check, f.column) == (check, column)]
@@ -211,7 +211,7 @@ def test_wrong_type_reports_the_unparseable_value_but_accepts_parseable_text(sma
     df = _set(make_rows(small), "recipient_count", [5], "many")
     df.at[6, "recipient_count"] = "3"  # text that parses as an int is fine
 
-    report = validate.validate_emails(small, df, now=NOW, docs=False)
+    report = validate.validate_records(small, df, now=NOW, docs=False)
 
     (failure,) = report.failures
     assert "many" in failure.observed and "1 of 40" in failure.observed
@@ -278,7 +278,7 @@ def test_partial_data_is_unusable_when_the_remainder_still_fails(small):
     cfg = with_data(small, max_quarantine_share=1.0, min_rows=N - 1)
     df = _set(make_rows(cfg), "body", [1, 2], None)  # two rows out leaves N - 2 < min_rows
 
-    report = validate.validate_emails(cfg, df, now=NOW, docs=False)
+    report = validate.validate_records(cfg, df, now=NOW, docs=False)
 
     assert not report.success and not report.usable
     assert {(f.check, f.column) for f in report.remainder_failures} == {("row_count", None)}
@@ -372,7 +372,7 @@ def test_a_datetime_column_without_bounds_still_keeps_what_the_stages_can_hold(s
     df = make_rows(small)
     df = _set(df, "sender_created_at", [5], pd.Timestamp("1500-01-01", tz="UTC"))
 
-    report = validate.validate_emails(unbounded, df, now=NOW, docs=False)
+    report = validate.validate_records(unbounded, df, now=NOW, docs=False)
 
     assert report.quarantine.set_index("source_row")["reason"].to_dict() == {
         5: "range: sender_created_at (1500-01-01T00:00:00+00:00 < min 1677-09-22T00:00:00+00:00)"
@@ -402,7 +402,7 @@ def test_any_time_is_either_within_the_bounds_or_quarantined_naming_them(small, 
     low, high = column.time_bounds(NOW.to_pydatetime())
     outside = {i for i, t in enumerate(times) if not low <= t <= high}
 
-    report = validate.validate_emails(small, df, now=NOW, docs=False)
+    report = validate.validate_records(small, df, now=NOW, docs=False)
 
     quarantined = report.quarantine.set_index("source_row")["reason"].to_dict()
     assert {r for r, why in quarantined.items() if "range: received_at (" in why} == outside
@@ -528,7 +528,7 @@ def test_a_failed_data_set_check_stops_whatever_the_share(small):
     cfg = with_data(small, max_quarantine_share=1.0)
     df = make_rows(cfg).assign(label=cfg.problem.negative_class)  # no positive row at all
 
-    report = validate.validate_emails(cfg, df, now=NOW, docs=False)
+    report = validate.validate_records(cfg, df, now=NOW, docs=False)
 
     assert report.quarantine.empty
     decision = validate.decide(report)

@@ -234,12 +234,12 @@ def test_served_traffic_and_feedback_become_valid_training_data(keeping, tmp_pat
     from {{cookiecutter.package_name}}.data import split, validate
     from {{cookiecutter.package_name}}.pipeline import steps
     from {{cookiecutter.package_name}}.serving.engine import Engine
-    from {{cookiecutter.package_name}}.serving.schema import email_model
+    from {{cookiecutter.package_name}}.serving.schema import record_model
 
     cfg = keeping.cfg
     url = f"sqlite:///{tmp_path}/predictions.db"
     engine = Engine.from_config(cfg, {"PREDICTION_LOG_URL": url})
-    model = email_model(cfg)
+    model = record_model(cfg)
     sent = keeping.emails.tail(120).reset_index(drop=True)
     answers = engine.classify([model.model_validate(b) for b in request_bodies(cfg, sent)])
     engine.close()

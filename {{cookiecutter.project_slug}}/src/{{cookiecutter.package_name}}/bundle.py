@@ -149,7 +149,7 @@ def file_sha256(path: Path) -> str:
 def fingerprint_frame(df: pd.DataFrame) -> str:
     """A stable SHA-256 of a DataFrame's content: column names and values.
 
-    Independent of column order and row order (the same emails in another order are the same
+    Independent of column order and row order (the same records in another order are the same
     training data) and of the index; sensitive to any changed value, added row or renamed
     column. Uses pandas' fixed-key row hash, so the value is the same across processes.
     """

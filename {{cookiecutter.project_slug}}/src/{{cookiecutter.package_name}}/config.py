@@ -206,6 +206,8 @@ class RateBounds(_Strict):
 
 
 class Data(_Strict):
+    # The domain pack (src/<package>/domain/<name>) or none: the core alone.
+    domain: str = Field(min_length=1)
     source: DataSource
     column_mapping: dict[str, str] = {}
     label_folders: dict[str, list[str]] = {}
@@ -234,6 +236,17 @@ class Data(_Strict):
             raise ValueError(f"allow_partial must be true or false, got {allow!r}")
         raw["max_quarantine_share"] = 1.0 if allow else 0.0
         return raw
+
+    @field_validator("domain")
+    @classmethod
+    def _pack_present(cls, name: str) -> str:
+        from .domain import NONE, available
+
+        if name != NONE and name not in available():
+            raise ValueError(
+                f"no pack {name!r} in this project (packs: {', '.join([NONE, *available()])})"
+            )
+        return name
 
     @model_validator(mode="after")
     def _roles(self) -> Data:

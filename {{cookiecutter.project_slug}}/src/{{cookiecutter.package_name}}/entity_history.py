@@ -1,7 +1,7 @@
 """Point-in-time history of an entity: what was known about it when a record arrived.
 
 For each record only records of the same entity STRICTLY before its timestamp count (records at
-the same instant are excluded, and so is the record itself). Labels arrive later than mail, so
+the same instant are excluded, and so is the record itself). Labels arrive later than records, so
 with ``label_cutoff`` a label counts only if its record is strictly before
 ``min(record time, label_cutoff)``: a store materialized at training time knows labels up to its
 cutoff, and training features must not know more than serving will.

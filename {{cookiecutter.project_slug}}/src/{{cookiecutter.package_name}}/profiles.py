@@ -13,7 +13,7 @@ traffic with the reference without storing raw text:
 Text is profiled on distinct tokens per row (document frequency), so an HTML body repeating
 its markup weighs the same as a short plain one.
 
-Some inputs churn by nature: newsletters arrive in bursts, so one sender domain's share (or
+Some inputs churn by nature: campaigns arrive in bursts, so one category value's share (or
 one token's) swings from day to day without anything having drifted. Profiles therefore
 record ``churn_psi``: the largest PSI of a quarter of the reference rows (in time order)
 against the whole, with ``chunk_rows`` rows per quarter. Monitoring counts only the PSI
@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .distributions import REFERENCE_BINS, bin_shares, distribution, psi
+from .domain import pack_of
 
 if TYPE_CHECKING:
     from .config import SystemConfig
@@ -154,12 +155,6 @@ def text_profile(
     }
 
 
-# Text columns that are structured lists, not prose (URLs): their tokens are mostly one-off
-# ids and tracking paths, so their unseen share grows with time in any window. The features
-# parse them (structure.py) and monitoring watches those features instead.
-STRUCTURED_TEXT = frozenset({"urls"})
-
-
 def input_profiles(cfg: SystemConfig, frame: pd.DataFrame) -> dict:
     """Profiles of the contract's categorical and prose text columns present in ``frame``.
 
@@ -171,10 +166,11 @@ def input_profiles(cfg: SystemConfig, frame: pd.DataFrame) -> dict:
             for c in cfg.data.columns_with("categorical")
             if c.name in frame
         },
+        # Structured text (a pack's lists, such as URLs) is not prose: its tokens are one-off.
         "text": {
-            c.name: text_profile(frame[c.name])
-            for c in cfg.data.columns_with("text")
-            if c.name in frame and c.name not in STRUCTURED_TEXT
+            name: text_profile(frame[name])
+            for name in pack_of(cfg).text_columns(cfg)
+            if name in frame
         },
     }
 

@@ -1,7 +1,7 @@
 """The span of time every stage can hold, and a checked conversion to nanoseconds.
 
 The stages compute on ``datetime64[ns]`` (pandas' default unit), which holds 1677-09-21 to
-2262-04-11 only: a record dated year 102 (a mail header's obsolete two-digit year) is readable as
+2262-04-11 only: a record dated year 102 (an obsolete two-digit year read literally) is readable as
 microseconds but overflows at the first conversion. The contract's datetime bounds must lie
 inside ``EARLIEST`` .. ``LATEST`` (whole days inside that range), so validation quarantines
 anything a stage could not hold; a stage handed such a value anyway refuses it in one line

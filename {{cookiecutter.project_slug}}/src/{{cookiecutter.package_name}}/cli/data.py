@@ -1,4 +1,4 @@
-"""``data``: generate or ingest raw emails, or take the labelled window of served traffic;
+"""``data``: generate or ingest raw records, or take the labelled window of served traffic;
 validate them against the contract, split by time; profile a user's own table into the
 contract's columns."""
 
@@ -23,24 +23,24 @@ def data_generate(
     out: Annotated[
         Path | None, typer.Option(help="Parquet file [default: data.source.path]")
     ] = None,
-    rows: Annotated[int, typer.Option(min=1, help="Number of emails")] = 20_000,
+    rows: Annotated[int, typer.Option(min=1, help="Number of records")] = 20_000,
     seed: Annotated[int | None, typer.Option(help="[default: training.seed]")] = None,
-    days: Annotated[int, typer.Option(min=1, help="Days the emails span")] = 30,
+    days: Annotated[int, typer.Option(min=1, help="Days the records span")] = 30,
     drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 = reference world")] = 0.0,
     holdout: Annotated[
         int,
         typer.Option(
             min=0,
-            help="Keep the latest N of the emails out of training, in --holdout-out: the same "
+            help="Keep the latest N of the records out of training, in --holdout-out: the same "
             "world's future, for `traffic` to replay",
         ),
     ] = 0,
-    holdout_out: Annotated[Path, typer.Option(help="File of the held-out emails")] = Path(
-        "data/live/emails.parquet"
+    holdout_out: Annotated[Path, typer.Option(help="File of the held-out records")] = Path(
+        "data/live/records.parquet"
     ),
     config: ConfigOption = None,
 ) -> None:
-    """Write a realistic synthetic email corpus (offline, deterministic for a seed)."""
+    """Write the domain pack's realistic synthetic records (offline, deterministic for a seed)."""
     from ..data import synthetic
 
     cfg = load(config)
@@ -67,14 +67,14 @@ def data_generate(
     if holdout:
         kept, held = synthetic.hold_out(cfg, target, cfg.path(holdout_out), holdout)
         console.print(
-            f"held out the latest {held:,} emails -> {cfg.path(holdout_out)} "
+            f"held out the latest {held:,} records -> {cfg.path(holdout_out)} "
             f"({kept:,} left for training)",
             highlight=False,
         )
     percent = 100 * summary.positives / max(summary.rows, 1)
     rate = summary.rows / max(summary.seconds, 1e-9)
     console.print(
-        f"[green]generated[/green] {summary.rows:,} emails ({percent:.1f} % "
+        f"[green]generated[/green] {summary.rows:,} records ({percent:.1f} % "
         f"{cfg.problem.positive_class}) in {summary.seconds:.1f} s ({rate:,.0f}/s) -> {target}",
         highlight=False,
     )
@@ -82,18 +82,22 @@ def data_generate(
 
 @app.command("ingest")
 def data_ingest(
-    source: Annotated[Path, typer.Argument(help="CSV / Parquet / JSONL file, .eml tree or mbox")],
+    source: Annotated[
+        Path, typer.Argument(help="CSV / Parquet / JSONL file, or a source the domain pack reads")
+    ],
     out: Annotated[
         Path | None, typer.Option(help="Parquet file [default: data.source.path]")
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv|parquet|jsonl|eml|mbox [default: detect]")
+        str | None,
+        typer.Option("--format", help="csv|tsv|parquet|jsonl or a pack's [default: detect]"),
     ] = None,
-    labels: Annotated[Path | None, typer.Option(help="CSV of message_id or file -> label")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Processes parsing raw mail")] = 1,
+    labels: Annotated[Path | None, typer.Option(help="CSV of record id or file -> label")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes parsing a pack's raw sources")] = 1,
     config: ConfigOption = None,
 ) -> None:
-    """Read real mail or a labelled table into the contract's schema; quarantine what breaks."""
+    """Read a labelled table (or the pack's sources) into the contract's schema; quarantine
+    what breaks."""
     from ..data import ingest
 
     cfg = load(config)

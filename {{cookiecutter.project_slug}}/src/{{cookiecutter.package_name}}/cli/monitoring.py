@@ -45,7 +45,7 @@ def monitor(
     ] = False,
     retrain_data: Annotated[
         str | None,
-        typer.Option(help="Recent labelled emails to retrain on [default: data.source]"),
+        typer.Option(help="Recent labelled records to retrain on [default: data.source]"),
     ] = None,
     retrain_rows: Annotated[
         int | None, typer.Option(min=1, help="Rows when retraining on generated data")

@@ -81,7 +81,7 @@ def feedback(
     log_url: LogUrl = None,
     config: ConfigOption = None,
 ) -> None:
-    """Ingest user labels (spam reports, rescues) keyed by request id or message id."""
+    """Ingest user labels (reports, rescues) keyed by request id or record id."""
     from ..predlog.feedback import FeedbackFileError, ingest_feedback
     from ..predlog.store import PredictionLog
     from ..predlog.store import log_url as resolve_url
@@ -98,15 +98,17 @@ def feedback(
 
 
 def traffic(
-    emails: Annotated[
+    records: Annotated[
         Path | None,
-        typer.Option(help="Labelled emails to replay [default: data/live/emails.parquet]"),
+        typer.Option(help="Labelled records to replay [default: data/live/records.parquet]"),
     ] = None,
     generate: Annotated[
-        int | None, typer.Option(min=1, help="Generate this many emails instead (see --drift)")
+        int | None, typer.Option(min=1, help="Generate this many records instead (see --drift)")
     ] = None,
-    drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drift of generated emails")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of generated emails and of the users")] = 1,
+    drift: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Drift of generated records")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of generated records and of the users")] = 1,
     url: Annotated[
         str | None,
         typer.Option(help="Send to a running server (http://127.0.0.1:3000) [default: in-process]"),
@@ -115,7 +117,7 @@ def traffic(
         str | None, typer.Option(help="In-process routing: single | shadow | canary")
     ] = None,
     rescue_rate: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of flagged legitimate emails rescued")
+        float, typer.Option(min=0.0, max=1.0, help="Share of flagged negatives rescued")
     ] = 0.5,
     report_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of missed positives reported")
@@ -128,7 +130,7 @@ def traffic(
     ),
     config: ConfigOption = None,
 ) -> None:
-    """Replay labelled emails through the model (in-process or over HTTP) and ingest the feedback
+    """Replay labelled records through the model (in-process or over HTTP) and ingest the feedback
     simulated users give: the traffic `monitor` and `compare` read."""
     import pandas as pd
 
@@ -140,23 +142,22 @@ def traffic(
     if url is None and routing is not None and routing not in MODES:
         raise fail(f"--routing {routing!r}: expected one of {', '.join(MODES)}")
     if generate:
-        from ..data.synthetic import generate_emails
+        from ..data import synthetic
 
-        frame = generate_emails(
+        frame = synthetic.generate(
+            cfg,
             generate,
             seed,
             days=max(1, generate // 20_000),
             start=stage.start_after(cfg),
             drift=drift,
-            positive=cfg.problem.positive_class,
-            negative=cfg.problem.negative_class,
         )
     else:
-        path = cfg.path(emails or stage.LIVE_RECORDS)
+        path = cfg.path(records or stage.LIVE_RECORDS)
         if not path.is_file():
             raise fail(
-                f"{path}: no such file. Hold out emails at generation (`data generate "
-                "--holdout N`), pass --emails FILE, or --generate N"
+                f"{path}: no such file. Hold out records at generation (`data generate "
+                "--holdout N`), pass --records FILE, or --generate N"
             )
         frame = pd.read_parquet(path)
     if url is None:

@@ -1,1 +1,1 @@
-"""Data stage: generate or ingest raw emails, validate them against the contract, split by time."""
+"""Data stage: generate or ingest raw records, validate them against the contract, split by time."""

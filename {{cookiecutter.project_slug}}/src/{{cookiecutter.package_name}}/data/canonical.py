@@ -9,7 +9,6 @@ range becomes null, flagged ``invalid:<column>``).
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 from collections import Counter
@@ -21,12 +20,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import Column, SystemConfig
+from ..domain import pack_of
 from ..timebounds import EARLIEST, LATEST
+from .dates import parse_date
 from .labels import label_key, normalise_labels
-from .mail import UNKNOWN_SENDER
-from .maildate import parse_date
 from .tabular import Chunk, Rejected, plain_value
-from .text import extract_urls, looks_like_html
 
 # Records without a timestamp column get one second apart from this instant, in file order,
 # so the time split still has an order to follow (flag ``received_at:row_order``).
@@ -94,7 +92,7 @@ def _null_mask(values: pd.Series, blank: bool = True) -> np.ndarray:
     return mask
 
 
-def _text(value: object, sep: str = " ") -> object:
+def as_text(value: object, sep: str = " ") -> object:
     """A value as a string; lists are joined (URLs by spaces, types by commas)."""
     if type(value) is str:
         return value
@@ -104,13 +102,6 @@ def _text(value: object, sep: str = " ") -> object:
     if isinstance(value, dict):
         return json.dumps(value, default=str, ensure_ascii=False)
     return str(value)
-
-
-def _address(value: str) -> str:
-    value = value.strip()
-    if "<" in value or " " in value or '"' in value:
-        value = email.utils.parseaddr(value)[1] or value
-    return value.strip().strip("<>").lower()
 
 
 def _parse_one(value: object) -> pd.Timestamp | None:
@@ -233,12 +224,14 @@ def canonicalise(
         for i in np.flatnonzero(~missing):
             flags[i][:0] = [f for f in str(values[i]).split(",") if f]
 
-    _, body_values, body_missing = cols.get("body", text=True)
-    bodies = ["" if m else _text(v) for v, m in zip(body_values, body_missing, strict=True)]
-    out: dict[str, object] = {"body": bodies}
+    out: dict[str, object] = {}
+    domain = pack_of(cfg).canonical
     for col in data.columns:
         if col.name not in flags_cols and col.name != label_col:
-            out[col.name] = _canonical_column(cfg, col, chunk, cols, out)
+            values = domain(cfg, col, cols, out) if domain else None
+            out[col.name] = (
+                values if values is not None else _canonical_column(cfg, col, chunk, cols, out)
+            )
 
     # Labels: a labels-file entry beats the column; nothing is dropped without a reason.
     _, raw_labels, label_missing = cols.get(label_col)
@@ -285,9 +278,8 @@ def _object(values: object) -> pd.Series:
 def _canonical_column(cfg: SystemConfig, col: Column, chunk: Chunk, cols: _Columns, out: dict):
     """One contract column from the source, with defaults and flags for what is missing."""
     name, n = col.name, cols.n
-    keyed = col.role in ("id", "entity_key") or name == "sender_domain"
+    keyed = col.role in ("id", "entity_key")
     series, values, missing = cols.get(name, text=col.dtype == "string" and not keyed)
-    sender_col = cfg.data.entity
     if name == cfg.data.column("id").name:
         ids = [
             None if m else str(plain_value(v)).strip() for v, m in zip(values, missing, strict=True)
@@ -312,44 +304,6 @@ def _canonical_column(cfg: SystemConfig, col: Column, chunk: Chunk, cols: _Colum
             cols.flag(missing, f"missing:{name}")
         cols.flag(invalid, f"invalid:{name}")
         return _representable(cfg, col, times, values, cols)
-    bodies = out["body"]
-    if name == "body":
-        cols.flag(missing, f"missing:{name}")
-        return bodies
-    if name == "content_type":
-        allowed = set(col.allowed or ["text/plain", "text/html"])
-        given = [
-            None if m else str(v).split(";")[0].strip().lower()
-            for v, m in zip(values, missing, strict=True)
-        ]
-        return [
-            g if g in allowed else "text/html" if looks_like_html(b) else "text/plain"
-            for g, b in zip(given, bodies, strict=True)
-        ]
-    if name == "urls":
-        return [
-            " ".join(dict.fromkeys(extract_urls(b))) if m else _text(v, " ")
-            for v, m, b in zip(values, missing, bodies, strict=True)
-        ]
-    if name == sender_col:
-        cols.flag(missing, f"missing:{name}")
-        return [
-            UNKNOWN_SENDER if m else _address(_text(v))
-            for v, m in zip(values, missing, strict=True)
-        ]
-    if name == "sender_domain":
-        domains = []
-        senders = out.get(sender_col) or [UNKNOWN_SENDER] * n
-        for i, (v, m) in enumerate(zip(values, missing, strict=True)):
-            sender = senders[i]
-            if not m:
-                domains.append(_text(v).strip().lower())
-            elif sender != UNKNOWN_SENDER and "@" in sender:
-                domains.append(sender.rpartition("@")[2])
-            else:
-                domains.append(UNKNOWN_SENDER.partition("@")[2])
-                cols.flags[i].append(f"missing:{name}")
-        return domains
     if col.dtype in ("int", "float"):
         return _numbers(col, series, missing, cols)
     if col.dtype == "bool":
@@ -358,16 +312,18 @@ def _canonical_column(cfg: SystemConfig, col: Column, chunk: Chunk, cols: _Colum
             False if m else label_key(v) in ("1", "true", "yes")
             for v, m in zip(values, missing, strict=True)
         ]
-    # Strings: an absent column that validation expects filled gets "" and a flag.
+    return string_values(col, cols)
+
+
+def string_values(col: Column, cols: _Columns, sep: str = " ") -> list:
+    """A string column's values (lists joined by ``sep``): an absent column that validation
+    expects filled gets "" and a ``missing:`` flag."""
+    keyed = col.role in ("id", "entity_key")
+    series, values, missing = cols.get(col.name, text=not keyed)
     fill = None if col.nullable and (series is not None or col.mostly == 0) else ""
-    sep = "," if name == "attachment_types" else " "
-    texts = [fill if m else _text(v, sep) for v, m in zip(values, missing, strict=True)]
-    if name == "reply_to":
-        texts = [t if t is None else _address(t) for t in texts]
-    elif name == "attachment_types":
-        texts = [t if t is None else t.lower() for t in texts]
+    texts = [fill if m else as_text(v, sep) for v, m in zip(values, missing, strict=True)]
     if fill == "":
-        cols.flag(missing, f"missing:{name}")
+        cols.flag(missing, f"missing:{col.name}")
     return texts
 
 

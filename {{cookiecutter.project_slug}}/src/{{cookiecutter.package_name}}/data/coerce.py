@@ -1,6 +1,6 @@
 """Cast raw records to the contract's dtypes, flagging the values that do not parse.
 
-Shared by the data stages: whatever reads text (CSV, JSON lines, mail headers) can hand its
+Shared by the data stages: whatever reads text (CSV, JSON lines, a pack's own sources) can hand its
 values here; validation reports each unparseable cell as a failed ``type`` check and quarantines
 its row instead of guessing.
 """

@@ -19,7 +19,7 @@ from urllib.request import url2pathname
 from ..config import Column, SystemConfig
 from .coerce import PANDAS_DTYPES
 
-SUITE_NAME = "emails"
+SUITE_NAME = "records"
 # Bump when build_suite changes what it builds from the same contract.
 _SUITE_VERSION = 2
 # Stored validation results keep at most this many unexpected rows per expectation.

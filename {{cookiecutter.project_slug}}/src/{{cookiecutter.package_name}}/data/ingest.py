@@ -1,48 +1,37 @@
-"""Ingest real mail or a labelled table into the contract's schema; quarantine what breaks.
+"""Ingest a labelled table, or the domain pack's own sources, into the contract's schema.
 
 Sources: a CSV / TSV, JSONL or Parquet file (columns renamed through ``data.column_mapping``),
-a folder tree of ``.eml`` / plain message files, or an mbox file. Labels come from a label
-column, from folder names (``data.label_folders``, the deepest matching folder wins), or from a
-labels CSV (``message_id`` or ``file`` + ``label``), which beats both.
+or a file or folder in a format the domain pack reads (``DomainPack.reader``). Labels come from
+a label column (or the pack's own way, such as folder names), or from a labels CSV (the id
+column or ``file``, + ``label``), which beats both.
 
 Malformed input never crashes the run and is never silently dropped: a record that can be
 repaired is kept with ``quality_flags``; one that cannot goes to the quarantine with a reason
-and its original bytes. ``read == ingested + quarantined`` always holds. Entries of a mail
-folder that are not read at all (symbolic links leaving the folder, links to what was
-already read, broken links, FIFOs) are listed in ``skipped``, by path, without their content.
+and its original bytes. ``read == ingested + quarantined`` always holds. Entries of a folder
+that are not read at all (links leaving the folder, links to what was already read, broken
+links, FIFOs) are listed in ``skipped``, by path, without their content.
 
 Quality flags (comma-separated): ``missing:<column>`` (filled with a documented default, or
-null), ``invalid:<column>``, ``received_at:row_order`` (no timestamp column: one second apart
-from ``ROW_ORDER_EPOCH`` in file order), the ``Date:`` flags of :func:`.maildate.arrival`
-(``date:missing``, ``invalid:date``, ``date:obsolete_year``, ``date:implausible``, ...,
-``received_at:received_header``, ``received_at:mbox_separator``), ``nul:removed``,
-``charset:unknown``, ``charset:fallback``, ``mime:defect``.
+null), ``invalid:<column>``, ``<timestamp>:row_order`` (no timestamp column: one second apart
+from ``ROW_ORDER_EPOCH`` in file order), and the pack reader's own.
 Quarantine reasons: ``unparseable_row``, ``unreadable_file``, ``no_label``, ``unmappable_label``,
-``empty``, ``binary_content``, ``not_an_email``, ``malformed_headers``, ``too_large``,
-``timestamp_out_of_range`` (no datetime64[ns] column can hold it), ``mime_too_deep``,
-``parse_error``.
+``timestamp_out_of_range`` (no datetime64[ns] column can hold it), and the pack reader's own.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import re
-import sys
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import partial
-from itertools import chain, islice
 from pathlib import Path
 
 import pandas as pd
 
 from ..config import SystemConfig
-from . import mail, mailsource, tabular
+from ..domain import pack_of
+from . import tabular
 from .canonical import (
     ROW_ORDER_EPOCH,
     canonicalise,
@@ -50,10 +39,8 @@ from .canonical import (
     flag_notes,
     to_contract_frame,
 )
-from .labels import id_key, label_of, label_table, load_labels, normalise_labels
-from .mailsource import MailItem, Skipped
-from .tabular import excerpt
-from .text import is_binary
+from .labels import id_key, load_labels, normalise_labels
+from .tabular import Skipped, excerpt
 
 __all__ = [
     "ROW_ORDER_EPOCH",
@@ -61,14 +48,15 @@ __all__ = [
     "IngestResult",
     "Skipped",
     "detect_format",
+    "formats",
     "ingest",
     "normalise_labels",
     "quarantine_path",
     "run",
 ]
 
-FORMATS = ("csv", "tsv", "parquet", "jsonl", "eml", "mbox")
-_ALIASES = {"ndjson": "jsonl", "json": "jsonl", "pq": "parquet", "mailbox": "mbox"}
+TABLE_FORMATS = ("csv", "tsv", "parquet", "jsonl")
+_ALIASES = {"ndjson": "jsonl", "json": "jsonl", "pq": "parquet"}
 _SUFFIXES = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -77,20 +65,14 @@ _SUFFIXES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "jsonl",
-    ".mbox": "mbox",
-    ".mbx": "mbox",
-    ".eml": "eml",
 }
 QUARANTINE_COLUMNS = ["source", "location", "reason", "excerpt"]
-# Messages parsed per task when worker processes are used; one batch never starts a pool.
-MAIL_BATCH = 64
-_HEADER_LINE = re.compile(rb"^[!-9;-~]+:[ \t]")
 
 
 @dataclass
 class IngestCounts:
     """How many records were read, ingested and quarantined (by reason), and how many
-    entries of a mail folder were not read at all (by reason)."""
+    entries of a folder were not read at all (by reason)."""
 
     read: int = 0
     ingested: int = 0
@@ -140,38 +122,56 @@ class _Quarantine:
 
 
 def quarantine_path(out: str | Path) -> Path:
-    """Where :func:`run` writes the quarantine next to ``out``: ``emails.quarantine.parquet``."""
+    """Where :func:`run` writes the quarantine next to ``out``: ``<name>.quarantine.parquet``."""
     out = Path(out)
     return out.with_name(f"{out.stem}.quarantine{out.suffix or '.parquet'}")
 
 
-def detect_format(source: Path, fmt: str | None = None) -> str:
-    """The source's format: the ``fmt`` given, else from the suffix, else from the content."""
+def _reader(cfg: SystemConfig | None):
+    """The domain pack's source reader (None without a pack, or when it reads only tables)."""
+    pack = pack_of(cfg) if cfg is not None else None
+    return pack.reader() if pack is not None and pack.reader is not None else None
+
+
+def formats(cfg: SystemConfig | None = None) -> tuple[str, ...]:
+    """The formats ``data ingest`` reads under this contract: tables, then the pack's."""
+    reader = _reader(cfg)
+    return TABLE_FORMATS + (tuple(reader.FORMATS) if reader else ())
+
+
+def detect_format(source: Path, fmt: str | None = None, cfg: SystemConfig | None = None) -> str:
+    """The source's format: the ``fmt`` given, else from the suffix, else from the content
+    (the pack's formats count when ``cfg`` is given)."""
+    reader = _reader(cfg)
+    aliases = {**_ALIASES, **(reader.ALIASES if reader else {})}
+    suffixes = {**_SUFFIXES, **(reader.SUFFIXES if reader else {})}
+    known = formats(cfg)
     if fmt:
-        name = _ALIASES.get(fmt.strip().lower().lstrip("."), fmt.strip().lower().lstrip("."))
-        if name not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-        if source.is_dir() and name not in ("eml", "mbox"):
+        name = aliases.get(fmt.strip().lower().lstrip("."), fmt.strip().lower().lstrip("."))
+        if name not in known:
+            raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(known)}")
+        if source.is_dir() and name in TABLE_FORMATS:
             raise ValueError(f"{source} is a folder: format {name} needs a file")
         return name
     if source.is_dir():
-        return "eml"
-    if source.suffix.lower() in _SUFFIXES:
-        return _SUFFIXES[source.suffix.lower()]
+        if reader is None or reader.FOLDER_FORMAT is None:
+            raise ValueError(f"{source} is a folder: pass a file ({', '.join(known)})")
+        return reader.FOLDER_FORMAT
+    if source.suffix.lower() in suffixes:
+        return suffixes[source.suffix.lower()]
     with open(source, "rb") as handle:
         head = handle.read(4096)
     first = head.split(b"\n", 1)[0].rstrip(b"\r")
     if head.startswith(b"PAR1"):
         return "parquet"
-    if mailsource.is_separator(first):
-        return "mbox"
-    if not head.strip() or _HEADER_LINE.match(first) or is_binary(head):
-        return "eml"  # a single message; empty or binary content is quarantined as such
+    sniffed = reader.sniff(head) if reader else None
+    if sniffed:
+        return sniffed
     if head.lstrip()[:1] == b"{":
         return "jsonl"
     if any(sep in first for sep in (b",", b"\t", b";")):
         return "csv"
-    raise ValueError(f"cannot tell the format of {source}: pass a format ({', '.join(FORMATS)})")
+    raise ValueError(f"cannot tell the format of {source}: pass a format ({', '.join(known)})")
 
 
 def ingest(
@@ -192,15 +192,24 @@ def ingest(
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
-    name = detect_format(source, fmt)
+    name = detect_format(source, fmt, cfg)
     labels = load_labels(cfg, Path(labels_file)) if labels_file is not None else None
     quarantine = _Quarantine()
     skipped: list[Skipped] = []
     with _progress(progress, f"ingesting {source.name or source}") as tick:
-        if name in ("eml", "mbox"):
+        if name not in TABLE_FORMATS:
             skip = {Path(labels_file).resolve()} if labels_file is not None else set()
-            items = _mail_items(cfg, source, name, skip, skipped)
-            frame, read, notes = _ingest_mail(cfg, items, labels, workers, quarantine, tick)
+            frame, read, notes = _reader(cfg).read(
+                cfg,
+                source,
+                name,
+                labels,
+                workers=workers,
+                quarantine=quarantine,
+                tick=tick,
+                skip=skip,
+                skipped=skipped,
+            )
         else:
             frame, read, notes = _ingest_table(cfg, source, name, labels, quarantine, tick)
     frame = distinct_generated_ids(cfg, frame)
@@ -292,91 +301,6 @@ def _ingest_table(cfg, source: Path, fmt: str, labels, quarantine: _Quarantine, 
         tick(len(chunk.index) + len(chunk.rejected))
     frames = [f for f in frames if len(f)]
     return to_contract_frame(cfg, pd.concat(frames) if frames else None), read, notes
-
-
-# --------------------------------------------------------------------------- mail
-
-
-def _mail_items(cfg, source: Path, fmt: str, skip: set[Path], skipped) -> Iterator[MailItem]:
-    folders = {cls.lower(): cls for cls in (cfg.problem.positive_class, cfg.problem.negative_class)}
-    for cls, names in cfg.data.label_folders.items():
-        folders.update({n.strip().lower(): cls for n in names})
-    if source.is_dir():
-        return mailsource.iter_tree(source, folders, skip, skipped)
-    return mailsource.iter_file(source, folders, mbox=fmt == "mbox")
-
-
-def _ingest_mail(cfg, items: Iterable[MailItem], labels, workers, quarantine, tick):
-    table = label_table(cfg)
-    label_col = cfg.data.column("label").name
-    flags_col = next((c.name for c in cfg.data.columns_with("flags")), None)
-    rows, read = [], 0
-    for item, parsed in _parse_all(items, workers, timestamp_bounds(cfg)):
-        read += 1
-        tick(1)
-        if parsed.reason:
-            quarantine.add(item.source, item.location, parsed.reason, parsed.detail, item.data)
-            continue
-        raw_label = None
-        if labels:
-            keys = (parsed.fields["message_id"], *item.names)
-            raw_label = next((labels[id_key(k)] for k in keys if id_key(k) in labels), None)
-        label = item.label if raw_label is None else label_of(table, raw_label)
-        if label is None:
-            reason = "no_label" if raw_label is None else "unmappable_label"
-            detail = "" if raw_label is None else f"label {raw_label!r}"
-            quarantine.add(item.source, item.location, reason, detail, item.data)
-            continue
-        row = dict(parsed.fields)
-        row[label_col] = label
-        if flags_col:
-            row[flags_col] = ",".join(parsed.flags)
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
-    notes = [] if rows or not read else ["no message could be ingested"]
-    return to_contract_frame(cfg, frame), read, notes
-
-
-def _batches(items: Iterable[MailItem], size: int) -> Iterator[list[MailItem]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
-def timestamp_bounds(cfg: SystemConfig) -> mail.Bounds:
-    """The range the contract allows the timestamp column today: a message's ``Date:``
-    outside it gives way to its relays' stamps (validation enforces the same range)."""
-    return cfg.data.column("timestamp").time_bounds(datetime.now(UTC))
-
-
-def _parse_all(items: Iterable[MailItem], workers: int, bounds: mail.Bounds):
-    """(item, parsed) pairs in input order; worker processes (fork, Linux) when there is more
-    than one batch, at most ``2 * workers`` batches in flight so memory stays flat."""
-    parse = partial(mail.parse_batch, bounds=bounds)
-    batches = _batches(items, MAIL_BATCH)
-    head = list(islice(batches, 2))
-    parallel = workers > 1 and len(head) > 1 and sys.platform.startswith("linux")
-    if not parallel:
-        for batch in chain(head, batches):
-            yield from zip(batch, parse(batch), strict=True)
-        return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque = deque()
-        for batch in chain(head, batches):
-            pending.append((batch, pool.submit(parse, batch)))
-            if len(pending) >= 2 * workers:
-                yield from _collect(*pending.popleft(), parse)
-        while pending:
-            yield from _collect(*pending.popleft(), parse)
-
-
-def _collect(batch: list[MailItem], future, parse):
-    try:
-        parsed = future.result()
-    except Exception:  # a worker died (memory, signal): parse this batch here instead
-        parsed = parse(batch)
-    return zip(batch, parsed, strict=True)
 
 
 # --------------------------------------------------------------------------- shared

@@ -34,6 +34,15 @@ class Rejected(NamedTuple):
     raw: bytes | None
 
 
+class Skipped(NamedTuple):
+    """A tree entry that was not read: a link leaving the tree (its content must not be
+    copied), a link to a file already read, a broken link, or something that is not a file."""
+
+    path: str
+    reason: str
+    detail: str = ""
+
+
 @dataclass
 class Chunk:
     """Readable records (source columns, raw values) plus the records that were rejected."""

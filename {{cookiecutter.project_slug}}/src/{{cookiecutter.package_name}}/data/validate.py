@@ -1,4 +1,4 @@
-"""Validate raw emails against the contract with Great Expectations; quarantine bad rows.
+"""Validate raw records against the contract with Great Expectations; quarantine bad rows.
 
 The expectation suite is built from ``data.columns`` in ``configs/system.yaml`` (see
 :func:`build_suite`) and run in a GX file context inside the project (``gx/``), which keeps the
@@ -45,7 +45,7 @@ __all__ = [
     "decide",
     "read_table",
     "run",
-    "validate_emails",
+    "validate_records",
 ]
 
 # Checks whose failing rows are quarantined; the others judge the data set as a whole.
@@ -465,7 +465,7 @@ def _utc(now: Any) -> pd.Timestamp:
     return ts.floor("s")
 
 
-def validate_emails(
+def validate_records(
     cfg: SystemConfig,
     df: pd.DataFrame,
     *,
@@ -558,7 +558,7 @@ def run(
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
     df = read_table(input_path)
-    report = validate_emails(cfg, df, now=now, docs=docs)
+    report = validate_records(cfg, df, now=now, docs=docs)
     out_dir.mkdir(parents=True, exist_ok=True)
     validated, quarantined = out_dir / "validated.parquet", out_dir / "quarantine.parquet"
     for stale in (validated, quarantined):

@@ -3,10 +3,10 @@
 - ``history``: ``HISTORY_COLUMNS`` and ``attach_history`` (point-in-time entity history, offline);
 - ``store``: ``EntityStore`` (the same columns online: materialized aggregates + live sends),
   ``store_backend``: where it keeps them (SQL; the seam for Redis or a feature store);
-- ``text``, ``sender``, ``structure``, ``behavior``: the email feature families, with ``hashing``
-  (vectorised n-gram hashing) and ``columns`` (read-once column access);
+- ``text``: the text role's out-of-fold score, with ``hashing`` (vectorised n-gram hashing);
+  ``columns``: read-once column access for every family;
 - ``numeric``, ``categorical``, ``clock``, ``flags``: the core family of each column role, given
-  by ``roles.role_families`` the contract columns the email families do not read;
+  by ``roles.role_families`` the contract columns the domain pack's families do not read;
 - ``pipeline``: ``build_features(cfg) -> FeatureTransformer`` (what the model bundle pickles);
 - ``build``: the features stage, ``run(cfg, split_dir, out_dir)``.
 

@@ -3,7 +3,7 @@
 ``run(cfg, split_dir, out_dir)`` reads ``{train,validation,test}.parquet`` from the split stage
 and writes the same rows plus ``HISTORY_COLUMNS`` to ``out_dir``:
 
-- train: history within train (each label known from its email's time on);
+- train: history within train (each label known from its record's time on);
 - validation: train is the earlier history, labels known up to the end of train;
 - test: train + validation are the earlier history, labels known up to the end of train,
   as for a model trained on train and serving from a store that knows training labels only.

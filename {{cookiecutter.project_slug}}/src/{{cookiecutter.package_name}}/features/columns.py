@@ -3,7 +3,7 @@
 Each pandas column access costs ~20 us, which dominates the transform of a single request: the
 families read a frame through ``Columns``, which converts each column once (to a list of str,
 a float array, category keys or epoch seconds) and memoizes values shared between families (the
-joined text, sender domains). Frames of a few rows (serving requests) are read cell by cell with
+joined text). Frames of a few rows (serving requests) are read cell by cell with
 ``DataFrame.iat``, which skips building a Series. Cells of object columns are converted one by
 one on every path, so a row gives the same values alone as in a batch whatever a client sent;
 only columns of a numeric or datetime dtype take the vectorised path.

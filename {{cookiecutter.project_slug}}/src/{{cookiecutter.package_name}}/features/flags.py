@@ -1,6 +1,6 @@
 """Flag columns (role ``flags``): how many flags a record carries, and which common ones.
 
-A flags cell is a comma-separated list (``missing:sender,mime:defect``, as ingestion writes
+A flags cell is a comma-separated list (``missing:amount,invalid:country``, as ingestion writes
 them). ``flags_<column>_count`` counts a row's distinct flags; ``flags_<column>_is_<flag>`` is 1
 when the row carries that flag, for the ``max_flags`` flags most often seen in training (the
 cap bounds the width; rarer flags still count). A column without a single flag in training gives

@@ -1,7 +1,7 @@
 """Hashed word and character n-grams, vectorised with numpy.
 
-scikit-learn's ``HashingVectorizer`` builds every n-gram as a Python string: about 600 emails/s
-for character 3-5-grams on this machine class, far from the 10,000 emails/s batch target. Here a
+scikit-learn's ``HashingVectorizer`` builds every n-gram as a Python string: about 600 texts/s
+for character 3-5-grams on this machine class, far from the 10,000 records/s batch target. Here a
 batch of texts becomes one array of code points; a polynomial prefix hash (arithmetic modulo
 2**64, which numpy's unsigned integers do natively) gives the hash of any substring in O(1), so
 all n-grams of all texts are hashed with a handful of array operations.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..domain import pack_of
 from ..entity_history import HISTORY_COLUMNS as _BASE_COLUMNS
 from ..entity_history import TimeLike, point_in_time_history
 
@@ -19,9 +20,7 @@ PREFIX = "entity_"
 HISTORY_COLUMNS: tuple[str, ...] = tuple(
     PREFIX + name for name in (*_BASE_COLUMNS, "account_age_days")
 )
-# Account creation time of the entity, when the contract has it (by name: spam-specific).
-CREATED_AT_COLUMN = "sender_created_at"
-# Weight of the prior in the smoothed past positive rate, in pseudo-emails.
+# Weight of the prior in the smoothed past positive rate, in pseudo-records.
 PRIOR_STRENGTH = 5.0
 
 
@@ -61,12 +60,14 @@ def history_spec(cfg) -> HistorySpec:
     """
     bounds = cfg.data.positive_rate
     names = {c.name for c in cfg.data.columns}
+    # When the entity came to be (account age), if the domain pack names such a column.
+    created_at = pack_of(cfg).entity_created_at
     return HistorySpec(
         entity=cfg.data.entity,
         timestamp=cfg.data.column("timestamp").name,
         label=cfg.data.column("label").name,
         positive=cfg.problem.positive_class,
-        created_at=CREATED_AT_COLUMN if CREATED_AT_COLUMN in names else None,
+        created_at=created_at if created_at in names else None,
         prior_rate=(bounds.min + bounds.max) / 2,
         prior_strength=PRIOR_STRENGTH,
     )

@@ -6,14 +6,12 @@ bundle pickles it, and serving calls ``transform`` on each request after
 ``EntityStore.lookup`` has added the history columns. Training and serving therefore run the
 same code on the same kind of input.
 
-Families (``get_feature_names_out`` prefixes), first the email ones: ``text_`` (out-of-fold
-TF-IDF + logistic regression score, phrase and style counts; only with text columns),
-``sender_`` (reputation, account age, domain), ``structure_`` (links, attachments, images,
-HTML, reply-to; only when the contract has such columns) and ``behavior_`` (velocity,
-recipients). Each declares the contract columns it reads (``consumes``); every other column
-of a feature role goes to the core family of its role (``roles.py``): ``num_``, ``cat_``,
-``ts_``, ``dt_``, ``flags_`` (the email families skip the record's clock, see
-``EMAIL_SKIPPED_ROLES``). Output: dense float32, one row per input row.
+Families (``get_feature_names_out`` prefixes): ``text_model_score`` (out-of-fold TF-IDF +
+logistic regression score of the text columns, when the contract has any), then the domain
+pack's families (``domain/<pack>``), each declaring the contract columns it reads
+(``consumes``); every other column of a feature role goes to the core family of its role
+(``roles.py``): ``num_``, ``cat_``, ``ts_``, ``dt_``, ``flags_``, unless the pack skips that
+role. Output: dense float32, one row per input row.
 """
 
 from __future__ import annotations
@@ -23,15 +21,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from ..domain import pack_of
 from ..entity_history import _ns
-from ..profiles import STRUCTURED_TEXT
-from .behavior import BehaviorFeatures
 from .columns import Columns
 from .history import HISTORY_COLUMNS, history_columns, history_spec, missing_history
 from .roles import role_families
-from .sender import SenderFeatures
-from .structure import DEFAULT_COLUMNS, StructureFeatures
-from .text import TextScorer, TextStats, time_folds
+from .text import TextScorer, time_folds
 
 
 class FeatureTransformer(TransformerMixin, BaseEstimator):
@@ -43,8 +38,8 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     ``history``: the entity history columns it must have (none without an entity key).
 
     ``fit_transform(df, y)`` is what training should call: it fits every family and returns
-    out-of-fold values for the label-derived features (text score, TLD risk, the prior of the
-    sender spam rate, category target rates), computed on ``folds`` contiguous time blocks.
+    out-of-fold values for the label-derived features (text score, category target rates and
+    the pack's own), computed on ``folds`` contiguous time blocks.
     ``fit(df, y).transform(df)`` would hand the model in-sample values, which look better on
     training data than they will be in serving.
     """
@@ -65,7 +60,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         self.folds = folds
 
     def __setstate__(self, state):
-        # Transformers pickled before families were a parameter held the email ones' settings.
+        # Transformers pickled before families were a parameter held the first pack's settings.
         if "required" not in state and "entity" in state:
             text = tuple(state.get("text_columns", ()))
             state = {**state, "families": (), "required": (*text, state["entity"])}
@@ -173,52 +168,20 @@ def _stack(blocks: list[np.ndarray], n: int) -> np.ndarray:
     return np.hstack(blocks).astype(np.float32) if blocks else np.empty((n, 0), np.float32)
 
 
-# Role families the email families leave out, and why: the hour and weekday of the received
-# time did not change the tuned model's quality on five synthetic corpora, and drift monitoring
-# compares a day of traffic with weeks of training, where one weekday against seven is an
-# alert in every window.
-EMAIL_SKIPPED_ROLES = frozenset({"timestamp"})
-
-
-def email_families(cfg) -> list:
-    """The spam instance's families, wired to the contract's column names.
-
-    Generic roles come from the contract (timestamp, entity key, text columns); the
-    spam-specific columns (urls, reply_to, attachments, ...) are used when the contract has
-    them under their default names. A family none of whose columns the contract has is left out;
-    without an entity key only the text families remain (the others read the entity's history
-    and its address).
-    """
-    names = {c.name for c in cfg.data.columns}
-    text = tuple(c.name for c in cfg.data.columns_with("text") if c.name not in STRUCTURED_TEXT)
-    entity = cfg.data.entity
-    domain = "sender_domain" if "sender_domain" in names else None
-    columns = {key: (name if name in names else None) for key, name in DEFAULT_COLUMNS.items()}
-    families: list = []
-    if text:
-        seed = cfg.training.seed
-        families += [TextScorer(text, seed=seed), TextStats(text)]
-    if entity is None:
-        return families
-    families.append(SenderFeatures(entity, domain))
-    if any(columns.values()):
-        families.append(StructureFeatures(entity, domain, columns))
-    recipients = "recipient_count" if "recipient_count" in names else None
-    families.append(BehaviorFeatures(recipients))
-    return families
-
-
 def build_features(cfg) -> FeatureTransformer:
-    """An unfitted ``FeatureTransformer``: the email families, then a core family per role for
-    the contract's columns they leave unread (``EMAIL_SKIPPED_ROLES`` aside)."""
-    families = email_families(cfg)
+    """An unfitted ``FeatureTransformer``: the text score, the domain pack's families, then a
+    core family per role for the contract's columns they leave unread (the pack's
+    ``skipped_roles`` aside)."""
+    pack = pack_of(cfg)
+    text = pack.text_columns(cfg)
+    families: list = [TextScorer(text, seed=cfg.training.seed)] if text else []
+    families += pack.families(cfg)
     consumed = {name for family in families for name in family.consumes}
     # The entity history (history.py) reads the entity's creation time, when the contract has it.
     created_at = history_spec(cfg).created_at
     if created_at:
         consumed.add(created_at)
-    families += role_families(cfg, consumed, skip_roles=EMAIL_SKIPPED_ROLES)
-    text = tuple(c.name for c in cfg.data.columns_with("text") if c.name not in STRUCTURED_TEXT)
+    families += role_families(cfg, consumed, skip_roles=pack.skipped_roles)
     return FeatureTransformer(
         families,
         timestamp=cfg.data.column("timestamp").name,

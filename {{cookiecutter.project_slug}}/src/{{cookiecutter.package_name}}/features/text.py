@@ -1,16 +1,12 @@
-"""Text features: an out-of-fold TF-IDF + logistic regression score, and cheap text statistics.
+"""The text role's family: an out-of-fold TF-IDF + logistic regression score.
 
-``TextScorer`` turns subject and body into one number, the spam probability of a logistic
-regression on hashed TF-IDF word 1-2-grams and character 3-5-grams (see ``hashing.py``). The
+``TextScorer`` turns the record's text columns into one number, the positive-class probability
+of a logistic regression on hashed TF-IDF word 1-2-grams and character 3-5-grams (see
+``hashing.py``). The
 TF-IDF vector of a document is ``tf * idf`` divided by ``sqrt(sum over its n-gram occurrences of
 idf**2)`` (the L2 norm when no n-gram repeats): that normalisation needs no sort, so scoring is
 a few ``bincount`` calls. ``fit_transform`` returns out-of-fold scores (a row is scored by a
 model that never saw its label); ``transform`` uses the model fitted on all training rows.
-
-``TextStats`` counts what spam filters have always counted: suspicious phrases (matched after
-undoing l33t spelling, so "FR33" counts as "free"), obfuscated words, shouting, exclamation
-marks and currency symbols. Per-row Python over C-level string methods: the same code runs for
-a batch and for one request.
 """
 
 from __future__ import annotations
@@ -25,43 +21,13 @@ from .columns import Columns, as_columns
 from .hashing import ngram_occurrences
 
 CHAR_NGRAMS = (3, 4, 5)
-# Characters of subject + body that feed character n-grams / word n-grams. Spam hooks and
-# obfuscation sit at the start; the bounds keep scoring cost and training memory per email flat.
+# Characters of the joined text that feed character n-grams / word n-grams. Hooks and
+# obfuscation sit at the start; the bounds keep scoring cost and training memory per record flat.
 CHAR_WINDOW = 256
 WORD_WINDOW = 3000
 HASH_BITS = 17
 CHUNK_ROWS = 256  # texts hashed together: arrays stay in cache
 IDF_SAMPLE = 5000  # documents that estimate the idf (exact counting needs a sort per document)
-
-# Phrase -> literal spellings, counted in the lower-cased text after undoing l33t spelling.
-# Literal ``str.count`` runs at C speed; a regex alternation here costs ~10x more per email.
-SUSPICIOUS_PHRASES = {
-    "free": ("free",),
-    "winner": ("winner", "you won", "you have won"),
-    "urgent": ("urgent", "immediately", "act now"),
-    "verify_account": ("verify your account", "verify account", "confirm your account"),
-    "click_here": ("click here", "click below", "click the link"),
-    "limited_time": ("limited time", "expires today", "last chance"),
-    "prize": ("prize", "lottery", "jackpot", "cash"),
-    "credentials": ("password", "login", "log in", "sign in"),
-    "unsubscribe": ("unsubscribe",),
-}
-# Digits and symbols that stand in for letters in obfuscated spam ("v1agra", "fr33", "$ave").
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "$": "s"})
-# ASCII class map: letter -> "a", l33t stand-in -> "1", anything else -> " ". A letter next to
-# a stand-in ("a1" / "1a" in the mapped bytes) marks an obfuscated word.
-_CLASSES = bytes(
-    ord("a") if b < 128 and chr(b).isalpha() else ord("1") if chr(b) in "013457$" else ord(" ")
-    for b in range(256)
-)
-# Every spelling once, and the 0/1 matrix that sums spelling counts into phrase counts.
-_SPELLINGS = tuple(spelling for group in SUSPICIOUS_PHRASES.values() for spelling in group)
-_SPELLING_TO_PHRASE = np.array(
-    [[float(s in group) for group in SUSPICIOUS_PHRASES.values()] for s in _SPELLINGS]
-)
-_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_LETTERS = _UPPER + b"abcdefghijklmnopqrstuvwxyz"
-_CURRENCY = "$€£"
 
 
 def joined_text(data: pd.DataFrame | Columns, columns: tuple[str, ...]) -> list[str]:
@@ -97,7 +63,7 @@ def _expit(z: np.ndarray) -> np.ndarray:
 
 
 class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
-    """Spam probability from hashed TF-IDF n-grams and a logistic regression (one column).
+    """Positive-class probability from hashed TF-IDF n-grams and a logistic regression (one column).
 
     The logistic regression is fitted by stochastic gradient descent (``SGDClassifier`` with
     log loss): on 2**18 hashed columns L-BFGS spent ~20x longer per fit for the same ROC-AUC,
@@ -278,59 +244,8 @@ class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     # -- scoring -------------------------------------------------------------------------------
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
-        """Spam probability of each row's text, shape (n, 1)."""
+        """Positive-class probability of each row's text, shape (n, 1)."""
         return self._scores(self._texts(df), self.weighted_idf_, self.intercept_).reshape(-1, 1)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.array(["text_model_score"], dtype=object)
-
-
-class TextStats(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
-    """Length, uppercase share, exclamations, obfuscation, currency, suspicious phrases."""
-
-    def __init__(self, text_columns: tuple[str, ...] = ("subject", "body")):
-        self.text_columns = text_columns
-
-    @property
-    def consumes(self) -> tuple[str, ...]:
-        """The contract columns this family reads."""
-        return tuple(self.text_columns)
-
-    def fit(self, df: pd.DataFrame, y=None, **_):
-        return self
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        names = [
-            "text_length_log",
-            "text_uppercase_ratio",
-            "text_exclamations",
-            "text_obfuscation_ratio",
-            "text_currency_symbols",
-            *(f"text_phrase_{name}" for name in SUSPICIOUS_PHRASES),
-            "text_phrase_total",
-        ]
-        return np.array(names, dtype=object)
-
-    def transform(self, df: pd.DataFrame | Columns) -> np.ndarray:
-        texts = joined_text(df, tuple(self.text_columns))
-        stats = np.array([_text_stats(t) for t in texts], dtype=np.float64)
-        stats = stats.reshape(len(texts), 5 + len(_SPELLINGS))
-        phrases = stats[:, 5:] @ _SPELLING_TO_PHRASE  # spelling counts -> phrase counts
-        return np.hstack([stats[:, :5], phrases, phrases.sum(axis=1, keepdims=True)])
-
-
-def _text_stats(text: str) -> list[float]:
-    """Five style values, then the count of each phrase spelling (``_SPELLINGS`` order)."""
-    raw = text.encode("ascii", "ignore")
-    letters = len(raw) - len(raw.translate(None, _LETTERS))
-    upper = len(raw) - len(raw.translate(None, _UPPER))
-    classes = raw.translate(_CLASSES)
-    obfuscated = classes.count(b"a1") + classes.count(b"1a")
-    return [
-        math.log1p(len(text)),
-        upper / letters if letters else 0.0,
-        text.count("!"),
-        obfuscated / max(len(text.split()), 1),
-        sum(map(text.count, _CURRENCY)),
-        *map(text.lower().translate(_LEET).count, _SPELLINGS),
-    ]

@@ -22,11 +22,8 @@ import pandas as pd
 
 from ..bundle import ModelBundle, load_bundle, save_bundle, time_window
 from ..config import SystemConfig
+from ..domain import pack_of
 
-# Column names of the default (email) instance used by the default slices; a slice whose column
-# is absent from the data is skipped rather than failing the evaluation.
-ENTITY_CREATED_COLUMN = "sender_created_at"
-LINKS_COLUMN = "urls"
 PLOT_FILES = {
     "pr_curve": "pr_curve.png",
     "confusion_matrix": "confusion_matrix.png",
@@ -275,32 +272,31 @@ def _first_seen(cfg: SystemConfig, frames: list[pd.DataFrame]) -> pd.Series:
 def default_slices(
     raw_df: pd.DataFrame, cfg: SystemConfig, *, history: pd.DataFrame | None = None
 ) -> dict[str, np.ndarray]:
-    """New vs established entities and with vs without links, as boolean masks over ``raw_df``.
+    """New vs established entities, then the domain pack's slices, as masks over ``raw_df``.
 
-    An entity is new when its account was created (``sender_created_at``) or, when that is
-    unknown, first seen (in ``history`` and ``raw_df``) fewer than
+    An entity is new when it was created (the pack's ``entity_created_at`` column) or, when that
+    is unknown, first seen (in ``history`` and ``raw_df``) fewer than
     ``training.new_entity_days`` days before the record. Pass earlier splits as ``history``:
     without them every entity of the first days of ``raw_df`` looks new.
     """
     ts_col = cfg.data.column("timestamp").name
     entity_col = cfg.data.entity
+    pack = pack_of(cfg)
+    created_col = pack.entity_created_at
     slices: dict[str, np.ndarray] = {}
     if entity_col and ts_col in raw_df and entity_col in raw_df:
         received = pd.to_datetime(raw_df[ts_col], utc=True)
         frames = [raw_df] if history is None else [history, raw_df]
         start = raw_df[entity_col].map(_first_seen(cfg, frames))
-        if ENTITY_CREATED_COLUMN in raw_df:
-            created = pd.to_datetime(raw_df[ENTITY_CREATED_COLUMN], utc=True)
+        if created_col and created_col in raw_df:
+            created = pd.to_datetime(raw_df[created_col], utc=True)
             start = created.where(created.notna(), pd.to_datetime(start, utc=True))
         age_days = (received - pd.to_datetime(start, utc=True)).dt.total_seconds() / 86400
         new = (age_days < cfg.training.new_entity_days).fillna(False).to_numpy(dtype=bool)
         slices["new_entity"] = new
         slices["established_entity"] = ~new
-    if LINKS_COLUMN in raw_df:
-        text = raw_df[LINKS_COLUMN].astype("string").fillna("").str.strip()
-        links = (text != "").to_numpy(dtype=bool)
-        slices["with_links"] = links
-        slices["without_links"] = ~links
+    if pack.slices is not None:
+        slices.update(pack.slices(raw_df))
     return slices
 
 
@@ -510,7 +506,7 @@ def model_card(
         "## Limitations",
         "",
         f"- A precision of {targets.target_precision:g} allows one false positive in "
-        f"{round(1 / max(1 - targets.target_precision, 1e-9))} flagged emails; on "
+        f"{round(1 / max(1 - targets.target_precision, 1e-9))} flagged records; on "
         f"{positives_in_test} test positives the estimate moves by several tenths of a point "
         "from one sample to the next: watch online precision from user feedback.",
         "- The threshold is tuned on one validation window; a shift in traffic (new campaigns, "

@@ -9,7 +9,7 @@ may rise by ``missing_max``.
 A check alerts above its threshold and warns above ``warn_fraction`` of it. For categories and
 text mixes the PSI threshold is raised by the reference's own churn (see ``profiles``), scaled
 up when the window has fewer rows than the chunks the churn was measured on: a window of 300
-emails cannot show a newsletter brand's share as precisely as one of 30,000.
+records cannot show a category's share as precisely as one of 30,000.
 
 NumPy and pandas only, vectorised: a window of 1M rows x 55 features takes seconds.
 """

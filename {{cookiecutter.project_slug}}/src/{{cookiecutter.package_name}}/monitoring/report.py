@@ -1,6 +1,6 @@
 """The monitoring report: a JSON summary, a self-contained HTML page with plots, a short table.
 
-The HTML embeds its plots as data URIs so the one file can be mailed, archived or shown as a
+The HTML embeds its plots as data URIs so the one file can be sent, archived or shown as a
 Kubeflow artifact.
 """
 

@@ -5,7 +5,7 @@ other trigger: ``monitor --retrain-on-alert`` calls :func:`retrain` when drift o
 alerts fire. It runs the pipeline locally (``kfp.local``) or submits it to Kubeflow
 (``monitoring.retrain`` in the contract), on recent labelled data, with ``promote_to=challenger``:
 a model that passes the gate becomes the challenger, and live traffic (shadow or canary, then
-``compare``) decides whether it replaces the champion. The log holds no email text, so the
+``compare``) decides whether it replaces the champion. The log holds no raw text, so the
 training data is the data source: point ``--retrain-data`` at the latest labelled export.
 """
 

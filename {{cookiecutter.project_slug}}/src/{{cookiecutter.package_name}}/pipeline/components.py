@@ -18,7 +18,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 def get_data(
     config_path: str, source: str, rows: int, mlflow_tracking_uri: str, data: Output[Dataset]
 ):
-    """Generate synthetic emails (source=generate), take the labelled window of served
+    """Generate synthetic records (source=generate), take the labelled window of served
     traffic from the prediction log (source=window) or ingest a file, folder or mbox; on a
     cluster, fail first when a store would not outlive its pod."""
     import importlib

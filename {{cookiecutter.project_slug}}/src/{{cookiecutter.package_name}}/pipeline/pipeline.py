@@ -54,7 +54,7 @@ IMPORT_TASKS = ("importer", "ingest-data")
 DATA_URI = "data_uri"
 ELSE_BRANCH = ("report-gate-failure",)
 
-# CPU request, memory request, memory limit. Sized for ~1M emails a day of training data; the
+# CPU request, memory request, memory limit. Sized for ~1M records a day of training data; the
 # tuning step uses every core it gets (the estimator's threads).
 RESOURCES: dict[str, tuple[str, str, str]] = {
     "get-data": ("1", "2Gi", "4Gi"),

@@ -28,7 +28,7 @@ from . import reports
 
 JOURNAL_ENV = "PIPELINE_JOURNAL"
 # Where the artifacts of one step are, inside their folders.
-RAW_FILE = "emails.parquet"
+RAW_FILE = "records.parquet"
 # get-data's source that reads the labelled window from the prediction log (data/window.py).
 WINDOW_SOURCE = "window"
 VALIDATED_FILE = "validated.parquet"
@@ -111,7 +111,7 @@ def _metadata(artifact: Any, **values: Any) -> None:
 
 
 def get_data(config_path: str, source: str, rows: int, data: Any, tracking_uri: str = "") -> None:
-    """Generate ``rows`` synthetic emails (``source`` = ``generate``) or ingest ``source``.
+    """Generate ``rows`` synthetic records (``source`` = ``generate``) or ingest ``source``.
 
     The run's first task: on a cluster it fails here when a store would die with its pod.
     """

@@ -1,13 +1,13 @@
-"""Ingest user feedback (spam reports, "not spam" rescues) into the prediction log's database.
+"""Ingest user feedback (reports of missed positives, rescues of flagged negatives) into the prediction log's database.
 
 A feedback file is CSV, JSON Lines (``.jsonl`` / ``.ndjson``), a JSON list or Parquet, one report
 per row, with the columns:
 
 ``request_id``   the ``request_id`` the server answered with, and/or
-``message_id``   the email's message id (at least one of the two)
-``label``        what the user says the email is: the contract's positive or negative class
+``message_id``   the record's id (at least one of the two)
+``label``        what the user says the record is: the contract's positive or negative class
 ``reported_at``  optional, ISO 8601 (also accepted as ``at`` or ``timestamp``)
-``source``       optional, e.g. ``spam_button`` or ``rescue``
+``source``       optional, e.g. ``report`` or ``rescue``
 
 Rows that cannot be used (no id, unknown label, unparseable time) are written with a ``reason``
 column to the quarantine folder, never dropped silently. Ingesting the same file twice adds

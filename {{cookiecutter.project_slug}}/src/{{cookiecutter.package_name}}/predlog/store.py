@@ -3,7 +3,7 @@
 ``predictions``  one row per prediction: the answer (``served``) and, in shadow mode, the
                  challenger's prediction of the same request under the same ``request_id``.
                  A unique index allows one served row per request id (feedback keys on it).
-``feedback``     user labels (spam reports, "not spam" rescues) keyed by request id or message id.
+``feedback``     user labels (reports of missed positives, rescues) keyed by request id or message id.
 ``feature_sets`` the names of logged feature values, once per set (``featurelog.py``).
 ``records``      with ``serving.log_records`` on, the raw record of each answered request (the
                  contract's columns as JSON), written in the prediction's transaction: what

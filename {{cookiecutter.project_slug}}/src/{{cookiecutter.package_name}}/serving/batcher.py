@@ -1,7 +1,7 @@
 """Opportunistic micro-batching of requests (``POST /classify`` and ``POST /classify_batch``).
 
 Concurrent requests wait in a queue; one scoring thread takes what is queued (up to
-``max_batch`` emails, whole requests only) and scores it with one ``Engine.classify_each`` call:
+``max_batch`` records, whole requests only) and scores it with one ``Engine.classify_each`` call:
 one store lookup, one model call and one log commit for the whole group. It never waits for a
 group to fill: alone, a request is scored at once, so the latency at low load is that of the
 request alone; under load, requests queue while a group is scored and form the next one, which
@@ -11,9 +11,9 @@ at 4 concurrent clients, ~2.8x at 16 (``benchmarks/bench_serve.py``).
 
 A request is never split between groups, and a request with a ``deadline`` that waited longer
 than it in the queue is refused (:class:`Overloaded`, a 503) before anything is scored: every
-email of a request is scored and committed together, or none is. Every request of a group gets
+record of a request is scored and committed together, or none is. Every request of a group gets
 its answer only after the group's log commit, so an answered request is always in the
-prediction log. A refusal of one email (a reused request id) is that request's answer alone;
+prediction log. A refusal of one record (a reused request id) is that request's answer alone;
 when the group as a whole fails, each of its requests is scored again on its own, so one bad
 request does not fail the others.
 """
@@ -34,9 +34,9 @@ class Overloaded(RuntimeError):
 
 
 class MicroBatcher:
-    """Feeds queued requests to ``classify_each(emails, request_ids)`` in groups.
+    """Feeds queued requests to ``classify_each(records, request_ids)`` in groups.
 
-    ``classify_each`` returns one prediction or exception per email (``Engine.classify_each``);
+    ``classify_each`` returns one prediction or exception per record (``Engine.classify_each``);
     its ``record_errors`` keyword says whether a failure is recorded as failed requests (not
     for a group that is retried request by request).
     """
@@ -44,21 +44,21 @@ class MicroBatcher:
     def __init__(self, classify_each, *, max_batch: int = 64, on_shed=None):
         self.classify_each = classify_each
         self.max_batch = max_batch
-        self.on_shed = on_shed  # called with the number of emails refused for the deadline
+        self.on_shed = on_shed  # called with the number of records refused for the deadline
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._thread.start()
 
-    async def submit(self, email, request_id: str | None = None):
-        """The prediction for one email (awaits its group's scoring and log commit)."""
-        [result] = await self.submit_many([email], [request_id])
+    async def submit(self, record, request_id: str | None = None):
+        """The prediction for one record (awaits its group's scoring and log commit)."""
+        [result] = await self.submit_many([record], [request_id])
         if isinstance(result, Exception):
             raise result
         return result
 
-    async def submit_many(self, emails: list, request_ids=None, *, deadline: float | None = None):
-        """One prediction or exception per email, scored in one group and committed together.
+    async def submit_many(self, records: list, request_ids=None, *, deadline: float | None = None):
+        """One prediction or exception per record, scored in one group and committed together.
 
         ``deadline``: seconds this request may wait in the queue before :class:`Overloaded`.
         """
@@ -66,9 +66,9 @@ class MicroBatcher:
             raise RuntimeError("the server is shutting down")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        ids = list(request_ids) if request_ids is not None else [None] * len(emails)
+        ids = list(request_ids) if request_ids is not None else [None] * len(records)
         expires = None if deadline is None else time.monotonic() + deadline
-        self._queue.put(_Job(emails, ids, expires, future, loop))
+        self._queue.put(_Job(records, ids, expires, future, loop))
         return await future
 
     def _run(self) -> None:
@@ -78,7 +78,7 @@ class MicroBatcher:
             held = None
             if first is None:
                 return
-            group, size, stop = [first], len(first.emails), False
+            group, size, stop = [first], len(first.records), False
             while size < self.max_batch:
                 try:
                     job = self._queue.get_nowait()
@@ -87,11 +87,11 @@ class MicroBatcher:
                 if job is None:
                     stop = True
                     break
-                if size + len(job.emails) > self.max_batch:
+                if size + len(job.records) > self.max_batch:
                     held = job
                     break
                 group.append(job)
-                size += len(job.emails)
+                size += len(job.records)
             self._score(group)
             if stop:
                 if held is not None:
@@ -105,7 +105,7 @@ class MicroBatcher:
             group = [job for job in group if job not in late]
             if self.on_shed is not None:
                 try:
-                    self.on_shed(sum(len(job.emails) for job in late))
+                    self.on_shed(sum(len(job.records) for job in late))
                 except Exception:  # counting must not keep the refusal from being sent
                     logger.exception("recording a refused request failed")
             for job in late:
@@ -126,18 +126,18 @@ class MicroBatcher:
                     job.settle(exc)
 
     def _classify(self, group: list[_Job], *, record_errors: bool) -> None:
-        emails = [email for job in group for email in job.emails]
+        records = [record for job in group for record in job.records]
         given = [rid for job in group for rid in job.ids]
         ids = None
         if any(given):
             from .engine import new_request_id
 
             ids = [rid or new_request_id() for rid in given]
-        results = self.classify_each(emails, ids, record_errors=record_errors)
+        results = self.classify_each(records, ids, record_errors=record_errors)
         start = 0
         for job in group:
-            job.settle(results[start : start + len(job.emails)])
-            start += len(job.emails)
+            job.settle(results[start : start + len(job.records)])
+            start += len(job.records)
 
     def close(self, timeout: float = 10.0) -> None:
         """Score what is queued, then stop the thread."""
@@ -147,12 +147,12 @@ class MicroBatcher:
 
 
 class _Job:
-    """One request: its emails, their request ids, the deadline and where the answer goes."""
+    """One request: its records, their request ids, the deadline and where the answer goes."""
 
-    __slots__ = ("emails", "expires", "future", "ids", "loop")
+    __slots__ = ("records", "expires", "future", "ids", "loop")
 
-    def __init__(self, emails, ids, expires, future, loop):
-        self.emails, self.ids, self.expires = emails, ids, expires
+    def __init__(self, records, ids, expires, future, loop):
+        self.records, self.ids, self.expires = records, ids, expires
         self.future, self.loop = future, loop
 
     def settle(self, outcome) -> None:

@@ -3,12 +3,12 @@
 :class:`Engine` is what the BentoML service (``service.py``) wraps; the benchmark's plain
 Starlette app and the in-process tests call it the same way. Per request it:
 
-1. turns the validated emails into raw canonical rows (``schema.FrameBuilder``);
+1. turns the validated records into raw canonical rows (``schema.FrameBuilder``);
 2. adds the entity history from the entity store, once (``EntityStore.lookup`` also records the
    send, so velocity moves on);
 3. scores the rows with the model each entity is routed to (``routing.RoutingPlan``);
 4. commits the answered predictions to the prediction log, then returns them: an acknowledged
-   answer is always in the log. An email whose request id already has an answer (in the log or
+   answer is always in the log. An record whose request id already has an answer (in the log or
    earlier in the call) gets ``DuplicateRequestId`` instead, and the others their answers;
    with ``serving.log_records`` the raw records go in the same commit (``predlog/records.py``);
 5. in shadow mode, hands the same rows to a background thread where the challenger scores them
@@ -59,7 +59,7 @@ def _number(value) -> float:
 
 
 class Engine:
-    """Scores emails for the server. Thread-safe; call :meth:`close` when done."""
+    """Scores records for the server. Thread-safe; call :meth:`close` when done."""
 
     def __init__(
         self,
@@ -146,15 +146,15 @@ class Engine:
     # -- the request path ----------------------------------------------------------------------
 
     def classify(
-        self, emails: list, request_ids: list[str] | None = None, *, started: float | None = None
+        self, records: list, request_ids: list[str] | None = None, *, started: float | None = None
     ) -> list[Prediction]:
-        """Predictions for validated emails (``schema.email_model``), logged before returning.
+        """Predictions for validated records (``schema.record_model``), logged before returning.
 
         A failure is recorded in the log's ``errors`` table (monitoring's error rate), then
-        raised: the caller answers it with a 5xx. A refused email (:class:`DuplicateRequestId`)
+        raised: the caller answers it with a 5xx. A refused record (:class:`DuplicateRequestId`)
         raises too, after the others are logged; :meth:`classify_each` returns it instead.
         """
-        results = self.classify_each(emails, request_ids, started=started)
+        results = self.classify_each(records, request_ids, started=started)
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -162,29 +162,29 @@ class Engine:
 
     def classify_each(
         self,
-        emails: list,
+        records: list,
         request_ids: list[str] | None = None,
         *,
         started: float | None = None,
         record_errors: bool = True,
     ) -> list[Prediction | Exception]:
-        """One prediction, or the reason it was refused, per email; answered ones are logged.
+        """One prediction, or the reason it was refused, per record; answered ones are logged.
 
-        An email whose request id is already served (in the log, or earlier in ``emails``) is
+        An record whose request id is already served (in the log, or earlier in ``records``) is
         refused with :class:`DuplicateRequestId` and nothing of it is logged: feedback finds a
         prediction by its request id. ``record_errors``: a failure of the whole call is
-        recorded in the ``errors`` table (off when the caller retries the emails in parts).
+        recorded in the ``errors`` table (off when the caller retries the records in parts).
         """
-        if not emails:
+        if not records:
             return []
         try:
-            return self._classify(emails, request_ids, started)
+            return self._classify(records, request_ids, started)
         except Exception as exc:
             if record_errors:
-                self.log.record_error(len(emails), exc)
+                self.log.record_error(len(records), exc)
             raise
 
-    def _classify(self, emails: list, request_ids: list[str] | None, started: float | None):
+    def _classify(self, records: list, request_ids: list[str] | None, started: float | None):
         started = time.perf_counter() if started is None else started
         refused: dict[int, Exception] = {}
         if request_ids is not None:
@@ -193,24 +193,24 @@ class Engine:
                 if request_id in seen:
                     refused[i] = DuplicateRequestId(request_id)
                 seen.add(request_id)
-            if refused:  # score the rest (each id's first email) only
-                keep = [i for i in range(len(emails)) if i not in refused]
+            if refused:  # score the rest (each id's first record) only
+                keep = [i for i in range(len(records)) if i not in refused]
                 out = self._classify(
-                    [emails[i] for i in keep], [request_ids[i] for i in keep], started
+                    [records[i] for i in keep], [request_ids[i] for i in keep], started
                 )
-                results: list = [None] * len(emails)
+                results: list = [None] * len(records)
                 for i, result in zip(keep, out, strict=True):
                     results[i] = result
                 for i, error in refused.items():
                     results[i] = error
                 return results
-        n = len(emails)
+        n = len(records)
         request_ids = request_ids or [new_request_id() for _ in range(n)]
         now = datetime.now(UTC)
-        frame = self.frames.frame(emails, now)
+        frame = self.frames.frame(records, now)
         rows = frame if self.store is None else self._history(frame)
         entity = self.entity  # None: the records have no entity key
-        entities = [getattr(e, entity, None) if entity else None for e in emails]
+        entities = [getattr(e, entity, None) if entity else None for e in records]
         # The canary cohort is sticky per entity; without one, per request.
         roles = [self.plan.answering_role(key) for key in (entities if entity else request_ids)]
         scores = np.empty(n)
@@ -226,8 +226,8 @@ class Engine:
             labels[index] = model.bundle.labels_for(part)
             features[index] = self._features(model, subset, x)
         latency_ms = (time.perf_counter() - started) * 1000
-        context = _Context(request_ids, emails, entities, rows, features, now, self)
-        records = [
+        context = _Context(request_ids, records, entities, rows, features, now, self)
+        entries = [
             context.record(i, self._model(roles[i]), scores[i], labels[i], True, latency_ms)
             for i in range(n)
         ]
@@ -237,7 +237,7 @@ class Engine:
             else None
         )
         t0 = time.perf_counter()
-        reused = self.log.record(records, raw)
+        reused = self.log.record(entries, raw)
         if self.metrics is not None:
             self.metrics.log_seconds.observe(time.perf_counter() - t0)
         answered = [i for i in range(n) if request_ids[i] not in reused]
@@ -258,7 +258,7 @@ class Engine:
             model = self._model(roles[k])
             results[i] = Prediction(
                 request_id=request_ids[i],
-                message_id=getattr(emails[i], self.id_column, None),
+                message_id=getattr(records[i], self.id_column, None),
                 label=str(labels[k]),
                 score=float(scores[k]),
                 threshold=float(model.bundle.threshold),
@@ -326,11 +326,11 @@ class Engine:
         scores = model.bundle.score(rows)
         labels = model.bundle.labels_for(scores)
         latency_ms = (time.perf_counter() - started) * 1000
-        records = [
+        entries = [
             context.record(i, model, scores[i], labels[i], False, latency_ms)
             for i in range(len(rows))
         ]
-        self.log.record(records)
+        self.log.record(entries)
         if self.metrics is not None:
             self.metrics.record_predictions(CHALLENGER, labels, scores)
             self.metrics.record_shadow(served_labels, list(labels))
@@ -401,10 +401,10 @@ class _Context:
     """What the log rows of one request share (answered and shadow rows alike)."""
 
     def __init__(
-        self, request_ids, emails, entities, frame, features, now: datetime, engine: Engine
+        self, request_ids, records, entities, frame, features, now: datetime, engine: Engine
     ):
         self.request_ids = request_ids
-        self.message_ids = [getattr(e, engine.id_column, None) for e in emails]
+        self.message_ids = [getattr(e, engine.id_column, None) for e in records]
         self.entities = entities
         timestamp = engine.cfg.data.column("timestamp").name
         self.received = [

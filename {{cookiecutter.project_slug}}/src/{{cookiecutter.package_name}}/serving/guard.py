@@ -10,7 +10,7 @@ the API routes this middleware refuses, with a JSON ``{"error": ...}``:
 - an ``X-Request-ID`` that is not 1-128 characters of ``A-Z a-z 0-9 . _ : -`` (400).
 
 BentoML's validation errors (400) get a one-line ``error`` naming each field and its problem
-(``sender: Field required; body: Field required``); pydantic's list stays in ``detail``. A list
+(``amount: Field required; country: Field required``); pydantic's list stays in ``detail``. A list
 body over its item limit is a 413 naming the limit.
 """
 
@@ -31,7 +31,7 @@ def _error(status: int, message: str) -> tuple[int, bytes]:
 
 
 def summarize_errors(detail: list) -> str:
-    """``loc: msg; ...`` from pydantic's error list, e.g. ``[0].sender: Field required``."""
+    """``loc: msg; ...`` from pydantic's error list, e.g. ``[0].amount: Field required``."""
     parts = []
     for item in detail[:10]:
         if not isinstance(item, dict):
@@ -129,7 +129,7 @@ class RequestGuard:
                 break
         body = b"".join(chunks)
         if not body.strip():
-            return body, _error(400, "empty body: send the email as a JSON object")
+            return body, _error(400, "empty body: send the record as a JSON object")
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -86,7 +86,7 @@ def load_models(cfg, plan: RoutingPlan, env=None) -> tuple[ServedModel, ServedMo
 
 def _one_thread(bundle):
     """Score on the calling thread: a request is a few rows, and an OpenMP team per call costs
-    more than it saves (27 ms instead of 1.5 ms per email on a busy 2-core machine)."""
+    more than it saves (27 ms instead of 1.5 ms per record on a busy 2-core machine)."""
     from ..models.estimators import single_threaded
 
     bundle.model = single_threaded(bundle.model)

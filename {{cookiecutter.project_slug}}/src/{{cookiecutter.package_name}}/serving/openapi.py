@@ -1,9 +1,9 @@
 """The API's OpenAPI document (``GET /docs.json``), with what BentoML's generator leaves out.
 
 BentoML's document lists only 200/400/404/500, marks no request body as required, and flattens
-the ``/classify`` body into a copy of the email model that drops ``null`` from the optional
+the ``/classify`` body into a copy of the record model that drops ``null`` from the optional
 fields. :class:`OpenAPIAmender`, an ASGI middleware, rewrites the document on its way out: the
-body is required, ``/classify`` refers to the email model itself, and every status the API
+body is required, ``/classify`` refers to the record model itself, and every status the API
 answers is listed (``ERRORS``).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 
 DOCS_PATH = "/docs.json"
-EMAIL_SCHEMA = "Email"
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {"error": {"type": "string", "description": "What was wrong, in one line"}},
@@ -27,8 +26,9 @@ ERRORS = {
 }
 
 
-def amend(spec: dict, paths: tuple[str, ...]) -> dict:
-    """``spec`` (BentoML's document) with the request bodies and statuses of ``paths``."""
+def amend(spec: dict, paths: tuple[str, ...], record: str) -> dict:
+    """``spec`` (BentoML's document) with the request bodies and statuses of ``paths``;
+    ``record`` names the schema of one record (the model ``/classify`` takes)."""
     components = spec.get("components", {}).get("schemas", {})
     for path in paths:
         operation = spec.get("paths", {}).get(path, {}).get("post")
@@ -37,8 +37,8 @@ def amend(spec: dict, paths: tuple[str, ...]) -> dict:
         body = operation.setdefault("requestBody", {})
         body["required"] = True
         media = body.get("content", {}).get("application/json", {})
-        if media.get("schema", {}).get("type") == "object" and EMAIL_SCHEMA in components:
-            media["schema"] = {"$ref": f"#/components/schemas/{EMAIL_SCHEMA}"}
+        if media.get("schema", {}).get("type") == "object" and record in components:
+            media["schema"] = {"$ref": f"#/components/schemas/{record}"}
         responses = operation.setdefault("responses", {})
         for status, (route, description) in ERRORS.items():
             if route in (None, path):
@@ -52,9 +52,10 @@ def amend(spec: dict, paths: tuple[str, ...]) -> dict:
 class OpenAPIAmender:
     """Pure ASGI middleware: passes everything through but ``GET /docs.json``, amended."""
 
-    def __init__(self, app, *, paths: tuple[str, ...]):
+    def __init__(self, app, *, paths: tuple[str, ...], record: str):
         self.app = app
         self.paths = paths
+        self.record = record
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] != DOCS_PATH or scope["method"] != "GET":
@@ -71,7 +72,7 @@ class OpenAPIAmender:
         await self.app(scope, receive, capture)
         body = b"".join(chunks)
         if start is not None and start["status"] == 200:
-            body = json.dumps(amend(json.loads(body), self.paths)).encode()
+            body = json.dumps(amend(json.loads(body), self.paths, self.record)).encode()
         headers = [(k, v) for k, v in (start or {}).get("headers", []) if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         status = start["status"] if start is not None else 500

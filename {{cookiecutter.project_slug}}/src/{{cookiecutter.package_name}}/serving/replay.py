@@ -1,9 +1,9 @@
-"""Replay labelled emails as traffic, and simulate the feedback their users would give.
+"""Replay labelled records as traffic, and simulate the feedback their users would give.
 
-``replay`` sends emails through the server's engine in-process (the same code path as
+``replay`` sends records through the server's engine in-process (the same code path as
 ``/classify_batch``, logging to the same prediction log) or over HTTP to a running server
 (``url``), in time order and in batches. ``simulated_feedback`` then plays the users: they
-rescue a share of the legitimate emails that were flagged, report a share of the missed spam,
+rescue a share of the negatives that were flagged, report a share of the missed positives,
 and an audit sample gets its true label (what a labelling queue provides). The result is a
 feedback file ``feedback`` ingests. Used by ``traffic``, the demo and the monitoring tests.
 """
@@ -24,7 +24,7 @@ FEEDBACK_COLUMNS = ("request_id", "message_id", "label", "source", "reported_at"
 class FeedbackPlan:
     """How simulated users label: shares of mistakes reported and of requests audited."""
 
-    rescue_rate: float = 0.5  # flagged legitimate emails a user rescues
+    rescue_rate: float = 0.5  # flagged legitimate records a user rescues
     report_rate: float = 0.3  # missed positives a user reports
     audit_share: float = 0.05  # requests labelled by an auditor, right or wrong
     seed: int = 0
@@ -61,9 +61,9 @@ def replay(
     batch: int = 64,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Classify ``frame``'s emails in time order; returns one row per email: request_id,
+    """Classify ``frame``'s records in time order; returns one row per record: request_id,
     message_id, the true label (when ``frame`` has one), predicted label, score, model version."""
-    from .schema import email_model
+    from .schema import record_model
 
     if (engine is None) == (url is None):
         raise ValueError("replay needs exactly one of engine (in-process) or url (HTTP)")
@@ -71,19 +71,19 @@ def replay(
     label = cfg.data.column("label").name
     frame = frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
     records = _records(cfg, frame)
-    email_cls = email_model(cfg)
+    record_cls = record_model(cfg)
     out: list[dict] = []
     from rich.progress import Progress
 
     with Progress(transient=True, disable=not progress) as bar:
-        task = bar.add_task("Replaying emails", total=len(records))
+        task = bar.add_task("Replaying records", total=len(records))
         for start in range(0, len(records), batch):
             chunk = records[start : start + batch]
             if url is not None:
                 answers = _post(url, chunk)
             else:
-                emails = [email_cls.model_validate(r) for r in chunk]
-                answers = [p.model_dump() for p in engine.classify(emails)]
+                validated = [record_cls.model_validate(r) for r in chunk]
+                answers = [p.model_dump() for p in engine.classify(validated)]
             out.extend(answers)
             bar.advance(task, len(chunk))
     result = pd.DataFrame(out)
@@ -103,7 +103,7 @@ def simulated_feedback(cfg, replayed: pd.DataFrame, plan: FeedbackPlan) -> pd.Da
     audited = rng.random(len(replayed)) < plan.audit_share
     now = pd.Timestamp.now(tz="UTC").isoformat()
     parts = []
-    for mask, source in ((rescued, "rescue"), (reported, "spam_button"), (audited, "audit")):
+    for mask, source in ((rescued, "rescue"), (reported, "report"), (audited, "audit")):
         part = replayed.loc[mask, ["request_id", "message_id", "true_label"]]
         parts.append(part.rename(columns={"true_label": "label"}).assign(source=source))
     feedback = pd.concat(parts, ignore_index=True).assign(reported_at=now)

@@ -1,13 +1,15 @@
 """Request and response models of the HTTP API, built from the contract's raw schema.
 
-``email_model(cfg)`` turns ``data.columns`` (minus the label) into a pydantic model: the entity
-key (the sender) and the non-nullable text columns (the body) are required; every other field
-is optional with a default a mail server would mean (now for the timestamp, the domain of the
-sender, the range minimum for counts, the first allowed value for categories, null for nullable
-fields). Unknown fields are refused, so a misspelled field is a 400, not a silently ignored
-value. Types are strict: a number is not taken from a string or a boolean (``false`` is not 0),
-a time only from an ISO 8601 string (``"1"`` and ``0.0`` are not 1970), and a non-nullable
-string must hold a non-whitespace character. ``to_frame`` turns validated emails into the raw canonical rows the model bundle scores.
+``record_model(cfg)`` turns ``data.columns`` (minus the label) into a pydantic model named
+after the domain pack's record (``Record`` without a pack): the entity key and the
+non-nullable text columns are required; every other field is optional with a default (now for
+the timestamp, the range minimum for counts, the first allowed value for categories, null for
+nullable fields, and what the pack derives). Unknown
+fields are refused, so a misspelled field is a 400, not a silently ignored value. Types are
+strict: a number is not taken from a string or a boolean (``false`` is not 0), a time only from
+an ISO 8601 string (``"1"`` and ``0.0`` are not 1970), and a non-nullable string must hold a
+non-whitespace character. ``FrameBuilder`` turns validated records into the raw canonical rows
+the model bundle scores.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pydantic import (
     create_model,
 )
 
+from ..domain import pack_of
 from ..features.columns import SMALL_FRAME
 
 # Items per /classify_batch request (the body size limit applies as well). A request is scored
@@ -41,15 +44,13 @@ MAX_TEXT_CHARS = 1_000_000
 NOT_BLANK = r"\S"
 # The start of an ISO 8601 date: what a time string must begin with.
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# Column names the spam instance derives when a client leaves them out.
-SENDER_DOMAIN = "sender_domain"
 
 
 class Prediction(BaseModel):
-    """The answer for one email."""
+    """The answer for one record."""
 
     request_id: str = Field(description="Id of this prediction; key for feedback")
-    message_id: str | None = Field(None, description="The email's message id, when sent")
+    message_id: str | None = Field(None, description="The record's message id, when sent")
     label: str = Field(description="Predicted class (the contract's positive or negative class)")
     score: float = Field(description="Probability of the positive class")
     threshold: float = Field(description="Decision threshold of the answering model")
@@ -134,8 +135,8 @@ def _field(column, required: bool) -> tuple[Any, Any]:
     return annotation | None, Field(None, **constraints)
 
 
-def email_model(cfg) -> type[BaseModel]:
-    """The pydantic model of one email: the contract's raw columns without the label."""
+def record_model(cfg) -> type[BaseModel]:
+    """The pydantic model of one record: the contract's raw columns without the label."""
     label = cfg.data.column("label").name
     entity = cfg.data.entity
     fields = {}
@@ -145,9 +146,9 @@ def email_model(cfg) -> type[BaseModel]:
         required = column.name == entity or (column.role == "text" and not column.nullable)
         fields[column.name] = _field(column, required)
     return create_model(
-        "Email",
+        pack_of(cfg).record,
         __config__=ConfigDict(extra="forbid", str_max_length=MAX_TEXT_CHARS),
-        __doc__="One raw email in the contract's schema (data.columns, without the label).",
+        __doc__="One raw record in the contract's schema (data.columns, without the label).",
         **fields,
     )
 
@@ -171,7 +172,7 @@ def defaults(cfg) -> dict[str, Any]:
 
 
 class FrameBuilder:
-    """Validated emails -> raw canonical rows (contract column order, UTC timestamps)."""
+    """Validated records -> raw canonical rows (contract column order, UTC timestamps)."""
 
     def __init__(self, cfg):
         label = cfg.data.column("label").name
@@ -182,40 +183,40 @@ class FrameBuilder:
         self.entity = cfg.data.entity
         self.datetimes = [c.name for c in self.columns if c.dtype == "datetime"]
         self.defaults = defaults(cfg)
+        self.complete = pack_of(cfg).complete
 
-    def values(self, email: BaseModel, now: datetime) -> dict[str, Any]:
-        """The raw record of one email, with defaults filled in."""
-        record = {name: getattr(email, name, None) for name in self.names}
+    def values(self, item: BaseModel, now: datetime) -> dict[str, Any]:
+        """The raw values of one validated record, with defaults filled in."""
+        record = {name: getattr(item, name, None) for name in self.names}
         for name, value in self.defaults.items():
             if record.get(name) is None:
                 record[name] = value
         if record.get(self.timestamp) is None:
             record[self.timestamp] = now
-        if SENDER_DOMAIN in record and not record[SENDER_DOMAIN]:
-            sender = record.get(self.entity) or ""
-            record[SENDER_DOMAIN] = sender.rpartition("@")[2].lower() or sender.lower()
+        if self.complete is not None:
+            self.complete(record, self.entity)
         return record
 
-    def frame(self, emails: list[BaseModel], now: datetime | None = None) -> pd.DataFrame:
-        """One row per email. Datetime cells are UTC ``pd.Timestamp`` (or ``NaT``).
+    def frame(self, records: list[BaseModel], now: datetime | None = None) -> pd.DataFrame:
+        """One row per record. Datetime cells are UTC ``pd.Timestamp`` (or ``NaT``).
 
         A few rows (a single request) become an object-dtype frame: inferring pandas' string
         and datetime dtypes costs ~1.5 ms, more than scoring, and the feature code reads small
         frames cell by cell anyway. Larger frames get the same dtypes as training data.
         """
         now = now or datetime.now(UTC)
-        records = [self.values(e, now) for e in emails]
-        if len(records) <= SMALL_FRAME:
+        raw = [self.values(r, now) for r in records]
+        if len(raw) <= SMALL_FRAME:
             # One 2-D object block: ~20 us, where a frame built column by column costs ~350 us.
-            table = np.empty((len(records), len(self.names)), dtype=object)
-            for i, record in enumerate(records):
+            table = np.empty((len(raw), len(self.names)), dtype=object)
+            for i, record in enumerate(raw):
                 for name in self.datetimes:
                     value = record[name]
                     record[name] = pd.NaT if value is None else pd.Timestamp(value)
                 for j, name in enumerate(self.names):
                     table[i, j] = record[name]  # one cell at a time: a list value stays a cell
             return pd.DataFrame(table, columns=self._index, dtype=object, copy=False)
-        data = {name: [r[name] for r in records] for name in self.names}
+        data = {name: [r[name] for r in raw] for name in self.names}
         for name in self.datetimes:
             data[name] = pd.to_datetime(data[name], utc=True)
         return pd.DataFrame(data, columns=self.names)

@@ -2,12 +2,12 @@
 
 Endpoints (JSON in, JSON out):
 
-``POST /classify``        one email (the contract's raw fields, see ``schema.email_model``)
+``POST /classify``        one record (the contract's raw fields, see ``schema.record_model``)
                           -> ``Prediction``: request_id, message_id, label, score, threshold,
                           model_version, role. An ``X-Request-ID`` header becomes the request id
                           (a mesh mirror keeps it, so shadow pods join on it); else one is made.
                           An id that was already answered is a 409 naming it.
-``POST /classify_batch``  a JSON list of up to ``schema.MAX_BATCH_ITEMS`` emails (more: a 413
+``POST /classify_batch``  a JSON list of up to ``schema.MAX_BATCH_ITEMS`` records (more: a 413
                           naming the limit) -> a list of ``Prediction``, in order; a 503 when
                           it could not start within the end-to-end budget (nothing is logged).
 ``GET /livez``, ``GET /readyz``, ``GET /metrics`` (BentoML's metrics and ``metrics.py``'s),
@@ -40,18 +40,18 @@ from .batcher import MicroBatcher, Overloaded
 from .guard import RequestGuard
 from .openapi import OpenAPIAmender
 from .orphan import die_with_parent
-from .schema import MAX_BATCH_ITEMS, DuplicateRequestId, Prediction, email_model
+from .schema import MAX_BATCH_ITEMS, DuplicateRequestId, Prediction, record_model
 
 # BentoML sets the worker index before it imports the service in a worker process.
 if server_context.worker_index is not None:
     die_with_parent(os.getppid())
 
 CFG = load_config()
-Email = email_model(CFG)
-EmailList = Annotated[list[Email], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+Record = record_model(CFG)
+RecordList = Annotated[list[Record], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
 API_PATHS = ("/classify", "/classify_batch")
 SERVICE_NAME = __name__.split(".", 1)[0].replace("_", "-")
-_EMAIL_LIST = TypeAdapter(EmailList)
+_RECORD_LIST = TypeAdapter(RecordList)
 _PREDICTIONS = TypeAdapter(list[Prediction])
 
 
@@ -61,8 +61,8 @@ def _error(status: int, message: str) -> Response:
     )
 
 
-class EmailBatch(IORootModel[EmailList]):
-    """The body of /classify_batch: a JSON list of emails.
+class RecordBatch(IORootModel[RecordList]):
+    """The body of /classify_batch: a JSON list of records.
 
     BentoML parses a list body with ``json.loads`` and answers malformed JSON with a 500;
     pydantic's JSON parser reports it as a validation error, which BentoML answers with a 400.
@@ -72,7 +72,7 @@ class EmailBatch(IORootModel[EmailList]):
 
     @classmethod
     def model_validate_json(cls, json_data, **kwargs):
-        return cls(_EMAIL_LIST.validate_json(json_data))
+        return cls(_RECORD_LIST.validate_json(json_data))
 
 
 @bentoml.service(
@@ -92,7 +92,7 @@ class EmailBatch(IORootModel[EmailList]):
     endpoints={"livez": "/livez", "readyz": "/readyz"},
 )
 class Classifier:
-    """Classifies emails with the registry's champion (and challenger, by routing mode)."""
+    """Classifies records with the registry's champion (and challenger, by routing mode)."""
 
     def __init__(self) -> None:
         from .engine import Engine
@@ -103,7 +103,7 @@ class Classifier:
             self.engine.classify_each, max_batch=CFG.serving.max_batch_size, on_shed=self._shed
         )
         # A /classify_batch request that waited this long has missed the client's end-to-end
-        # budget (past it the mail server has failed open and the answer is useless): it is
+        # budget (past it the caller has gone on without the answer): it is
         # refused with a 503 before anything is scored.
         self.deadline = (
             max(CFG.serving.batch_max_latency_ms, CFG.requirements.end_to_end_latency_ms) / 1000
@@ -114,10 +114,10 @@ class Classifier:
         gc.freeze()
 
     @bentoml.api(route="/classify")
-    async def classify(self, email: Email, /, ctx: bentoml.Context) -> Prediction:
-        """Classify one email."""
+    async def classify(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
+        """Classify one record."""
         try:
-            prediction = await self.batcher.submit(email, ctx.request.headers.get("x-request-id"))
+            prediction = await self.batcher.submit(record, ctx.request.headers.get("x-request-id"))
         except DuplicateRequestId as exc:
             # BentoML sets the status of a method with a context from the context.
             ctx.response.status_code = 409
@@ -126,17 +126,17 @@ class Classifier:
         # ASGI messages through every middleware. The schema still says ``Prediction``.
         return Response(prediction.model_dump_json(), media_type="application/json")
 
-    @bentoml.api(route="/classify_batch", input_spec=EmailBatch)
-    async def classify_batch(self, emails: list[Email]) -> list[Prediction]:
-        """Classify a list of emails (one prediction per email, in order)."""
+    @bentoml.api(route="/classify_batch", input_spec=RecordBatch)
+    async def classify_batch(self, records: list[Record]) -> list[Prediction]:
+        """Classify a list of records (one prediction per record, in order)."""
         try:
-            predictions = await self.batcher.submit_many(emails, deadline=self.deadline)
+            predictions = await self.batcher.submit_many(records, deadline=self.deadline)
         except Overloaded as exc:
             return _error(503, str(exc))
         return Response(_PREDICTIONS.dump_json(predictions), media_type="application/json")
 
-    def _shed(self, emails: int) -> None:
-        self.engine.log.record_error(emails, Overloaded("waited past the deadline"))
+    def _shed(self, records: int) -> None:
+        self.engine.log.record_error(records, Overloaded("waited past the deadline"))
 
     def __is_ready__(self) -> bool:
         return self.engine is not None
@@ -150,4 +150,4 @@ class Classifier:
 Classifier.add_asgi_middleware(
     RequestGuard, max_body_bytes=CFG.serving.max_body_bytes, paths=API_PATHS
 )
-Classifier.add_asgi_middleware(OpenAPIAmender, paths=API_PATHS)
+Classifier.add_asgi_middleware(OpenAPIAmender, paths=API_PATHS, record=Record.__name__)

@@ -18,7 +18,7 @@ import pandas as pd
 from .replay import FeedbackPlan, replay, simulated_feedback
 
 # Records held out at generation (``data generate --holdout N``): the default traffic.
-LIVE_RECORDS = Path("data/live/emails.parquet")
+LIVE_RECORDS = Path("data/live/records.parquet")
 QUARANTINE_DIR = Path("data/quarantine/feedback")
 
 

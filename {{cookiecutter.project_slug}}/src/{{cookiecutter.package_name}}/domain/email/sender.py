@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .columns import Columns, as_columns
-from .history import PREFIX
+from ...features.columns import Columns, as_columns
+from ...features.history import PREFIX
 
 FREEMAIL_DOMAINS = frozenset(
     {

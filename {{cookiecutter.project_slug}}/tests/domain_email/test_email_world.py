@@ -8,9 +8,10 @@ import pytest
 from contract_labels import NEG, POS
 
 from {{cookiecutter.package_name}}.data import synthetic
+from {{cookiecutter.package_name}}.domain.email import synthetic as mail_world
+from {{cookiecutter.package_name}}.domain.email.synthetic_world import SPAM_TLDS_NEW
 
 ROWS = 3000
-LABELS = {"positive": POS, "negative": NEG}
 
 
 @pytest.fixture(scope="module")
@@ -20,26 +21,19 @@ def contract(cfg):
 
 @pytest.fixture(scope="module")
 def emails(contract):
-    return synthetic.generate_emails(
-        ROWS,
-        11,
-        positive=contract.problem.positive_class,
-        negative=contract.problem.negative_class,
-    )
+    return synthetic.generate(contract, ROWS, 11)
 
 
 def _tld(domains: pd.Series) -> pd.Series:
     return domains.str.rsplit(".", n=1).str[-1]
 
 
-def test_same_seed_gives_the_same_frame():
-    pd.testing.assert_frame_equal(
-        synthetic.generate_emails(800, 5), synthetic.generate_emails(800, 5)
-    )
+def test_same_seed_gives_the_same_frame(cfg):
+    pd.testing.assert_frame_equal(synthetic.generate(cfg, 800, 5), synthetic.generate(cfg, 800, 5))
 
 
-def test_another_seed_gives_other_emails():
-    a, b = synthetic.generate_emails(800, 5), synthetic.generate_emails(800, 6)
+def test_another_seed_gives_other_emails(cfg):
+    a, b = synthetic.generate(cfg, 800, 5), synthetic.generate(cfg, 800, 6)
     assert len(a) == len(b) == 800
     assert not set(a.message_id) & set(b.message_id)
     assert (a.body != b.body).mean() > 0.9
@@ -76,7 +70,10 @@ def test_nullable_fields_hold_both_values_and_nulls(emails):
 def test_labels_come_from_the_contract(emails, contract):
     labels = {contract.problem.positive_class, contract.problem.negative_class}
     assert set(emails.label.unique()) == labels
-    custom = synthetic.generate_emails(300, 1, positive="junk", negative="inbox")
+    problem = contract.problem.model_copy(
+        update={"positive_class": "junk", "negative_class": "inbox"}
+    )
+    custom = synthetic.generate(contract.model_copy(update={"problem": problem}), 300, 1)
     assert set(custom.label.unique()) == {"junk", "inbox"}
 
 
@@ -86,9 +83,9 @@ def test_positive_rate_is_in_a_sane_band(emails, contract):
     assert contract.data.positive_rate.min <= rate <= contract.data.positive_rate.max
 
 
-def test_emails_are_time_ordered_within_the_window():
+def test_emails_are_time_ordered_within_the_window(cfg):
     start = datetime(2025, 6, 1, tzinfo=UTC)
-    df = synthetic.generate_emails(1500, 3, days=7, start=start)
+    df = synthetic.generate(cfg, 1500, 3, days=7, start=start)
     assert df.received_at.is_monotonic_increasing
     assert df.received_at.min() >= pd.Timestamp(start)
     assert df.received_at.max() < pd.Timestamp(start + timedelta(days=7))
@@ -144,17 +141,17 @@ def _drift_markers(df: pd.DataFrame) -> dict[str, float]:
     pos = df[df.label == POS]
     return {
         "positive_rate": (df.label == POS).mean(),
-        "new_tld": _tld(pos.sender_domain).isin(synthetic._SPAM_TLDS_NEW).mean(),
+        "new_tld": _tld(pos.sender_domain).isin(SPAM_TLDS_NEW).mean(),
         "new_words": pos.body.str.contains(
             "airdrop|toll|two-factor|AI trading|wallet", case=False
         ).mean(),
     }
 
 
-def test_drift_moves_vocabulary_domains_and_positive_rate():
-    reference = _drift_markers(synthetic.generate_emails(ROWS, 21, **LABELS))
-    same_world = _drift_markers(synthetic.generate_emails(ROWS, 22, **LABELS))
-    drifted = _drift_markers(synthetic.generate_emails(ROWS, 22, drift=0.8, **LABELS))
+def test_drift_moves_vocabulary_domains_and_positive_rate(cfg):
+    reference = _drift_markers(synthetic.generate(cfg, ROWS, 21))
+    same_world = _drift_markers(synthetic.generate(cfg, ROWS, 22))
+    drifted = _drift_markers(synthetic.generate(cfg, ROWS, 22, drift=0.8))
     assert reference["new_tld"] == same_world["new_tld"] == 0.0
     assert reference["new_words"] < 0.01 and same_world["new_words"] < 0.01
     assert abs(reference["positive_rate"] - same_world["positive_rate"]) < 0.01
@@ -163,9 +160,9 @@ def test_drift_moves_vocabulary_domains_and_positive_rate():
     assert drifted["positive_rate"] - reference["positive_rate"] > 0.08
 
 
-def test_drift_zero_with_another_seed_is_the_same_world():
-    a = synthetic.generate_emails(ROWS, 31, **LABELS)
-    b = synthetic.generate_emails(ROWS, 32, **LABELS)
+def test_drift_zero_with_another_seed_is_the_same_world(cfg):
+    a = synthetic.generate(cfg, ROWS, 31)
+    b = synthetic.generate(cfg, ROWS, 32)
     assert abs((a.label == POS).mean() - (b.label == POS).mean()) < 0.01
     # Negative shares vary little between samples (positive ones move with the campaigns drawn).
     neg_a, neg_b = a[a.label == NEG], b[b.label == NEG]
@@ -178,15 +175,15 @@ def test_drift_zero_with_another_seed_is_the_same_world():
         assert abs(share(neg_a) - share(neg_b)) < 0.03
 
 
-def test_write_emails_round_trips_through_parquet_in_chunks(tmp_path):
+def test_write_emails_round_trips_through_parquet_in_chunks(tmp_path, cfg):
     path = tmp_path / "raw" / "emails.parquet"
-    summary = synthetic.write_emails(path, 2500, 9, chunk_rows=600, **LABELS)
+    summary = synthetic.write(cfg, path, 2500, 9, chunk_rows=600)
     assert summary.rows == 2500 and summary.path == path
     assert pq.ParquetFile(path).metadata.num_row_groups >= 2
     written = pd.read_parquet(path)
     assert summary.positives == (written.label == POS).sum()
     # The chunk size changes how the file is written, not what is in it.
-    pd.testing.assert_frame_equal(written, synthetic.generate_emails(2500, 9, **LABELS))
+    pd.testing.assert_frame_equal(written, synthetic.generate(cfg, 2500, 9))
 
 
 def test_run_writes_with_the_contract_labels(tmp_path, contract):
@@ -201,18 +198,18 @@ def test_run_writes_with_the_contract_labels(tmp_path, contract):
     "kwargs",
     [{"drift": 1.5}, {"drift": -0.1}, {"days": 0}, {"start": datetime(2026, 1, 1)}],
 )
-def test_invalid_arguments_are_refused(kwargs):
+def test_invalid_arguments_are_refused(kwargs, cfg):
     with pytest.raises(ValueError):
-        synthetic.generate_emails(100, 1, **kwargs)
+        synthetic.generate(cfg, 100, 1, **kwargs)
 
 
-def test_zero_rows_gives_an_empty_frame_with_the_schema():
-    df = synthetic.generate_emails(0, 1)
-    assert df.empty and list(df.columns) == list(synthetic.COLUMNS)
+def test_zero_rows_gives_an_empty_frame_with_the_schema(cfg):
+    df = synthetic.generate(cfg, 0, 1)
+    assert df.empty and list(df.columns) == list(mail_world.COLUMNS)
 
 
-def test_a_failed_write_leaves_no_file(tmp_path):
+def test_a_failed_write_leaves_no_file(tmp_path, cfg):
     path = tmp_path / "emails.parquet"
     with pytest.raises(ValueError):
-        synthetic.write_emails(path, 500, 1, drift=2.0)
+        synthetic.write(cfg, path, 500, 1, drift=2.0)
     assert list(tmp_path.iterdir()) == []

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }}.data import ingest as ing
+from {{ cookiecutter.package_name }}.domain.email import ingest as mail_reader
 
 
 def with_mapping(cfg, mapping: dict[str, str]):
@@ -628,15 +629,15 @@ def test_worker_processes_give_the_same_result(cfg, tmp_path, monkeypatch):
     for i in range(11):
         write(root / (pos if i % 2 else neg) / f"{i:02}.eml", eml(f"s{i}", message_id=f"<{i}@x>"))
     write(root / pos / "zz.bin", b"\x00garbage")
-    monkeypatch.setattr(ing, "MAIL_BATCH", 4)  # several full batches, so the pool starts
+    monkeypatch.setattr(mail_reader, "MAIL_BATCH", 4)  # several full batches: the pool starts
     pools = []
 
-    class CountingPool(ing.ProcessPoolExecutor):
+    class CountingPool(mail_reader.ProcessPoolExecutor):
         def __init__(self, *args, **kwargs):
             pools.append(args)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(ing, "ProcessPoolExecutor", CountingPool)
+    monkeypatch.setattr(mail_reader, "ProcessPoolExecutor", CountingPool)
     serial = ing.ingest(cfg, root, workers=1)
     parallel = ing.ingest(cfg, root, workers=2)
     pd.testing.assert_frame_equal(serial.records, parallel.records)

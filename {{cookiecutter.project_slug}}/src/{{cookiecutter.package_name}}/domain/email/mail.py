@@ -20,9 +20,9 @@ from email.policy import compat32
 from hashlib import sha1
 from pathlib import PurePath
 
-from ..timebounds import EARLIEST, LATEST
+from ...timebounds import EARLIEST, LATEST
+from .content import decode_bytes, extract_urls, html_to_text, is_binary
 from .maildate import arrival
-from .text import decode_bytes, extract_urls, html_to_text, is_binary
 
 UNKNOWN_SENDER = "unknown@unknown.invalid"
 # Headers that make a blob of text an email; any one of them is enough.

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from ...data.tabular import Skipped
+
 # A single message larger than this is quarantined by reference (mbox files stream instead).
 MAX_MESSAGE_BYTES = 64 * 2**20
 MBOX_SUFFIXES = (".mbox", ".mbx")
@@ -109,15 +111,6 @@ def iter_file(
         yield from iter_mbox(io.BytesIO(data), source, folder_label([*parts, path.stem], folders))
         return
     yield MailItem(source, "file", data, label=folder_label(parts, folders), names=names)
-
-
-class Skipped(NamedTuple):
-    """A tree entry that was not read: a link leaving the tree (its content must not be
-    copied), a link to a file already read, a broken link, or something that is not a file."""
-
-    path: str
-    reason: str
-    detail: str = ""
 
 
 class _Walk:

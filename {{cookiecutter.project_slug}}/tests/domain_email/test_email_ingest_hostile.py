@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package_name }}.data import ingest as ing
-from {{ cookiecutter.package_name }}.data.maildate import arrival, parse_date
+from {{ cookiecutter.package_name }}.data.dates import parse_date
+from {{ cookiecutter.package_name }}.domain.email.maildate import arrival
 from {{ cookiecutter.package_name }}.timebounds import EARLIEST, LATEST
 
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -366,7 +367,7 @@ def test_hostile_corpus_runs_ingest_to_train(cfg, tmp_path, project_root):
         for c in hm.cases()
     ]
     (mail / neg / "hostile.mbox").write_bytes(hm.mbox_of(again))
-    normal = synthetic.generate_emails(1_500, 11, positive=pos, negative=neg)
+    normal = synthetic.generate(cfg, 1_500, 11)
     for i, row in enumerate(normal.to_dict("records")):
         (mail / row["label"]).mkdir(exist_ok=True)
         (mail / row["label"] / f"n{i:05d}.eml").write_bytes(hm.render(row))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .columns import Columns, as_columns
+from ...features.columns import Columns, as_columns
 from .sender import base_domain, sender_domains
 
 RISKY_ATTACHMENTS = frozenset(

@@ -1,0 +1,135 @@
+"""Ingestion of labelled tables (CSV, JSONL, Parquet) under this project's contract.
+
+Rows come from the domain pack's generator and columns from the contract, so the same tests hold
+for every use case; the pack's own sources and repairs are tested with the pack.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package_name }}.data import ingest as ing
+from {{ cookiecutter.package_name }}.data import synthetic
+
+
+@pytest.fixture(scope="module")
+def rows(cfg) -> pd.DataFrame:
+    return synthetic.generate(cfg, 60, 5, days=3)
+
+
+def names(cfg, role: str) -> str:
+    return cfg.data.column(role).name
+
+
+def with_mapping(cfg, mapping: dict[str, str]):
+    """The contract with another column_mapping (the contract model is frozen)."""
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"column_mapping": mapping})})
+
+
+def assert_bookkeeping(cfg, result: ing.IngestResult) -> None:
+    """Schema and counts every ingest must satisfy."""
+    records, counts = result.records, result.counts
+    assert list(records.columns) == [c.name for c in cfg.data.columns]
+    labels = {cfg.problem.positive_class, cfg.problem.negative_class}
+    assert set(records[names(cfg, "label")]) <= labels
+    assert list(result.quarantine.columns) == ["source", "location", "reason", "excerpt"]
+    assert counts.read == counts.ingested + counts.quarantined
+    assert counts.ingested == len(records) and counts.quarantined == len(result.quarantine)
+
+
+def test_a_csv_under_other_column_names_is_mapped_back(cfg, rows, tmp_path):
+    source = rows.rename(columns={c: f"src_{c}" for c in rows.columns})
+    path = tmp_path / "export.csv"
+    source.to_csv(path, index=False)
+    mapping = {f"src_{c}": c for c in rows.columns}
+    result = ing.ingest(with_mapping(cfg, mapping), path)
+    assert_bookkeeping(cfg, result)
+    assert result.counts.ingested == len(rows) and result.counts.quarantined == 0
+    records = result.records
+    for role in ("id", "label"):
+        assert records[names(cfg, role)].tolist() == rows[names(cfg, role)].tolist()
+    ts = names(cfg, "timestamp")
+    assert (records[ts] == pd.to_datetime(rows[ts], utc=True)).all()
+
+
+def test_jsonl_keeps_good_lines_and_quarantines_broken_ones(cfg, rows, tmp_path):
+    lines = [json.dumps(r, default=str) for r in rows.head(5).to_dict("records")]
+    lines[2:2] = ["{not json", "", "[1, 2]"]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ing.ingest(cfg, path)
+    assert_bookkeeping(cfg, result)
+    assert result.counts.ingested == 5
+    assert result.counts.by_reason == {"unparseable_row": 2}  # the blank line is no record
+    assert sorted(result.quarantine["location"]) == ["line 3", "line 5"]
+
+
+def test_rows_without_a_usable_label_are_quarantined_with_the_reason(cfg, rows, tmp_path):
+    label = names(cfg, "label")
+    frame = rows.head(4).copy()
+    frame[label] = frame[label].astype(object)
+    frame.loc[1, label] = None
+    frame.loc[2, label] = "maybe"
+    path = tmp_path / "labels.parquet"
+    frame.to_parquet(path)
+    result = ing.ingest(cfg, path)
+    assert_bookkeeping(cfg, result)
+    assert result.counts.ingested == 2
+    assert result.counts.by_reason == {"no_label": 1, "unmappable_label": 1}
+    reasons = result.quarantine.set_index("reason")
+    assert "maybe" in reasons.loc["unmappable_label", "excerpt"]
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [("1", "pos"), ("0", "neg"), ("true", "pos"), ("False", "neg"), (" {POS} ", "pos")],
+)
+def test_label_spellings(cfg, spelling, expected):
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
+    labels = ing.normalise_labels(cfg, pd.Series([spelling.format(POS=pos.upper())]))
+    assert labels.iloc[0] == (pos if expected == "pos" else neg)
+
+
+def test_a_corrupt_parquet_file_is_quarantined_as_a_file(cfg, tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 this is not really parquet")
+    result = ing.ingest(cfg, path)
+    assert_bookkeeping(cfg, result)
+    assert result.counts.read == 1 and result.counts.by_reason == {"unreadable_file": 1}
+
+
+def test_run_writes_records_and_a_quarantine_that_belongs_to_them(cfg, rows, tmp_path):
+    label = names(cfg, "label")
+    frame = rows.head(6).copy()
+    frame[label] = frame[label].astype(object)
+    frame.loc[0, label] = None
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source)
+    out = tmp_path / "data" / "raw" / "records.parquet"
+    result = ing.run(cfg, source, out, progress=False)
+    assert result.counts.read == 6
+    written = pd.read_parquet(out)
+    assert list(written.columns) == [c.name for c in cfg.data.columns] and len(written) == 5
+    side = ing.quarantine_path(out)
+    assert side.name == "records.quarantine.parquet"
+    assert pd.read_parquet(side)["reason"].tolist() == ["no_label"]
+    # A clean re-run removes the stale quarantine, so the two files always belong together.
+    rows.head(6).to_parquet(source)
+    ing.run(cfg, source, out, progress=False)
+    assert not side.exists()
+
+
+def test_format_option_and_usage_errors(cfg, tmp_path):
+    table = tmp_path / "export.txt"
+    table.write_text(
+        f"{names(cfg, 'id')},{names(cfg, 'label')}\nm1,{cfg.problem.positive_class}\n",
+        encoding="utf-8",
+    )
+    assert ing.ingest(cfg, table, fmt="csv").counts.read == 1
+    with pytest.raises(FileNotFoundError):
+        ing.ingest(cfg, tmp_path / "nope.csv")
+    with pytest.raises(ValueError, match="unknown format"):
+        ing.ingest(cfg, table, fmt="xlsx")
