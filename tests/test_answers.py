@@ -34,6 +34,7 @@ INVALID = [
     ({"positive_class": "Spam Mail"}, "positive_class"),
     ({"project_name": "Spam {{ detection }}"}, "project_name"),
     ({"deploy_strategy": "helm"}, "deploy_strategy"),
+    ({"use_case": "crypto"}, "use_case"),
 ]
 
 

@@ -39,14 +39,14 @@ PAIRWISE = [
         "ci": "github",
     },
     {
-        "use_case": "spam-email",
+        "use_case": "card-fraud",
         "python_version": "3.11",
         "retraining_schedule": "daily",
         "deploy_strategy": "istio",
         "ci": "none",
     },
     {
-        "use_case": "spam-email",
+        "use_case": "card-fraud",
         "python_version": "3.12",
         "retraining_schedule": "weekly",
         "deploy_strategy": "istio",
@@ -64,6 +64,13 @@ PAIRWISE = [
         "python_version": "3.12",
         "retraining_schedule": "daily",
         "deploy_strategy": "istio",
+        "ci": "github",
+    },
+    {
+        "use_case": "card-fraud",
+        "python_version": "3.11",
+        "retraining_schedule": "weekly",
+        "deploy_strategy": "argo-rollouts",
         "ci": "github",
     },
 ]
@@ -357,6 +364,26 @@ def test_default_project_runs_the_whole_loop_with_make(bake):
     assert comparison["labelled"] == 600
     assert comparison["verdict"] in ("better", "worse", "not_distinguishable")
     assert "challenger" in out.stdout
+
+
+def test_card_fraud_project_runs_make_demo(bake):
+    """The second instance, as its user starts: `make demo` generates the card world, trains,
+    checks the deploy, replays held-out transactions through the champion and monitors them."""
+    project = bake(use_case="card-fraud")
+    make = ["make", "SKIP_INSTALL=1", f"VENV={Path(sys.executable).parent.parent}"]
+    # Few trials keep the template suite short; the 5-seed quality table uses the default.
+    out = _ok(run_in_project(project, *make, "demo", "TRIALS=5", "HOLDOUT=3000", timeout=1500))
+    assert "Demo finished" in out.stdout
+    sizes = {
+        name: len(pq.read_table(project / f"data/split/{name}.parquet"))
+        for name in ("train", "validation", "test")
+    }
+    assert sum(sizes.values()) == 47000  # the pack's 50,000 rows, the latest 3,000 held out
+    evaluation = json.loads((project / "reports/evaluation/evaluation.json").read_text())
+    assert evaluation["test"]["pr_auc"] > evaluation["baseline"]["test"]["pr_auc"] + 0.2
+    assert set(evaluation["slices"]) >= {"new_entity", "online", "abroad"}
+    monitor = json.loads((project / "reports/monitoring/monitor.json").read_text())
+    assert monitor["window"]["served"] == 3000
 
 
 @pytest.mark.parametrize("strategy", CHOICES["deploy_strategy"])

@@ -3,7 +3,7 @@
     python benchmarks/bench_monitor.py [--rows 1000000] [--seed-rows 4000]
 
 Everything happens in a temporary folder: a sample project (``tests/sample_project.py``: a small
-champion with its reference, a registry, an entity store), ``--seed-rows`` generated emails
+champion with its reference, a registry, an entity store), ``--seed-rows`` generated records
 classified through the serving engine (so every logged row carries real features and input
 signals), then those rows copied with fresh request ids until the log holds ``--rows``
 predictions over the last 23 hours, with feedback on 3 % of them. Then ``monitor.run`` reads
@@ -34,14 +34,14 @@ def _import(name: str):
 
 
 def seed_rows(cfg, n: int) -> list[dict]:
-    """``n`` real log rows: generated emails classified by the engine."""
+    """``n`` real log rows: generated records classified by the engine."""
     synthetic = _import("data.synthetic")
     engine_mod = _import("serving.engine")
     replay = _import("serving.replay")
-    emails = synthetic.generate(cfg, n, 11, days=2, start=datetime.now(UTC) - timedelta(days=2))
+    items = synthetic.generate(cfg, n, 11, days=2, start=datetime.now(UTC) - timedelta(days=2))
     engine = engine_mod.Engine.from_config(cfg, {})
     try:
-        replay.replay(cfg, emails, engine=engine, progress=True)
+        replay.replay(cfg, items, engine=engine, progress=True)
         return engine.log.rows()
     finally:
         engine.close()

@@ -9,7 +9,7 @@ entity store are temporary copies, so the project's own databases are not touche
 Reported, side by side:
 
 - in-process: ``Engine.classify`` called directly (validation, store lookup, scoring, log write)
-  for one email and for a batch: the limit without HTTP;
+  for one record and for a batch: the limit without HTTP;
 - minimal app: a plain Starlette app on uvicorn (one worker) calling the same engine with the
   same Prometheus metrics (``serving/metrics.py``, on ``/metrics``), the server one would
   otherwise write (without BentoML's per-request HTTP metrics);
@@ -85,10 +85,10 @@ def prepare(args, work: Path) -> tuple[dict, list[dict]]:
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
     }
-    emails = generate(cfg, args.records, 99)
+    items = generate(cfg, args.records, 99)
     timestamp = cfg.data.column("timestamp").name
     # Without a received time the server stamps "now", as it would for live mail.
-    bodies = request_bodies(cfg, emails.drop(columns=[timestamp]))
+    bodies = request_bodies(cfg, items.drop(columns=[timestamp]))
     return env, bodies
 
 
@@ -108,7 +108,7 @@ def store_copy(env: dict, name: str) -> str:
 
 
 def in_process(env: dict, bodies: list[dict], args) -> dict:
-    """Latency of ``Engine.classify`` without HTTP, one email and one batch at a time."""
+    """Latency of ``Engine.classify`` without HTTP, one record and one batch at a time."""
     from {{ cookiecutter.package_name }}.config import load_config
     from {{ cookiecutter.package_name }}.serving.engine import Engine
     from {{ cookiecutter.package_name }}.serving.schema import record_model
@@ -121,7 +121,7 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
         "ENTITY_STORE_URL": store_copy(env, "inprocess"),
     }
     engine = Engine.from_config(cfg, local)
-    email_cls = record_model(cfg)
+    record_cls = record_model(cfg)
     raw = [json.dumps(b).encode() for b in bodies]
     out = {}
     try:
@@ -133,10 +133,10 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
                 chunk = [raw[(i + k) % len(raw)] for k in range(size)]
                 i += size
                 t0 = time.perf_counter()
-                engine.classify([email_cls.model_validate_json(b) for b in chunk])
+                engine.classify([record_cls.model_validate_json(b) for b in chunk])
                 times.append(time.perf_counter() - t0)
             out[name] = summary(np.array(times[5:]), None, size, errors=0)
-        rows = engine.frames.frame([email_cls.model_validate_json(raw[0])])
+        rows = engine.frames.frame([record_cls.model_validate_json(raw[0])])
         rows = engine.store.lookup(cfg, rows, record=False)
         score = []
         for _ in range(200):
@@ -168,24 +168,24 @@ def minimal_app():
     from {{ cookiecutter.package_name }}.serving.schema import record_model
 
     cfg = load_config()
-    email_cls = record_model(cfg)
-    many = TypeAdapter(list[email_cls])
+    record_cls = record_model(cfg)
+    many = TypeAdapter(list[record_cls])
     state = {}
 
     async def classify(request):
         try:
-            email = email_cls.model_validate_json(await request.body())
+            item = record_cls.model_validate_json(await request.body())
         except ValidationError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        out = await run_in_threadpool(state["engine"].classify, [email])
+        out = await run_in_threadpool(state["engine"].classify, [item])
         return Response(out[0].model_dump_json(), media_type="application/json")
 
     async def classify_batch(request):
         try:
-            emails = many.validate_json(await request.body())
+            items = many.validate_json(await request.body())
         except ValidationError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        out = await run_in_threadpool(state["engine"].classify, emails)
+        out = await run_in_threadpool(state["engine"].classify, items)
         return JSONResponse([p.model_dump() for p in out])
 
     async def ready(_):
@@ -422,7 +422,7 @@ def summary(latencies: np.ndarray, duration: float | None, items: int, errors: i
         "requests": int(latencies.size),
         "errors": int(errors),
         "rps": round(float(rps), 1),
-        "emails_per_s": round(float(rps * items), 1),
+        "records_per_s": round(float(rps * items), 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),

@@ -4,7 +4,7 @@ inside one folder. Not part of the package: nothing here is on the request path.
 
 ``sample_project(contract, root)`` copies the contract to ``root/configs/system.yaml`` (so every
 relative SQLite path of the contract resolves under ``root``), fits two small bundles of the
-contract's estimator (``training.model``) on generated emails with point-in-time entity history
+contract's estimator (``training.model``) on generated records with point-in-time entity history
 (``features.pipeline.build_features``), registers them in ``root/mlflow.db`` as ``champion``
 and ``challenger`` and materializes the entity store. Serve it with
 ``SYSTEM_CONFIG=root/configs/system.yaml`` and ``MLFLOW_TRACKING_URI`` unset (or set to the
@@ -29,7 +29,7 @@ class SampleProject:
 
     cfg: SystemConfig
     config_path: Path
-    emails: pd.DataFrame
+    records: pd.DataFrame
     champion_version: int
     challenger_version: int | None
 
@@ -89,8 +89,8 @@ def sample_project(
     root = Path(root)
     config_path = write_contract(Path(contract), root, overrides)
     cfg = load_config(config_path)
-    emails = generate(cfg, rows, seed, days=14)
-    frame = attach_history(cfg, emails)
+    records = generate(cfg, rows, seed, days=14)
+    frame = attach_history(cfg, records)
     client = registry.connect(cfg)
     registry.ensure_experiment(cfg, client)
     name = cfg.training.mlflow.registered_model
@@ -104,22 +104,22 @@ def sample_project(
         client.set_registered_model_alias(name, registry.CHALLENGER, str(versions[1]))
     timestamp = cfg.data.column("timestamp").name
     store = EntityStore.from_config(cfg)
-    store.materialize(cfg, emails, as_of=emails[timestamp].max() + pd.Timedelta(seconds=1))
+    store.materialize(cfg, records, as_of=records[timestamp].max() + pd.Timedelta(seconds=1))
     store.close()
     return SampleProject(
         cfg=cfg,
         config_path=config_path,
-        emails=emails,
+        records=records,
         champion_version=versions[0],
         challenger_version=versions[1] if challenger else None,
     )
 
 
-def request_bodies(cfg, emails: pd.DataFrame) -> list[dict]:
+def request_bodies(cfg, frame: pd.DataFrame) -> list[dict]:
     """JSON bodies for /classify from canonical rows (the label and NaNs left out)."""
     label = cfg.data.column("label").name
     bodies = []
-    for record in emails.drop(columns=[label], errors="ignore").to_dict("records"):
+    for record in frame.drop(columns=[label], errors="ignore").to_dict("records"):
         body = {}
         for key, value in record.items():
             if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
@@ -131,3 +131,28 @@ def request_bodies(cfg, emails: pd.DataFrame) -> list[dict]:
             body[key] = value
         bodies.append(body)
     return bodies
+
+
+def required_fields(cfg) -> list[str]:
+    """What every request must carry: the entity key and the non-nullable text columns."""
+    text = [c.name for c in cfg.data.columns_with("text") if not c.nullable]
+    return [*([cfg.data.entity] if cfg.data.entity else []), *text]
+
+
+def minimal_body(cfg, entity: str = "a@b.org") -> dict:
+    """The smallest valid request under this contract (defaults fill the rest)."""
+    return {name: entity if name == cfg.data.entity else "hello" for name in required_fields(cfg)}
+
+
+def scaled_rows(rows: int, contract: Path | None = None) -> int:
+    """``rows`` of a test written for a 20,000-row sample (the default ``DomainPack.sample_rows``),
+    for this project's pack. A pack with a larger sample has rarer positives, and they come in
+    fewer, larger events (a burst of fraud on one card), so a split of the same time span holds
+    fewer of them: the rows grow with the square of the sample's ratio, which keeps positives
+    in every split of the tests' small samples."""
+    from contract_labels import CONTRACT_PATH
+
+    from {{cookiecutter.package_name}}.domain import pack_of
+
+    cfg = load_config(contract or CONTRACT_PATH)
+    return round(rows * (pack_of(cfg).sample_rows / 20_000) ** 2)

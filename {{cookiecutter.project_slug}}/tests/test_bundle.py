@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from contract_labels import NEG, POS
+from reference_contract import reference_config
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -26,10 +27,17 @@ from {{cookiecutter.package_name}}.bundle import (
 )
 from {{cookiecutter.package_name}}.distributions import bin_shares, reference_distributions
 
+
+@pytest.fixture(scope="module")
+def cfg(cfg):
+    """The reference contract: this module's frames are built by hand in its schema."""
+    return reference_config(cfg)
+
+
 NUMERIC = ["recipient_count", "attachment_count", "inline_image_count"]
 
 
-def emails(n: int = 300, seed: int = 0) -> pd.DataFrame:
+def items(n: int = 300, seed: int = 0) -> pd.DataFrame:
     """A small hand-made canonical frame whose numeric columns carry the label signal."""
     rng = np.random.default_rng(seed)
     positive = rng.random(n) < 0.3
@@ -63,7 +71,7 @@ def fitted(df: pd.DataFrame, model=None) -> ModelBundle:
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    return emails()
+    return items()
 
 
 def test_round_trip_gives_identical_scores(tmp_path, frame):

@@ -90,7 +90,7 @@ def test_promote_strict_exits_5_with_the_reasons_when_the_gate_rejects(tmp_path,
 
     sample = sample_project(project_root / "configs/system.yaml", tmp_path, rows=400)
     (tmp_path / "data/features").mkdir(parents=True)
-    attach_history(sample.cfg, sample.emails).to_parquet(tmp_path / "data/features/test.parquet")
+    attach_history(sample.cfg, sample.records).to_parquet(tmp_path / "data/features/test.parquet")
     (tmp_path / "reports/evaluation").mkdir(parents=True)
     (tmp_path / "reports/evaluation/evaluation.json").write_text("{}", encoding="utf-8")
     raw = yaml.safe_load(sample.config_path.read_text(encoding="utf-8"))

@@ -19,13 +19,14 @@ import pandas as pd
 import pytest
 import yaml
 from kfp_cluster import ClusterEmulator, TaskFailed, install_project, read_dockerfile
+from sample_project import scaled_rows
 
-from {{ cookiecutter.package_name }}.config import CONFIG_ENV_VAR, load_config
-from {{ cookiecutter.package_name }}.pipeline import run as runner
-from {{ cookiecutter.package_name }}.pipeline.pipeline import TASKS, secret_name
+from {{cookiecutter.package_name}}.config import CONFIG_ENV_VAR, load_config
+from {{cookiecutter.package_name}}.pipeline import run as runner
+from {{cookiecutter.package_name}}.pipeline.pipeline import TASKS, secret_name
 
 pytestmark = pytest.mark.slow
-ROWS, TRIALS = 2000, 2
+ROWS, TRIALS = scaled_rows(2000), 2
 PACKAGE = load_config.__module__.split(".")[0]
 
 
@@ -83,11 +84,12 @@ def mlflow_server(postgres, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def contract(project_root, tmp_path_factory):
-    """A lenient contract (any sensible model passes the gate); the pods get a read-only copy
-    where the image has its own."""
+    """A lenient contract (any model with some skill passes the gate: these tests are about the
+    cluster, and a rare positive class leaves a small test split few positives to judge on);
+    the pods get a read-only copy where the image has its own."""
     data = yaml.safe_load((project_root / "configs" / "system.yaml").read_text(encoding="utf-8"))
-    data["metrics"]["offline"]["target_precision"] = 0.2
-    data["metrics"]["offline"]["target_recall"] = 0.5
+    data["metrics"]["offline"]["target_precision"] = 0.05
+    data["metrics"]["offline"]["target_recall"] = 0.3
     path = tmp_path_factory.mktemp("contract") / "configs" / "system.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -164,7 +166,7 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
     import sqlalchemy as sa
     from mlflow import MlflowClient
 
-    from {{ cookiecutter.package_name }} import stores
+    from {{cookiecutter.package_name}} import stores
 
     secret = {
         "MLFLOW_TRACKING_URI": mlflow_server,
@@ -250,13 +252,16 @@ def test_real_data_from_an_importer_uri_trains_end_to_end(
     """The data_uri variant: the object store's file, not generated data, is what trains."""
     from mlflow import MlflowClient
 
-    from {{ cookiecutter.package_name }}.data import synthetic
+    from {{cookiecutter.package_name}}.data import synthetic
 
     cfg = load_config(contract)
     bucket = tmp_path / "bucket"
     bucket.mkdir()
-    source = bucket / "emails-2026-12.parquet"
-    synthetic.run(cfg, source, rows=ROWS, seed=7, progress=False)
+    source = bucket / "records-2026-12.parquet"
+    # Twice the usual sample: this run's threshold comes from one trial on a small validation
+    # split, and the test split must hold enough positives to judge it.
+    rows = 2 * ROWS
+    synthetic.run(cfg, source, rows=rows, seed=7, progress=False)
     secret = {
         "MLFLOW_TRACKING_URI": mlflow_server,
         "OPTUNA_STORAGE": postgres.database("optuna_imported"),
@@ -273,7 +278,7 @@ def test_real_data_from_an_importer_uri_trains_end_to_end(
     ingested = cluster.runs[1].artifacts["data"]["metadata"]
     labels = pd.read_parquet(source)[cfg.data.column("label").name]
     rate = (labels == cfg.problem.positive_class).mean()
-    assert ingested["rows"] == ROWS and ingested["positive_rate"] == round(rate, 4)
+    assert ingested["rows"] == rows and ingested["positive_rate"] == round(rate, 4)
     assert "export-serving-bundle" in ran
     client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     version = cluster.runs[ran.index("promote-model")].parameters["version"]
@@ -288,10 +293,10 @@ def test_a_window_run_trains_on_the_requests_the_server_kept(
     served), and the run trains and promotes on them."""
     from datetime import UTC, datetime, timedelta
 
-    from {{ cookiecutter.package_name }} import stores
-    from {{ cookiecutter.package_name }}.data import synthetic
-    from {{ cookiecutter.package_name }}.predlog import records
-    from {{ cookiecutter.package_name }}.predlog.store import PredictionLog
+    from {{cookiecutter.package_name}} import stores
+    from {{cookiecutter.package_name}}.data import synthetic
+    from {{cookiecutter.package_name}}.predlog import records
+    from {{cookiecutter.package_name}}.predlog.store import PredictionLog
 
     cfg = load_config(contract)
     label = cfg.data.column("label").name
@@ -356,7 +361,9 @@ def test_a_window_run_trains_on_the_requests_the_server_kept(
     ran = [r.name for r in cluster.runs]
     assert_the_image_ran(cluster, image, site)
     got = cluster.runs[0]
-    assert got.name == "get-data" and "labels from feedback 50 (2.5%)" in got.output, got.output
+    assert got.name == "get-data" and f"labels from feedback 50 ({50 / ROWS:.1%})" in got.output, (
+        got.output
+    )
     metadata = got.artifacts["data"]["metadata"]
     rate = (served[label] == cfg.problem.positive_class).mean()
     assert metadata["source"] == "labelled window" and metadata["rows"] == ROWS

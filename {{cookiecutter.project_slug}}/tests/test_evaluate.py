@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from contract_labels import NEG, POS
+from reference_contract import reference_config
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 
@@ -19,6 +20,12 @@ from {{cookiecutter.package_name}}.models.evaluate import (
     metrics_at_threshold,
     slice_metrics,
 )
+
+
+@pytest.fixture(scope="module")
+def cfg(cfg):
+    """The reference contract: this module's frames are built by hand in its schema."""
+    return reference_config(cfg)
 
 
 def with_targets(cfg, precision: float, recall: float):
@@ -126,17 +133,16 @@ def test_default_slices(cfg):
     masks = default_slices(raw, cfg, history=history)
     assert masks["new_entity"].tolist() == [False, True, False, False]
     assert masks["established_entity"].tolist() == [True, False, True, True]
-    assert masks["with_links"].tolist() == [True, False, False, False]
     # Without history, a sender first seen in this frame is new.
     assert default_slices(raw, cfg)["new_entity"].tolist() == [False, True, False, True]
 
     metrics = slice_metrics(raw, [1, 0, 1, 0], [0.9, 0.2, 0.8, 0.7], 0.5, masks)
-    assert metrics["with_links"]["support"]["rows"] == 1
-    assert metrics["without_links"]["fp"] == 1
+    assert metrics["new_entity"]["support"]["rows"] == 1
+    assert metrics["established_entity"]["fp"] == 1
     assert metrics["new_entity"]["share"] == pytest.approx(0.25)
 
 
-def emails(n: int, seed: int, start: str, shift: float = 1.6) -> pd.DataFrame:
+def items(n: int, seed: int, start: str, shift: float = 1.6) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     positive = rng.random(n) < 0.3
     t0 = pd.Timestamp(start, tz="UTC")
@@ -164,9 +170,9 @@ def logistic_bundle(cfg, train: pd.DataFrame, columns: list[str], kind: str):
 
 def test_run_writes_reports_and_the_threshold(cfg, tmp_path):
     cfg = with_targets(cfg, 0.98, 0.9)
-    train = emails(1500, 1, "2026-01-01")
-    val = emails(1500, 2, "2026-01-08")
-    test = emails(1500, 3, "2026-01-15")
+    train = items(1500, 1, "2026-01-01")
+    val = items(1500, 2, "2026-01-08")
+    test = items(1500, 3, "2026-01-15")
     for name, frame in (("train", train), ("validation", val), ("test", test)):
         frame.to_parquet(tmp_path / f"{name}.parquet")
     save_bundle(logistic_bundle(cfg, train, [f"s{k}" for k in range(8)], "xgboost"), tmp_path / "c")
@@ -196,25 +202,20 @@ def test_run_writes_reports_and_the_threshold(cfg, tmp_path):
     body = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert body["contract"] == {"met": True, "reasons": []}
     assert body["selection"]["beats_baseline"] is True
-    assert set(body["slices"]) == {
-        "new_entity",
-        "established_entity",
-        "with_links",
-        "without_links",
-    }
+    assert set(body["slices"]) == {"new_entity", "established_entity"}
     for name in ("pr_curve.png", "confusion_matrix.png", "calibration.png"):
         assert (tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG")
     card = (tmp_path / "out" / "model_card.md").read_text()
     assert "| precision |" in card and ">= 0.98" in card
-    assert "meets the contract" in card and "with_links" in card
+    assert "meets the contract" in card and "new_entity" in card
     assert f"{result.choice.threshold:.6g}" in card
 
 
 def test_run_reports_a_model_below_target(cfg, tmp_path):
     cfg = with_targets(cfg, 0.99, 0.95)
-    train = emails(800, 4, "2026-01-01", shift=0.8)
+    train = items(800, 4, "2026-01-01", shift=0.8)
     train.to_parquet(tmp_path / "validation.parquet")
-    emails(800, 5, "2026-01-08", shift=0.8).to_parquet(tmp_path / "test.parquet")
+    items(800, 5, "2026-01-08", shift=0.8).to_parquet(tmp_path / "test.parquet")
     save_bundle(logistic_bundle(cfg, train, ["s0"], "xgboost"), tmp_path / "c")
 
     result = evaluate.run(
@@ -235,9 +236,9 @@ def test_run_logs_the_evaluation_into_the_training_run(cfg, tmp_path, monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = with_targets(cfg, 0.98, 0.9)
     frames = {
-        "train": emails(800, 1, "2026-01-01"),
-        "validation": emails(800, 2, "2026-01-08"),
-        "test": emails(800, 3, "2026-01-15"),
+        "train": items(800, 1, "2026-01-01"),
+        "validation": items(800, 2, "2026-01-08"),
+        "test": items(800, 3, "2026-01-15"),
     }
     for name, frame in frames.items():
         frame.to_parquet(tmp_path / f"{name}.parquet")

@@ -174,7 +174,7 @@ def test_many_rescues_raise_the_false_positive_alert(cfg, tmp_path):
     rng = np.random.default_rng(1)
     reference = reference_for(rng)
     with PredictionLog(f"sqlite:///{tmp_path}/fp.db") as log:
-        fill(log, rng, 3000, fp_every=10)  # a tenth of the flagged emails rescued
+        fill(log, rng, 3000, fp_every=10)  # a tenth of the flagged items rescued
         summary = judge(cfg, log, reference)
     checks = {c["name"]: c for c in summary["checks"]}
     fp = next(c for name, c in checks.items() if "false" in name)
@@ -274,11 +274,11 @@ def test_shadow_traffic_then_monitor_and_compare_from_the_cli(tmp_path, project_
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     project = sample_project(project_root / "configs" / "system.yaml", tmp_path, rows=600)
     cfg = project.cfg
-    start = project.emails[cfg.data.column("timestamp").name].max() + pd.Timedelta(minutes=1)
-    emails = generate(cfg, 400, 7, days=14, start=start.to_pydatetime())
+    start = project.records[cfg.data.column("timestamp").name].max() + pd.Timedelta(minutes=1)
+    items = generate(cfg, 400, 7, days=14, start=start.to_pydatetime())
     engine = Engine.from_config(cfg, {"SERVING_ROUTING": "shadow"})
     try:
-        replayed = replay(cfg, emails, engine=engine, progress=False)
+        replayed = replay(cfg, items, engine=engine, progress=False)
         assert engine.wait_for_shadow()
     finally:
         engine.close()

@@ -1,6 +1,6 @@
 """The Kubeflow pipeline: real local runs (kfp.local, one process per task), compile, submit.
 
-Each local run trains on ~2,000 generated emails with 2 Optuna trials, in a temporary project
+Each local run trains on a small generated sample (2 Optuna trials), in a temporary project
 (its own contract copy, MLflow sqlite store, Optuna and sender-store databases). The journal the
 steps write says which tasks really ran: the promotion branch when the gate passed, the
 else branch when it failed, never both and never neither (kfp's condition trap).
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rich.console import Console
+from sample_project import scaled_rows
 from typer.testing import CliRunner
 
 from {{cookiecutter.package_name}} import __version__
@@ -30,7 +31,7 @@ from {{cookiecutter.package_name}}.pipeline.pipeline import (
     secret_name,
 )
 
-ROWS, TRIALS = 2000, 2
+ROWS, TRIALS = scaled_rows(2000), 2
 BEFORE_GATE = TASKS[: TASKS.index("evaluate-model") + 1]
 
 
@@ -93,7 +94,7 @@ def gate_failed(project_root, workspace):
             "training.optuna.study_name": "gate-test",
         },
     )
-    return local_run(path, rows=1200, trials=1)  # the smallest data validation accepts
+    return local_run(path, rows=scaled_rows(1200), trials=1)  # small, with both classes
 
 
 def table_text(run) -> str:
@@ -175,7 +176,7 @@ def test_validation_failure_fails_the_run_at_validation(project_root, workspace)
 
 @pytest.mark.slow
 def test_local_run_trains_on_the_data_an_importer_brings(project_root, workspace):
-    from {{ cookiecutter.package_name }}.data import synthetic
+    from {{cookiecutter.package_name}}.data import synthetic
 
     path = contract_copy(
         project_root,

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 SIGNALS = 6
 
 
-def emails(n: int, seed: int, start: str) -> pd.DataFrame:
+def items(n: int, seed: int, start: str) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     positive = rng.random(n) < 0.3
     t0 = pd.Timestamp(start, tz="UTC")
@@ -61,7 +61,7 @@ def store(tmp_path_factory, cfg):
 
 @pytest.fixture(scope="module")
 def splits():
-    return emails(600, 1, "2026-01-01"), emails(600, 2, "2026-01-08"), emails(600, 3, "2026-01-15")
+    return items(600, 1, "2026-01-01"), items(600, 2, "2026-01-08"), items(600, 3, "2026-01-15")
 
 
 def named(cfg, model_name: str):

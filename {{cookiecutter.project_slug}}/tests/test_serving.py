@@ -1,6 +1,6 @@
 """Serving: routing, the engine in each mode, and real `bentoml serve` processes over HTTP.
 
-One sample project (two small XGBoost bundles on generated emails, registered as champion and
+One sample project (two small XGBoost bundles on generated records, registered as champion and
 challenger in a tmp MLflow store, a materialized entity store) serves the whole module. Three
 real servers start together (single, shadow, canary); the kill test runs last and kills the
 single-mode server with SIGKILL under load.
@@ -23,7 +23,8 @@ import numpy as np
 import psutil
 import pytest
 from contract_labels import NEG, POS
-from sample_project import request_bodies, sample_project
+from reference_contract import reference_config
+from sample_project import minimal_body, request_bodies, required_fields, sample_project
 
 from {{cookiecutter.package_name}}.deploy.server import missing_metrics
 from {{cookiecutter.package_name}}.domain import pack_of
@@ -56,7 +57,7 @@ def sample(tmp_path_factory, project_root):
 
 @pytest.fixture(scope="module")
 def bodies(sample):
-    return request_bodies(sample.cfg, sample.emails.tail(60))
+    return request_bodies(sample.cfg, sample.records.tail(60))
 
 
 def free_port() -> int:
@@ -206,10 +207,10 @@ def test_routing_plan_reads_contract_then_environment(cfg):
 
 
 def test_record_model_follows_the_contract(cfg):
-    email_cls = record_model(cfg)
-    email = email_cls.model_validate({"sender": "Bob@Example.org", "body": "hi"})
-    row = FrameBuilder(cfg).frame([email]).iloc[0]
-    assert row["sender_domain"] == "example.org"
+    cfg = reference_config(cfg)  # bodies written by hand in its schema
+    record_cls = record_model(cfg)
+    item = record_cls.model_validate({"sender": "Bob@Example.org", "body": "hi"})
+    row = FrameBuilder(cfg).frame([item]).iloc[0]
     assert row["recipient_count"] == 1 and row["attachment_count"] == 0
     assert row["content_type"] == "text/plain"
     assert str(row["received_at"].tz) == "UTC"
@@ -221,7 +222,7 @@ def test_record_model_follows_the_contract(cfg):
         ({"sender": "a", "body": "x", "received_at": "3000-01-01T00:00:00Z"}, "received_at"),
     ):
         with pytest.raises(ValueError, match=field):
-            email_cls.model_validate(bad)
+            record_cls.model_validate(bad)
 
 
 STRICT_CASES = (
@@ -244,45 +245,48 @@ STRICT_CASES = (
 
 
 def test_request_model_is_strict(cfg):
-    email_cls = record_model(cfg)
+    cfg = reference_config(cfg)  # bodies written by hand in its schema
+    record_cls = record_model(cfg)
     base = {"sender": "a@b.org", "body": "hi"}
     for field, value in STRICT_CASES:
         with pytest.raises(ValueError, match=field):
-            email_cls.model_validate_json(json.dumps({**base, field: value}))
+            record_cls.model_validate_json(json.dumps({**base, field: value}))
     good = {**base, "received_at": "2024-05-01T12:00:00+02:00", "attachment_count": 2}
-    email = email_cls.model_validate_json(json.dumps(good))
-    assert email.received_at.isoformat() == "2024-05-01T10:00:00+00:00"
-    assert email.attachment_count == 2
+    item = record_cls.model_validate_json(json.dumps(good))
+    assert item.received_at.isoformat() == "2024-05-01T10:00:00+00:00"
+    assert item.attachment_count == 2
     # The OpenAPI schema says what is refused: a non-blank pattern, integer and date-time types.
-    props = email_cls.model_json_schema()["properties"]
+    props = record_cls.model_json_schema()["properties"]
     assert props["sender"]["pattern"] == "\\S" and props["body"]["pattern"] == "\\S"
     assert {"format": "date-time", "type": "string"} in props["received_at"]["anyOf"]
 
 
 def test_request_times_are_held_to_the_contract_bounds(cfg):
     """The API refuses what validation would quarantine: one set of bounds, the contract's."""
+    cfg = reference_config(cfg)  # bodies written by hand in its schema
     from datetime import UTC, datetime, timedelta
 
     column = cfg.data.column("timestamp")
     low, high = column.time_bounds(datetime.now(UTC))
-    email_cls = record_model(cfg)
+    record_cls = record_model(cfg)
     base = {"sender": "a@b.org", "body": "hi"}
 
     def body(when: datetime) -> str:
         return json.dumps({**base, column.name: when.isoformat()})
 
-    assert email_cls.model_validate_json(body(low))
-    assert email_cls.model_validate_json(body(high - timedelta(minutes=1)))
+    assert record_cls.model_validate_json(body(low))
+    assert record_cls.model_validate_json(body(high - timedelta(minutes=1)))
     with pytest.raises(ValueError, match=re.escape(f"must not be before {low.isoformat()}")):
-        email_cls.model_validate_json(body(low - timedelta(seconds=1)))
+        record_cls.model_validate_json(body(low - timedelta(seconds=1)))
     with pytest.raises(ValueError, match="must not be after"):
-        email_cls.model_validate_json(body(high + timedelta(minutes=1)))
+        record_cls.model_validate_json(body(high + timedelta(minutes=1)))
     earlier = cfg.model_copy(deep=True)
     earlier.data.column("timestamp").__dict__["min"] = low - timedelta(days=3650)
     assert record_model(earlier).model_validate_json(body(low - timedelta(days=1)))
 
 
 def test_blank_field_error_reads_plainly(cfg):
+    cfg = reference_config(cfg)  # bodies written by hand in its schema
     from pydantic import ValidationError
 
     from {{cookiecutter.package_name}}.serving.guard import summarize_errors
@@ -350,7 +354,7 @@ def test_a_mesh_mirror_serves_the_same_request_id_with_another_model(tmp_path):
 
 
 def _run_batcher(jobs, classify_each, *, max_batch=8, hold=None):
-    """Submit ``jobs`` (lists of emails, with optional deadline) at once; their outcomes."""
+    """Submit ``jobs`` (lists of items, with optional deadline) at once; their outcomes."""
     import asyncio
 
     from {{cookiecutter.package_name}}.serving.batcher import MicroBatcher
@@ -361,7 +365,7 @@ def _run_batcher(jobs, classify_each, *, max_batch=8, hold=None):
         if hold is not None:  # keep the scoring thread busy so the jobs queue up together
             first = asyncio.ensure_future(batcher.submit_many(["hold"]))
             await asyncio.sleep(0.05)
-        calls = [batcher.submit_many(emails, deadline=deadline) for emails, deadline in jobs]
+        calls = [batcher.submit_many(items, deadline=deadline) for items, deadline in jobs]
         out = await asyncio.gather(*calls, return_exceptions=True)
         if hold is not None:
             await first
@@ -376,23 +380,23 @@ def _run_batcher(jobs, classify_each, *, max_batch=8, hold=None):
 def test_batcher_isolates_a_failing_request_and_never_splits_one():
     groups = []
 
-    def classify_each(emails, ids, *, record_errors=True):
-        groups.append(list(emails))
-        if emails == ["hold"]:
+    def classify_each(items, ids, *, record_errors=True):
+        groups.append(list(items))
+        if items == ["hold"]:
             time.sleep(0.2)
-        if "bad" in emails:
-            raise RuntimeError("bad email")
-        return [f"p:{e}" for e in emails]
+        if "bad" in items:
+            raise RuntimeError("bad item")
+        return [f"p:{e}" for e in items]
 
     jobs = [(["a1", "a2"], None), (["bad"], None), (["c1", "c2", "c3", "c4", "c5"], None)]
     out = _run_batcher(jobs, classify_each, max_batch=8, hold=True)
     assert out[0] == ["p:a1", "p:a2"]
     assert isinstance(out[1], RuntimeError)
     assert out[2] == ["p:c1", "p:c2", "p:c3", "p:c4", "p:c5"]
-    # Every group holds whole requests: a request's emails are scored (and logged) together.
-    for emails in groups:
+    # Every group holds whole requests: a request's items are scored (and logged) together.
+    for items in groups:
         for job, _ in jobs:
-            assert set(job) <= set(emails) or not set(job) & set(emails), groups
+            assert set(job) <= set(items) or not set(job) & set(items), groups
 
 
 def test_batcher_refuses_a_request_past_its_deadline_without_scoring_it():
@@ -400,11 +404,11 @@ def test_batcher_refuses_a_request_past_its_deadline_without_scoring_it():
 
     scored = []
 
-    def classify_each(emails, ids, *, record_errors=True):
-        if emails == ["hold"]:
+    def classify_each(items, ids, *, record_errors=True):
+        if items == ["hold"]:
             time.sleep(0.3)
-        scored.extend(emails)
-        return list(emails)
+        scored.extend(items)
+        return list(items)
 
     out = _run_batcher([(["late"], 0.1), (["patient"], None)], classify_each, hold=True)
     assert isinstance(out[0], Overloaded) and out[1] == ["patient"]
@@ -455,16 +459,16 @@ def engine_for(sample, models, launched, tmp_path):
         engine.close()
 
 
-def emails_of(cfg, bodies):
-    email_cls = record_model(cfg)
-    return [email_cls.model_validate(b) for b in bodies]
+def records_of(cfg, bodies):
+    record_cls = record_model(cfg)
+    return [record_cls.model_validate(b) for b in bodies]
 
 
 @pytest.mark.slow
 def test_single_mode_answers_with_the_champion_and_logs_first(sample, bodies, engine_for):
     engine = engine_for("single")
-    emails = emails_of(sample.cfg, bodies[:5])
-    out = engine.classify(emails)
+    items = records_of(sample.cfg, bodies[:5])
+    out = engine.classify(items)
     assert [p.role for p in out] == ["champion"] * 5
     assert {p.model_version for p in out} == {sample.champion_version}
     for p in out:
@@ -473,9 +477,12 @@ def test_single_mode_answers_with_the_champion_and_logs_first(sample, bodies, en
         # What monitoring reads: every reference feature (the model's own input) and the
         # per-request input signals (categories, unseen-token shares, top tokens).
         logged = rows[0]["features"]
-        assert set(engine.champion.bundle.reference["features"]) <= set(logged)
-        assert logged["sender_count_log"] is not None
-        assert {"cat.content_type", "text.body.unseen", "text.body.top"} <= set(logged)
+        reference = engine.champion.bundle.reference
+        assert set(reference["features"]) <= set(logged)
+        assert any(logged[name] is not None for name in reference["features"])
+        signals = {f"cat.{c}" for c in reference["categories"]}
+        signals |= {f"text.{c}.{kind}" for c in reference["text"] for kind in ("unseen", "top")}
+        assert signals and signals <= set(logged)
     assert out[0].label in (sample.cfg.problem.positive_class, sample.cfg.problem.negative_class)
 
 
@@ -483,8 +490,8 @@ def test_single_mode_answers_with_the_champion_and_logs_first(sample, bodies, en
 def test_shadow_mode_logs_both_models_under_one_request_id(sample, bodies, engine_for):
     engine = engine_for("shadow")
     single = engine_for("single")
-    emails = emails_of(sample.cfg, bodies[:8])
-    out = engine.classify(emails, [f"req-{i}" for i in range(8)])
+    items = records_of(sample.cfg, bodies[:8])
+    out = engine.classify(items, [f"req-{i}" for i in range(8)])
     assert engine.wait_for_shadow(10)
     for i, p in enumerate(out):
         assert p.role == "champion" and p.request_id == f"req-{i}"
@@ -494,24 +501,25 @@ def test_shadow_mode_logs_both_models_under_one_request_id(sample, bodies, engin
         assert rows["champion"]["score"] == pytest.approx(p.score)
         assert rows["challenger"]["model_version"] == sample.challenger_version
     # The champion's answer does not depend on the mode.
-    alone = single.classify(emails_of(sample.cfg, bodies[:1]))[0]
+    alone = single.classify(records_of(sample.cfg, bodies[:1]))[0]
     assert alone.model_version == out[0].model_version
 
 
 @pytest.mark.slow
 def test_canary_mode_routes_by_sender(sample, bodies, engine_for):
     engine = engine_for("canary", 50)
-    emails = emails_of(sample.cfg, bodies)
-    out = engine.classify(emails)
+    items = records_of(sample.cfg, bodies)
+    out = engine.classify(items)
     salt = str(sample.challenger_version)
-    for email, p in zip(emails, out, strict=True):
-        expected = "challenger" if routing.in_canary(email.sender, 50, salt) else "champion"
+    for item, p in zip(items, out, strict=True):
+        entity = getattr(item, sample.cfg.data.entity)
+        expected = "challenger" if routing.in_canary(entity, 50, salt) else "champion"
         assert p.role == expected
         version = sample.challenger_version if expected == "challenger" else sample.champion_version
         assert p.model_version == version
     assert {p.role for p in out} == {"champion", "challenger"}
     # Sticky: the same senders again get the same models.
-    assert [p.role for p in engine.classify(emails)] == [p.role for p in out]
+    assert [p.role for p in engine.classify(items)] == [p.role for p in out]
 
 
 @pytest.mark.slow
@@ -519,16 +527,16 @@ def test_reused_request_ids_are_refused_and_the_rest_answered(sample, bodies, en
     from {{cookiecutter.package_name}}.serving.schema import DuplicateRequestId
 
     engine = engine_for("shadow")
-    emails = emails_of(sample.cfg, bodies[:4])
-    out = engine.classify_each(emails[:3], ["dup-1", "dup-1", "dup-2"])
+    items = records_of(sample.cfg, bodies[:4])
+    out = engine.classify_each(items[:3], ["dup-1", "dup-1", "dup-2"])
     assert [type(p).__name__ for p in out] == ["Prediction", "DuplicateRequestId", "Prediction"]
     assert "dup-1" in str(out[1])
     # Against the log: a later request with a used id is refused, its neighbours answered.
-    again = engine.classify_each(emails[1:4], ["dup-2", "dup-3", "dup-1"])
+    again = engine.classify_each(items[1:4], ["dup-2", "dup-3", "dup-1"])
     assert isinstance(again[0], DuplicateRequestId) and isinstance(again[2], DuplicateRequestId)
     assert again[1].request_id == "dup-3"
     with pytest.raises(DuplicateRequestId, match="dup-3"):
-        engine.classify(emails[:1], ["dup-3"])
+        engine.classify(items[:1], ["dup-3"])
     assert engine.wait_for_shadow(10)
     for request_id in ("dup-1", "dup-2", "dup-3"):
         rows = engine.log.rows(request_id)
@@ -564,8 +572,9 @@ def test_in_process_http_endpoints(sample, bodies, tmp_path, monkeypatch):
         assert r.json()["request_id"] == "in-process-1"
         r = client.post("/classify_batch", json=bodies[:3])
         assert r.status_code == 200 and len(r.json()) == 3
-        r = client.post("/classify", json={"sender": "a@b.org"})
-        assert r.status_code == 400 and r.json()["error"] == "body: Field required"
+        *given, missing = required_fields(sample.cfg)
+        r = client.post("/classify", json={k: minimal_body(sample.cfg)[k] for k in given})
+        assert r.status_code == 400 and r.json()["error"] == f"{missing}: Field required"
         r = client.post("/classify", content=b"x" * 2_000_000, headers=JSON)
         assert r.status_code == 413
         r = client.post("/classify", json=bodies[1], headers={"X-Request-ID": "in-process-1"})
@@ -622,7 +631,8 @@ def test_single_server_endpoints(servers, bodies, sample):
     assert r.status_code == 200, r.text
     batch = r.json()
     assert len(batch) == 10 and len({p["request_id"] for p in batch}) == 10
-    assert [p["message_id"] for p in batch] == [b["message_id"] for b in bodies[:10]]
+    ids = sample.cfg.data.column("id").name
+    assert [p["message_id"] for p in batch] == [b[ids] for b in bodies[:10]]
     with server.log() as log:
         assert len(log.rows("abc-1")) == 1
         assert all(len(log.rows(p["request_id"])) == 1 for p in batch)
@@ -669,11 +679,13 @@ def test_canary_server_routes_senders_stickily(servers, bodies, sample):
         r = httpx.post(server.url + "/classify", json=body)
         assert r.status_code == 200, r.text
         role = r.json()["role"]
-        assert role == ("challenger" if routing.in_canary(body["sender"], 50, salt) else "champion")
-        assert roles.setdefault(body["sender"], role) == role
+        entity = body[sample.cfg.data.entity]
+        assert role == ("challenger" if routing.in_canary(entity, 50, salt) else "champion")
+        assert roles.setdefault(entity, role) == role
     assert set(roles.values()) == {"champion", "challenger"}
     batch = httpx.post(server.url + "/classify_batch", json=bodies[:30]).json()
-    assert [roles[b["sender"]] for b in bodies[:30]] == [p["role"] for p in batch]
+    entities = [b[sample.cfg.data.entity] for b in bodies[:30]]
+    assert [roles[e] for e in entities] == [p["role"] for p in batch]
 
 
 def response_counts(server) -> dict[tuple[str, str], float]:
@@ -741,8 +753,9 @@ def test_strict_types_over_http(servers):
 @pytest.mark.slow
 def test_largest_batch_is_answered_whole_and_logged_once(servers, sample, bodies):
     server = servers["single"]
-    emails = request_bodies(sample.cfg, sample.emails)
-    batch = [{**emails[i % len(emails)], "message_id": f"big-{i}"} for i in range(MAX_BATCH_ITEMS)]
+    items = request_bodies(sample.cfg, sample.records)
+    ids = sample.cfg.data.column("id").name
+    batch = [{**items[i % len(items)], ids: f"big-{i}"} for i in range(MAX_BATCH_ITEMS)]
     before = response_counts(server)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         http.post("/classify_batch", json=bodies[:8])  # a warm connection
@@ -752,7 +765,7 @@ def test_largest_batch_is_answered_whole_and_logged_once(servers, sample, bodies
             r = http.post("/classify_batch", json=batch)
             took.append(time.perf_counter() - started)
             assert r.status_code == 200, r.text[:300]
-            assert [p["message_id"] for p in r.json()] == [b["message_id"] for b in batch]
+            assert [p["message_id"] for p in r.json()] == [b[ids] for b in batch]
         over = http.post("/classify_batch", json=[*batch, batch[0]])
     # Whether this fits the end-to-end budget is the benchmark's question (a timed assertion
     # fails on a busy machine); here: the largest allowed batch is answered whole, never shed.
@@ -783,28 +796,35 @@ def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
     return status, data.partition(b"\r\n\r\n")[2]
 
 
-def bad_requests():
-    good = b'{"sender":"a@b.org","body":"hello"}'
-    big = b'{"sender":"a@b.org","body":"' + b"x" * 1_100_000 + b'"}'
+def bad_requests(cfg):
+    """Raw HTTP requests, each wrong in one way, and a word its 4xx answer must say; the
+    bodies are written from the contract (its required fields, a string and a bounded number)."""
+    body = minimal_body(cfg)
+    string = next(c.name for c in cfg.data.columns if c.dtype == "string" and c.role != "label")
+    number = next(
+        (c for c in cfg.data.columns if c.dtype in ("int", "float") and c.min is not None), None
+    )
+    good = json.dumps(body).encode()
+    big = json.dumps({**body, string: "x" * 1_100_000}).encode()
     post = b"POST /classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
 
     def with_length(body, extra=b"", ctype=b"application/json"):
         head = post + b"Content-Type: " + ctype + b"\r\n" + extra
         return head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n", body
 
-    return {
-        "malformed json": (*with_length(b'{"sender": "a@b.org", "body": '), b"JSON"),
-        "missing field": (*with_length(b'{"sender": "a@b.org"}'), b"body: Field required"),
-        "wrong type": (*with_length(b'{"sender": 42, "body": "x"}'), b"sender"),
-        "unknown field": (*with_length(b'{"sender":"a","body":"b","subjet":"x"}'), b"subjet"),
-        "out of range": (
-            *with_length(b'{"sender":"a","body":"b","attachment_count":-1}'),
-            b"attachment_count",
-        ),
+    cases = {
+        "malformed json": (*with_length(good[:-3]), b"JSON"),
+        "wrong type": (*with_length(json.dumps({**body, string: 42}).encode()), string.encode()),
+        "unknown field": (*with_length(json.dumps({**body, "subjet": "x"}).encode()), b"subjet"),
         "not an object": (*with_length(b"[1, 2]"), b"object"),
         "empty body": (*with_length(b""), b"empty body"),
         "over size limit": (*with_length(big), b"over the limit"),
-        "non-utf8": (*with_length(b'{"sender":"a\xff\xfe@b.org","body":"x"}'), b"UTF-8"),
+        "non-utf8": (
+            *with_length(
+                json.dumps({**body, string: "PLACE"}).encode().replace(b"PLACE", b"a\xff\xfe")
+            ),
+            b"UTF-8",
+        ),
         "content-type": (*with_length(good, ctype=b"text/plain"), b"Content-Type"),
         "content-length text": (post + b"Content-Length: lots\r\n\r\n", good, b""),
         "content-length huge": (post + b"Content-Length: 99999999999\r\n\r\n", good, b""),
@@ -815,6 +835,14 @@ def bad_requests():
         "binary header": (*with_length(good, b"X-Request-ID: \xe9\x00\r\n"), b""),
         "encoding": (*with_length(good, b"Content-Encoding: gzip\r\n"), b"Content-Encoding"),
     }
+    if body:
+        *given, missing = body
+        short = json.dumps({k: body[k] for k in given}).encode()
+        cases["missing field"] = (*with_length(short), f"{missing}: Field required".encode())
+    if number is not None:
+        low = json.dumps({**body, number.name: number.min - 1}).encode()
+        cases["out of range"] = (*with_length(low), number.name.encode())
+    return cases
 
 
 @pytest.mark.slow
@@ -822,15 +850,17 @@ def test_overload_sheds_whole_requests_counted_and_unlogged(servers, sample):
     """Concurrent big batches: those that cannot start within the deadline get a 503 that
     /metrics and the log's errors table count, and leave no prediction in the log."""
     server = servers["single"]
-    emails = request_bodies(sample.cfg, sample.emails)
+    items = request_bodies(sample.cfg, sample.records)
     clients = 10
     before = response_counts(server)
     barrier = threading.Barrier(clients)
     answers = {}
 
+    ids = sample.cfg.data.column("id").name
+
     def send(k):
         batch = [
-            {**emails[(k * 7 + i) % len(emails)], "message_id": f"shed-{k}-{i}"}
+            {**items[(k * 7 + i) % len(items)], ids: f"shed-{k}-{i}"}
             for i in range(MAX_BATCH_ITEMS)
         ]
         with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -865,12 +895,13 @@ def test_overload_sheds_whole_requests_counted_and_unlogged(servers, sample):
 
 
 @pytest.mark.slow
-def test_bad_input_matrix_is_4xx_and_server_keeps_serving(servers, bodies):
+def test_bad_input_matrix_is_4xx_and_server_keeps_serving(servers, bodies, sample):
     server = servers["single"]
     before = response_counts(server)
     failures = []
     unparsed = 0  # refused by the HTTP parser: never reach the app nor its metrics
-    for name, (head, body, expected) in bad_requests().items():
+    cases = bad_requests(sample.cfg)
+    for name, (head, body, expected) in cases.items():
         status, text = raw_request(server.port, head, body)
         unparsed += text.startswith(b"Invalid HTTP request")
         if not 400 <= status < 500 or expected not in text:
@@ -890,7 +921,7 @@ def test_bad_input_matrix_is_4xx_and_server_keeps_serving(servers, bodies):
     added = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert not {k: n for k, n in added.items() if k[1].startswith("5")}, added
     fours = sum(n for k, n in added.items() if k[1].startswith("4"))
-    assert fours == len(bad_requests()) + 3 - unparsed, (added, unparsed)
+    assert fours == len(cases) + 3 - unparsed, (added, unparsed)
 
 
 @pytest.mark.slow
@@ -977,7 +1008,7 @@ def test_fuzzed_from_its_own_openapi_no_server_error(sample):
             for path in ("/classify", "/classify_batch"):
                 for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                     fuzz(operations[path], mode, server.url, session, statuses, errors)
-        r = httpx.post(server.url + "/classify", json={"sender": "a@b.org", "body": "still here"})
+        r = httpx.post(server.url + "/classify", json=minimal_body(sample.cfg))
         assert r.status_code == 200, r.text
     finally:
         server.stop()

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from contract_labels import NEG, POS
+from reference_contract import reference_config
 
-from {{ cookiecutter.package_name }}.data import split
-from {{ cookiecutter.package_name }}.entity_history import (
+from {{cookiecutter.package_name}}.data import split
+from {{cookiecutter.package_name}}.entity_history import (
     point_in_time_history,
     snapshot_entity_stats,
 )
@@ -23,6 +24,14 @@ HISTORY = dict(
     prior_rate=0.2,
     prior_strength=4.0,
 )
+
+
+@pytest.fixture(scope="module")
+def cfg(cfg):
+    """The reference contract: this module's frames are built by hand in its schema."""
+    return reference_config(cfg)
+
+
 COUNTS = ["past_count", "past_labeled", "past_positive", "count_1h", "count_24h"]
 
 

@@ -4,13 +4,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from reference_contract import reference_config
 
-from {{ cookiecutter.package_name }}.features.history import (
+from {{cookiecutter.package_name}}.features.history import (
     HISTORY_COLUMNS,
     attach_history,
     history_spec,
 )
-from {{ cookiecutter.package_name }}.features.store import EntityStore
+from {{cookiecutter.package_name}}.features.store import EntityStore
+
+
+@pytest.fixture(scope="module")
+def cfg(cfg):
+    """The reference contract: this module's frames are built by hand in its schema."""
+    return reference_config(cfg)
+
 
 T0 = pd.Timestamp("2025-03-03 12:00", tz="UTC")
 MINUTE = pd.Timedelta(minutes=1)

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
+from reference_contract import reference_config
 
 from {{cookiecutter.package_name}} import stores
 from {{cookiecutter.package_name}}.pipeline import steps
@@ -233,6 +234,7 @@ def test_entity_store_on_postgresql(cfg, postgres, clean_env, where):
     from {{cookiecutter.package_name}}.features.store import EntityStore
 
     url = postgres.database(f"senders_{where}")
+    cfg = reference_config(cfg)  # the history below is written by hand in its schema
     cfg = point_at(
         cfg, clean_env, where, url, env="ENTITY_STORE_URL", contract="serving__entity_store_url"
     )

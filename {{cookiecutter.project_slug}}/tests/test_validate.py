@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from reference_contract import reference_config, write_reference
 
-from {{ cookiecutter.package_name }}.data import validate
-from {{ cookiecutter.package_name }}.entity_history import _ns
+from {{cookiecutter.package_name}}.data import validate
+from {{cookiecutter.package_name}}.entity_history import _ns
 
 NOW = pd.Timestamp("2024-06-01", tz="UTC")
 N = 40
@@ -57,9 +58,12 @@ def with_data(cfg, **changes):
 
 @pytest.fixture(scope="module")
 def small(cfg, tmp_path_factory):
-    """Contract for small frames, with its own project root (and so its own gx/ folder)."""
+    """The reference contract for small frames, with its own project root (and so its own gx/
+    folder)."""
     root = tmp_path_factory.mktemp("project")
-    return with_data(cfg.model_copy(update={"root": root}), min_rows=20, max_quarantine_share=0.0)
+    return reference_config(
+        cfg.model_copy(update={"root": root}), min_rows=20, max_quarantine_share=0.0
+    )
 
 
 def checks(report) -> set:
@@ -233,7 +237,7 @@ def _broken_csv(cfg, path):
 
 def test_run_with_partial_data_writes_quarantine_and_valid_remainder(small, tmp_path):
     cfg = with_data(small, max_quarantine_share=0.1)  # 3 of 40 rows will be quarantined
-    source = tmp_path / "emails.csv"
+    source = tmp_path / "records.csv"
     df = _broken_csv(cfg, source)
     out = tmp_path / "validated"
 
@@ -338,7 +342,7 @@ def test_out_of_range_times_are_quarantined_with_column_value_and_bound(small, t
     df.loc[2, "received_at"] = "1994-12-31T23:59:59Z"
     df.loc[3, "received_at"] = "2999-01-01T00:00:00Z"
     df.loc[4, "received_at"] = "+10000-01-01T00:00:00Z"  # beyond any datetime: does not parse
-    source = tmp_path / "emails.csv"
+    source = tmp_path / "records.csv"
     df.to_csv(source, index=False)
 
     report = validate.run(small, source, tmp_path / "out", now=NOW, docs=False)
@@ -426,15 +430,13 @@ def _history_splits(cfg, folder, received_at):
     return folder
 
 
-def test_stages_after_validation_refuse_times_they_cannot_hold_in_one_line(
-    small, project_root, tmp_path
-):
+def test_stages_after_validation_refuse_times_they_cannot_hold_in_one_line(small, tmp_path):
     """A file that skipped validation: split and features stop naming the file, column, check."""
     from typer.testing import CliRunner
 
-    from {{ cookiecutter.package_name }}.cli import app
-    from {{ cookiecutter.package_name }}.data import split
-    from {{ cookiecutter.package_name }}.features import build
+    from {{cookiecutter.package_name}}.cli import app
+    from {{cookiecutter.package_name}}.data import split
+    from {{cookiecutter.package_name}}.features import build
 
     year_102 = pd.Timestamp("0102-08-22 04:07:35Z")
     rows = make_rows(small)
@@ -451,7 +453,7 @@ def test_stages_after_validation_refuse_times_they_cannot_hold_in_one_line(
     with pytest.raises(ValueError, match=r"test\.parquet: received_at: 1 of 10 values outside"):
         build.run(small, splits, tmp_path / "features", store_url="sqlite://")
 
-    config = str(project_root / "configs" / "system.yaml")
+    config = str(write_reference(small, tmp_path / "configs" / "system.yaml"))
     args = ["features", "build", "--split-dir", str(splits), "--out", str(tmp_path / "f")]
     result = CliRunner().invoke(app, [*args, "--config", config])
     assert result.exit_code == 2, result.output
@@ -470,22 +472,18 @@ SHARE = 0.05  # 2 of 40 rows
     [(0, "passed"), (1, "partial"), (2, "partial"), (3, "failed"), (N // 2, "failed")],
     ids=["0 %", "below the share", "at the share", "above the share", "half"],
 )
-def test_cli_and_pipeline_step_decide_alike_on_the_quarantined_share(
-    small, project_root, tmp_path, bad, status
-):
+def test_cli_and_pipeline_step_decide_alike_on_the_quarantined_share(small, tmp_path, bad, status):
     from types import SimpleNamespace
 
-    import yaml
     from typer.testing import CliRunner
 
-    from {{ cookiecutter.package_name }}.cli import app
-    from {{ cookiecutter.package_name }}.pipeline import steps
+    from {{cookiecutter.package_name}}.cli import app
+    from {{cookiecutter.package_name}}.pipeline import steps
 
-    contract = yaml.safe_load((project_root / "configs" / "system.yaml").read_text("utf-8"))
-    contract["data"].update(min_rows=20, max_quarantine_share=SHARE)
-    config = small.root / "configs" / "partial.yaml"  # the module's project: its GX context
-    config.parent.mkdir(exist_ok=True)
-    config.write_text(yaml.safe_dump(contract), encoding="utf-8")
+    # The module's project (its GX context), with the reference columns.
+    config = write_reference(
+        small, small.root / "configs" / "partial.yaml", min_rows=20, max_quarantine_share=SHARE
+    )
     raw = tmp_path / "raw"
     raw.mkdir()
     _set(make_rows(small), "body", range(bad), None).to_parquet(raw / steps.RAW_FILE)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from contract_labels import NEG, POS
-from sample_project import request_bodies, sample_project
+from sample_project import request_bodies, sample_project, scaled_rows
 from typer.testing import CliRunner
 
 from {{cookiecutter.package_name}} import stores
@@ -218,7 +218,7 @@ def keeping(tmp_path_factory, project_root):
         project = sample_project(
             project_root / "configs" / "system.yaml",
             root,
-            rows=400,
+            rows=scaled_rows(400),
             challenger=False,
             # A test-sized window: the contract's row floor would refuse it (rightly).
             overrides={"serving": {"log_records": True}, "data": {"min_rows": 100}},
@@ -240,7 +240,8 @@ def test_served_traffic_and_feedback_become_valid_training_data(keeping, tmp_pat
     url = f"sqlite:///{tmp_path}/predictions.db"
     engine = Engine.from_config(cfg, {"PREDICTION_LOG_URL": url})
     model = record_model(cfg)
-    sent = keeping.emails.tail(120).reset_index(drop=True)
+    count = scaled_rows(120)  # enough positives for the contract's positive-rate check
+    sent = keeping.records.tail(count).reset_index(drop=True)
     answers = engine.classify([model.model_validate(b) for b in request_bodies(cfg, sent)])
     engine.close()
     flipped = {p.request_id: (NEG if p.label == POS else POS) for p in answers[:10]}
@@ -256,7 +257,7 @@ def test_served_traffic_and_feedback_become_valid_training_data(keeping, tmp_pat
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREDICTION_LOG_URL", url)
         steps.get_data(str(keeping.config_path), steps.WINDOW_SOURCE, 0, artifact)
-    assert artifact.metadata["rows"] == 120 and artifact.metadata["source"] == "labelled window"
+    assert artifact.metadata["rows"] == count and artifact.metadata["source"] == "labelled window"
     raw = tmp_path / "raw" / steps.RAW_FILE
     frame = pd.read_parquet(raw)
     id_column = cfg.data.column("id").name
@@ -266,11 +267,12 @@ def test_served_traffic_and_feedback_become_valid_training_data(keeping, tmp_pat
     for message_id, got in zip(frame[id_column], frame[label], strict=True):
         request_id, as_served = served[message_id]
         assert got == flipped.get(request_id, as_served)
-    # The text the model scored is what comes back (what retraining learns from).
-    for column in ("body", "sender", "recipient_count"):
-        assert frame[column].tolist() == sent[column].tolist(), column
+    # The raw record the model scored is what comes back (what retraining learns from).
+    for column in [c.name for c in cfg.data.columns if c.dtype in ("string", "int", "float")]:
+        if column != label:
+            assert frame[column].tolist() == sent[column].tolist(), column
 
     report = validate.run(cfg, raw, tmp_path / "validated", docs=False)
     assert validate.decide(report).proceed, report.summary()
     result = split.run(cfg, report.validated_path, tmp_path / "split")
-    assert sum(part["rows"] for part in result.parts.values()) == 120
+    assert sum(part["rows"] for part in result.parts.values()) == count

@@ -23,7 +23,9 @@ def data_generate(
     out: Annotated[
         Path | None, typer.Option(help="Parquet file [default: data.source.path]")
     ] = None,
-    rows: Annotated[int, typer.Option(min=1, help="Number of records")] = 20_000,
+    rows: Annotated[
+        int | None, typer.Option(min=1, help="Number of records [default: the pack's sample_rows]")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="[default: training.seed]")] = None,
     days: Annotated[int, typer.Option(min=1, help="Days the records span")] = 30,
     drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 = reference world")] = 0.0,
@@ -42,6 +44,7 @@ def data_generate(
 ) -> None:
     """Write the domain pack's realistic synthetic records (offline, deterministic for a seed)."""
     from ..data import synthetic
+    from ..domain import pack_of
 
     cfg = load(config)
     target = cfg.path(out or cfg.data.source.path)
@@ -51,6 +54,7 @@ def data_generate(
             raise fail(f"data.source.kind is file and {target} does not exist (`data ingest`)")
         console.print(f"data.source.kind is file: {target} is the data, nothing generated")
         return
+    rows = rows or pack_of(cfg).sample_rows
     if holdout >= rows:
         raise fail(f"--holdout {holdout} must be smaller than --rows {rows}")
     try:

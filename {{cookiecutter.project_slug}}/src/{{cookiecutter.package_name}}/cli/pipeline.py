@@ -72,7 +72,7 @@ def run(
         bool, typer.Option("--local", help="Run on this machine with kfp.local (required)")
     ] = False,
     rows: Annotated[
-        int | None, typer.Option(min=1, help="Generated records [default: 20000]")
+        int | None, typer.Option(min=1, help="Generated records [default: the pack's sample_rows]")
     ] = None,
     trials: Annotated[
         int | None, typer.Option(min=1, help="Optuna trials [default: training.optuna.trials]")

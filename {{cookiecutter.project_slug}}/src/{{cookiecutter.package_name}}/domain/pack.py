@@ -8,7 +8,8 @@ roles, not what the records are. A pack adds what only its domain knows, each pa
   the columns they declare in ``consumes`` are left out of the role families;
 - ``skipped_roles``: roles whose core family the pack leaves out, for a reason it documents;
 - ``structured_text``: text columns that are lists, not prose (not profiled as text);
-- ``entity_created_at``: the column holding when the entity came to be (account age);
+- ``entity_created_at``: the column holding when the entity came to be (account age), when it
+  is not ``<entity key>_created_at``;
 - ``generator``: a function returning the synthetic world behind ``data generate`` (imported
   when used): ``frames(n, seed, days, start, drift, labels=(positive, negative))`` yielding
   time-ordered frames, and ``empty()``, the frame of no rows with the generated schema;
@@ -20,6 +21,8 @@ roles, not what the records are. A pack adds what only its domain knows, each pa
   knows how to repair when ingesting a table (``data.canonical``), or None for the core's way;
 - ``slices(raw_df)``: the domain's evaluation slices (name -> boolean mask over the rows;
   a slice whose column is absent is left out), besides the core's new / established entity;
+- ``sample_rows``: how many records ``data generate`` and the pipeline make by default: enough
+  positives for the evaluation to judge the contract's targets;
 - ``record``: the name of one record in the API (e.g. ``Transaction``; ``Record``);
 - ``complete(record, entity)``: fills, in place, fields of a served record (a dict) that a
   client left out and the domain can derive (a domain from an address, say).
@@ -55,6 +58,7 @@ class DomainPack:
     structured_text: frozenset[str] = field(default_factory=frozenset)
     entity_created_at: str | None = None
     generator: Callable[[], Generator] | None = None
+    sample_rows: int = 20_000
     complete: Callable[[dict, str | None], None] | None = None
     reader: Callable[[], Any] | None = None
     canonical: Callable[..., list | None] | None = None

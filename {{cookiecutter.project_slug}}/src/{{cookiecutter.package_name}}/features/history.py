@@ -59,18 +59,27 @@ def history_spec(cfg) -> HistorySpec:
     feature transformer re-smooths the counts with the training rate).
     """
     bounds = cfg.data.positive_rate
-    names = {c.name for c in cfg.data.columns}
-    # When the entity came to be (account age), if the domain pack names such a column.
-    created_at = pack_of(cfg).entity_created_at
+    created_at = entity_created_column(cfg)
     return HistorySpec(
         entity=cfg.data.entity,
         timestamp=cfg.data.column("timestamp").name,
         label=cfg.data.column("label").name,
         positive=cfg.problem.positive_class,
-        created_at=created_at if created_at in names else None,
+        created_at=created_at,
         prior_rate=(bounds.min + bounds.max) / 2,
         prior_strength=PRIOR_STRENGTH,
     )
+
+
+def entity_created_column(cfg) -> str | None:
+    """The datetime column holding when the entity came to be (its account age): the one the
+    domain pack names, else ``<entity key>_created_at``; None when the contract has neither."""
+    entity = cfg.data.entity
+    if entity is None:
+        return None
+    name = pack_of(cfg).entity_created_at or f"{entity}_created_at"
+    column = next((c for c in cfg.data.columns if c.name == name), None)
+    return name if column is not None and column.dtype == "datetime" else None
 
 
 def history_columns(cfg) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ import pandas as pd
 from ..bundle import ModelBundle, load_bundle, save_bundle, time_window
 from ..config import SystemConfig
 from ..domain import pack_of
+from ..features.history import entity_created_column
 
 PLOT_FILES = {
     "pr_curve": "pr_curve.png",
@@ -274,15 +275,15 @@ def default_slices(
 ) -> dict[str, np.ndarray]:
     """New vs established entities, then the domain pack's slices, as masks over ``raw_df``.
 
-    An entity is new when it was created (the pack's ``entity_created_at`` column) or, when that
-    is unknown, first seen (in ``history`` and ``raw_df``) fewer than
+    An entity is new when it was created (``features.history.entity_created_column``) or, when
+    that is unknown, first seen (in ``history`` and ``raw_df``) fewer than
     ``training.new_entity_days`` days before the record. Pass earlier splits as ``history``:
     without them every entity of the first days of ``raw_df`` looks new.
     """
     ts_col = cfg.data.column("timestamp").name
     entity_col = cfg.data.entity
     pack = pack_of(cfg)
-    created_col = pack.entity_created_at
+    created_col = entity_created_column(cfg)
     slices: dict[str, np.ndarray] = {}
     if entity_col and ts_col in raw_df and entity_col in raw_df:
         received = pd.to_datetime(raw_df[ts_col], utc=True)

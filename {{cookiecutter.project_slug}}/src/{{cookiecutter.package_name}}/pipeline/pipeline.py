@@ -27,6 +27,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import SystemConfig
+from ..domain import pack_of
 from . import components
 
 PACKAGE = __name__.split(".")[0]
@@ -135,7 +136,7 @@ def default_arguments(cfg: SystemConfig, *, imported: bool = False) -> dict[str,
     source = cfg.data.source
     data: dict[str, Any] = {
         "data_source": "generate" if source.kind == "synthetic" else str(source.path),
-        "rows": 20_000,
+        "rows": pack_of(cfg).sample_rows,
     }
     return {
         # Empty: $SYSTEM_CONFIG, else configs/system.yaml in the image's working directory.

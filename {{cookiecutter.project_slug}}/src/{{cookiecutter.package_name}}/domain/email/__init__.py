@@ -68,7 +68,6 @@ PACK = DomainPack(
     families=_families,
     skipped_roles=SKIPPED_ROLES,
     structured_text=STRUCTURED_TEXT,
-    entity_created_at="sender_created_at",
     generator=_generator,
     complete=_complete,
     reader=_reader,

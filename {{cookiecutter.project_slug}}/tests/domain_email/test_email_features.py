@@ -7,11 +7,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }}.features import build
-from {{ cookiecutter.package_name }}.features.hashing import ngram_occurrences
-from {{ cookiecutter.package_name }}.features.history import HISTORY_COLUMNS, attach_history
-from {{ cookiecutter.package_name }}.features.pipeline import build_features
-from {{ cookiecutter.package_name }}.features.store import EntityStore
+from {{cookiecutter.package_name}}.features import build
+from {{cookiecutter.package_name}}.features.categorical import CategoricalFeatures
+from {{cookiecutter.package_name}}.features.clock import DatetimeFeatures, TimestampFeatures
+from {{cookiecutter.package_name}}.features.flags import FlagFeatures
+from {{cookiecutter.package_name}}.features.hashing import ngram_occurrences
+from {{cookiecutter.package_name}}.features.history import HISTORY_COLUMNS, attach_history
+from {{cookiecutter.package_name}}.features.numeric import NumericFeatures
+from {{cookiecutter.package_name}}.features.pipeline import build_features
+from {{cookiecutter.package_name}}.features.store import EntityStore
+
+ROLE_FAMILIES = (
+    NumericFeatures,
+    CategoricalFeatures,
+    TimestampFeatures,
+    DatetimeFeatures,
+    FlagFeatures,
+)
 
 T0 = pd.Timestamp("2025-03-03", tz="UTC")
 SPAM_LINES = [
@@ -335,3 +347,11 @@ def test_build_writes_parts_with_history_and_the_store(cfg, data, tmp_path):
     assert (test["entity_past_count"] > 0).mean() > 0.5  # test rows see train + validation
     assert store_path.is_file() and result.entities == df["sender"].nunique()
     assert "entities" in result.summary() and result.summary_path.is_file()
+
+
+def test_email_contract_leaves_only_unread_columns_to_the_role_families(cfg):
+    families = build_features(cfg).families
+    roles = {type(f): f.consumes for f in families if isinstance(f, ROLE_FAMILIES)}
+    # Every numeric / categorical / datetime column is read by the email families (the
+    # account creation time through the entity history), which skip the clock: flags remain.
+    assert roles == {FlagFeatures: ("quality_flags",)}
