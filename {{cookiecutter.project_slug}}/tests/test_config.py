@@ -129,6 +129,7 @@ def _ts(raw: dict) -> dict:
         (lambda r: _col(r, "subject").update(role="entity_key"), "at most one column"),
         (lambda r: r["data"]["column_mapping"].update(text="no_such_column"), "no_such_column"),
         (lambda r: r["data"]["positive_rate"].update(min=0.9, max=0.1), "data.positive_rate"),
+        (lambda r: r["data"].update(domain="no_such_pack"), "data.domain: Value error, no pack"),
         (
             lambda r: r["problem"].update(negative_class=r["problem"]["positive_class"]),
             "must differ",

@@ -240,13 +240,9 @@ class Data(_Strict):
     @field_validator("domain")
     @classmethod
     def _pack_present(cls, name: str) -> str:
-        from .domain import NONE, available
+        from .domain import require
 
-        if name != NONE and name not in available():
-            raise ValueError(
-                f"no pack {name!r} in this project (packs: {', '.join([NONE, *available()])})"
-            )
-        return name
+        return require(name)
 
     @model_validator(mode="after")
     def _roles(self) -> Data:

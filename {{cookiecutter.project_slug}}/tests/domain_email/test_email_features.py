@@ -6,24 +6,14 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from test_role_features import ROLE_FAMILIES
 
 from {{cookiecutter.package_name}}.features import build
-from {{cookiecutter.package_name}}.features.categorical import CategoricalFeatures
-from {{cookiecutter.package_name}}.features.clock import DatetimeFeatures, TimestampFeatures
 from {{cookiecutter.package_name}}.features.flags import FlagFeatures
 from {{cookiecutter.package_name}}.features.hashing import ngram_occurrences
 from {{cookiecutter.package_name}}.features.history import HISTORY_COLUMNS, attach_history
-from {{cookiecutter.package_name}}.features.numeric import NumericFeatures
 from {{cookiecutter.package_name}}.features.pipeline import build_features
 from {{cookiecutter.package_name}}.features.store import EntityStore
-
-ROLE_FAMILIES = (
-    NumericFeatures,
-    CategoricalFeatures,
-    TimestampFeatures,
-    DatetimeFeatures,
-    FlagFeatures,
-)
 
 T0 = pd.Timestamp("2025-03-03", tz="UTC")
 SPAM_LINES = [

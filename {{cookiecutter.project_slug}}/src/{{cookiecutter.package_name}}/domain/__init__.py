@@ -23,16 +23,21 @@ def available() -> list[str]:
     return sorted(p.parent.name for p in here.glob("*/__init__.py"))
 
 
+def require(name: str) -> str:
+    """``name`` when this project has that pack (or it is ``none``), else a ValueError naming
+    the packs it has; the contract's loader checks ``data.domain`` with it."""
+    if name != NONE and name not in available():
+        raise ValueError(
+            f"no pack {name!r} in this project (packs: {', '.join([NONE, *available()])})"
+        )
+    return name
+
+
 @cache
 def load(name: str) -> DomainPack:
     """The pack called ``name`` (``none``: the core alone)."""
-    if name == NONE:
+    if require(name) == NONE:
         return CORE
-    if name not in available():
-        raise ValueError(
-            f"data.domain: no pack {name!r} in this project (packs here: "
-            f"{', '.join([NONE, *available()])})"
-        )
     return import_module(f".{name}", __name__).PACK
 
 

@@ -41,12 +41,13 @@ fraud moves to the new categories and countries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
-DEFAULT_START = datetime(2025, 3, 3, tzinfo=UTC)
+from ...data.synthetic import DEFAULT_START, check_arguments
+
 COLUMNS = (
     "transaction_id",
     "occurred_at",
@@ -776,17 +777,6 @@ def empty() -> pd.DataFrame:
     return pd.DataFrame(data)[list(COLUMNS)]
 
 
-def _check(n: int, days: int, start: datetime, drift: float) -> None:
-    if n < 0:
-        raise ValueError(f"rows must be >= 0, got {n}")
-    if days < 1:
-        raise ValueError(f"days must be >= 1, got {days}")
-    if not 0.0 <= drift <= 1.0:
-        raise ValueError(f"drift must be between 0 and 1, got {drift}")
-    if start.tzinfo is None:
-        raise ValueError("start must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
-
-
 def frames(
     n: int,
     seed: int,
@@ -802,7 +792,7 @@ def frames(
     it). ``with_kind`` adds ``fraud_kind`` (the event behind a row; "" for legitimate rows,
     "breach_visit" for the visit that exposed a card), for analysis only: not a contract column.
     """
-    _check(n, days, start, drift)
+    check_arguments(n, days, start, drift)
     if n == 0:
         return
     start_utc = pd.Timestamp(start).tz_convert("UTC")
@@ -845,7 +835,7 @@ def generate(
     Deterministic for ``seed``; ``drift`` in [0, 1] moves the world. Raises ValueError on a
     negative ``n``, ``days`` < 1, a naive ``start`` or a drift out of range.
     """
-    _check(n, days, start, drift)
+    check_arguments(n, days, start, drift)
     if n == 0:
         return empty()
     parts = list(frames(n, seed, days, start, drift, (positive, negative), with_kind=with_kind))
