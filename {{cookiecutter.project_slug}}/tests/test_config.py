@@ -48,6 +48,18 @@ def test_the_entity_key_is_optional(raw, tmp_path):
     assert "ENTITY_STORE_URL" not in {store.key for store in stores(cfg)}
 
 
+def test_the_timestamp_is_optional_for_records_without_an_entity_or_ages(raw, tmp_path):
+    """Records without a time split at random; an entity's history or an age needs the time,
+    so a contract keeping them without one is refused in one line naming them."""
+    raw["data"]["columns"] = [c for c in raw["data"]["columns"] if c["role"] != "timestamp"]
+    with pytest.raises(ConfigError, match="sender, sender_created_at need a column with role"):
+        load_config(_write(tmp_path, raw))
+    timed = ("entity_key", "datetime")
+    raw["data"]["columns"] = [c for c in raw["data"]["columns"] if c["role"] not in timed]
+    cfg = load_config(_write(tmp_path, raw))
+    assert cfg.data.timestamp is None and cfg.data.entity is None
+
+
 def test_relative_paths_resolve_against_the_project_root(cfg, project_root):
     assert cfg.root == project_root
     assert cfg.path("data/raw/x.parquet") == project_root / "data/raw/x.parquet"
@@ -127,6 +139,10 @@ def _ts(raw: dict) -> dict:
         (lambda r: r["data"]["columns"].append(dict(r["data"]["columns"][0])), "duplicate column"),
         (lambda r: r["data"]["columns"][1].update(role="numeric"), "role 'timestamp'"),
         (lambda r: _col(r, "subject").update(role="entity_key"), "at most one column"),
+        (
+            lambda r: _col(r, "sender_created_at").update(role="timestamp"),
+            "at most one column may have role 'timestamp'",
+        ),
         (lambda r: r["data"]["column_mapping"].update(text="no_such_column"), "no_such_column"),
         (lambda r: r["data"]["positive_rate"].update(min=0.9, max=0.1), "data.positive_rate"),
         (lambda r: r["data"].update(domain="no_such_pack"), "data.domain: Value error, no pack"),

@@ -525,9 +525,9 @@ def test_a_table_without_an_entity_trains_and_is_served(project, monkeypatch):
     # The project's own stores only (an earlier test in this process may have set MLflow's).
     for name in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "ENTITY_STORE_URL", "PREDICTION_LOG_URL"):
         monkeypatch.delenv(name, raising=False)
-    from {{cookiecutter.package_name}}.serving.engine import Engine
-    from {{cookiecutter.package_name}}.serving.loading import MODEL_VERSION_ENV
-    from {{cookiecutter.package_name}}.serving.schema import record_model
+    from {{ cookiecutter.package_name }}.serving.engine import Engine
+    from {{ cookiecutter.package_name }}.serving.loading import MODEL_VERSION_ENV
+    from {{ cookiecutter.package_name }}.serving.schema import record_model
 
     frame = transactions(2500).drop(columns=["account_no"])
     save(frame, project / "data/tx.csv")
@@ -569,3 +569,92 @@ def test_a_table_without_an_entity_trains_and_is_served(project, monkeypatch):
     finally:
         engine.close()
     assert len(answers) == 5 and all(0.0 <= a.score <= 1.0 for a in answers)
+
+
+def applications(n: int, seed: int = 0, *, timed: bool) -> pd.DataFrame:
+    """Loan applications, a public-style table: no text, no entity; about 20 % default.
+
+    Defaults follow the debt-to-income ratio, the term and the purpose, so a model has
+    something to find. ``timed`` adds the application time (``submitted``).
+    """
+    rng = np.random.default_rng(seed)
+    income = np.round(rng.lognormal(10.8, 0.5, n), -2)
+    loan = np.round(income * rng.uniform(0.05, 0.6, n), -1)
+    term = rng.choice([36, 60], n, p=[0.7, 0.3])
+    purpose = rng.choice(["car", "home", "debt", "education", "medical"], n)
+    ownership = rng.choice(["rent", "own", "mortgage"], n)
+    risk = 4 * loan / income + (term == 60) + 0.8 * (purpose == "debt") + rng.normal(0, 0.6, n)
+    frame = pd.DataFrame(
+        {
+            "application": [f"A-{seed}-{i:06d}" for i in range(n)],
+            "annual_income": income,
+            "loan_amount": loan,
+            "term_months": term,
+            "purpose": purpose,
+            "home_ownership": ownership,
+            "defaulted": np.where(risk > np.quantile(risk, 0.8), "yes", "no"),
+        }
+    )
+    if timed:
+        days = np.sort(rng.uniform(0, 90, n))
+        frame.insert(
+            1, "submitted", pd.Timestamp("2024-03-01", tz="UTC") + pd.to_timedelta(days, "D")
+        )
+    return frame
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("timed", [True, False], ids=["with-time", "no-time"])
+def test_a_public_style_table_trains_from_its_profile(project, monkeypatch, timed):
+    """A table with other names, no text and no entity goes from `data profile --write` through
+    the chain `make train` runs. Without a time column the split is a seeded stratified one, and
+    the profile, the split and the evaluation say that time leakage cannot be ruled out."""
+    for name in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "ENTITY_STORE_URL", "PREDICTION_LOG_URL"):
+        monkeypatch.delenv(name, raising=False)
+    save(applications(3000, timed=timed), project / "data/applications.csv")
+    steps = [
+        ("data", "profile", "data/applications.csv", "--write"),
+        ("data", "validate", "--no-docs"),
+        ("data", "split"),
+        ("features", "build"),
+        ("baseline",),
+        ("tune", "--trials", "3"),
+        ("evaluate",),
+        ("promote",),
+    ]
+    outputs = {}
+    for step in steps:
+        out = _cli(project, *step)
+        assert out.returncode == 0, f"{' '.join(step)}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
+        outputs[" ".join(step[:2])] = out.stdout
+    cfg = load_config(project / "configs/system.yaml")
+    roles = {c.name: c.role for c in cfg.data.columns}
+    assert roles["application"] == "id" and roles["defaulted"] == "label"
+    assert roles["purpose"] == "categorical" and roles["loan_amount"] == "numeric"
+    assert cfg.data.entity is None and (cfg.data.timestamp == "submitted") == timed
+
+    split = json.loads((project / "data/split/split.json").read_text())
+    evaluation = json.loads((project / "reports/evaluation/evaluation.json").read_text())
+    card = (project / "reports/evaluation/model_card.md").read_text()
+    parts = {
+        name: pd.read_parquet(project / f"data/split/{name}.parquet") for name in split["parts"]
+    }
+    rates = [info["positive_rate"] for info in split["parts"].values()]
+    assert sum(len(p) for p in parts.values()) == 3000
+    assert len(set().union(*(set(p["application"]) for p in parts.values()))) == 3000
+    if timed:
+        assert split["method"] == "time" and evaluation["split"]["by_time"]
+        assert parts["train"]["submitted"].max() <= parts["test"]["submitted"].min()
+        assert "leakage" not in card
+    else:
+        assert split["method"] == "stratified" and not evaluation["split"]["by_time"]
+        assert max(rates) - min(rates) < 0.01  # stratified: each part keeps the positive rate
+        shown = (outputs["data profile"], outputs["data split"], outputs["evaluate"], card)
+        for text in shown:
+            assert "time leakage cannot be ruled out" in " ".join(text.split())
+        # The same seed draws the same parts.
+        again = _cli(project, "data", "split")
+        assert again.returncode == 0
+        redrawn = pd.read_parquet(project / "data/split/test.parquet")
+        assert redrawn["application"].tolist() == parts["test"]["application"].tolist()
+    assert evaluation["selection"]["candidate"] > 0.5

@@ -370,7 +370,7 @@ def build_bundle(
 
     from . import __version__
 
-    timestamp = cfg.data.column("timestamp").name
+    timestamp = cfg.data.timestamp
     label = cfg.data.column("label").name
     y = (train[label] == cfg.problem.positive_class).to_numpy() if label in train else None
     bundle = ModelBundle(features=features, model=model, threshold=threshold)

@@ -250,14 +250,23 @@ class Data(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate column names: {', '.join(duplicates)}")
-        for role in ("id", "timestamp", "label"):
+        for role in ("id", "label"):
             count = sum(c.role == role for c in self.columns)
             if count != 1:
                 raise ValueError(f"exactly one column must have role '{role}', found {count}")
-        # Records without an entity (no account, card or user behind them) have no history.
-        count = sum(c.role == "entity_key" for c in self.columns)
-        if count > 1:
-            raise ValueError(f"at most one column may have role 'entity_key', found {count}")
+        # Records without an entity (no account, card or user behind them) have no history;
+        # records without a time are split at random (stratified), not by time.
+        for role in ("timestamp", "entity_key"):
+            count = sum(c.role == role for c in self.columns)
+            if count > 1:
+                raise ValueError(f"at most one column may have role '{role}', found {count}")
+        if self.timestamp is None:
+            timed = [c.name for c in self.columns if c.role in ("entity_key", "datetime")]
+            if timed:
+                raise ValueError(
+                    f"{', '.join(timed)} need a column with role 'timestamp': entity history "
+                    "and ages are measured at the record's time"
+                )
         unknown_targets = sorted(set(self.column_mapping.values()) - set(names))
         if unknown_targets:
             raise ValueError(
@@ -266,8 +275,13 @@ class Data(_Strict):
         return self
 
     def column(self, role: Role) -> Column:
-        """The single column with this role (id, timestamp, label or entity_key)."""
+        """The single column with this role (id, label; timestamp or entity_key when present)."""
         return next(c for c in self.columns if c.role == role)
+
+    @property
+    def timestamp(self) -> str | None:
+        """The record's time column, or None: the records are then split at random."""
+        return next((c.name for c in self.columns if c.role == "timestamp"), None)
 
     @property
     def entity(self) -> str | None:

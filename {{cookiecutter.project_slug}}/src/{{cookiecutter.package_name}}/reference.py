@@ -44,8 +44,8 @@ def build_reference(
     source: str = "validation",
 ) -> dict:
     """Reference distributions of ``bundle`` on ``frame`` (raw canonical rows with history)."""
-    timestamp = cfg.data.column("timestamp").name
-    if timestamp in frame:  # oldest first: the text profile holds out the latest rows
+    timestamp = cfg.data.timestamp
+    if timestamp and timestamp in frame:  # oldest first: the text profile holds out the latest rows
         order = np.argsort(frame[timestamp].to_numpy(), kind="stable")
         frame = frame.iloc[order]
         labels = None if labels is None else np.asarray(labels)[order]

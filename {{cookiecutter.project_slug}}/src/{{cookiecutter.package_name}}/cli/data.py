@@ -368,4 +368,9 @@ def _contract_notes(cfg, proposal) -> list[str]:
             f"{proposal.rows:,} rows is below data.min_rows ({cfg.data.min_rows:,}): validation "
             "will refuse the data"
         )
+    if "timestamp" not in {spec["role"] for spec in proposal.specs}:
+        notes.append(
+            "no time column: the split will be a seeded random one stratified by label, with no "
+            "entity history; time leakage cannot be ruled out (add a time column if there is one)"
+        )
     return notes

@@ -121,6 +121,10 @@ def evaluate(
     console.print(f"{result.bundle_dir.name} {verdict} the contract", highlight=False)
     for reason in result.contract_reasons:
         console.print(f"  - {reason}", highlight=False)
+    if not cfg.data.timestamp:
+        from ..models.evaluate import split_note
+
+        console.print(f"split: {split_note(cfg)}", highlight=False)
     console.print(f"report: {result.evaluation_path}; model card: {result.model_card_path}")
 
 

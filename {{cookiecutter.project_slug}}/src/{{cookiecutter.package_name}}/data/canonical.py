@@ -289,7 +289,7 @@ def _canonical_column(cfg: SystemConfig, col: Column, chunk: Chunk, cols: _Colum
         cols.flag(missing, f"missing:{name}")
         return ids
     if col.dtype == "datetime":
-        if series is None and name == cfg.data.column("timestamp").name:
+        if series is None and name == cfg.data.timestamp:
             offsets = pd.to_timedelta(np.asarray(chunk.index, dtype="int64"), unit="s")
             cols.flag(np.ones(n, bool), f"{name}:row_order")
             return pd.Series(pd.Timestamp(ROW_ORDER_EPOCH) + offsets).astype(TIMESTAMP_DTYPE)
@@ -334,7 +334,7 @@ def _representable(cfg: SystemConfig, col: Column, times: pd.Series, values: lis
     far = ((times < low) | (times > high)).to_numpy(dtype=bool, na_value=False)
     if not far.any():
         return times
-    if col.name == cfg.data.column("timestamp").name:
+    if col.name == cfg.data.timestamp:
         for i in np.flatnonzero(far):
             value = str(plain_value(values[i]))[:80]
             cols.out_of_range[i] = (

@@ -90,9 +90,10 @@ class Profile:
 
     def missing_roles(self) -> list[str]:
         """Roles the contract needs exactly once that the proposal lacks (an entity key is
-        optional: records without one train without entity history)."""
+        optional: records without one train without entity history; so is the timestamp:
+        records without one are split at random, stratified by label)."""
         roles = [s["role"] for s in self.specs]
-        return [r for r in ("id", "timestamp", "label") if r not in roles]
+        return [r for r in ("id", "label") if r not in roles]
 
     @property
     def mapping(self) -> dict[str, str]:
@@ -294,11 +295,14 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
             for c in times
         ],
     )
-    # entity key: repeated ids with many distinct values and a name like account / user_id
+    # entity key: repeated ids with many distinct values and a name like account / user_id;
+    # its history is point-in-time, so only records with a time have one
+    has_time = "timestamp" in {role for role, _ in roles.values()}
     keys = [
         c
         for c, f in facts.items()
-        if c not in roles
+        if has_time
+        and c not in roles
         and f.dtype in ("string", "int")
         and _words(c) & ENTITY_WORDS
         and MAX_ALLOWED < distinct[c] < filled[c]

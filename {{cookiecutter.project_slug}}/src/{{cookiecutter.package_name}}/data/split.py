@@ -1,9 +1,14 @@
-"""Split validated records by received time into train / validation / test.
+"""Split validated records by their time into train / validation / test.
 
 Oldest records train, the newest test: the model is always judged on a future it has not seen,
 as in production. Rows are never shuffled across time, and the parts do not overlap: records
 sharing a timestamp on a boundary all go to one side (the side that keeps the part sizes
 closest to the contract's fractions), so no instant is both seen in training and judged later.
+
+A contract without a ``timestamp`` column gets a seeded split stratified by label instead
+(``training.seed``): the parts keep the positive rate, but nothing rules out leakage from the
+future into training (a record and a later copy of it, a trend), so the test figures may be
+optimistic. ``split.json`` and the evaluation say which split was used.
 
 Point-in-time entity history (what was known about an entity when a record arrived) is computed
 by ``entity_history.point_in_time_history``; the features stage applies it per part.
@@ -23,6 +28,7 @@ from ..config import SystemConfig
 from ..timebounds import out_of_range
 
 PARTS = ("train", "validation", "test")
+BY_TIME, STRATIFIED = "time", "stratified"
 
 
 @dataclass(frozen=True)
@@ -32,14 +38,21 @@ class SplitResult:
     paths: dict[str, Path]
     summary_path: Path
     parts: dict[str, dict[str, Any]]
+    method: str = BY_TIME
 
     def summary(self) -> str:
         """One line per part: rows, time range and positive rate."""
         lines = []
         for name, info in self.parts.items():
+            span = f"{info['start'][:19]} .. {info['end'][:19]}" if info["start"] else "no time"
             lines.append(
-                f"{name:<10} {info['rows']:>9,} rows  {info['start'][:19]} .. "
-                f"{info['end'][:19]}  positive {info['positive_rate']:.1%}  -> {self.paths[name]}"
+                f"{name:<10} {info['rows']:>9,} rows  {span}  positive "
+                f"{info['positive_rate']:.1%}  -> {self.paths[name]}"
+            )
+        if self.method == STRATIFIED:
+            lines.append(
+                "no timestamp column: a seeded random split, stratified by label (time leakage "
+                "cannot be ruled out)"
             )
         return "\n".join(lines)
 
@@ -72,7 +85,7 @@ def split_by_time(cfg: SystemConfig, df: pd.DataFrame) -> dict[str, pd.DataFrame
     burst of records at one instant moves to one side as a whole. The original index is kept.
     Raises ``ValueError`` when a part would be empty (too few distinct timestamps).
     """
-    column = cfg.data.column("timestamp").name
+    column = cfg.data.timestamp
     times = _times(df, column)
     # A stable sort keeps the input order among records at the same instant (reproducible).
     if times.dt.tz is not None:
@@ -100,13 +113,38 @@ def split_by_time(cfg: SystemConfig, df: pd.DataFrame) -> dict[str, pd.DataFrame
     return {name: df.iloc[order[a:b]] for name, (a, b) in cuts.items()}
 
 
+def split_stratified(cfg: SystemConfig, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Train, validation and test parts of ``df`` drawn at random within each label, seeded by
+    ``training.seed``: each part keeps the positive rate. The original index is kept.
+    Raises ``ValueError`` when a part would have no row of a class."""
+    labels = df[cfg.data.column("label").name].to_numpy()
+    rng = np.random.default_rng(cfg.training.seed)
+    fractions = cfg.training.split
+    picked: dict[str, list[np.ndarray]] = {name: [] for name in PARTS}
+    for value in pd.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == value))
+        first = round(len(rows) * fractions.train)
+        second = first + round(len(rows) * fractions.validation)
+        if not 0 < first < second < len(rows):
+            raise ValueError(
+                f"cannot split {len(rows)} rows labelled {value!r} into three non-empty parts"
+            )
+        cuts = ((0, first), (first, second), (second, len(rows)))
+        for name, (a, b) in zip(PARTS, cuts, strict=True):
+            picked[name].append(rows[a:b])
+    return {name: df.iloc[np.sort(np.concatenate(picked[name]))] for name in PARTS}
+
+
 def _describe(cfg: SystemConfig, part: pd.DataFrame) -> dict[str, Any]:
-    times = _times(part, cfg.data.column("timestamp").name)
     labels = part[cfg.data.column("label").name]
+    start = end = None
+    if cfg.data.timestamp:
+        times = _times(part, cfg.data.timestamp)
+        start, end = times.min().isoformat(), times.max().isoformat()
     return {
         "rows": len(part),
-        "start": times.min().isoformat(),
-        "end": times.max().isoformat(),
+        "start": start,
+        "end": end,
         "positive_rate": float((labels == cfg.problem.positive_class).mean()),
     }
 
@@ -125,7 +163,8 @@ def run(cfg: SystemConfig, input_path: Path, out_dir: Path) -> SplitResult:
             problem = out_of_range(df[column.name], column.name)
             if problem:
                 raise ValueError(f"{input_path}: {problem}")
-    parts = split_by_time(cfg, df)
+    method = BY_TIME if cfg.data.timestamp else STRATIFIED
+    parts = split_by_time(cfg, df) if method == BY_TIME else split_stratified(cfg, df)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"{name}.parquet" for name in PARTS}
     described = {}
@@ -137,7 +176,8 @@ def run(cfg: SystemConfig, input_path: Path, out_dir: Path) -> SplitResult:
         "input": str(input_path),
         "rows": len(df),
         "fractions": cfg.training.split.model_dump(),
+        "method": method,
         "parts": described,
     }
     summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return SplitResult(paths=paths, summary_path=summary_path, parts=described)
+    return SplitResult(paths=paths, summary_path=summary_path, parts=described, method=method)

@@ -79,17 +79,19 @@ def run(
     for name, frame in parts.items():
         if frame.empty:
             raise ValueError(f"{split_dir / name}.parquet: no rows")
-        if ts not in frame.columns:
+        if ts and ts not in frame.columns:
             raise ValueError(f"{split_dir / name}.parquet: no {ts} column")
         # Times the history arithmetic (nanoseconds) cannot hold: refused here, in one line.
         for column in (ts, spec.created_at):
-            problem = column in frame.columns and out_of_range(frame[column], column)
+            problem = column and column in frame.columns and out_of_range(frame[column], column)
             if problem:
                 raise ValueError(f"{split_dir / name}.parquet: {problem}")
 
     # Labels strictly before this instant are known: every training label, nothing later.
-    train_end = pd.to_datetime(parts["train"][ts], utc=True).max()
-    label_cutoff = train_end + pd.Timedelta(1, "ns")
+    # Records without a time have no entity key either (the contract's rule): no history.
+    label_cutoff = as_of = None
+    if ts:
+        label_cutoff = pd.to_datetime(parts["train"][ts], utc=True).max() + pd.Timedelta(1, "ns")
     earlier_for_test = pd.concat([parts["train"], parts["validation"]], ignore_index=True)
     attached = {
         "train": attach_history(cfg, parts["train"]),
@@ -109,7 +111,8 @@ def run(
         tmp.replace(paths[name])  # a reader never sees half a file
 
     everything = pd.concat([earlier_for_test, parts["test"]], ignore_index=True)
-    as_of = pd.to_datetime(everything[ts], utc=True).max() + pd.Timedelta(1, "ns")
+    if ts:
+        as_of = pd.to_datetime(everything[ts], utc=True).max() + pd.Timedelta(1, "ns")
     entities, url = 0, "none (the contract has no entity key)"
     if spec.entity is not None:
         store = EntityStore.from_config(cfg, store_url)
@@ -124,8 +127,8 @@ def run(
         rows={name: len(frame) for name, frame in attached.items()},
         store_url=url,
         entities=entities,
-        as_of=as_of.isoformat(),
-        label_cutoff=label_cutoff.isoformat(),
+        as_of=as_of.isoformat() if as_of is not None else "none",
+        label_cutoff=label_cutoff.isoformat() if label_cutoff is not None else "none",
         seconds=time.perf_counter() - started,
         summary_path=out_dir / SUMMARY_FILE,
         history=spec.entity is not None,

@@ -62,7 +62,7 @@ def history_spec(cfg) -> HistorySpec:
     created_at = entity_created_column(cfg)
     return HistorySpec(
         entity=cfg.data.entity,
-        timestamp=cfg.data.column("timestamp").name,
+        timestamp=cfg.data.timestamp,
         label=cfg.data.column("label").name,
         positive=cfg.problem.positive_class,
         created_at=created_at,

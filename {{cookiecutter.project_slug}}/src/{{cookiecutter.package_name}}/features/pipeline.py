@@ -184,7 +184,7 @@ def build_features(cfg) -> FeatureTransformer:
     families += role_families(cfg, consumed, skip_roles=pack.skipped_roles)
     return FeatureTransformer(
         families,
-        timestamp=cfg.data.column("timestamp").name,
+        timestamp=cfg.data.timestamp,
         required=tuple(c for c in (cfg.data.entity, *text) if c),
         history=history_columns(cfg),
     )

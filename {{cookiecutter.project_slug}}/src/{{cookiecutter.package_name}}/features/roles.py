@@ -44,7 +44,7 @@ def role_families(
         # Ages are measured at the record's time, whether or not its clock is a feature.
         DatetimeFeatures(
             names(datetimes),
-            timestamp=cfg.data.column("timestamp").name,
+            timestamp=cfg.data.timestamp,
             nullable=nullable(datetimes),
         ),
         FlagFeatures(names(free("flags"))),

@@ -265,7 +265,7 @@ def slice_metrics(
 
 def _first_seen(cfg: SystemConfig, frames: list[pd.DataFrame]) -> pd.Series:
     entity = cfg.data.entity
-    ts = cfg.data.column("timestamp").name
+    ts = cfg.data.timestamp
     both = pd.concat([f[[entity, ts]] for f in frames if entity in f and ts in f])
     return pd.to_datetime(both[ts], utc=True).groupby(both[entity]).min()
 
@@ -280,7 +280,7 @@ def default_slices(
     ``training.new_entity_days`` days before the record. Pass earlier splits as ``history``:
     without them every entity of the first days of ``raw_df`` looks new.
     """
-    ts_col = cfg.data.column("timestamp").name
+    ts_col = cfg.data.timestamp
     entity_col = cfg.data.entity
     pack = pack_of(cfg)
     created_col = entity_created_column(cfg)
@@ -419,6 +419,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def split_note(cfg: SystemConfig) -> str:
+    """How the parts were drawn: by time, or at random when the records have no time."""
+    if cfg.data.timestamp:
+        return f"by time ({cfg.data.timestamp}): the test part is the held-out future"
+    return (
+        "a seeded random split stratified by label (the records have no timestamp column): "
+        "time leakage cannot be ruled out, so the test figures may be optimistic"
+    )
+
+
 def _window(window: Mapping[str, Any] | None) -> str:
     if not window or not window.get("start"):
         return "unknown"
@@ -458,8 +468,9 @@ def model_card(
         f"fingerprint `{str(training.get('fingerprint', 'n/a'))[:16]}`",
         f"- Validation (threshold choice): {_window(windows.get('validation'))}, "
         f"{choice.rows} rows, {choice.positives} positive",
-        f"- Test (held-out future): {_window(windows.get('test'))}, "
+        f"- Test: {_window(windows.get('test'))}, "
         f"{test['support']['rows']} rows, {test['support']['positive']} positive",
+        f"- Split: {split_note(cfg)}",
         f"- Contract version {metadata.get('contract_version', cfg.contract_version)}, "
         f"trained at {metadata.get('trained_at', 'n/a')}",
         "",
@@ -661,7 +672,7 @@ def run(
         )
         reasons = contract_check(cfg, test_metrics)
 
-    ts_col = cfg.data.column("timestamp").name
+    ts_col = cfg.data.timestamp
     windows = {"validation": time_window(val_df, ts_col), "test": time_window(test_df, ts_col)}
     selection = cfg.metrics.offline.selection_metric
     with console.status("Writing plots and the model card"):
@@ -739,6 +750,7 @@ def run(
             else candidate_value > baseline_value,
         },
         "windows": {"training": bundle.metadata.get("training", {}).get("window"), **windows},
+        "split": {"by_time": bool(cfg.data.timestamp), "note": split_note(cfg)},
         "plots": {k: str(v) for k, v in plots.items()},
         "model_card": str(card_path),
     }

@@ -406,10 +406,10 @@ class _Context:
         self.request_ids = request_ids
         self.message_ids = [getattr(e, engine.id_column, None) for e in records]
         self.entities = entities
-        timestamp = engine.cfg.data.column("timestamp").name
+        timestamp = engine.cfg.data.timestamp
         self.received = [
             None if t is pd.NaT or t is None else utc_naive(t.to_pydatetime())
-            for t in cells(frame, timestamp)
+            for t in (cells(frame, timestamp) if timestamp else [None] * len(records))
         ]
         names = engine._feature_names
         signals = engine.signals.row_signals(frame)

@@ -67,9 +67,10 @@ def replay(
 
     if (engine is None) == (url is None):
         raise ValueError("replay needs exactly one of engine (in-process) or url (HTTP)")
-    timestamp = cfg.data.column("timestamp").name
+    timestamp = cfg.data.timestamp
     label = cfg.data.column("label").name
-    frame = frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
+    if timestamp:
+        frame = frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
     records = _records(cfg, frame)
     record_cls = record_model(cfg)
     out: list[dict] = []

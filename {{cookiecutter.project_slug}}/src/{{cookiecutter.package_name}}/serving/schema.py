@@ -179,7 +179,7 @@ class FrameBuilder:
         self.columns = [c for c in cfg.data.columns if c.name != label]
         self.names = [c.name for c in self.columns]
         self._index = pd.Index(self.names)
-        self.timestamp = cfg.data.column("timestamp").name
+        self.timestamp = cfg.data.timestamp
         self.entity = cfg.data.entity
         self.datetimes = [c.name for c in self.columns if c.dtype == "datetime"]
         self.defaults = defaults(cfg)
@@ -191,7 +191,7 @@ class FrameBuilder:
         for name, value in self.defaults.items():
             if record.get(name) is None:
                 record[name] = value
-        if record.get(self.timestamp) is None:
+        if self.timestamp and record.get(self.timestamp) is None:
             record[self.timestamp] = now
         if self.complete is not None:
             self.complete(record, self.entity)

@@ -45,10 +45,10 @@ class TrafficResult:
 def start_after(cfg) -> datetime:
     """Just after the latest known record (training data, held-out records): the entity store
     expects requests in time order. A day ago when there is neither."""
-    timestamp = cfg.data.column("timestamp").name
+    timestamp = cfg.data.timestamp
     latest = []
     for path in (cfg.path(cfg.data.source.path), cfg.path(LIVE_RECORDS)):
-        if path.is_file():
+        if timestamp and path.is_file():
             times = pd.read_parquet(path, columns=[timestamp])[timestamp]
             latest.append(pd.to_datetime(times, utc=True).max().to_pydatetime())
     if latest:

@@ -275,7 +275,7 @@ def fraud_families(cfg) -> list:
     def have(name: str) -> str | None:
         return name if name in names else None
 
-    timestamp = cfg.data.column("timestamp").name
+    timestamp = cfg.data.timestamp
     card, shop = have("card_country"), have("merchant_country")
     families: list = []
     if card and shop:
