@@ -1,9 +1,10 @@
 """Synthetic training data from the domain pack's world, written in chunks.
 
-The contract's ``data.domain`` pack supplies the world (``DomainPack.generator``); this stage labels it with the contract's classes and writes it to
-Parquet chunk by chunk: memory stays flat in the row count, and a failed write leaves no file.
-``generate`` returns the same rows as one frame (tests, replay). ``hold_out`` moves the latest
-rows aside as the same world's future.
+The contract's ``data.domain`` pack supplies the world (``DomainPack.generator``), or without
+one the contract's columns do (``contract_world``); this stage labels it with the contract's
+classes and writes it to Parquet chunk by chunk: memory stays flat in the row count, and a
+failed write leaves no file. ``generate`` returns the same rows as one frame (tests, replay).
+``hold_out`` moves the latest rows aside as the same world's future.
 """
 
 from __future__ import annotations
@@ -48,13 +49,12 @@ def check_arguments(n: int, days: int, start: datetime, drift: float) -> None:
 
 
 def world(cfg: SystemConfig):
-    """The pack's synthetic world, or a ValueError naming ``data.domain`` when it has none."""
+    """The pack's synthetic world; without one, a world made from the contract's columns."""
     pack = pack_of(cfg)
     if pack.generator is None:
-        raise ValueError(
-            f"data.domain {pack.name!r} has no synthetic generator: bring your records with "
-            "`data ingest FILE` (and `data profile FILE --write` for their columns)"
-        )
+        from .contract_world import ContractWorld
+
+        return ContractWorld(cfg, pack.entity_created_at)
     return pack.generator()
 
 
@@ -178,13 +178,14 @@ def hold_out(cfg: SystemConfig, path: Path, holdout_path: Path, n: int) -> tuple
     replaying them through the server is traffic from the same distribution (no drift).
     Returns (rows kept, rows held out).
     """
-    timestamp = cfg.data.column("timestamp").name
+    timestamp = cfg.data.timestamp
     frame = pd.read_parquet(path)
-    frame = frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
     cut = len(frame) - n
-    times = frame[timestamp]
-    while 0 < cut < len(frame) and times.iat[cut] == times.iat[cut - 1]:
-        cut += 1  # ties stay on the training side: the store's snapshot is strictly earlier
+    if timestamp:  # without a time, the world's rows are in the order it made them
+        frame = frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
+        times = frame[timestamp]
+        while 0 < cut < len(frame) and times.iat[cut] == times.iat[cut - 1]:
+            cut += 1  # ties stay on the training side: the store's snapshot is strictly earlier
     holdout_path = Path(holdout_path)
     holdout_path.parent.mkdir(parents=True, exist_ok=True)
     frame.iloc[cut:].reset_index(drop=True).to_parquet(holdout_path, index=False)
