@@ -54,7 +54,7 @@ IMAGE_PREFIX = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._
 # Built by concatenation because this file is itself rendered by Jinja.
 TEMPLATE_MARKERS = tuple("{" + c for c in ("{", "%", "#")) + tuple(c + "}" for c in ("}", "%", "#"))
 CHOICES = {
-    "use_case": ["spam-email", "card-fraud"],
+    "use_case": ["spam-email", "card-fraud", "custom"],
     "python_version": ["3.11", "3.12"],
     "retraining_schedule": ["weekly", "daily"],
     "deploy_strategy": ["argo-rollouts", "istio"],

@@ -227,6 +227,11 @@ def keeping(tmp_path_factory, project_root):
         yield project
 
 
+def _cells(values: pd.Series) -> list:
+    """Values with every kind of missing (None, NaN, NA) as None: NaN never equals itself."""
+    return [None if pd.isna(v) else v for v in values.tolist()]
+
+
 @pytest.mark.slow
 def test_served_traffic_and_feedback_become_valid_training_data(keeping, tmp_path):
     """Requests answered by the real engine, some corrected by feedback, come back through
@@ -270,7 +275,7 @@ def test_served_traffic_and_feedback_become_valid_training_data(keeping, tmp_pat
     # The raw record the model scored is what comes back (what retraining learns from).
     for column in [c.name for c in cfg.data.columns if c.dtype in ("string", "int", "float")]:
         if column != label:
-            assert frame[column].tolist() == sent[column].tolist(), column
+            assert _cells(frame[column]) == _cells(sent[column]), column
 
     report = validate.run(cfg, raw, tmp_path / "validated", docs=False)
     assert validate.decide(report).proceed, report.summary()
