@@ -25,10 +25,10 @@ def columns(positive: str, negative: str) -> list[dict]:
             "min": "1995-01-01",
             "max_ahead_days": 1,
         },
-        {"name": "sender", "dtype": "string", "role": "entity_key", "nullable": False},
-        {"name": "sender_domain", "dtype": "string", "role": "categorical", "nullable": False},
+        {"name": "account", "dtype": "string", "role": "entity_key", "nullable": False},
+        {"name": "account_domain", "dtype": "string", "role": "categorical", "nullable": False},
         {
-            "name": "sender_created_at",
+            "name": "account_created_at",
             "dtype": "datetime",
             "role": "datetime",
             "nullable": True,

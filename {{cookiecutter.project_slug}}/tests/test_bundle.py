@@ -46,7 +46,7 @@ def items(n: int = 300, seed: int = 0) -> pd.DataFrame:
         {
             "message_id": [f"<{seed}-{i}@example.org>" for i in range(n)],
             "received_at": start + pd.to_timedelta(np.sort(rng.uniform(0, 86400 * 20, n)), "s"),
-            "sender": [f"user{k}@example.org" for k in rng.integers(0, 40, n)],
+            "account": [f"user{k}@example.org" for k in rng.integers(0, 40, n)],
             "recipient_count": np.where(positive, rng.integers(3, 40, n), rng.integers(1, 6, n)),
             "attachment_count": rng.integers(0, 3, n),
             "inline_image_count": np.where(positive, rng.integers(0, 5, n), rng.integers(0, 2, n)),
@@ -160,7 +160,7 @@ def test_fingerprint_is_content_based(frame):
 def test_reference_distributions_are_json_and_reusable(frame):
     y = (frame["label"] == POS).to_numpy()
     scores = np.linspace(0, 1, len(frame))
-    features = frame[NUMERIC].assign(flag=frame["urls"] != "", text=frame["sender"])
+    features = frame[NUMERIC].assign(flag=frame["urls"] != "", text=frame["account"])
     ref = json.loads(json.dumps(reference_distributions(features, scores, y), allow_nan=False))
 
     assert set(ref["features"]) == {*NUMERIC, "flag"}  # non-numeric columns are skipped

@@ -171,7 +171,7 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
     secret = {
         "MLFLOW_TRACKING_URI": mlflow_server,
         "OPTUNA_STORAGE": postgres.database("optuna_cluster"),
-        "ENTITY_STORE_URL": postgres.database("senders_cluster"),
+        "ENTITY_STORE_URL": postgres.database("accounts_cluster"),
     }
     cluster = emulator(package, contract, tmp_path, secret, image, site)
     try:
@@ -211,9 +211,9 @@ def test_the_compiled_pipeline_runs_task_by_task_on_durable_stores(
     # The entity store the server reads is filled, in PostgreSQL.
     engine = sa.create_engine(stores.sqlalchemy_url(secret["ENTITY_STORE_URL"]))
     with engine.connect() as conn:
-        senders = conn.execute(sa.text("select count(*) from entity_stats")).scalar()
+        accounts = conn.execute(sa.text("select count(*) from entity_stats")).scalar()
     engine.dispose()
-    assert senders > 0
+    assert accounts > 0
     # And the Optuna study, there too: a retried tune-model resumes it.
     engine = sa.create_engine(stores.sqlalchemy_url(secret["OPTUNA_STORAGE"]))
     with engine.connect() as conn:
@@ -265,7 +265,7 @@ def test_real_data_from_an_importer_uri_trains_end_to_end(
     secret = {
         "MLFLOW_TRACKING_URI": mlflow_server,
         "OPTUNA_STORAGE": postgres.database("optuna_imported"),
-        "ENTITY_STORE_URL": postgres.database("senders_imported"),
+        "ENTITY_STORE_URL": postgres.database("accounts_imported"),
     }
     cluster = emulator(imported_package, contract, tmp_path / "cluster", secret, image, site)
     try:

@@ -52,7 +52,7 @@ def test_the_timestamp_is_optional_for_records_without_an_entity_or_ages(raw, tm
     """Records without a time split at random; an entity's history or an age needs the time,
     so a contract keeping them without one is refused in one line naming them."""
     raw["data"]["columns"] = [c for c in raw["data"]["columns"] if c["role"] != "timestamp"]
-    with pytest.raises(ConfigError, match="sender, sender_created_at need a column with role"):
+    with pytest.raises(ConfigError, match="account, account_created_at need a column with role"):
         load_config(_write(tmp_path, raw))
     timed = ("entity_key", "datetime")
     raw["data"]["columns"] = [c for c in raw["data"]["columns"] if c["role"] not in timed]
@@ -140,7 +140,7 @@ def _ts(raw: dict) -> dict:
         (lambda r: r["data"]["columns"][1].update(role="numeric"), "role 'timestamp'"),
         (lambda r: _col(r, "subject").update(role="entity_key"), "at most one column"),
         (
-            lambda r: _col(r, "sender_created_at").update(role="timestamp"),
+            lambda r: _col(r, "account_created_at").update(role="timestamp"),
             "at most one column may have role 'timestamp'",
         ),
         (lambda r: r["data"]["column_mapping"].update(text="no_such_column"), "no_such_column"),
@@ -184,7 +184,7 @@ def test_timestamp_bounds_are_dates_and_the_upper_one_follows_the_run(cfg):
     assert low == datetime(1995, 1, 1, tzinfo=UTC)
     assert high == now + timedelta(days=column.max_ahead_days)
     # Whatever the contract says, a datetime never leaves what the stages can hold.
-    created = next(c for c in cfg.data.columns if c.name == "sender_created_at")
+    created = next(c for c in cfg.data.columns if c.name == "account_created_at")
     assert created.model_copy(update={"min": None}).time_bounds(now)[0] == EARLIEST
     assert column.time_bounds(datetime(2262, 4, 10, tzinfo=UTC))[1] == LATEST
 

@@ -63,9 +63,9 @@ def test_rows_are_in_time_order_and_the_label_carries_a_signal(reference):
     scores = LogisticRegression(max_iter=500).fit(numbers, y).predict_proba(numbers)[:, 1]
     assert roc_auc_score(y, scores) > 0.6
     # An entity's creation time is the same on every one of its rows, and before them.
-    created = frame.dropna(subset=["sender_created_at"]).groupby("sender")["sender_created_at"]
+    created = frame.dropna(subset=["account_created_at"]).groupby("account")["account_created_at"]
     assert (created.nunique() == 1).all()
-    assert (frame["sender_created_at"].dropna() <= frame["received_at"].min()).all()
+    assert (frame["account_created_at"].dropna() <= frame["received_at"].min()).all()
 
 
 def test_drift_moves_the_world(reference):

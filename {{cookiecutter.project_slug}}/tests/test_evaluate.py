@@ -123,17 +123,17 @@ def test_default_slices(cfg):
     raw = pd.DataFrame(
         {
             "received_at": [t0, t0, t0 + 40 * days, t0 + 40 * days],
-            "sender": ["old@a.org", "fresh@b.org", "fresh@b.org", "seen@c.org"],
+            "account": ["old@a.org", "fresh@b.org", "fresh@b.org", "seen@c.org"],
             # Known creation dates win; unknown ones fall back to the first appearance.
-            "sender_created_at": [t0 - 400 * days, t0 - 2 * days, t0 - 2 * days, pd.NaT],
+            "account_created_at": [t0 - 400 * days, t0 - 2 * days, t0 - 2 * days, pd.NaT],
             "urls": ["https://a.org", "", None, "  "],
         }
     )
-    history = pd.DataFrame({"received_at": [t0 - 90 * days], "sender": ["seen@c.org"]})
+    history = pd.DataFrame({"received_at": [t0 - 90 * days], "account": ["seen@c.org"]})
     masks = default_slices(raw, cfg, history=history)
     assert masks["new_entity"].tolist() == [False, True, False, False]
     assert masks["established_entity"].tolist() == [True, False, True, True]
-    # Without history, a sender first seen in this frame is new.
+    # Without history, a account first seen in this frame is new.
     assert default_slices(raw, cfg)["new_entity"].tolist() == [False, True, False, True]
 
     metrics = slice_metrics(raw, [1, 0, 1, 0], [0.9, 0.2, 0.8, 0.7], 0.5, masks)
@@ -151,8 +151,8 @@ def items(n: int, seed: int, start: str, shift: float = 1.6) -> pd.DataFrame:
         {
             "message_id": [f"<{seed}-{i}@example.org>" for i in range(n)],
             "received_at": t0 + pd.to_timedelta(np.sort(rng.uniform(0, 86400 * 7, n)), "s"),
-            "sender": [f"user{k}@example.org" for k in rng.integers(0, 80, n)],
-            "sender_created_at": pd.NaT,
+            "account": [f"user{k}@example.org" for k in rng.integers(0, 80, n)],
+            "account_created_at": pd.NaT,
             "recipient_count": rng.integers(1, 5, n),
             "urls": np.where(rng.random(n) < 0.4, "https://example.org/x", ""),
             **signals,

@@ -1,7 +1,7 @@
 """The Kubeflow pipeline: real local runs (kfp.local, one process per task), compile, submit.
 
 Each local run trains on a small generated sample (2 Optuna trials), in a temporary project
-(its own contract copy, MLflow sqlite store, Optuna and sender-store databases). The journal the
+(its own contract copy, MLflow sqlite store, Optuna and account-store databases). The journal the
 steps write says which tasks really ran: the promotion branch when the gate passed, the
 else branch when it failed, never both and never neither (kfp's condition trap).
 """
@@ -38,7 +38,7 @@ BEFORE_GATE = TASKS[: TASKS.index("evaluate-model") + 1]
 def contract_copy(project_root, folder: Path, name: str, **changes) -> Path:
     """The project's contract with ``changes`` (dotted keys), saved as folder/configs/name.yaml.
 
-    Every copy in one folder shares its root: one MLflow store, Optuna and sender databases.
+    Every copy in one folder shares its root: one MLflow store, Optuna and account databases.
     """
     data = yaml.safe_load((project_root / "configs" / "system.yaml").read_text(encoding="utf-8"))
     for dotted, value in changes.items():

@@ -31,7 +31,7 @@ def items(n: int, seed: int, start: str) -> pd.DataFrame:
         {
             "message_id": [f"<{seed}-{i}@example.org>" for i in range(n)],
             "received_at": t0 + pd.to_timedelta(np.sort(rng.uniform(0, 86400 * 7, n)), "s"),
-            "sender": [f"user{k}@example.org" for k in rng.integers(0, 50, n)],
+            "account": [f"user{k}@example.org" for k in rng.integers(0, 50, n)],
             **{f"s{k}": positive * 2.0 + rng.normal(size=n) for k in range(SIGNALS)},
             "label": np.where(positive, POS, NEG),
         }

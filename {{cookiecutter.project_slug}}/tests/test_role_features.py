@@ -66,16 +66,16 @@ def extended(project_root, tmp_path) -> SystemConfig:
 
 
 def plain_records(cfg, n=600, seed=0) -> pd.DataFrame:
-    """Records alike in every column (same words, senders at random): no signal but the
+    """Records alike in every column (same words, accounts at random): no signal but the
     new columns. The label is drawn at random; tests overwrite it from a new column."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(
         {
             "message_id": [f"m{i}" for i in range(n)],
             "received_at": T0 + pd.to_timedelta(np.sort(rng.integers(0, 3 * 86400, n)), "s"),
-            "sender": [f"user{k}@mail.example" for k in rng.integers(0, 300, n)],
-            "sender_domain": "mail.example",
-            "sender_created_at": pd.NaT,
+            "account": [f"user{k}@mail.example" for k in rng.integers(0, 300, n)],
+            "account_domain": "mail.example",
+            "account_created_at": pd.NaT,
             "reply_to": None,
             "recipient_count": 1,
             "subject": "hello",

@@ -174,20 +174,20 @@ def servers(launched):
 # Routing: pure functions
 
 
-def test_canary_share_and_stickiness_over_10k_senders():
-    senders = [f"user{i}@domain{i % 97}.example" for i in range(10_000)]
+def test_canary_share_and_stickiness_over_10k_accounts():
+    accounts = [f"user{i}@domain{i % 97}.example" for i in range(10_000)]
     for percent in (5, 25, 50):
-        chosen = [routing.in_canary(s, percent, "7") for s in senders]
+        chosen = [routing.in_canary(s, percent, "7") for s in accounts]
         assert abs(np.mean(chosen) * 100 - percent) < 1.5, percent
-        # Sticky: the same sender, however it is written, always gets the same answer.
-        again = [routing.in_canary(f"  {s.upper()} ", percent, "7") for s in senders]
+        # Sticky: the same account, however it is written, always gets the same answer.
+        again = [routing.in_canary(f"  {s.upper()} ", percent, "7") for s in accounts]
         assert again == chosen
-    # Raising the percentage only moves senders to the challenger.
-    five = {s for s in senders if routing.in_canary(s, 5, "7")}
-    fifty = {s for s in senders if routing.in_canary(s, 50, "7")}
+    # Raising the percentage only moves accounts to the challenger.
+    five = {s for s in accounts if routing.in_canary(s, 5, "7")}
+    fifty = {s for s in accounts if routing.in_canary(s, 50, "7")}
     assert five < fifty
     # A new challenger (salt) draws a new cohort of about the same size.
-    other = {s for s in senders if routing.in_canary(s, 5, "8")}
+    other = {s for s in accounts if routing.in_canary(s, 5, "8")}
     assert abs(len(other) - len(five)) < 150 and len(other & five) < len(five) / 2
     assert not routing.in_canary("a@b.c", 0) and routing.in_canary("a@b.c", 100)
 
@@ -209,17 +209,17 @@ def test_routing_plan_reads_contract_then_environment(cfg):
 def test_record_model_follows_the_contract(cfg):
     cfg = reference_config(cfg)  # bodies written by hand in its schema
     record_cls = record_model(cfg)
-    item = record_cls.model_validate({"sender": "Bob@Example.org", "body": "hi"})
+    item = record_cls.model_validate({"account": "Bob@Example.org", "body": "hi"})
     row = FrameBuilder(cfg).frame([item]).iloc[0]
     assert row["recipient_count"] == 1 and row["attachment_count"] == 0
     assert row["content_type"] == "text/plain"
     assert str(row["received_at"].tz) == "UTC"
     for bad, field in (
-        ({"body": "x"}, "sender"),
-        ({"sender": "a", "body": "x", "label": POS}, "label"),
-        ({"sender": "a", "body": "x", "content_type": "image/png"}, "content_type"),
-        ({"sender": "a", "body": "x", "recipient_count": 0}, "recipient_count"),
-        ({"sender": "a", "body": "x", "received_at": "3000-01-01T00:00:00Z"}, "received_at"),
+        ({"body": "x"}, "account"),
+        ({"account": "a", "body": "x", "label": POS}, "label"),
+        ({"account": "a", "body": "x", "content_type": "image/png"}, "content_type"),
+        ({"account": "a", "body": "x", "recipient_count": 0}, "recipient_count"),
+        ({"account": "a", "body": "x", "received_at": "3000-01-01T00:00:00Z"}, "received_at"),
     ):
         with pytest.raises(ValueError, match=field):
             record_cls.model_validate(bad)
@@ -231,9 +231,9 @@ STRICT_CASES = (
     ("received_at", 0.0),
     ("received_at", 1700000000),
     ("received_at", True),
-    ("sender", " "),
-    ("sender", "\t\n"),
-    ("sender", 42),
+    ("account", " "),
+    ("account", "\t\n"),
+    ("account", 42),
     ("body", "   "),
     ("attachment_count", False),
     ("attachment_count", "1"),
@@ -247,7 +247,7 @@ STRICT_CASES = (
 def test_request_model_is_strict(cfg):
     cfg = reference_config(cfg)  # bodies written by hand in its schema
     record_cls = record_model(cfg)
-    base = {"sender": "a@b.org", "body": "hi"}
+    base = {"account": "a@b.org", "body": "hi"}
     for field, value in STRICT_CASES:
         with pytest.raises(ValueError, match=field):
             record_cls.model_validate_json(json.dumps({**base, field: value}))
@@ -257,7 +257,7 @@ def test_request_model_is_strict(cfg):
     assert item.attachment_count == 2
     # The OpenAPI schema says what is refused: a non-blank pattern, integer and date-time types.
     props = record_cls.model_json_schema()["properties"]
-    assert props["sender"]["pattern"] == "\\S" and props["body"]["pattern"] == "\\S"
+    assert props["account"]["pattern"] == "\\S" and props["body"]["pattern"] == "\\S"
     assert {"format": "date-time", "type": "string"} in props["received_at"]["anyOf"]
 
 
@@ -269,7 +269,7 @@ def test_request_times_are_held_to_the_contract_bounds(cfg):
     column = cfg.data.column("timestamp")
     low, high = column.time_bounds(datetime.now(UTC))
     record_cls = record_model(cfg)
-    base = {"sender": "a@b.org", "body": "hi"}
+    base = {"account": "a@b.org", "body": "hi"}
 
     def body(when: datetime) -> str:
         return json.dumps({**base, column.name: when.isoformat()})
@@ -292,9 +292,9 @@ def test_blank_field_error_reads_plainly(cfg):
     from {{cookiecutter.package_name}}.serving.guard import summarize_errors
 
     with pytest.raises(ValidationError) as info:
-        record_model(cfg).model_validate_json('{"sender": " ", "body": "x"}')
+        record_model(cfg).model_validate_json('{"account": " ", "body": "x"}')
     detail = info.value.errors(include_context=False, include_input=False)
-    assert summarize_errors(detail) == "sender: must not be blank"
+    assert summarize_errors(detail) == "account: must not be blank"
 
 
 def _served(request_id: str, served: bool = True, version: int = 1) -> dict:
@@ -506,7 +506,7 @@ def test_shadow_mode_logs_both_models_under_one_request_id(sample, bodies, engin
 
 
 @pytest.mark.slow
-def test_canary_mode_routes_by_sender(sample, bodies, engine_for):
+def test_canary_mode_routes_by_account(sample, bodies, engine_for):
     engine = engine_for("canary", 50)
     items = records_of(sample.cfg, bodies)
     out = engine.classify(items)
@@ -518,7 +518,7 @@ def test_canary_mode_routes_by_sender(sample, bodies, engine_for):
         version = sample.challenger_version if expected == "challenger" else sample.champion_version
         assert p.model_version == version
     assert {p.role for p in out} == {"champion", "challenger"}
-    # Sticky: the same senders again get the same models.
+    # Sticky: the same accounts again get the same models.
     assert [p.role for p in engine.classify(items)] == [p.role for p in out]
 
 
@@ -671,7 +671,7 @@ def test_shadow_server_answers_with_champion_and_logs_both(servers, bodies, samp
 
 
 @pytest.mark.slow
-def test_canary_server_routes_senders_stickily(servers, bodies, sample):
+def test_canary_server_routes_accounts_stickily(servers, bodies, sample):
     server = servers["canary"]
     salt = str(sample.challenger_version)
     roles = {}
@@ -745,7 +745,7 @@ def test_strict_types_over_http(servers):
     server = servers["single"]
     for field, value in STRICT_CASES:
         r = httpx.post(
-            server.url + "/classify", json={"sender": "a@b.org", "body": "x", field: value}
+            server.url + "/classify", json={"account": "a@b.org", "body": "x", field: value}
         )
         assert r.status_code == 400 and field in r.json()["error"], (field, value, r.text)
 

@@ -17,7 +17,7 @@ from {{cookiecutter.package_name}}.entity_history import (
 T0 = pd.Timestamp("2024-05-01", tz="UTC")
 HOUR = pd.Timedelta(hours=1)
 HISTORY = dict(
-    entity="sender",
+    entity="account",
     timestamp="received_at",
     label="label",
     positive=POS,
@@ -35,16 +35,16 @@ def cfg(cfg):
 COUNTS = ["past_count", "past_labeled", "past_positive", "count_1h", "count_24h"]
 
 
-def records(n: int, *, senders: int = 6, seed: int = 0, minutes: int = 3 * 24 * 60):
-    """``n`` records of a few senders at random whole minutes (so some share a timestamp)."""
+def records(n: int, *, accounts: int = 6, seed: int = 0, minutes: int = 3 * 24 * 60):
+    """``n`` records of a few accounts at random whole minutes (so some share a timestamp)."""
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
         {
             "message_id": [f"m{i}" for i in range(n)],
-            "sender": [f"s{k}" for k in rng.integers(0, senders, n)],
+            "account": [f"s{k}" for k in rng.integers(0, accounts, n)],
             "received_at": T0 + pd.to_timedelta(rng.integers(0, minutes, n), unit="min"),
             "label": rng.choice([POS, NEG], n, p=[0.3, 0.7]),
-            "sender_created_at": T0 - pd.to_timedelta(rng.integers(1, 400, n), unit="D"),
+            "account_created_at": T0 - pd.to_timedelta(rng.integers(1, 400, n), unit="D"),
         }
     )
 
@@ -120,7 +120,7 @@ def brute_force(df, cutoff=None):
     """The definition, one record at a time."""
     out = []
     for _, row in df.iterrows():
-        mine = df[(df["sender"] == row["sender"]) & (df["received_at"] < row["received_at"])]
+        mine = df[(df["account"] == row["account"]) & (df["received_at"] < row["received_at"])]
         known_until = row["received_at"] if cutoff is None else min(row["received_at"], cutoff)
         known = mine[mine["received_at"] < known_until]
         out.append(
@@ -153,7 +153,7 @@ def test_changing_or_deleting_future_records_leaves_the_past_unchanged():
     df = records(400)
     cut = T0 + 30 * HOUR
     past = df["received_at"] <= cut
-    before = point_in_time_history(df, **HISTORY, created_at="sender_created_at")
+    before = point_in_time_history(df, **HISTORY, created_at="account_created_at")
 
     future = df[~past]
     kept = future.index[::2]  # every other future record is deleted, the rest relabelled
@@ -161,11 +161,11 @@ def test_changing_or_deleting_future_records_leaves_the_past_unchanged():
         [
             df[past],
             future.loc[kept].assign(label=np.where(future.loc[kept, "label"] == POS, NEG, POS)),
-            # New messages of the same senders, later than everything else.
+            # New messages of the same accounts, later than everything else.
             records(20, seed=9).assign(received_at=T0 + 100 * HOUR).set_axis(range(10_000, 10_020)),
         ]
     ).sample(frac=1, random_state=2)  # input order must not matter either
-    after = point_in_time_history(changed, **HISTORY, created_at="sender_created_at")
+    after = point_in_time_history(changed, **HISTORY, created_at="account_created_at")
 
     pd.testing.assert_frame_equal(after.loc[df.index[past]], before.loc[past])
     assert not after.loc[kept].equals(before.loc[kept])  # the future itself did change
@@ -174,7 +174,7 @@ def test_changing_or_deleting_future_records_leaves_the_past_unchanged():
 def test_a_record_never_sees_its_own_label_or_records_at_the_same_instant():
     df = pd.DataFrame(
         {
-            "sender": ["a", "a", "a", "a"],
+            "account": ["a", "a", "a", "a"],
             "received_at": [T0, T0, T0, T0 + HOUR],
             "label": [POS, POS, NEG, POS],
         }
@@ -195,7 +195,7 @@ def test_a_record_never_sees_its_own_label_or_records_at_the_same_instant():
 def test_label_cutoff_hides_labels_that_arrived_later():
     df = pd.DataFrame(
         {
-            "sender": ["a"] * 4,
+            "account": ["a"] * 4,
             "received_at": [T0, T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR],
             "label": [POS, POS, POS, None],
         }
@@ -212,7 +212,7 @@ def test_velocity_windows_and_account_age_on_a_hand_made_example():
     minutes = [0, 30, 59, 60, 61, 180, 24 * 60 + 1, 24 * 60 + 60]
     df = pd.DataFrame(
         {
-            "sender": ["a"] * len(minutes) + ["b"],
+            "account": ["a"] * len(minutes) + ["b"],
             "received_at": [T0 + pd.Timedelta(minutes=m) for m in minutes] + [T0 + HOUR],
             "label": [NEG] * (len(minutes) + 1),
             "created": [T0 - pd.Timedelta(days=10)] * len(minutes) + [None],
@@ -236,16 +236,16 @@ def test_snapshot_equals_the_history_of_a_new_record_at_as_of():
     cutoff = T0 + 30 * HOUR
 
     snapshot = snapshot_entity_stats(
-        df, **HISTORY, as_of=as_of, label_cutoff=cutoff, created_at="sender_created_at"
-    ).set_index("sender")
-    # One hypothetical, unlabelled record per sender at as_of, carrying the latest created_at.
+        df, **HISTORY, as_of=as_of, label_cutoff=cutoff, created_at="account_created_at"
+    ).set_index("account")
+    # One hypothetical, unlabelled record per account at as_of, carrying the latest created_at.
     seen = df[df["received_at"] < as_of].sort_values("received_at")
     probes = pd.DataFrame(
         {
-            "sender": snapshot.index,
+            "account": snapshot.index,
             "received_at": as_of,
             "label": None,
-            "sender_created_at": seen.groupby("sender")["sender_created_at"]
+            "account_created_at": seen.groupby("account")["account_created_at"]
             .last()
             .reindex(snapshot.index)
             .to_list(),
@@ -256,11 +256,11 @@ def test_snapshot_equals_the_history_of_a_new_record_at_as_of():
         pd.concat([df, probes]),
         **HISTORY,
         label_cutoff=cutoff,
-        created_at="sender_created_at",
+        created_at="account_created_at",
     ).loc[probes.index]
     history.index = snapshot.index
 
-    assert len(snapshot) == df.loc[df["received_at"] < as_of, "sender"].nunique()
+    assert len(snapshot) == df.loc[df["received_at"] < as_of, "account"].nunique()
     assert (snapshot["past_count"] > 0).all()
     assert (snapshot["last_seen"] < as_of).all()
     for column in history.columns:

@@ -1,4 +1,4 @@
-"""The entity store: new senders, the TTL cache, idempotent materialization, shared sends."""
+"""The entity store: new accounts, the TTL cache, idempotent materialization, shared sends."""
 
 import numpy as np
 import pandas as pd
@@ -25,13 +25,13 @@ MINUTE = pd.Timedelta(minutes=1)
 
 
 def rows(cfg, items):
-    """Raw rows from (sender, minutes after T0, positive?) triples."""
+    """Raw rows from (account, minutes after T0, positive?) triples."""
     return pd.DataFrame(
         {
             "message_id": [f"m{i}" for i in range(len(items))],
-            "sender": [s for s, _, _ in items],
+            "account": [s for s, _, _ in items],
             "received_at": [T0 + m * MINUTE for _, m, _ in items],
-            "sender_created_at": T0 - pd.Timedelta(days=30),
+            "account_created_at": T0 - pd.Timedelta(days=30),
             "label": [
                 cfg.problem.positive_class if positive else cfg.problem.negative_class
                 for _, _, positive in items
@@ -47,7 +47,7 @@ def history(cfg):
 
 @pytest.fixture
 def store(tmp_path):
-    store = EntityStore(f"sqlite:///{tmp_path / 'senders.db'}", cache_ttl_s=300)
+    store = EntityStore(f"sqlite:///{tmp_path / 'accounts.db'}", cache_ttl_s=300)
     yield store
     store.close()
 
@@ -72,7 +72,7 @@ def test_an_empty_store_answers_too(cfg, store):
 
 
 def test_cache_hits_are_counted_and_expire_with_the_ttl(cfg, history, tmp_path):
-    url = f"sqlite:///{tmp_path / 'senders.db'}"
+    url = f"sqlite:///{tmp_path / 'accounts.db'}"
     cached = EntityStore(url, cache_ttl_s=300)
     cached.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
     request = rows(cfg, [("a@x.example", 120, False)])
@@ -101,7 +101,7 @@ def test_lookups_record_sends_so_velocity_moves(cfg, history, store):
 
 
 def test_materializing_twice_changes_nothing(cfg, history, tmp_path):
-    url = f"sqlite:///{tmp_path / 'senders.db'}"
+    url = f"sqlite:///{tmp_path / 'accounts.db'}"
     request = rows(cfg, [("a@x.example", 130, False), ("b@y.example", 131, False)])
 
     def snapshot():
@@ -130,7 +130,7 @@ def test_materializing_twice_changes_nothing(cfg, history, tmp_path):
 
 
 def test_sends_are_shared_between_processes_through_the_database(cfg, history, tmp_path):
-    url = f"sqlite:///{tmp_path / 'senders.db'}"
+    url = f"sqlite:///{tmp_path / 'accounts.db'}"
     one, two = EntityStore(url, cache_ttl_s=0), EntityStore(url, cache_ttl_s=0)
     one.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
 
@@ -141,13 +141,13 @@ def test_sends_are_shared_between_processes_through_the_database(cfg, history, t
     assert seen["entity_past_count"] == 11 and seen["entity_seconds_since_prev"] == 60
 
 
-def test_store_matches_offline_for_a_long_busy_sender(cfg, tmp_path):
+def test_store_matches_offline_for_a_long_busy_account(cfg, tmp_path):
     # Minute-by-minute sends over two days: exercises folding old sends out of the cache.
     items = [("busy@x.example", m, m % 3 == 0) for m in range(0, 2 * 24 * 60, 7)]
     df = rows(cfg, items)
     cut = T0 + 24 * 60 * MINUTE
     past, future = df[df["received_at"] < cut], df[df["received_at"] >= cut]
-    store = EntityStore(f"sqlite:///{tmp_path / 'senders.db'}", flush_every=50)
+    store = EntityStore(f"sqlite:///{tmp_path / 'accounts.db'}", flush_every=50)
     store.materialize(cfg, past, as_of=cut)
 
     served = pd.concat([store.lookup(cfg, future.iloc[[i]]) for i in range(len(future))])
@@ -163,7 +163,7 @@ def test_text_timestamps_are_read_like_datetimes(cfg, history, store):
     request = rows(cfg, [("a@x.example", 130, False)])
     as_text = request.assign(
         received_at=request["received_at"].map(lambda t: t.isoformat()),
-        sender_created_at=[None],
+        account_created_at=[None],
     )
 
     served = store.lookup(cfg, request, record=False)
@@ -174,9 +174,9 @@ def test_text_timestamps_are_read_like_datetimes(cfg, history, store):
     assert np.isnan(from_text["entity_account_age_days"].iloc[0])
 
 
-def test_lookup_needs_the_sender_and_time_columns(cfg, store):
+def test_lookup_needs_the_account_and_time_columns(cfg, store):
     with pytest.raises(ValueError, match="received_at"):
-        store.lookup(cfg, pd.DataFrame({"sender": ["a@x.example"]}))
+        store.lookup(cfg, pd.DataFrame({"account": ["a@x.example"]}))
 
 
 def test_redis_urls_are_refused_with_a_pointer(tmp_path):

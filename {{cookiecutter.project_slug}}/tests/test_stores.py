@@ -144,7 +144,7 @@ def test_first_task_fails_on_a_cluster_when_stores_are_sqlite(
 
     # The tracking URI may come from the pipeline parameter instead of the Secret.
     clean_env.delenv("MLFLOW_TRACKING_URI")
-    clean_env.setenv("ENTITY_STORE_URL", "postgresql://u@db/senders")
+    clean_env.setenv("ENTITY_STORE_URL", "postgresql://u@db/accounts")
     steps.get_data(config, "generate", 50, data, "http://mlflow.mlflow:5000")
     assert data.metadata["rows"] == 50
 
@@ -233,7 +233,7 @@ def test_optuna_study_resumes_from_postgresql(cfg, postgres, clean_env, where):
 def test_entity_store_on_postgresql(cfg, postgres, clean_env, where):
     from {{cookiecutter.package_name}}.features.store import EntityStore
 
-    url = postgres.database(f"senders_{where}")
+    url = postgres.database(f"accounts_{where}")
     cfg = reference_config(cfg)  # the history below is written by hand in its schema
     cfg = point_at(
         cfg, clean_env, where, url, env="ENTITY_STORE_URL", contract="serving__entity_store_url"
@@ -242,9 +242,9 @@ def test_entity_store_on_postgresql(cfg, postgres, clean_env, where):
     history = pd.DataFrame(
         {
             "message_id": [f"m{i}" for i in range(6)],
-            "sender": ["a@x.example"] * 6,
+            "account": ["a@x.example"] * 6,
             "received_at": [t0 + pd.Timedelta(minutes=10 * i) for i in range(6)],
-            "sender_created_at": t0 - pd.Timedelta(days=30),
+            "account_created_at": t0 - pd.Timedelta(days=30),
             "label": [cfg.problem.positive_class, cfg.problem.negative_class] * 3,
         }
     )

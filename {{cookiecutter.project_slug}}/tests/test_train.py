@@ -51,7 +51,7 @@ def labelled_rows(n: int, seed: int, start: str, positive: str, negative: str):
         {
             "message_id": [f"<{seed}-{i}@example.org>" for i in range(n)],
             "received_at": t0 + pd.to_timedelta(np.sort(rng.uniform(0, 86400 * 7, n)), "s"),
-            "sender": [f"user{k}@example.org" for k in rng.integers(0, 50, n)],
+            "account": [f"user{k}@example.org" for k in rng.integers(0, 50, n)],
             "subject": np.where(rng.random(n) < 0.1, None, text(POSITIVE_WORDS, NEGATIVE_WORDS, 2)),
             "body": text(POSITIVE_WORDS, NEGATIVE_WORDS, 6),
             "recipient_count": rng.integers(1, 5, n),

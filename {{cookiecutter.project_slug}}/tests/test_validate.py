@@ -25,15 +25,15 @@ N = 40
 def make_rows(cfg, n: int = N) -> pd.DataFrame:
     """``n`` valid records of the canonical schema: one every 10 minutes, every 4th positive."""
     rng = np.random.default_rng(7)
-    senders = [f"user{i % 7}@example{i % 3}.com" for i in range(n)]
+    accounts = [f"user{i % 7}@example{i % 3}.com" for i in range(n)]
     start = pd.Timestamp("2024-05-01", tz="UTC")
     return pd.DataFrame(
         {
             "message_id": [f"<m{i}@example.com>" for i in range(n)],
             "received_at": start + pd.to_timedelta(np.arange(n) * 600, unit="s"),
-            "sender": senders,
-            "sender_domain": [s.split("@")[1] for s in senders],
-            "sender_created_at": start - pd.to_timedelta(rng.integers(1, 900, n), unit="D"),
+            "account": accounts,
+            "account_domain": [s.split("@")[1] for s in accounts],
+            "account_created_at": start - pd.to_timedelta(rng.integers(1, 900, n), unit="D"),
             "reply_to": [None] * n,
             "recipient_count": rng.integers(1, 5, n),
             "subject": [f"subject {i}" for i in range(n)],
@@ -139,9 +139,9 @@ BROKEN = {
         {13},
     ),
     "account created before the contract's min": (
-        lambda df, cfg: _set(df, "sender_created_at", [14], pd.Timestamp("1969-12-31", tz="UTC")),
+        lambda df, cfg: _set(df, "account_created_at", [14], pd.Timestamp("1969-12-31", tz="UTC")),
         "range",
-        "sender_created_at",
+        "account_created_at",
         "expect_column_values_to_be_between",
         {14},
     ),
@@ -366,7 +366,7 @@ def test_out_of_range_times_are_quarantined_with_column_value_and_bound(small, t
 
 
 def test_a_datetime_column_without_bounds_still_keeps_what_the_stages_can_hold(small):
-    created = next(c for c in small.data.columns if c.name == "sender_created_at")
+    created = next(c for c in small.data.columns if c.name == "account_created_at")
     unbounded = with_data(
         small,
         columns=[
@@ -374,12 +374,12 @@ def test_a_datetime_column_without_bounds_still_keeps_what_the_stages_can_hold(s
         ],
     )
     df = make_rows(small)
-    df = _set(df, "sender_created_at", [5], pd.Timestamp("1500-01-01", tz="UTC"))
+    df = _set(df, "account_created_at", [5], pd.Timestamp("1500-01-01", tz="UTC"))
 
     report = validate.validate_records(unbounded, df, now=NOW, docs=False)
 
     assert report.quarantine.set_index("source_row")["reason"].to_dict() == {
-        5: "range: sender_created_at (1500-01-01T00:00:00+00:00 < min 1677-09-22T00:00:00+00:00)"
+        5: "range: account_created_at (1500-01-01T00:00:00+00:00 < min 1677-09-22T00:00:00+00:00)"
     }
 
 
