@@ -166,6 +166,7 @@ def _cfg():
     data = SimpleNamespace(
         columns=columns,
         entity="card_id",
+        timestamp="occurred_at",
         column=lambda role: next(c for c in columns if c.role == role),
         columns_with=lambda role: [c for c in columns if c.role == role],
     )
