@@ -23,7 +23,8 @@ from sample_project import scaled_rows
 
 from {{cookiecutter.package_name}}.config import CONFIG_ENV_VAR, load_config
 from {{cookiecutter.package_name}}.pipeline import run as runner
-from {{cookiecutter.package_name}}.pipeline.pipeline import TASKS, secret_name
+from {{cookiecutter.package_name}}.pipeline.dag import TASKS
+from {{cookiecutter.package_name}}.pipeline.pipeline import secret_name
 
 pytestmark = pytest.mark.slow
 ROWS, TRIALS = scaled_rows(2000), 2

@@ -20,12 +20,10 @@ from {{cookiecutter.package_name}}.config import load_config
 from {{cookiecutter.package_name}}.models import registry
 from {{cookiecutter.package_name}}.pipeline import run as runner
 from {{cookiecutter.package_name}}.pipeline import summary
+from {{cookiecutter.package_name}}.pipeline.dag import ELSE_BRANCH, PROMOTION_BRANCH, TASKS
 from {{cookiecutter.package_name}}.pipeline.pipeline import (
     CACHED,
-    ELSE_BRANCH,
-    PROMOTION_BRANCH,
     RETRIED,
-    TASKS,
     default_image,
     pipeline_name,
     secret_name,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import ConfigOption, console, errors, fail, load
+from .common import GATE_REJECTED, ConfigOption, console, errors, fail, load
 
 app = typer.Typer(
     help="The training pipeline on Kubeflow Pipelines: run locally, compile, submit, schedule.",
@@ -69,7 +69,29 @@ def _config_file(config: Path | None) -> Path:
 @app.command("run")
 def run(
     local: Annotated[
-        bool, typer.Option("--local", help="Run on this machine with kfp.local (required)")
+        bool, typer.Option("--local", help="Run on this machine with kfp.local, a process per task")
+    ] = False,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Walk the same steps in this process over the project's folders, from the "
+            "contract's data.source.path (what make train runs)",
+        ),
+    ] = False,
+    start: Annotated[
+        str | None, typer.Option("--from", help="--in-process: first step [default: validate-data]")
+    ] = None,
+    stop: Annotated[
+        str | None, typer.Option("--to", help="--in-process: last step [default: all]")
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help=f"--in-process: exit {GATE_REJECTED} when the gate fails or the registry "
+            "rejects the candidate (make train uses it)",
+        ),
     ] = False,
     rows: Annotated[
         int | None, typer.Option(min=1, help="Generated records [default: the pack's sample_rows]")
@@ -89,15 +111,26 @@ def run(
     ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Run the whole pipeline on this machine and print a table of its tasks."""
+    """Run the pipeline on this machine and print a table of its tasks."""
     from ..pipeline import run as runner
     from ..pipeline import summary
 
-    if not local:
+    if local == in_process:
         raise fail(
-            "only local runs here: add --local (use `pipeline submit --host URL` for a cluster)"
+            "choose one: --local (kfp.local) or --in-process (this process, the project's "
+            "folders); `pipeline submit --host URL` runs it on a cluster"
         )
     cfg = load(config)
+    if in_process:
+        if rows is not None or source is not None or output is not None:
+            raise fail(
+                "--rows, --source and --output belong to --local: the in-process walk reads "
+                "the contract's data.source.path and writes to the project's folders"
+            )
+        _walk(cfg, config, params, trials, start, stop, strict)
+        return
+    if start or stop or strict:
+        raise fail("--from, --to and --strict go with --in-process")
     arguments = _arguments(params, rows=rows, trials=trials, data_source=source)
     try:
         arguments = runner.check_arguments(arguments)
@@ -122,6 +155,38 @@ def run(
     record = result.record("evaluate-model") or {}
     if record.get("metrics", {}).get("gate") == "failed":
         console.print("[yellow]gate failed: the candidate was not promoted (see above)[/yellow]")
+
+
+def _walk(cfg, config, params, trials, start, stop, strict: bool) -> None:
+    from ..pipeline import run as runner
+    from ..pipeline import summary, walk
+
+    arguments = _arguments(params, trials=trials)
+    try:
+        arguments = runner.check_arguments(arguments)
+        if {"data_source", "rows", "data_uri"} & set(arguments):
+            raise ValueError(
+                "data_source, rows and data_uri choose get-data's records: with "
+                "--in-process the records are the contract's data.source.path"
+            )
+        result = walk.walk(
+            cfg,
+            _config_file(config),
+            start=start,
+            stop=stop,
+            arguments=arguments,
+            announce=lambda line: console.print(line, style="bold", highlight=False, markup=False),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from exc
+    console.print(summary.task_table(result, result.tasks))
+    console.print(f"task journal: {result.journal_path}", highlight=False)
+    if not result.succeeded:
+        raise fail(f"the pipeline failed at {result.failed_task or 'a step'}: {result.error}", 1)
+    for reason in result.rejections:
+        if strict:
+            raise fail(f"not promoted: {reason}", code=GATE_REJECTED)
+        console.print(f"[yellow]not promoted: {reason}[/yellow]", highlight=False)
 
 
 @app.command("compile")

@@ -25,7 +25,13 @@ def get_data(
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.get_data(config_path, source, rows, data, mlflow_tracking_uri)
+    steps.get_data(
+        config_path=config_path,
+        source=source,
+        rows=rows,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        data=data,
+    )
 
 
 def ingest_data(
@@ -37,7 +43,9 @@ def ingest_data(
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.ingest_data(config_path, source, data, mlflow_tracking_uri)
+    steps.ingest_data(
+        config_path=config_path, mlflow_tracking_uri=mlflow_tracking_uri, source=source, data=data
+    )
 
 
 def validate_data(
@@ -51,7 +59,7 @@ def validate_data(
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    return steps.validate_data(config_path, raw, validated, report)
+    return steps.validate_data(config_path=config_path, raw=raw, validated=validated, report=report)
 
 
 def check_data(status: str, summary: str):
@@ -60,7 +68,7 @@ def check_data(status: str, summary: str):
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.check_data(status, summary)
+    steps.check_data(status=status, summary=summary)
 
 
 def split_data(config_path: str, validated: Input[Dataset], splits: Output[Dataset]):
@@ -69,7 +77,7 @@ def split_data(config_path: str, validated: Input[Dataset], splits: Output[Datas
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.split_data(config_path, validated, splits)
+    steps.split_data(config_path=config_path, validated=validated, splits=splits)
 
 
 def build_features(config_path: str, splits: Input[Dataset], features: Output[Dataset]):
@@ -78,7 +86,7 @@ def build_features(config_path: str, splits: Input[Dataset], features: Output[Da
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.build_features(config_path, splits, features)
+    steps.build_features(config_path=config_path, splits=splits, features=features)
 
 
 def train_baseline(config_path: str, features: Input[Dataset], baseline: Output[Model]):
@@ -87,7 +95,7 @@ def train_baseline(config_path: str, features: Input[Dataset], baseline: Output[
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.train_baseline(config_path, features, baseline)
+    steps.train_baseline(config_path=config_path, features=features, baseline=baseline)
 
 
 def tune_model(
@@ -105,7 +113,13 @@ def tune_model(
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
     steps.tune_model(
-        config_path, features, trials, timeout_s, mlflow_tracking_uri, candidate, report
+        config_path=config_path,
+        features=features,
+        trials=trials,
+        timeout_s=timeout_s,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        candidate=candidate,
+        report=report,
     )
 
 
@@ -127,16 +141,16 @@ def evaluate_model(
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
     return steps.evaluate_model(
-        config_path,
-        features,
-        candidate,
-        baseline,
-        evaluated,
-        evaluation,
-        metrics,
-        model_card,
-        report,
-        mlflow_tracking_uri,
+        config_path=config_path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        features=features,
+        candidate=candidate,
+        baseline=baseline,
+        evaluated=evaluated,
+        evaluation=evaluation,
+        metrics=metrics,
+        model_card=model_card,
+        report=report,
     )
 
 
@@ -146,7 +160,7 @@ def report_gate_failure(reasons: str, note: Output[Markdown]):
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.report_gate_failure(reasons, note)
+    steps.report_gate_failure(reasons=reasons, note=note)
 
 
 def promote_model(
@@ -165,14 +179,14 @@ def promote_model(
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
     return steps.promote_model(
-        config_path,
-        mlflow_tracking_uri,
-        promotion_margin,
-        promote_to,
-        features,
-        evaluated,
-        evaluation,
-        decision,
+        config_path=config_path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        promotion_margin=promotion_margin,
+        promote_to=promote_to,
+        features=features,
+        evaluated=evaluated,
+        evaluation=evaluation,
+        decision=decision,
     )
 
 
@@ -188,7 +202,13 @@ def export_serving_bundle(
     import os
 
     steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
-    steps.export_serving_bundle(config_path, mlflow_tracking_uri, version, outcome, serving)
+    steps.export_serving_bundle(
+        config_path=config_path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        version=version,
+        outcome=outcome,
+        serving=serving,
+    )
 
 
 FUNCTIONS = (

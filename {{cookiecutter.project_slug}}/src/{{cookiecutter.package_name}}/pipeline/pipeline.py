@@ -1,8 +1,9 @@
 """The training pipeline as a kfp v2 DAG, with its parameters' defaults taken from the contract.
 
-get data -> validate -> check -> split -> features -> baseline + tune -> evaluate ->
-``dsl.If(gate == "passed")``: register and promote -> export the serving bundle;
-``dsl.Else``: report why the candidate was not promoted (the run still succeeds).
+The DAG itself is :mod:`.dag` (get data -> validate -> check -> split -> features ->
+baseline + tune -> evaluate -> ``dsl.If(gate == "passed")``: register and promote -> export the
+serving bundle; ``dsl.Else``: report why the candidate was not promoted, the run still
+succeeds); this module wires it into kfp tasks, one per step, without restating it.
 
 The gate is a string compared with a string literal: comparing an int output with a float makes
 the compiler emit ``double(...)``, which the local runner cannot evaluate, and then it silently
@@ -29,31 +30,14 @@ from .. import __version__
 from ..config import SystemConfig
 from ..domain import pack_of
 from . import components
+from .dag import FAILED, GATE, GET_DATA, INGEST_DATA, PASSED, TRAINING, TRUNK, Step
 
 PACKAGE = __name__.split(".")[0]
 PACKAGE_ENV = "PIPELINE_PACKAGE"
-GATE_PASSED = "passed"
 
-# Task names in the order they run (kfp names a task after its component).
-TASKS = (
-    "get-data",
-    "validate-data",
-    "check-data",
-    "split-data",
-    "build-features",
-    "train-baseline",
-    "tune-model",
-    "evaluate-model",
-    "promote-model",
-    "export-serving-bundle",
-    "report-gate-failure",
-)
-PROMOTION_BRANCH = ("promote-model", "export-serving-bundle")
-# The variant for real data: an importer hands the object at ``data_uri`` (s3://, minio://,
-# gs://, which the launcher downloads) to ingest-data as a Dataset, in place of get-data.
-IMPORT_TASKS = ("importer", "ingest-data")
+# The variant for real data's parameter: an importer hands the object at ``data_uri`` (s3://,
+# minio://, gs://, which the launcher downloads) to ingest-data as a Dataset.
 DATA_URI = "data_uri"
-ELSE_BRANCH = ("report-gate-failure",)
 
 # CPU request, memory request, memory limit. Sized for ~1M records a day of training data; the
 # tuning step uses every core it gets (the estimator's threads).
@@ -221,26 +205,12 @@ def build_pipeline(
             promotion_margin: float = d["promotion_margin"],
             promote_to: str = d["promote_to"],
         ):
+            parameters = dict(locals())
             source = dsl.importer(artifact_uri=data_uri, artifact_class=dsl.Dataset, reimport=False)
-            data = configure(
-                c.ingest_data(
-                    config_path=config_path,
-                    mlflow_tracking_uri=mlflow_tracking_uri,
-                    source=source.output,
-                ),
-                "ingest-data",
-            )
-            _train(
-                c,
-                configure,
-                data.outputs["data"],
-                config_path=config_path,
-                trials=trials,
-                timeout_s=timeout_s,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                promotion_margin=promotion_margin,
-                promote_to=promote_to,
-            )
+            tasks: dict[str, Any] = {"importer": _Outputs({"artifact": source.output})}
+            # ingest-data takes get-data's place: the steps after it read "get-data.data".
+            tasks["get-data"] = _add(c, configure, INGEST_DATA, parameters, tasks)
+            _wire(c, configure, TRAINING, parameters, tasks)
 
         return imported_pipeline
 
@@ -255,107 +225,44 @@ def build_pipeline(
         promotion_margin: float = d["promotion_margin"],
         promote_to: str = d["promote_to"],
     ):
-        data = configure(
-            c.get_data(
-                config_path=config_path,
-                source=data_source,
-                rows=rows,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-            ),
-            "get-data",
-        )
-        _train(
-            c,
-            configure,
-            data.outputs["data"],
-            config_path=config_path,
-            trials=trials,
-            timeout_s=timeout_s,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            promotion_margin=promotion_margin,
-            promote_to=promote_to,
-        )
+        parameters = dict(locals())
+        _wire(c, configure, (GET_DATA, *TRAINING), parameters, {})
 
     return training_pipeline
 
 
-def _train(
-    c,
-    configure: Callable,
-    raw,
-    *,
-    config_path,
-    trials,
-    timeout_s,
-    mlflow_tracking_uri,
-    promotion_margin,
-    promote_to,
-) -> None:
-    """Every task after the data step (validate ... promote or report), called inside a
-    pipeline function with its parameters."""
+class _Outputs:
+    """A stand-in task whose ``outputs`` are given (the importer's artifact)."""
+
+    def __init__(self, outputs: dict[str, Any]):
+        self.outputs = outputs
+
+
+def _add(c, configure: Callable, step: Step, parameters: dict[str, Any], tasks: dict) -> Any:
+    """One kfp task for ``step``: its parameters and its inputs from earlier tasks' outputs."""
+    arguments = {argument: parameters[name] for argument, name in step.parameters.items()}
+    for argument, ref in step.inputs.items():
+        task, _, output = ref.partition(".")
+        arguments[argument] = tasks[task].outputs[output]
+    task = getattr(c, step.function)(**arguments)
+    for earlier in step.after:
+        task.after(tasks[earlier])
+    return configure(task, step.task)
+
+
+def _wire(c, configure: Callable, steps, parameters: dict[str, Any], tasks: dict) -> None:
+    """Every step in order: the trunk, then the gate's branches under ``dsl.If`` / ``dsl.Else``."""
     from kfp import dsl
 
-    validation = configure(c.validate_data(config_path=config_path, raw=raw), "validate-data")
-    check = configure(
-        c.check_data(status=validation.outputs["status"], summary=validation.outputs["summary"]),
-        "check-data",
-    )
-    splits = configure(
-        c.split_data(config_path=config_path, validated=validation.outputs["validated"]),
-        "split-data",
-    ).after(check)
-    features = configure(
-        c.build_features(config_path=config_path, splits=splits.outputs["splits"]),
-        "build-features",
-    )
-    baseline = configure(
-        c.train_baseline(config_path=config_path, features=features.outputs["features"]),
-        "train-baseline",
-    )
-    tuned = configure(
-        c.tune_model(
-            config_path=config_path,
-            features=features.outputs["features"],
-            trials=trials,
-            timeout_s=timeout_s,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-        ),
-        "tune-model",
-    )
-    evaluation = configure(
-        c.evaluate_model(
-            config_path=config_path,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            features=features.outputs["features"],
-            candidate=tuned.outputs["candidate"],
-            baseline=baseline.outputs["baseline"],
-        ),
-        "evaluate-model",
-    )
-    with dsl.If(evaluation.outputs["gate"] == GATE_PASSED, name="gate-passed"):
-        promotion = configure(
-            c.promote_model(
-                config_path=config_path,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                promotion_margin=promotion_margin,
-                promote_to=promote_to,
-                features=features.outputs["features"],
-                evaluated=evaluation.outputs["evaluated"],
-                evaluation=evaluation.outputs["evaluation"],
-            ),
-            "promote-model",
-        )
-        configure(
-            c.export_serving_bundle(
-                config_path=config_path,
-                mlflow_tracking_uri=mlflow_tracking_uri,
-                version=promotion.outputs["version"],
-                outcome=promotion.outputs["outcome"],
-            ),
-            "export-serving-bundle",
-        )
+    for step in steps:
+        if step.branch == TRUNK:
+            tasks[step.task] = _add(c, configure, step, parameters, tasks)
+    gate_task, _, gate_output = GATE.partition(".")
+    with dsl.If(tasks[gate_task].outputs[gate_output] == PASSED, name="gate-passed"):
+        for step in steps:
+            if step.branch == PASSED:
+                tasks[step.task] = _add(c, configure, step, parameters, tasks)
     with dsl.Else(name="gate-failed"):
-        configure(
-            c.report_gate_failure(reasons=evaluation.outputs["reasons"]),
-            "report-gate-failure",
-        )
+        for step in steps:
+            if step.branch == FAILED:
+                tasks[step.task] = _add(c, configure, step, parameters, tasks)

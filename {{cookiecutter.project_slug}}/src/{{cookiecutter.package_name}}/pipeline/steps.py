@@ -4,14 +4,22 @@ A step takes the contract path, plain values and kfp artifacts (anything with ``
 ``.metadata``: a kfp ``Artifact`` or a stand-in), calls one stage function and describes its
 outputs. Steps never import one another; what flows between them is the artifacts.
 
+A step's arguments carry the names of its kfp component's (:mod:`.dag` wires both by name).
+
 Every step appends one record (task, status, seconds, key metrics, outputs) to the JSON-lines
-file named by ``$PIPELINE_JOURNAL`` when it is set: the local runner reads it back for its
+file named by ``$PIPELINE_JOURNAL`` when it is set: the local runners read it back for their
 table, and the tests read it to see which branch really ran. On a cluster the variable is not
-set and the same line goes to the step's log only.
+set and the same line goes to the step's log instead.
+
+``$PIPELINE_IN_PROJECT`` is 1 when the in-process walk runs a step inside the project (``make
+train``): it then shows progress bars and keeps what a person looks at in the project's
+folders (GX data docs, tuning plots), as the stage commands do. In a pod these would be
+working copies that die with it, and its log is no terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +35,7 @@ from ..config import SystemConfig, load_config
 from . import reports
 
 JOURNAL_ENV = "PIPELINE_JOURNAL"
+IN_PROJECT_ENV = "PIPELINE_IN_PROJECT"
 # Where the artifacts of one step are, inside their folders.
 RAW_FILE = "records.parquet"
 # get-data's source that reads the labelled window from the prediction log (data/window.py).
@@ -80,11 +89,16 @@ def journal(task: str) -> Iterator[dict[str, Any]]:
 
 def _write(record: dict[str, Any]) -> None:
     line = json.dumps(record, default=str)
-    print(f"[journal] {line}", flush=True)
     path = os.environ.get(JOURNAL_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+    if not path:
+        print(f"[journal] {line}", flush=True)
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def _in_project() -> bool:
+    return os.environ.get(IN_PROJECT_ENV) == "1"
 
 
 def read_journal(path: str | Path) -> list[dict[str, Any]]:
@@ -110,15 +124,17 @@ def _metadata(artifact: Any, **values: Any) -> None:
 # Data
 
 
-def get_data(config_path: str, source: str, rows: int, data: Any, tracking_uri: str = "") -> None:
+def get_data(
+    config_path: str, source: str, rows: int, data: Any, mlflow_tracking_uri: str = ""
+) -> None:
     """Generate ``rows`` synthetic records (``source`` = ``generate``) or ingest ``source``.
 
     The run's first task: on a cluster it fails here when a store would die with its pod.
     """
-    _get_data("get-data", config_path, source, rows, data, tracking_uri)
+    _get_data("get-data", config_path, source, rows, data, mlflow_tracking_uri)
 
 
-def ingest_data(config_path: str, source: Any, data: Any, tracking_uri: str = "") -> None:
+def ingest_data(config_path: str, source: Any, data: Any, mlflow_tracking_uri: str = "") -> None:
     """Ingest an imported Dataset artifact (the first task of the ``data_uri`` variant).
 
     On a cluster its path is where the launcher downloaded the object; a ``file://`` URI
@@ -127,7 +143,9 @@ def ingest_data(config_path: str, source: Any, data: Any, tracking_uri: str = ""
     path = str(source.path)
     if path.startswith("file://"):
         path = path[len("file://") :]
-    _get_data("ingest-data", config_path, path, 0, data, tracking_uri, origin=str(source.uri))
+    _get_data(
+        "ingest-data", config_path, path, 0, data, mlflow_tracking_uri, origin=str(source.uri)
+    )
 
 
 def _get_data(
@@ -136,11 +154,11 @@ def _get_data(
     source: str,
     rows: int,
     data: Any,
-    tracking_uri: str,
+    mlflow_tracking_uri: str,
     origin: str | None = None,
 ) -> None:
     with journal(task) as record:
-        cfg = load(config_path, tracking_uri, stores=True)
+        cfg = load(config_path, mlflow_tracking_uri, stores=True)
         target = _folder(data) / RAW_FILE
         if source.strip().lower() == WINDOW_SOURCE:
             from ..data import window
@@ -157,13 +175,13 @@ def _get_data(
             from ..data import synthetic
 
             summary = synthetic.run(
-                cfg, target, rows=rows, seed=cfg.training.seed, days=30, progress=False
+                cfg, target, rows=rows, seed=cfg.training.seed, days=30, progress=_in_project()
             )
             count, positives, origin = summary.rows, summary.positives, "generated"
         else:
             from ..data import ingest
 
-            result = ingest.run(cfg, cfg.path(source), target, progress=False)
+            result = ingest.run(cfg, cfg.path(source), target, progress=_in_project())
             print(result.counts.summary(), flush=True)
             if not result.counts.ingested:
                 raise ValueError(f"{source}: nothing ingested ({result.counts.summary()})")
@@ -188,7 +206,10 @@ def validate_data(config_path: str, raw: Any, validated: Any, report: Any) -> tu
 
         cfg = load(config_path)
         out_dir = _folder(validated)
-        result = validate.run(cfg, Path(raw.path) / RAW_FILE, out_dir, docs=False)
+        # get-data's folder, or (in the in-process walk) the contract's data file itself.
+        source = Path(raw.path)
+        source = source / RAW_FILE if source.is_dir() else source
+        result = validate.run(cfg, source, out_dir, docs=_in_project())
         status = validate.decide(result).status
         Path(report.path).write_text(reports.validation_markdown(result), encoding="utf-8")
         _metadata(validated, rows=len(result.valid), status=status)
@@ -197,6 +218,8 @@ def validate_data(config_path: str, raw: Any, validated: Any, report: Any) -> tu
             print(f"  FAILED {failure.line()}", flush=True)
         if result.quarantine_path:
             print(f"quarantine: {result.quarantine_path}", flush=True)
+        if result.docs_path:
+            print(f"data docs: {result.docs_path}", flush=True)
         record["metrics"] = {
             "status": status,
             "rows": result.rows,
@@ -265,7 +288,7 @@ def train_baseline(config_path: str, features: Any, baseline: Any) -> None:
 
         cfg = load(config_path)
         train = Path(features.path) / "train.parquet"
-        result = baseline_stage.run(cfg, train, _folder(baseline), progress=False)
+        result = baseline_stage.run(cfg, train, _folder(baseline), progress=_in_project())
         print(result.summary(), flush=True)
         _metadata(baseline, kind="baseline", rows=result.rows)
         record["metrics"] = {"rows": result.rows}
@@ -277,7 +300,7 @@ def tune_model(
     features: Any,
     trials: int,
     timeout_s: int,
-    tracking_uri: str,
+    mlflow_tracking_uri: str,
     candidate: Any,
     report: Any,
 ) -> None:
@@ -286,10 +309,15 @@ def tune_model(
     with journal("tune-model") as record:
         from ..models import tune
 
-        cfg = load(config_path, tracking_uri, stores=True)
+        cfg = load(config_path, mlflow_tracking_uri, stores=True)
         folder = Path(features.path)
-        # The plots go into the HTML report (and MLflow), not into the project's reports/.
-        with tempfile.TemporaryDirectory(prefix="tuning-") as plots:
+        # The plots go into the HTML report and MLflow; in a pod, not into the project's reports/.
+        keep = cfg.path("reports/tuning") if _in_project() else None
+        with (
+            contextlib.nullcontext(keep)
+            if keep
+            else tempfile.TemporaryDirectory(prefix="tuning-") as plots
+        ):
             result = tune.run(
                 cfg,
                 folder / "train.parquet",
@@ -297,7 +325,7 @@ def tune_model(
                 _folder(candidate),
                 trials=trials,
                 timeout_s=timeout_s,
-                progress=False,
+                progress=_in_project(),
                 report_dir=Path(plots),
             )
             Path(report.path).write_text(reports.tuning_html(result), encoding="utf-8")
@@ -326,7 +354,7 @@ def evaluate_model(
     metrics: Any,
     model_card: Any,
     report: Any,
-    tracking_uri: str = "",
+    mlflow_tracking_uri: str = "",
 ) -> tuple[str, str]:
     """Threshold on validation, metrics on test, the gate: contract met and baseline beaten.
 
@@ -337,7 +365,7 @@ def evaluate_model(
         from ..models import evaluate
 
         # The test metrics go to the tuning run in MLflow: the shared tracking store.
-        cfg = load(config_path, tracking_uri, stores=True)
+        cfg = load(config_path, mlflow_tracking_uri, stores=True)
         folder = Path(features.path)
         bundle_dir = Path(evaluated.path)
         if bundle_dir.exists():
@@ -367,7 +395,8 @@ def evaluate_model(
         metrics.log_metric("threshold", float(result.choice.threshold))
         if selection.get("baseline") is not None:
             metrics.log_metric(f"baseline_test_{selection['metric']}", float(selection["baseline"]))
-        shutil.copyfile(result.model_card_path, model_card.path)
+        if Path(model_card.path).resolve() != result.model_card_path.resolve():
+            shutil.copyfile(result.model_card_path, model_card.path)
         Path(report.path).write_text(
             reports.evaluation_html(cfg, body, result, reasons), encoding="utf-8"
         )
@@ -398,7 +427,7 @@ def report_gate_failure(reasons: str, note: Any) -> None:
 
 def promote_model(
     config_path: str,
-    tracking_uri: str,
+    mlflow_tracking_uri: str,
     promotion_margin: float,
     promote_to: str,
     features: Any,
@@ -413,9 +442,10 @@ def promote_model(
 
         from ..models import registry
 
-        cfg = with_margin(load(config_path, tracking_uri, stores=True), promotion_margin)
+        cfg = with_margin(load(config_path, mlflow_tracking_uri, stores=True), promotion_margin)
         body = json.loads((Path(evaluation.path) / "evaluation.json").read_text(encoding="utf-8"))
         info = registry.register_bundle(cfg, Path(evaluated.path))
+        print(f"registered {info.uri}", flush=True)
         test_df = pd.read_parquet(Path(features.path) / "test.parquet")
         baseline_metrics = (body.get("baseline") or {}).get("test", {})
         result = registry.promote(
@@ -439,14 +469,14 @@ def with_margin(cfg: SystemConfig, margin: float) -> SystemConfig:
 
 
 def export_serving_bundle(
-    config_path: str, tracking_uri: str, version: int, outcome: str, serving: Any
+    config_path: str, mlflow_tracking_uri: str, version: int, outcome: str, serving: Any
 ) -> None:
     """The registered version's bundle, downloaded and verified, as the serving artifact."""
     with journal("export-serving-bundle") as record:
         from ..bundle import save_bundle
         from ..models import registry
 
-        cfg = load(config_path, tracking_uri, stores=True)
+        cfg = load(config_path, mlflow_tracking_uri, stores=True)
         bundle, info = registry.load_registered_bundle(cfg, version)
         folder = _folder(serving)
         save_bundle(bundle, folder)

@@ -1,14 +1,15 @@
-"""What a local run did, for people: the task table and where the outputs are."""
+"""What a local run or an in-process walk did, for people: the task table and where the outputs are."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from ..config import SystemConfig
-from .pipeline import PROMOTION_BRANCH, TASKS
+from .dag import PROMOTION_BRANCH, TASKS
 
 if TYPE_CHECKING:
     from .run import LocalRun
+    from .walk import Walk
 
 
 def _fmt(value: Any) -> str:
@@ -33,7 +34,7 @@ def key_metrics(record: dict | None) -> str:
     return ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if v not in ("", [], None))
 
 
-def task_status(run: LocalRun, task: str) -> str:
+def task_status(run: LocalRun | Walk, task: str) -> str:
     """succeeded / failed from the journal; skipped (branch not taken) or not run."""
     record = run.record(task)
     if record is not None:
@@ -43,8 +44,8 @@ def task_status(run: LocalRun, task: str) -> str:
     return "skipped (gate failed)" if task in PROMOTION_BRANCH else "skipped (gate passed)"
 
 
-def task_table(run: LocalRun):
-    """A rich table: task, status, duration, key metrics."""
+def task_table(run: LocalRun | Walk, tasks: tuple[str, ...] = TASKS):
+    """A rich table: task, status, duration, key metrics (of ``tasks``, by default all)."""
     from rich.table import Table
 
     from ..models.training import duration
@@ -53,7 +54,7 @@ def task_table(run: LocalRun):
     for column in ("task", "status", "duration", "key metrics"):
         table.add_column(column, justify="right" if column == "duration" else "left")
     colors = {"succeeded": "green", "failed": "red"}
-    for task in TASKS:
+    for task in tasks:
         record = run.record(task)
         status = task_status(run, task)
         color = colors.get(status, "dim")
