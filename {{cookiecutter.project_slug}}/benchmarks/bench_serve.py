@@ -9,7 +9,10 @@ entity store are temporary copies, so the project's own databases are not touche
 Reported, side by side:
 
 - in-process: ``Engine.classify`` called directly (validation, store lookup, scoring, log write)
-  for one record and for a batch: the limit without HTTP;
+  for one record and for a batch: the limit without HTTP; the large-batch ceiling (features and
+  model over thousands of records at once); and the CPU milliseconds of each phase of a call
+  (parse, frame, store lookup, features, model, log, drift and metrics), with the HTTP layer's
+  share read off each server's CPU per request, so the next bottleneck is visible;
 - minimal app: a plain Starlette app on uvicorn (one worker) calling the same engine with the
   same Prometheus metrics (``serving/metrics.py``, on ``/metrics``), the server one would
   otherwise write (without BentoML's per-request HTTP metrics);
@@ -147,6 +150,170 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
     finally:
         engine.close()
     return out
+
+
+# Phases of Engine.classify, timed by wrapping the engine's own methods on one instance: the
+# clock lives here, the server pays nothing for it. The order is the order of a call.
+PHASES = (
+    ("parse", "request JSON -> validated record (pydantic)"),
+    ("frame", "records -> raw canonical rows"),
+    ("store", "entity store lookup (and the send it records)"),
+    ("features", "fitted feature transform"),
+    ("model", "model scores and labels"),
+    ("monitored", "monitored feature values"),
+    ("log", "prediction log commit (durable before the answer)"),
+    ("drift", "drift windows and Prometheus metrics"),
+    ("other", "the rest of the engine: routing, ids, answers"),
+)
+
+
+class PhaseClock:
+    """Thread CPU nanoseconds per phase, accumulated by wrapped callables."""
+
+    def __init__(self):
+        self.ns = dict.fromkeys((name for name, _ in PHASES), 0)
+
+    def wrap(self, phase: str, function):
+        def timed(*args, **kwargs):
+            t0 = time.thread_time_ns()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.ns[phase] += time.thread_time_ns() - t0
+
+        return timed
+
+    def instrument(self, engine) -> None:
+        engine.frames.frame = self.wrap("frame", engine.frames.frame)
+        engine._history = self.wrap("store", engine._history)
+        engine._features = self.wrap("monitored", engine._features)
+        engine._observe_drift = self.wrap("drift", engine._observe_drift)
+        engine.log.record = self.wrap("log", engine.log.record)
+        if engine.metrics is not None:
+            engine.metrics.record_predictions = self.wrap(
+                "drift", engine.metrics.record_predictions
+            )
+        bundle = engine.champion.bundle
+        bundle.transform = self.wrap("features", bundle.transform)
+        bundle.score_transformed = self.wrap("model", bundle.score_transformed)
+        bundle.labels_for = self.wrap("model", bundle.labels_for)
+
+
+def phases(env: dict, bodies: list[dict], args) -> dict:
+    """CPU ms per phase of a call, for one record per call and per record in a batch."""
+    from {{ cookiecutter.package_name }}.config import load_config
+    from {{ cookiecutter.package_name }}.serving.engine import Engine
+    from {{ cookiecutter.package_name }}.serving.schema import record_model
+
+    cfg = load_config(env["SYSTEM_CONFIG"])
+    record_cls = record_model(cfg)
+    raw = [json.dumps(b).encode() for b in bodies]
+    out = {}
+    for name, size in (("classify", 1), (f"classify_batch@{args.big_batch}", args.big_batch)):
+        local = {
+            **env,
+            "PREDICTION_LOG_URL": f"sqlite:///{env['WORK']}/phases-{size}.db",
+            "ENTITY_STORE_URL": store_copy(env, f"phases-{size}"),
+        }
+        engine = Engine.from_config(cfg, local)
+        clock, calls, i, total = PhaseClock(), 0, 0, 0
+        try:
+            for warm in (True, False):
+                if not warm:  # after the warm-up: only measured calls carry the clock
+                    clock.instrument(engine)
+                deadline = time.perf_counter() + (0.5 if warm else args.duration)
+                while time.perf_counter() < deadline:
+                    chunk = [raw[(i + k) % len(raw)] for k in range(size)]
+                    i += size
+                    t0 = time.thread_time_ns()
+                    records = [record_cls.model_validate_json(b) for b in chunk]
+                    t1 = time.thread_time_ns()
+                    engine.classify(records)
+                    if not warm:
+                        clock.ns["parse"] += t1 - t0
+                        total += time.thread_time_ns() - t0
+                        calls += 1
+        finally:
+            engine.close()
+        clock.ns["other"] = total - sum(clock.ns.values())
+        per = max(calls * size, 1)
+        out[name] = {
+            "records": size,
+            "calls": calls,
+            "cpu_ms_per_record": round(total / per / 1e6, 4),
+            "phases_ms_per_record": {k: round(v / per / 1e6, 4) for k, v in clock.ns.items()},
+        }
+    return out
+
+
+def ceiling(env: dict, bodies: list[dict], args) -> dict:
+    """Records/s of features + model over ``args.ceiling`` records at once: the in-process
+    large-batch limit every other figure is a share of."""
+    from {{ cookiecutter.package_name }}.config import load_config
+    from {{ cookiecutter.package_name }}.serving.engine import Engine
+    from {{ cookiecutter.package_name }}.serving.schema import record_model
+
+    cfg = load_config(env["SYSTEM_CONFIG"])
+    local = {
+        **env,
+        "PREDICTION_LOG_URL": f"sqlite:///{env['WORK']}/ceiling.db",
+        "ENTITY_STORE_URL": store_copy(env, "ceiling"),
+    }
+    engine = Engine.from_config(cfg, local)
+    try:
+        record_cls = record_model(cfg)
+        records = [record_cls.model_validate(bodies[k % len(bodies)]) for k in range(args.ceiling)]
+        rows = engine.frames.frame(records)
+        if engine.store is not None:
+            rows = engine.store.lookup(cfg, rows, record=False)
+        bundle = engine.champion.bundle
+        bundle.score(rows.iloc[:100])  # warm
+        t0, c0 = time.perf_counter(), time.thread_time()
+        bundle.labels_for(bundle.score(rows))
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    finally:
+        engine.close()
+    return {
+        "records": len(rows),
+        "records_per_s": round(len(rows) / wall),
+        "cpu_ms_per_record": round(cpu * 1000 / len(rows), 4),
+    }
+
+
+def phase_table(results: dict) -> list[str]:
+    """The phases side by side: one record per call, per record in a large batch, and the
+    HTTP layer's share (each server's CPU per request minus the in-process CPU per call)."""
+    found = results.get("phases", {})
+    if not found:
+        return []
+    columns = list(found)
+    lines = [
+        "CPU ms per record by phase (in process):",
+        f"  {'phase':10s}" + "".join(f"{c:>26s}" for c in columns) + "   what",
+    ]
+    for name, what in PHASES:
+        values = "".join(f"{found[c]['phases_ms_per_record'][name]:26.4f}" for c in columns)
+        lines.append(f"  {name:10s}{values}   {what}")
+    totals = "".join(f"{found[c]['cpu_ms_per_record']:26.4f}" for c in columns)
+    lines.append(f"  {'total':10s}{totals}")
+    # At one client each request is served alone; with more, the service's micro-batching
+    # shares the per-call costs, and the difference would no longer be the HTTP layer's.
+    one = found.get("classify", {}).get("cpu_ms_per_record")
+    low = min(results.get("settings", {}).get("concurrency") or [1])
+    for server in ("minimal_app", "bentoml_single"):
+        cost = results.get(server, {}).get(f"classify@{low}", {}).get("cpu_ms_per_request")
+        if cost is not None and one is not None:
+            lines.append(
+                f"  HTTP layer, {server} at {low} client(s): {cost} ms of server CPU per "
+                f"request - {one:.4f} in process = {cost - one:.3f} ms"
+            )
+    if "ceiling" in results:
+        c = results["ceiling"]
+        lines.append(
+            f"  ceiling: features + model over {c['records']:,} records at once, "
+            f"{c['records_per_s']:,} records/s ({c['cpu_ms_per_record']} CPU ms per record)"
+        )
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,6 +755,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting")
     parser.add_argument("--concurrency", default="1,2,4,16", help="comma-separated levels")
     parser.add_argument("--batch", type=int, default=8, help="records per /classify_batch request")
+    parser.add_argument(
+        "--big-batch", type=int, default=64, help="records per call, in-process phase breakdown"
+    )
+    parser.add_argument(
+        "--ceiling", type=int, default=10000, help="records at once, the in-process ceiling"
+    )
     parser.add_argument("--records", type=int, default=400, help="distinct records sent")
     parser.add_argument(
         "--sample", action="store_true", help="use a sample model, not the champion"
@@ -627,6 +800,9 @@ def main() -> None:
         print("in-process:")
         results["in_process"] = in_process(env, bodies, args)
         print(f"  {results['in_process']}")
+        results["phases"] = phases(env, bodies, args)
+        results["ceiling"] = ceiling(env, bodies, args)
+        print(f"  ceiling: {results['ceiling']}", flush=True)
         bento = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1"]
         plan = {
             "minimal_app": ([sys.executable, __file__, "--minimal-app"], "single"),
@@ -666,6 +842,7 @@ def main() -> None:
             for server in servers.values():
                 stop(server["process"])
         results["verdicts"] = verdicts(results, args, budget)
+    print("\n".join(phase_table(results)))
     print("\n".join(results["verdicts"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,12 +20,16 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
 STALL_S = 0.5
 
 
-@pytest.fixture(scope="module")
-def bench():
+def bench_module():
     spec = importlib.util.spec_from_file_location("bench_serve", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return bench_module()
 
 
 async def against_a_stalling_server(measure):
@@ -128,7 +132,8 @@ def test_the_benchmark_runs_end_to_end(tmp_path, project_root, monkeypatch):
     ladder = ["--start-rate", "20", "--max-rate", "25", "--step-seconds", "1", "--refine", "0"]
     run = subprocess.run(
         [sys.executable, str(BENCH), "--config", str(project.config_path), "--records", "40"]
-        + [*short, *ladder, "--attempts", "1", "--out", str(out)],
+        + [*short, *ladder, "--attempts", "1", "--big-batch", "8", "--ceiling", "300"]
+        + ["--out", str(out)],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         capture_output=True,
         text=True,
@@ -145,3 +150,16 @@ def test_the_benchmark_runs_end_to_end(tmp_path, project_root, monkeypatch):
     steps = [step for found in results["capacity"].values() for step in found["steps"]]
     assert steps and all(step["answered"] > 0 and step["errors"] == 0 for step in steps)
     assert any(line.endswith("ms") and " p99 <= " in line for line in results["verdicts"])
+
+    # The phases of a call, one record and a batch: the wrapped phases never overlap (the rest
+    # is what no phase covers, never negative), and together they are the call's CPU.
+    for name in ("classify", "classify_batch@8"):
+        found = results["phases"][name]
+        assert found["calls"] > 0
+        spent = found["phases_ms_per_record"]
+        assert set(spent) == {phase for phase, _ in bench_module().PHASES}
+        assert all(value >= 0 for value in spent.values()), spent
+        assert spent["model"] > 0 and spent["log"] > 0 and spent["features"] > 0
+        assert abs(sum(spent.values()) - found["cpu_ms_per_record"]) < 0.01
+    assert results["ceiling"]["records"] == 300 and results["ceiling"]["records_per_s"] > 0
+    assert "CPU ms per record by phase" in run.stdout and "HTTP layer, bentoml_single" in run.stdout

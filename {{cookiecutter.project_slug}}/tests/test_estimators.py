@@ -3,6 +3,7 @@ stage asks ``models/estimators.py``: the search space, the bundle's native model
 registry's requirement, serving. The last test trains, evaluates, registers and serves a
 LightGBM model over HTTP from a contract that chooses it."""
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 from typing import get_args
@@ -149,13 +150,16 @@ def test_bundle_keeps_the_model_in_its_own_format_with_identical_scores(cfg, nam
     scores = bundle.score(test)
     np.testing.assert_array_equal(loaded.score(test), scores)
     assert roc_auc_score(targets(cfg, test), scores) > 0.8
-    # Serving's single-threaded model: the same scores, one row as in a batch.
-    one = estimators.single_threaded(loaded.model)
+    # Serving's model (one thread, the booster called in place): the same scores, one row as
+    # in a batch.
+    one = estimators.for_serving(loaded.model)
     assert estimators.for_model(one) is estimator
     threads = one.threads if name == "lightgbm" else one.get_params()["n_jobs"]
     assert threads == 1
-    np.testing.assert_array_equal(loaded.score(test), scores)
-    np.testing.assert_array_equal(loaded.score(test.iloc[[3]]), scores[[3]])
+    served = dataclasses.replace(loaded, model=one)
+    np.testing.assert_array_equal(served.score(test), scores)
+    for row in (0, 3, len(test) - 1):
+        np.testing.assert_array_equal(served.score(test.iloc[[row]]), scores[[row]])
 
     model_file = folder / estimator.model_file
     data = bytearray(model_file.read_bytes())

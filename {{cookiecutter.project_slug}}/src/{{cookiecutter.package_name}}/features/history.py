@@ -87,11 +87,6 @@ def history_columns(cfg) -> tuple[str, ...]:
     return HISTORY_COLUMNS if cfg.data.entity else ()
 
 
-def missing_history(df: pd.DataFrame, columns: tuple[str, ...] = HISTORY_COLUMNS) -> list[str]:
-    """``columns`` (the history columns) absent from ``df``."""
-    return [c for c in columns if c not in df.columns]
-
-
 def attach_history(
     cfg,
     df: pd.DataFrame,

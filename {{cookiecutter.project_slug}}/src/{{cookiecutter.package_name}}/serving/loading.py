@@ -85,9 +85,9 @@ def load_models(cfg, plan: RoutingPlan, env=None) -> tuple[ServedModel, ServedMo
 
 
 def _one_thread(bundle):
-    """Score on the calling thread: a request is a few rows, and an OpenMP team per call costs
-    more than it saves (27 ms instead of 1.5 ms per record on a busy 2-core machine)."""
-    from ..models.estimators import single_threaded
+    """Score on the calling thread by the estimator's cheapest call: a request is a few rows,
+    and an OpenMP team per call costs more than it saves."""
+    from ..models.estimators import for_serving
 
-    bundle.model = single_threaded(bundle.model)
+    bundle.model = for_serving(bundle.model)
     return bundle
