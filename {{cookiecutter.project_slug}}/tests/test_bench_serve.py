@@ -153,7 +153,7 @@ def test_the_benchmark_runs_end_to_end(tmp_path, project_root, monkeypatch):
 
     # The phases of a call, one record and a batch: the wrapped phases never overlap (the rest
     # is what no phase covers, never negative), and together they are the call's CPU.
-    for name in ("classify", "classify_batch@8"):
+    for name in ("classify", "classify, 5 ms apart", "classify_batch@8"):
         found = results["phases"][name]
         assert found["calls"] > 0
         spent = found["phases_ms_per_record"]

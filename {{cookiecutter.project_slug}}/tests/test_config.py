@@ -204,6 +204,12 @@ def test_older_allow_partial_still_reads(tmp_path, raw, allow, share):
     assert load_config(_write(tmp_path, raw)).data.max_quarantine_share == share
 
 
+def test_a_bound_whose_offset_leaves_the_calendar_is_a_config_error(tmp_path, raw):
+    _ts(raw).update(min="0001-01-01T00:00:00+05:00")
+    with pytest.raises(ConfigError, match="outside the dates a datetime holds"):
+        load_config(_write(tmp_path, raw))
+
+
 def test_config_check_names_a_bad_bound_in_one_line(tmp_path, raw):
     from typer.testing import CliRunner
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,8 @@ import numpy as np
 import psutil
 import pytest
 from contract_labels import NEG, POS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reference_contract import reference_config
 from sample_project import minimal_body, request_bodies, required_fields, sample_project
 
@@ -283,6 +286,43 @@ def test_request_times_are_held_to_the_contract_bounds(cfg):
     earlier = cfg.model_copy(deep=True)
     earlier.data.column("timestamp").__dict__["min"] = low - timedelta(days=3650)
     assert record_model(earlier).model_validate_json(body(low - timedelta(days=1)))
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T03:00:00+03:01"]
+)
+def test_a_time_whose_offset_leaves_the_calendar_is_refused_naming_its_field(cfg, when):
+    """Moved to UTC, these are before year 1 or after 9999: ``astimezone`` overflows, and an
+    OverflowError in a validator would be a 500. They are refused like any bad field."""
+    from pydantic import ValidationError
+
+    cfg = reference_config(cfg)
+    name = cfg.data.column("timestamp").name
+    with pytest.raises(ValidationError) as info:
+        record_model(cfg).model_validate_json(
+            json.dumps({"account": "a@b.org", "body": "hi", name: when})
+        )
+    (error,) = info.value.errors()
+    assert error["loc"] == (name,) and "outside the dates a datetime holds" in error["msg"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59)),
+    minutes=st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1),
+)
+def test_any_iso_time_validates_or_is_a_validation_error(cfg, moment, minutes):
+    """Every date-time string the schema's pattern admits ends as a value or a 4xx-bound
+    ValidationError, whatever its year and offset: never another exception."""
+    from pydantic import ValidationError
+
+    cfg = reference_config(cfg)
+    name = cfg.data.column("timestamp").name
+    sign, offset = ("+" if minutes >= 0 else "-"), abs(minutes)
+    text = f"{moment.isoformat(timespec='seconds')}{sign}{offset // 60:02d}:{offset % 60:02d}"
+    body = json.dumps({"account": "a@b.org", "body": "hi", name: text})
+    with contextlib.suppress(ValidationError):
+        record_model(cfg).model_validate_json(body)
 
 
 def test_blank_field_error_reads_plainly(cfg):

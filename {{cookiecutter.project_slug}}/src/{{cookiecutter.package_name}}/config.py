@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .timebounds import EARLIEST, LATEST
+from .timebounds import EARLIEST, LATEST, as_utc
 
 CONFIG_ENV_VAR = "SYSTEM_CONFIG"
 DEFAULT_CONFIG = Path("configs/system.yaml")
@@ -118,7 +118,10 @@ def _time(value: Any, key: str) -> datetime:
         raise ValueError(
             f"{key} of a datetime column must be a date such as 1995-01-01, got {value!r}"
         )
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        value = as_utc(value)
+    except ValueError as exc:
+        raise ValueError(f"{key} {exc}") from None
     if not EARLIEST <= value <= LATEST:
         raise ValueError(
             f"{key} {value.isoformat()} is outside the time range the stages can hold "

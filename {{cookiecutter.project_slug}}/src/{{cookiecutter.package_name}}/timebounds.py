@@ -27,6 +27,20 @@ class TimeRangeError(ValueError):
     """Times outside ``EARLIEST`` .. ``LATEST``; the message names the column and the values."""
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC (a naive time is taken as UTC); ValueError when the offset carries it
+    past year 1 or 9999, e.g. 0001-01-01T00:00+05:00, which ``astimezone`` cannot represent
+    (its OverflowError would escape a validator as a server error)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{value.isoformat()} is outside the dates a datetime holds once moved to UTC"
+        ) from None
+
+
 def utc_times(values: pd.Series) -> pd.Series:
     """Times as UTC datetimes (any unit); naive times are taken as UTC, text as ISO 8601."""
     import pandas as pd

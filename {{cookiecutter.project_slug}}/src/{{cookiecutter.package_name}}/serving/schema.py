@@ -32,6 +32,7 @@ from pydantic import (
 
 from ..domain import pack_of
 from ..features.columns import SMALL_FRAME
+from ..timebounds import as_utc
 
 # Items per /classify_batch request (the body size limit applies as well). A request is scored
 # and logged whole (batcher.py): the limit keeps one request within the end-to-end latency
@@ -74,7 +75,7 @@ def _time_type(column) -> Any:
 
     def within(value: datetime) -> datetime:
         # A naive time is taken as UTC, like everywhere else in the project.
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = as_utc(value)
         low, high = column.time_bounds(datetime.now(UTC))
         if value < low:
             raise ValueError(f"must not be before {low.isoformat()}")
