@@ -186,7 +186,7 @@ class PhaseClock:
     def instrument(self, engine) -> None:
         engine.frames.frame = self.wrap("frame", engine.frames.frame)
         engine._history = self.wrap("store", engine._history)
-        engine._features = self.wrap("monitored", engine._features)
+        engine.log_rows.features = self.wrap("monitored", engine.log_rows.features)
         engine._observe_drift = self.wrap("drift", engine._observe_drift)
         engine.log.record = self.wrap("log", engine.log.record)
         if engine.metrics is not None:

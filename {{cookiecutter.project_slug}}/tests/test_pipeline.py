@@ -9,6 +9,7 @@ else branch when it failed, never both and never neither (kfp's condition trap).
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from rich.console import Console
@@ -134,6 +135,31 @@ def test_local_run_trains_registers_and_promotes(passed):
     lines = summary.where_outputs(run, cfg)
     assert any(line.startswith("registry: models:/") for line in lines)
     assert run.run_dir is not None and run.run_dir.is_dir()
+
+
+@pytest.mark.slow
+def test_the_batch_pipeline_scores_a_file_with_the_champion_the_run_promoted(passed, workspace):
+    from {{cookiecutter.package_name}}.data import synthetic
+    from {{cookiecutter.package_name}}.predlog.store import PredictionLog, log_url
+
+    cfg, run = passed
+    assert run.succeeded, (run.error, run.log_path)
+    source = workspace / "bucket" / "to-score.parquet"
+    source.parent.mkdir(exist_ok=True)
+    synthetic.run(cfg, source, rows=300, seed=5, progress=False)
+    config_path = workspace / "configs" / "lenient.yaml"
+    scoring = runner.run_local(
+        cfg, config_path, arguments={"data_uri": f"file://{source}"}, echo=None, batch=True
+    )
+    assert scoring.succeeded, (scoring.error, scoring.log_path)
+    metrics = scoring.record("score-batch")["metrics"]
+    champion = registry.get_version(cfg, registry.CHAMPION)
+    assert metrics["scored"] == 300 and metrics["model_version"] == champion.version
+    predictions = pd.read_parquet(scoring.record("score-batch")["outputs"]["predictions"])
+    assert len(predictions) == 300 and set(predictions["model_version"]) == {champion.version}
+    with PredictionLog(log_url(cfg)) as log:
+        batch_rows = [r for r in log.rows() if r["routing"] == "batch"]
+    assert len(batch_rows) == 300
 
 
 @pytest.mark.slow
@@ -459,6 +485,39 @@ def test_the_imported_variant_reads_data_uri_through_an_importer(cfg, tmp_path):
     [(_, package, kwargs)] = client.calls
     assert kwargs["run_name"].startswith(pipeline_name(cfg, imported=True))
     assert "importer" in Path(package).read_text(encoding="utf-8")
+
+
+def test_the_batch_pipeline_imports_records_and_scores_them(cfg, tmp_path):
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from {{cookiecutter.package_name}}.pipeline.pipeline import batch_pipeline_name
+
+    path = runner.compile_pipeline(cfg, tmp_path / "batch.yaml", batch=True)
+    spec, platform = yaml.safe_load_all(path.read_text(encoding="utf-8"))
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    assert spec["pipelineInfo"]["name"] == batch_pipeline_name(cfg)
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(parameters) == set(runner.BATCH_PARAMETERS)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"importer", "score-batch"}
+    records = tasks["score-batch"]["inputs"]["artifacts"]["records"]["taskOutputArtifact"]
+    assert records["producerTask"] == "importer"
+    outputs = spec["components"]["comp-score-batch"]["outputDefinitions"]
+    assert outputs["artifacts"]["predictions"]["artifactType"]["schemaTitle"] == "system.Dataset"
+    assert set(outputs["parameters"]) == {"scored", "quarantined", "version"}
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "exec-score-batch" in executors  # the stores' URLs come from the Secret
+    assert "score-batch" in RETRIED
+
+    with pytest.raises(ValueError, match="needs data_uri"):
+        runner.batch_arguments({})
+    with pytest.raises(ValueError, match="not trials"):
+        runner.batch_arguments({"data_uri": "s3://b/r.parquet", "trials": 2})
+    from {{cookiecutter.package_name}}.cli import app
+
+    result = CliRunner().invoke(app, ["pipeline", "run", "--local", "--batch"])
+    assert result.exit_code == 2 and "needs data_uri" in result.output
 
 
 def test_parameters_are_typed_and_checked():

@@ -109,6 +109,14 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Stream every task's log here")
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="--local: the batch-scoring pipeline instead, scoring the records at "
+            "-p data_uri=URI with the champion",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Run the pipeline on this machine and print a table of its tasks."""
@@ -131,6 +139,9 @@ def run(
         return
     if start or stop or strict:
         raise fail("--from, --to and --strict go with --in-process")
+    if batch:
+        _run_batch(cfg, config, params, output, verbose)
+        return
     arguments = _arguments(params, rows=rows, trials=trials, data_source=source)
     try:
         arguments = runner.check_arguments(arguments)
@@ -155,6 +166,33 @@ def run(
     record = result.record("evaluate-model") or {}
     if record.get("metrics", {}).get("gate") == "failed":
         console.print("[yellow]gate failed: the candidate was not promoted (see above)[/yellow]")
+
+
+def _run_batch(cfg, config, params, output, verbose: bool) -> None:
+    from ..pipeline import run as runner
+    from ..pipeline import summary
+
+    try:
+        arguments = runner.batch_arguments(_arguments(params))
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    errors.print("Running the batch-scoring pipeline locally (kfp.local)...")
+    result = runner.run_local(
+        cfg,
+        _config_file(config),
+        arguments=arguments,
+        pipeline_root=cfg.path(output) if output else None,
+        verbose=verbose,
+        batch=True,
+    )
+    console.print(summary.task_table(result, ("score-batch",)))
+    if result.log_path:
+        console.print(f"task logs: {result.log_path}", highlight=False)
+    if not result.succeeded:
+        raise fail(f"the pipeline failed at score-batch: {result.error}", code=1)
+    record = result.record("score-batch") or {}
+    predictions = record.get("outputs", {}).get("predictions")
+    console.print(f"predictions: {predictions}", highlight=False)
 
 
 def _walk(cfg, config, params, trials, start, stop, strict: bool) -> None:
@@ -203,6 +241,14 @@ def compile_(
             "[default file: deploy/kubeflow/pipeline-imported.yaml]",
         ),
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="The batch-scoring pipeline (data_uri in, predictions out) "
+            "[default file: deploy/kubeflow/pipeline-batch.yaml]",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Write the pipeline spec for Kubeflow Pipelines (generated, not committed)."""
@@ -210,8 +256,10 @@ def compile_(
     from ..pipeline.pipeline import default_image
 
     cfg = load(config)
+    if batch and imported:
+        raise fail("--batch and --imported are two pipelines: choose one")
     path = runner.compile_pipeline(
-        cfg, cfg.path(out) if out else None, image=image, imported=imported
+        cfg, cfg.path(out) if out else None, image=image, imported=imported, batch=batch
     )
     console.print(f"compiled {path} (image {image or default_image(cfg)})", highlight=False)
 

@@ -165,3 +165,54 @@ def traffic(
     plan = FeedbackPlan(rescue_rate, report_rate, audit_share, seed)
     result = stage.run(cfg, frame, plan=plan, feedback_out=feedback_out, url=url, routing=routing)
     console.print(result.summary(), highlight=False)
+
+
+def predict(
+    file: Annotated[Path, typer.Argument(help="Records to score: Parquet, CSV or JSON lines")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Predictions file (.parquet, .csv or .jsonl); the quarantine "
+            "and report go beside it",
+        ),
+    ],
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Records scored at once")] = 10_000,
+    log_url: LogUrl = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score a file of records with the champion (batch serving): the contract's checks and
+    quarantine, the entity history, every prediction in the prediction log."""
+    from ..serving import batch
+
+    cfg = load(config)
+    if not file.is_file():
+        raise fail(f"{file}: no such file")
+    suffixes = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
+    if out.suffix.lower() not in suffixes:
+        raise fail(
+            f"--out {out}: unknown format '{out.suffix}' (expected .parquet, .csv or .jsonl)"
+        )
+    _check_model(cfg)
+    env = dict(os.environ)
+    if log_url:
+        env["PREDICTION_LOG_URL"] = log_url
+    try:
+        result = batch.run(cfg, file, out, env=env, chunk_rows=chunk_rows, progress=True)
+    except batch.BatchRefused as exc:
+        for failure in exc.report.failures:
+            console.print(f"  {failure.line()}", highlight=False)
+        raise fail(f"nothing scored: {exc}", code=1) from exc
+    except ValueError as exc:  # an unreadable file
+        raise fail(str(exc)) from exc
+    for note in result.notes:
+        console.print(note, highlight=False)
+    console.print(
+        f"scored {result.scored:,} of {result.rows:,} records with {result.model_name} "
+        f"v{result.model_version} ({result.positives:,} {cfg.problem.positive_class}); "
+        f"{result.from_log:,} already in the log, {result.quarantined:,} quarantined; "
+        f"{result.records_per_s:,.0f} records/s scoring, {result.overall_per_s:,.0f} records/s "
+        f"overall ({result.seconds:.1f} s) -> {result.output}",
+        highlight=False,
+    )

@@ -1,6 +1,8 @@
 """The contract's Great Expectations suite, and the project's GX file context that runs it.
 
-The suite is built from ``data.columns`` and the data-set rules of ``configs/system.yaml``. The
+The suite is built from ``data.columns`` and the data-set rules of ``configs/system.yaml``. Its
+scoring variant (``scoring=True``) judges records that have no label yet, for batch scoring: the
+same column checks without the label column's, and no label-rate or minimum-size rule. The
 context lives in the project's ``gx/`` folder and keeps the suite, every validation result and
 the HTML data docs. Great Expectations is imported inside the functions (it takes seconds).
 """
@@ -20,6 +22,7 @@ from ..config import Column, SystemConfig
 from .coerce import PANDAS_DTYPES
 
 SUITE_NAME = "records"
+SCORING_SUITE_NAME = "records-scoring"
 # Bump when build_suite changes what it builds from the same contract.
 _SUITE_VERSION = 2
 # Stored validation results keep at most this many unexpected rows per expectation.
@@ -45,8 +48,14 @@ class GxProject:
     validation: Any
 
 
-def open_project(cfg: SystemConfig) -> GxProject:
-    """The project's file context with the contract's suite and validation definition saved."""
+def suite_name(scoring: bool = False) -> str:
+    """The stored name of the contract's suite, or of its scoring variant."""
+    return SCORING_SUITE_NAME if scoring else SUITE_NAME
+
+
+def open_project(cfg: SystemConfig, *, scoring: bool = False) -> GxProject:
+    """The project's file context with the contract's suite (``scoring``: its variant for
+    unlabelled records) and validation definition saved."""
     gx = import_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -66,17 +75,18 @@ def open_project(cfg: SystemConfig) -> GxProject:
     ) or asset.add_batch_definition_whole_dataframe("whole")
     # Saving a suite compares every expectation pairwise (seconds): reuse the stored suite and
     # validation definition while the contract's data section is unchanged.
-    wanted = fingerprint(cfg)
+    name = suite_name(scoring)
+    wanted = fingerprint(cfg, scoring=scoring)
     try:
-        suite = context.suites.get(SUITE_NAME)
-        validation = context.validation_definitions.get(SUITE_NAME)
+        suite = context.suites.get(name)
+        validation = context.validation_definitions.get(name)
         fresh = (suite.meta or {}).get("fingerprint") == wanted
     except Exception:  # not stored yet, or stored by another GX version: rebuild
         fresh = False
     if not fresh:
-        suite = context.suites.add_or_update(build_suite(cfg))
+        suite = context.suites.add_or_update(build_suite(cfg, scoring=scoring))
         validation = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=SUITE_NAME, data=batch, suite=suite)
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
     return GxProject(context, batch, suite, validation)
 
@@ -147,10 +157,10 @@ def run_parameters(cfg: SystemConfig, now: Any) -> dict[str, Any]:
     return parameters
 
 
-def fingerprint(cfg: SystemConfig) -> str:
+def fingerprint(cfg: SystemConfig, *, scoring: bool = False) -> str:
     """Hash of everything the suite is built from (changes when the contract's schema does)."""
     inputs = {
-        "suite": SUITE_NAME,
+        "suite": suite_name(scoring),
         "columns": [c.model_dump(mode="json") for c in cfg.data.columns],
         "min_rows": cfg.data.min_rows,
         "positive_rate": cfg.data.positive_rate.model_dump(),
@@ -161,8 +171,11 @@ def fingerprint(cfg: SystemConfig) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_suite(cfg: SystemConfig) -> Any:
+def build_suite(cfg: SystemConfig, *, scoring: bool = False) -> Any:
     """The contract's expectation suite (``gx.ExpectationSuite``), not yet saved anywhere.
+
+    ``scoring``: the variant for records to score. The label column is neither required nor
+    checked (a file may carry it or not), there is no label-rate rule, and one row is enough.
 
     Each expectation carries ``meta = {"check": ..., "column": ...}``. Only expectations whose
     results serialize are used (the quantile and KL-divergence ones return numpy bools that break
@@ -170,14 +183,18 @@ def build_suite(cfg: SystemConfig) -> Any:
     """
     gx = import_gx()
     gxe = gx.expectations
-    expectations = [e for c in cfg.data.columns for e in _column_expectations(gxe, c)]
+    label = cfg.data.column("label").name
+    columns = [c for c in cfg.data.columns if not (scoring and c.name == label)]
+    expectations = [e for c in columns for e in _column_expectations(gxe, c)]
     expectations.append(
         gxe.ExpectTableRowCountToBeBetween(
-            min_value=cfg.data.min_rows, meta={"check": "row_count", "column": None}
+            min_value=1 if scoring else cfg.data.min_rows,
+            meta={"check": "row_count", "column": None},
         )
     )
-    label = cfg.data.column("label").name
     bounds = cfg.data.positive_rate
+    if scoring:
+        bounds = bounds.model_copy(update={"min": 0.0, "max": 1.0})
     positive_meta = {"check": "positive_rate", "column": label}
     # Share of labelled rows that are positive >= min, and share that are negative >= 1 - max.
     if bounds.min > 0:
@@ -201,12 +218,12 @@ def build_suite(cfg: SystemConfig) -> Any:
     # Passed whole: add_expectation() on a suite whose name is already stored writes the store
     # once per expectation.
     return gx.ExpectationSuite(
-        name=SUITE_NAME,
+        name=suite_name(scoring),
         expectations=expectations,
         meta={
             "contract_version": cfg.contract_version,
             "built_from": "configs/system.yaml",
-            "fingerprint": fingerprint(cfg),
+            "fingerprint": fingerprint(cfg, scoring=scoring),
         },
     )
 

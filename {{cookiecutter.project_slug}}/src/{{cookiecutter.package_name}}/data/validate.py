@@ -471,9 +471,12 @@ def validate_records(
     *,
     now: Any = None,
     docs: bool = True,
+    scoring: bool = False,
 ) -> ValidationReport:
     """Run the contract's suite on ``df`` in the project's GX context; quarantine bad rows.
 
+    ``scoring``: judge records to score, by the suite's variant without the label's checks
+    (``gx_suite.build_suite``).
     ``now`` (default: the current time, UTC) is the run's time, which datetime columns may
     exceed by at most their ``max_ahead_days``.
     With ``docs`` the HTML data docs page of this run is written and its path returned in
@@ -483,7 +486,7 @@ def validate_records(
     now = _utc(now)
     raw = df.reset_index(drop=True)
     typed, bad = coerce_to_contract(cfg, raw)
-    project = open_project(cfg)
+    project = open_project(cfg, scoring=scoring)
     parameters = run_parameters(cfg, now)
     results = project.validation.run(
         batch_parameters={"dataframe": _gx_frame(typed, bad)},

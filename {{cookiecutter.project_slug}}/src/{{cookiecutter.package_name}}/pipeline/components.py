@@ -211,6 +211,25 @@ def export_serving_bundle(
     )
 
 
+def score_batch(
+    config_path: str,
+    mlflow_tracking_uri: str,
+    records: Input[Dataset],
+    predictions: Output[Dataset],
+) -> NamedTuple("Scoring", scored=int, quarantined=int, version=int):
+    """Score the imported records with the registry's champion; log every prediction."""
+    import importlib
+    import os
+
+    steps = importlib.import_module(os.environ["PIPELINE_PACKAGE"] + ".pipeline.steps")
+    return steps.score_batch(
+        config_path=config_path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        records=records,
+        predictions=predictions,
+    )
+
+
 FUNCTIONS = (
     get_data,
     ingest_data,
@@ -224,6 +243,7 @@ FUNCTIONS = (
     report_gate_failure,
     promote_model,
     export_serving_bundle,
+    score_batch,
 )
 
 

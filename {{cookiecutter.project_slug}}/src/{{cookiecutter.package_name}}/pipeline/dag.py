@@ -174,6 +174,17 @@ TRAINING: tuple[Step, ...] = (
     ),
 )
 
+# The batch-scoring pipeline's one step: an imported file of records (``data_uri``), scored by
+# the registry's champion into a Dataset of predictions, every prediction in the log.
+SCORE_BATCH = Step(
+    "score-batch",
+    "score_batch",
+    parameters={**CONFIG, **TRACKING},
+    inputs={"records": "importer.artifact"},
+    outputs=(Output("predictions", "data/predictions"),),
+    returns=("scored", "quarantined", "version"),
+)
+
 STEPS: tuple[Step, ...] = (GET_DATA, *TRAINING)
 TASKS: tuple[str, ...] = tuple(step.task for step in STEPS)
 PROMOTION_BRANCH: tuple[str, ...] = tuple(s.task for s in TRAINING if s.branch == PASSED)

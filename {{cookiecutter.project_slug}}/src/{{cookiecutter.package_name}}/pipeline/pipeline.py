@@ -30,7 +30,7 @@ from .. import __version__
 from ..config import SystemConfig
 from ..domain import pack_of
 from . import components
-from .dag import FAILED, GATE, GET_DATA, INGEST_DATA, PASSED, TRAINING, TRUNK, Step
+from .dag import FAILED, GATE, GET_DATA, INGEST_DATA, PASSED, SCORE_BATCH, TRAINING, TRUNK, Step
 
 PACKAGE = __name__.split(".")[0]
 PACKAGE_ENV = "PIPELINE_PACKAGE"
@@ -54,6 +54,7 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "promote-model": ("1", "4Gi", "8Gi"),
     "export-serving-bundle": ("500m", "2Gi", "4Gi"),
     "report-gate-failure": ("100m", "256Mi", "512Mi"),
+    "score-batch": ("1", "4Gi", "8Gi"),
 }
 # Steps whose failure can be transient (a mounted source, the entity store, MLflow, Optuna's
 # database). Validation and evaluation are deterministic: retrying them changes nothing.
@@ -64,6 +65,8 @@ RETRIED = {
     "tune-model",
     "promote-model",
     "export-serving-bundle",
+    # Idempotent: a record's request id is derived from its id, so a retry logs nothing twice.
+    "score-batch",
 }
 # Steps that are pure functions of their input artifacts may be cached; every other step reads
 # the outside world or changes it (data source, clock, store, registry).
@@ -78,6 +81,7 @@ SECRET_TASKS = {
     "evaluate-model",
     "promote-model",
     "export-serving-bundle",
+    "score-batch",
 }
 # Secret keys exposed as environment variables of the same name. The first three are required
 # on a cluster (stores.require_durable), the prediction log's when data_source is "window";
@@ -102,6 +106,11 @@ def app_name(cfg: SystemConfig) -> str:
 def pipeline_name(cfg: SystemConfig, *, imported: bool = False) -> str:
     """The pipeline's name in Kubeflow (lowercase letters, digits, dashes)."""
     return f"{app_name(cfg)}-training" + ("-imported" if imported else "")
+
+
+def batch_pipeline_name(cfg: SystemConfig) -> str:
+    """The batch-scoring pipeline's name in Kubeflow."""
+    return f"{app_name(cfg)}-batch-scoring"
 
 
 def secret_name(cfg: SystemConfig) -> str:
@@ -229,6 +238,31 @@ def build_pipeline(
         _wire(c, configure, (GET_DATA, *TRAINING), parameters, {})
 
     return training_pipeline
+
+
+def build_batch_pipeline(cfg: SystemConfig, *, image: str | None = None) -> Callable:
+    """The batch-scoring pipeline: the object at ``data_uri`` comes in through an importer as
+    a Dataset, and ``score-batch`` scores it with the registry's champion into a Dataset of
+    predictions (``serving.batch``), logging every prediction for monitoring."""
+    from kfp import dsl
+
+    c = components.build(image or default_image(cfg))
+    configure = _configure(cfg, _kubernetes())
+
+    @dsl.pipeline(
+        name=batch_pipeline_name(cfg),
+        description=f"Score a file of records with the {cfg.problem.positive_class} "
+        "classifier's champion; log every prediction.",
+    )
+    def batch_scoring_pipeline(
+        config_path: str = "", data_uri: str = "", mlflow_tracking_uri: str = ""
+    ):
+        parameters = dict(locals())
+        source = dsl.importer(artifact_uri=data_uri, artifact_class=dsl.Dataset, reimport=True)
+        tasks: dict[str, Any] = {"importer": _Outputs({"artifact": source.output})}
+        tasks[SCORE_BATCH.task] = _add(c, configure, SCORE_BATCH, parameters, tasks)
+
+    return batch_scoring_pipeline
 
 
 class _Outputs:

@@ -23,7 +23,13 @@ from typing import Any, TextIO
 from ..config import SystemConfig
 from ..stores import LOCAL_RUN_ENV
 from . import steps
-from .pipeline import DATA_URI, build_pipeline, default_arguments, pipeline_name
+from .pipeline import (
+    DATA_URI,
+    build_batch_pipeline,
+    build_pipeline,
+    default_arguments,
+    pipeline_name,
+)
 from .steps import WINDOW_SOURCE
 
 LOCAL_ROOT = Path("artifacts/pipeline")
@@ -40,6 +46,7 @@ PARAMETER_TYPES: dict[str, type] = {
     # The imported-data variant's source: an object-store URI (s3://, minio://, gs://).
     DATA_URI: str,
 }
+BATCH_PARAMETERS = ("config_path", DATA_URI, "mlflow_tracking_uri")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # kfp's lines worth showing while a run goes on; everything goes to the log file.
 _PROGRESS = re.compile(r"Executing task|finished with status|Inner task failed")
@@ -88,6 +95,19 @@ def check_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
         if not typed[DATA_URI].strip():
             raise ValueError(f"{DATA_URI} is empty: give the data's object-store URI")
     return typed
+
+
+def batch_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The batch-scoring pipeline's arguments: a ``data_uri`` and nothing that trains."""
+    arguments = check_arguments(arguments)
+    if not arguments.get(DATA_URI):
+        raise ValueError(f"the batch-scoring pipeline needs {DATA_URI}=<URI of the records>")
+    extra = sorted(set(arguments) - set(BATCH_PARAMETERS))
+    if extra:
+        raise ValueError(
+            f"the batch-scoring pipeline takes {', '.join(BATCH_PARAMETERS)}; not {', '.join(extra)}"
+        )
+    return arguments
 
 
 def imported(arguments: dict[str, Any] | None) -> bool:
@@ -190,6 +210,7 @@ def run_local(
     pipeline_root: str | Path | None = None,
     verbose: bool = False,
     echo: TextIO | None = sys.stderr,
+    batch: bool = False,
 ) -> LocalRun:
     """Run the whole pipeline here with ``kfp.local``; never raises for a failed task.
 
@@ -197,7 +218,8 @@ def run_local(
     ``arguments`` override the defaults of :func:`default_arguments`; outputs go under
     ``pipeline_root`` (default ``artifacts/pipeline``). The tasks' logs go to a file beside
     the journal, with a line per task start and finish on ``echo`` (None: silent), or all of
-    them to stdout when ``verbose``.
+    them to stdout when ``verbose``. ``batch``: the batch-scoring pipeline (``arguments``
+    then give its ``data_uri``).
     """
     from kfp import local
 
@@ -206,11 +228,16 @@ def run_local(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     journal = root / f"journal-{stamp}.jsonl"
     log_path = None if verbose else root / f"run-{stamp}.log"
-    arguments = check_arguments(dict(arguments or {}))
-    variant = imported(arguments)
-    values = {**default_arguments(cfg, imported=variant), **arguments}
+    if batch:
+        arguments = batch_arguments(dict(arguments or {}))
+        values = {"config_path": "", "mlflow_tracking_uri": "", **arguments}
+        pipeline = build_batch_pipeline(cfg)
+    else:
+        arguments = check_arguments(dict(arguments or {}))
+        variant = imported(arguments)
+        values = {**default_arguments(cfg, imported=variant), **arguments}
+        pipeline = build_pipeline(cfg, imported=variant)
     values["config_path"] = str(Path(config_path).resolve())
-    pipeline = build_pipeline(cfg, imported=variant)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     start = time.perf_counter()
     error = None
@@ -263,15 +290,26 @@ def compile_pipeline(
     *,
     image: str | None = None,
     imported: bool = False,
+    batch: bool = False,
 ) -> Path:
     """Write the pipeline spec (YAML) for Kubeflow; default ``deploy/kubeflow/pipeline.yaml``
-    (``pipeline-imported.yaml`` for the variant reading ``data_uri``)."""
+    (``pipeline-imported.yaml`` for the variant reading ``data_uri``, ``pipeline-batch.yaml``
+    for the batch-scoring pipeline)."""
     from kfp import compiler
 
-    default = DEFAULT_PACKAGE.with_name("pipeline-imported.yaml") if imported else DEFAULT_PACKAGE
+    default = DEFAULT_PACKAGE
+    if imported or batch:
+        default = DEFAULT_PACKAGE.with_name(
+            "pipeline-batch.yaml" if batch else "pipeline-imported.yaml"
+        )
     path = Path(package_path) if package_path else cfg.path(default)
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(cfg, image=image, imported=imported), str(path))
+    pipeline = (
+        build_batch_pipeline(cfg, image=image)
+        if batch
+        else build_pipeline(cfg, image=image, imported=imported)
+    )
+    compiler.Compiler().compile(pipeline, str(path))
     return path
 
 

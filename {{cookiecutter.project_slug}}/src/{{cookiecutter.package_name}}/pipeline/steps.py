@@ -41,6 +41,7 @@ RAW_FILE = "records.parquet"
 # get-data's source that reads the labelled window from the prediction log (data/window.py).
 WINDOW_SOURCE = "window"
 VALIDATED_FILE = "validated.parquet"
+PREDICTIONS_FILE = "predictions.parquet"
 PASSED, PARTIAL, FAILED = "passed", "partial", "failed"
 
 
@@ -491,3 +492,48 @@ def export_serving_bundle(
         _metadata(serving, model_uri=info.uri, aliases=",".join(info.aliases) or "none")
         record["metrics"] = {"model_uri": info.uri, "aliases": list(info.aliases)}
         record["outputs"]["serving"] = str(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch scoring (the batch-scoring pipeline's one step)
+
+
+def score_batch(
+    config_path: str, mlflow_tracking_uri: str, records: Any, predictions: Any
+) -> tuple[int, int, int]:
+    """Score an imported file of records with the registry's champion (``serving.batch``):
+    the contract's scoring checks and quarantine, the entity history, every prediction in the
+    prediction log. Returns (scored, quarantined, model version); a file the contract refuses
+    as a whole fails the task."""
+    with journal("score-batch") as record:
+        from ..serving import batch
+
+        cfg = load(config_path, mlflow_tracking_uri, stores=True)
+        if durable.on_cluster():
+            from .pipeline import secret_name
+
+            durable.require_durable(cfg, secret_name(cfg), window=True)
+        path = str(records.path)
+        if path.startswith("file://"):  # a local run's importer keeps the URI as it is
+            path = path[len("file://") :]
+        target = _folder(predictions) / PREDICTIONS_FILE
+        result = batch.run(cfg, Path(path), target, progress=_in_project())
+        print(
+            f"scored {result.scored:,} of {result.rows:,} records with {result.model_name} "
+            f"v{result.model_version}; {result.quarantined:,} quarantined, {result.from_log:,} "
+            f"already in the log; {result.records_per_s:,.0f} records/s scoring",
+            flush=True,
+        )
+        _metadata(
+            predictions,
+            rows=result.rows,
+            scored=result.scored,
+            quarantined=result.quarantined,
+            model_version=result.model_version,
+            source=str(records.uri),
+        )
+        summary = result.to_dict()
+        keys = ("rows", "scored", "quarantined", "from_log", "model_version", "records_per_s")
+        record["metrics"] = {k: summary[k] for k in keys}
+        record["outputs"]["predictions"] = str(target)
+        return result.scored, result.quarantined, result.model_version

@@ -11,13 +11,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import NamedTuple
 
 SIGNAL_PREFIXES = ("cat.", "text.")
 VALUES_KEY = "v"
 
 
-def split(features: dict) -> tuple[tuple[str, ...], list, dict]:
+class LoggedFeatures(NamedTuple):
+    """One prediction's features already split: what the server builds, so the log need not
+    split a dict per row."""
+
+    names: tuple[str, ...]
+    values: list
+    signals: dict
+
+    def as_dict(self) -> dict:
+        """The logged dict (names with their values, then the signals)."""
+        return {**dict(zip(self.names, self.values, strict=True)), **self.signals}
+
+
+def split(features: dict | LoggedFeatures) -> tuple[tuple[str, ...], list, dict]:
     """(names, values) of the numeric features, and the signals, of one logged dict."""
+    if isinstance(features, LoggedFeatures):
+        return features
     names, values, signals = [], [], {}
     for key, value in features.items():
         if key.startswith(SIGNAL_PREFIXES):

@@ -276,10 +276,30 @@ class PredictionLog:
                     raise
         return set()  # not reached
 
+    def served_predictions(
+        self, request_ids: list[str], model_name: str, model_version: int
+    ) -> dict[str, tuple[float, str, float]]:
+        """The served predictions of ``model_name`` version ``model_version`` already logged for
+        these request ids: request id -> (score, label, threshold)."""
+        import sqlalchemy as sa
+
+        p = self.predictions.c
+        found: dict[str, tuple[float, str, float]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(request_ids), 500):
+                query = sa.select(p.request_id, p.score, p.label, p.threshold).where(
+                    p.request_id.in_(request_ids[i : i + 500]),
+                    p.served.is_(True),
+                    p.model_name == model_name,
+                    p.model_version == model_version,
+                )
+                found.update((r, (s, lab, t)) for r, s, lab, t in conn.execute(query))
+        return found
+
     def _packed(self, row: dict) -> dict:
         """``row`` with its features dict stored as a feature set id and values."""
         features = row.get("features")
-        if not isinstance(features, dict):
+        if not isinstance(features, dict | featurelog.LoggedFeatures):
             return {**row, "feature_set": None}
         names, values, signals = featurelog.split(features)
         return {

@@ -30,11 +30,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from ..features.columns import cells
 from ..predlog import records as raw_records
-from ..predlog.store import URL_ENV, PredictionLog, clean_number, log_url, utc_naive
-from ..profiles import InputSignals
+from ..predlog.store import URL_ENV, PredictionLog, log_url
 from .loading import ServedModel, load_models
+from .logrows import LogContext, LogRows
 from .routing import CHALLENGER, CHAMPION, RoutingPlan, plan_from
 from .schema import DuplicateRequestId, FrameBuilder, Prediction
 
@@ -49,13 +48,6 @@ ONLINE_WINDOW = timedelta(days=1)
 def new_request_id() -> str:
     """A fresh request id (32 hex characters)."""
     return uuid.uuid4().hex
-
-
-def _number(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):  # None, pd.NA, text
-        return np.nan
 
 
 class Engine:
@@ -89,12 +81,8 @@ class Engine:
         self.entity = cfg.data.entity
         self.id_column = cfg.data.column("id").name
         self.drift = DriftWindow(champion.bundle.reference)
-        # The log keeps every feature of the champion's reference (the model's input where the
-        # model computes it, else the raw column of that name) and the per-row input signals
-        # (categories, unseen-token shares): what `monitor` compares with the reference.
-        self._feature_names = list(champion.bundle.reference.get("features", {}))
-        self.signals = InputSignals(champion.bundle.reference)
-        self._columns: dict[int, dict[str, int]] = {}
+        self.log_rows = LogRows(cfg, champion.bundle.reference, self.plan.mode)
+        self._feature_names = self.log_rows.feature_names
         self._shadow: queue.Queue | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -224,9 +212,10 @@ class Engine:
             part = model.bundle.score_transformed(x)
             scores[index] = part
             labels[index] = model.bundle.labels_for(part)
-            features[index] = self._features(model, subset, x)
+            features[index] = self.log_rows.features(model, subset, x)
         latency_ms = (time.perf_counter() - started) * 1000
-        context = _Context(request_ids, records, entities, rows, features, now, self)
+        message_ids = [getattr(e, self.id_column, None) for e in records]
+        context = self.log_rows.context(request_ids, message_ids, entities, rows, features, now)
         entries = [
             context.record(i, self._model(roles[i]), scores[i], labels[i], True, latency_ms)
             for i in range(n)
@@ -270,27 +259,6 @@ class Engine:
     def _model(self, role: str) -> ServedModel:
         return self.champion if role == CHAMPION else self.challenger
 
-    def _features(self, model: ServedModel, rows, x) -> np.ndarray:
-        """The monitored feature values of each row (NaN where missing or not a number)."""
-        out = np.full((len(rows), len(self._feature_names)), np.nan)
-        dense = isinstance(x, np.ndarray) and x.ndim == 2
-        columns = self._model_columns(model) if dense else {}
-        for j, name in enumerate(self._feature_names):
-            k = columns.get(name)
-            if k is not None:
-                out[:, j] = x[:, k]
-            elif name in rows.columns:
-                # Cell by cell: selecting a column of a one-row frame costs more than scoring.
-                out[:, j] = [_number(v) for v in cells(rows, name)]
-        return out
-
-    def _model_columns(self, model: ServedModel) -> dict[str, int]:
-        columns = self._columns.get(model.version)
-        if columns is None:
-            names = model.bundle.metadata.get("feature_names") or []
-            columns = self._columns[model.version] = {n: k for k, n in enumerate(names)}
-        return columns
-
     def _observe_drift(self, features: np.ndarray, scores: np.ndarray, roles: list[str]) -> None:
         for j, name in enumerate(self._feature_names):
             self.drift.observe(name, features[:, j])
@@ -299,7 +267,7 @@ class Engine:
 
     # -- shadow --------------------------------------------------------------------------------
 
-    def _enqueue_shadow(self, rows, context: _Context, served_labels) -> None:
+    def _enqueue_shadow(self, rows, context: LogContext, served_labels) -> None:
         try:
             self._shadow.put_nowait((rows, context, list(served_labels), time.perf_counter()))
         except queue.Full:
@@ -320,7 +288,7 @@ class Engine:
             finally:
                 self._shadow.task_done()
 
-    def _score_shadow(self, rows, context: _Context, served_labels, _queued: float) -> None:
+    def _score_shadow(self, rows, context: LogContext, served_labels, _queued: float) -> None:
         started = time.perf_counter()
         model = self.challenger
         scores = model.bundle.score(rows)
@@ -388,62 +356,3 @@ class Engine:
         if self.store is not None:
             self.store.close()
         self.log.close()
-
-
-def _compact(value) -> float | None:
-    """A JSON-safe float with 9 significant digits: enough to give back the same float32 (the
-    features' precision, which monitoring compares in), half the text of 17 digits."""
-    number = clean_number(value)
-    return None if number is None else float(f"{number:.9g}")
-
-
-class _Context:
-    """What the log rows of one request share (answered and shadow rows alike)."""
-
-    def __init__(
-        self, request_ids, records, entities, frame, features, now: datetime, engine: Engine
-    ):
-        self.request_ids = request_ids
-        self.message_ids = [getattr(e, engine.id_column, None) for e in records]
-        self.entities = entities
-        timestamp = engine.cfg.data.timestamp
-        self.received = [
-            None if t is pd.NaT or t is None else utc_naive(t.to_pydatetime())
-            for t in (cells(frame, timestamp) if timestamp else [None] * len(records))
-        ]
-        names = engine._feature_names
-        signals = engine.signals.row_signals(frame)
-        self.features = [
-            {**{name: _compact(v) for name, v in zip(names, row, strict=True)}, **extra}
-            for row, extra in zip(features, signals, strict=True)
-        ]
-        self.created = utc_naive(now)
-        self.routing = engine.plan.mode
-
-    def subset(self, index: list[int]) -> _Context:
-        """The context of the rows at ``index`` (in that order)."""
-        out = object.__new__(_Context)
-        for name in ("request_ids", "message_ids", "entities", "received", "features"):
-            values = getattr(self, name)
-            setattr(out, name, [values[i] for i in index])
-        out.created, out.routing = self.created, self.routing
-        return out
-
-    def record(self, i: int, model: ServedModel, score, label, served: bool, latency_ms: float):
-        return {
-            "request_id": self.request_ids[i],
-            "message_id": self.message_ids[i],
-            "entity": self.entities[i],
-            "created_at": self.created,
-            "received_at": self.received[i],
-            "model_name": model.name,
-            "model_version": model.version,
-            "role": model.role,
-            "served": served,
-            "routing": self.routing,
-            "score": float(score),
-            "label": str(label),
-            "threshold": float(model.bundle.threshold),
-            "latency_ms": latency_ms,
-            "features": self.features[i],
-        }

@@ -1,0 +1,311 @@
+"""Batch scoring: a file of records in, a file of predictions out (the batch serving pattern).
+
+The same steps as a request, over large chunks instead of one record:
+
+1. read the file (Parquet, CSV or JSON lines) and judge it by the contract's scoring suite
+   (``data.validate`` with ``scoring=True``: the columns' checks without the label's); rows that
+   break a row check are quarantined with their reason, and a file the contract refuses as a
+   whole stops here with nothing scored;
+2. in time order, add each record's entity history from the entity store (which records the
+   record as seen, as the server does) and score it with the registry's champion;
+3. log every prediction in the prediction log (routing ``batch``), with the monitored values the
+   server logs (``logrows.py``), so ``monitor`` covers batch scoring too;
+4. write the predictions (source row, record id, label, score, threshold, model) in the input's
+   order.
+
+A record's request id is derived from its id, so scoring a file again with the same model is
+idempotent: the predictions already logged are read back, not scored again, and the entity
+store does not count those records twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.validate import ValidationReport, read_table, validate_records
+from ..predlog.store import PredictionLog, log_url
+from .loading import load_models
+from .logrows import LogRows
+from .routing import RoutingPlan
+
+ROUTING = "batch"
+CHUNK_ROWS = 10_000
+# Request ids of batch predictions: a name-based UUID of the record's id.
+_NAMESPACE = uuid.UUID("6f1d2c4e-8a7b-4e35-9c0f-5b8e2a1d3c7f")
+OUTPUT_COLUMNS = (
+    "source_row",
+    "prediction",
+    "score",
+    "threshold",
+    "model_name",
+    "model_version",
+    "request_id",
+    "scored_at",
+)
+
+
+class BatchRefused(RuntimeError):
+    """The file breaks the contract as a whole: nothing was scored (``report`` says why)."""
+
+    def __init__(self, report: ValidationReport):
+        super().__init__(report.summary())
+        self.report = report
+
+
+@dataclass
+class BatchResult:
+    """What a batch run did: counts, where things went, and how fast scoring ran."""
+
+    rows: int
+    scored: int
+    quarantined: int
+    from_log: int
+    model_name: str
+    model_version: int
+    output: Path
+    quarantine: Path | None
+    report: Path
+    validation_s: float
+    scoring_s: float
+    seconds: float
+    positives: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def records_per_s(self) -> float:
+        """Records scored per second of scoring (history, features, model, log)."""
+        return self.scored / self.scoring_s if self.scoring_s > 0 else 0.0
+
+    @property
+    def overall_per_s(self) -> float:
+        """Records per second from reading the file to writing the predictions."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "scored": self.scored,
+            "quarantined": self.quarantined,
+            "from_log": self.from_log,
+            "positives": self.positives,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "output": str(self.output),
+            "quarantine": str(self.quarantine) if self.quarantine else None,
+            "validation_s": round(self.validation_s, 3),
+            "scoring_s": round(self.scoring_s, 3),
+            "seconds": round(self.seconds, 3),
+            "records_per_s": round(self.records_per_s),
+            "overall_records_per_s": round(self.overall_per_s),
+            "notes": self.notes,
+        }
+
+
+def request_id(record_id) -> str:
+    """The request id of a record's batch prediction (32 hex characters, like the server's)."""
+    return uuid.uuid5(_NAMESPACE, str(record_id)).hex
+
+
+def side_paths(output: Path) -> tuple[Path, Path]:
+    """Where the quarantined rows and the run's report go, beside the predictions."""
+    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
+    return output.with_name(f"{stem}.quarantine.parquet"), output.with_name(f"{stem}.report.json")
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write Parquet, CSV or JSON lines by the path's suffix (atomically: a temporary file)."""
+    suffix = path.suffix.lower()
+    writers = {
+        ".parquet": lambda p: frame.to_parquet(p, index=False),
+        ".pq": lambda p: frame.to_parquet(p, index=False),
+        ".csv": lambda p: frame.to_csv(p, index=False),
+        ".jsonl": lambda p: frame.to_json(p, orient="records", lines=True, date_format="iso"),
+        ".ndjson": lambda p: frame.to_json(p, orient="records", lines=True, date_format="iso"),
+    }
+    if suffix not in writers:
+        raise ValueError(f"{path}: unknown format '{suffix}' (expected .parquet, .csv or .jsonl)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        writers[suffix](tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run(
+    cfg,
+    input_path: Path,
+    output_path: Path,
+    *,
+    env: dict | None = None,
+    now=None,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: bool = False,
+) -> BatchResult:
+    """Score ``input_path`` with the champion into ``output_path``; see the module docstring.
+
+    ``env`` as the server reads it (``MODEL_VERSION``, ``PREDICTION_LOG_URL``,
+    ``ENTITY_STORE_URL``). Raises :class:`BatchRefused` when the file is refused as a whole
+    (the quarantine and the report are written first).
+    """
+    import os
+
+    started = time.perf_counter()
+    env = os.environ if env is None else env
+    input_path, output_path = Path(input_path), Path(output_path)
+    quarantine_path, report_path = side_paths(output_path)
+    for stale in (output_path, quarantine_path, report_path):
+        stale.unlink(missing_ok=True)
+    raw = read_table(input_path)
+    report = validate_records(cfg, raw, now=now, docs=False, scoring=True)
+    validation_s = time.perf_counter() - started
+    if len(report.quarantine):
+        report.quarantine.to_parquet(quarantine_path, index=False)
+    if not report.usable:
+        _write_report(report_path, report, None)
+        raise BatchRefused(report)
+
+    champion, _ = load_models(cfg, RoutingPlan("single"), env)
+    scorer = _Scorer(cfg, champion, env)
+    valid = report.valid
+    order = valid
+    if cfg.data.timestamp:  # history is point in time: earlier records first
+        order = valid.sort_values(cfg.data.timestamp, kind="stable")
+    began = time.perf_counter()
+    parts: list[pd.DataFrame] = []
+    bar = _progress(len(order)) if progress else None
+    try:
+        for start in range(0, len(order), chunk_rows):
+            parts.append(scorer.score(order.iloc[start : start + chunk_rows]))
+            if bar:
+                bar[0].update(bar[1], completed=min(start + chunk_rows, len(order)))
+    finally:
+        if bar:
+            bar[0].stop()
+        scorer.close()
+    scoring_s = time.perf_counter() - began
+    columns = [cfg.data.column("id").name, *OUTPUT_COLUMNS]
+    predictions = (
+        pd.concat(parts).sort_values("source_row", kind="stable")
+        if parts
+        else pd.DataFrame(columns=columns)
+    )
+    predictions = predictions[columns].reset_index(drop=True)
+    write_table(predictions, output_path)
+    positives = int((predictions["prediction"] == cfg.problem.positive_class).sum())
+    result = BatchResult(
+        rows=report.rows,
+        scored=len(predictions),
+        quarantined=len(report.quarantine),
+        from_log=scorer.from_log,
+        model_name=champion.name,
+        model_version=champion.version,
+        output=output_path,
+        quarantine=quarantine_path if len(report.quarantine) else None,
+        report=report_path,
+        validation_s=validation_s,
+        scoring_s=scoring_s,
+        seconds=time.perf_counter() - started,
+        positives=positives,
+    )
+    if report.quarantine.shape[0]:
+        result.notes.append(report.summary())
+    _write_report(report_path, report, result)
+    return result
+
+
+def _write_report(path: Path, report: ValidationReport, result: BatchResult | None) -> None:
+    saved = {"validation": report.to_dict(), "batch": result.to_dict() if result else None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _progress(total: int):
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    bar.start()
+    return bar, bar.add_task("scoring records", total=total)
+
+
+class _Scorer:
+    """Scores chunks of validated rows with one model, its entity store and the log."""
+
+    def __init__(self, cfg, model, env):
+        from ..features.store import EntityStore
+        from .engine import STORE_URL_ENV
+
+        self.cfg = cfg
+        self.model = model
+        self.id_column = cfg.data.column("id").name
+        self.entity = cfg.data.entity
+        self.store = (
+            EntityStore.from_config(cfg, env.get(STORE_URL_ENV) or None) if self.entity else None
+        )
+        self.log = PredictionLog(log_url(cfg, env.get("PREDICTION_LOG_URL") or None))
+        self.log_rows = LogRows(cfg, model.bundle.reference, ROUTING)
+        self.from_log = 0
+
+    def score(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """The predictions of one chunk (indexed by source row), logged before returning."""
+        ids = chunk[self.id_column].tolist()
+        request_ids = [request_id(i) for i in ids]
+        logged = self.log.served_predictions(request_ids, self.model.name, self.model.version)
+        fresh = np.array([r not in logged for r in request_ids], dtype=bool)
+        now = datetime.now(UTC)
+        n = len(chunk)
+        scores = np.empty(n)
+        labels = np.empty(n, dtype=object)
+        thresholds = np.full(n, float(self.model.bundle.threshold))
+        if fresh.any():
+            rows = chunk if fresh.all() else chunk[fresh]
+            if self.store is not None:
+                rows = self.store.lookup(self.cfg, rows)
+            bundle = self.model.bundle
+            x = bundle.transform(rows)
+            part = bundle.score_transformed(x)
+            part_labels = bundle.labels_for(part)
+            features = self.log_rows.features(self.model, rows, x)
+            fresh_ids = [r for r, f in zip(request_ids, fresh, strict=True) if f]
+            entities = rows[self.entity].tolist() if self.entity else [None] * len(rows)
+            context = self.log_rows.context(
+                fresh_ids, rows[self.id_column].tolist(), entities, rows, features, now
+            )
+            entries = [
+                context.record(i, self.model, part[i], part_labels[i], True, None)
+                for i in range(len(rows))
+            ]
+            self.log.record(entries)
+            scores[fresh], labels[fresh] = part, part_labels
+        for k in np.flatnonzero(~fresh):
+            score, label, threshold = logged[request_ids[k]]
+            scores[k], labels[k], thresholds[k] = score, label, threshold
+        self.from_log += int((~fresh).sum())
+        return pd.DataFrame(
+            {
+                self.id_column: ids,
+                "source_row": chunk.index.to_numpy(dtype="int64"),
+                "prediction": labels.astype(str),
+                "score": scores,
+                "threshold": thresholds,
+                "model_name": self.model.name,
+                "model_version": self.model.version,
+                "request_id": request_ids,
+                "scored_at": pd.Timestamp(now),
+            },
+            index=chunk.index,
+        )
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        self.log.close()

@@ -1,0 +1,201 @@
+"""Batch scoring (`predict FILE --out FILE`): the contract's checks, the server's scores, the log.
+
+One sample project (a small champion, a materialized entity store) and one file of later
+records serve the module. Batch scoring must give each record the score the server gives it,
+log what the server logs, quarantine bad rows with their reasons, refuse a file the contract
+refuses as a whole, and be idempotent when a file is scored again.
+"""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sample_project import request_bodies, sample_project
+from typer.testing import CliRunner
+
+from {{cookiecutter.package_name}}.cli import app
+from {{cookiecutter.package_name}}.data.synthetic import generate
+from {{cookiecutter.package_name}}.predlog.store import PredictionLog
+from {{cookiecutter.package_name}}.serving import batch
+from {{cookiecutter.package_name}}.serving.engine import Engine
+from {{cookiecutter.package_name}}.serving.schema import record_model
+
+ROWS = 160
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory, project_root):
+    root = tmp_path_factory.mktemp("batch")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        project = sample_project(
+            project_root / "configs" / "system.yaml", root, rows=400, challenger=False
+        )
+        mp.setenv("MLFLOW_TRACKING_URI", project.cfg.tracking_uri)
+        mp.setenv("SYSTEM_CONFIG", str(project.config_path))
+        yield project
+
+
+def _later(sample, rows: int) -> pd.DataFrame:
+    """Records after the sample's (the entity store expects time order), in shuffled order."""
+    cfg = sample.cfg
+    start = None
+    if cfg.data.timestamp:
+        start = sample.records[cfg.data.timestamp].max() + pd.Timedelta(minutes=1)
+    frame = generate(cfg, rows, 11, days=1, start=start)
+    return frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def later(sample) -> pd.DataFrame:
+    return _later(sample, ROWS)
+
+
+def _stores(sample, folder: Path) -> dict:
+    """A fresh prediction log and a copy of the materialized entity store, as server env."""
+    folder.mkdir(parents=True, exist_ok=True)
+    store = sample.cfg.path(sample.cfg.serving.entity_store_url.removeprefix("sqlite:///"))
+    shutil.copyfile(store, folder / "store.db")
+    return {
+        "PREDICTION_LOG_URL": f"sqlite:///{folder}/log.db",
+        "ENTITY_STORE_URL": f"sqlite:///{folder}/store.db",
+    }
+
+
+def _sends(env: dict) -> int:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(env["ENTITY_STORE_URL"])
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("select count(*) from entity_sends")).scalar())
+    finally:
+        engine.dispose()
+
+
+def test_predict_scores_and_logs_each_record_as_the_server_does(sample, later, tmp_path):
+    cfg = sample.cfg
+    label, id_column = cfg.data.column("label").name, cfg.data.column("id").name
+    source = tmp_path / "records.parquet"
+    later.drop(columns=[label]).to_parquet(source, index=False)  # records to score: no label
+    env = _stores(sample, tmp_path / "batch")
+    result = batch.run(cfg, source, tmp_path / "out" / "predictions.csv", env=env, chunk_rows=64)
+    assert (result.rows, result.scored, result.quarantined, result.from_log) == (ROWS, ROWS, 0, 0)
+    assert result.model_version == sample.champion_version
+    predictions = pd.read_csv(result.output, dtype={id_column: str})
+    assert predictions["source_row"].tolist() == list(range(ROWS))  # the input's order
+    assert predictions[id_column].tolist() == later[id_column].astype(str).tolist()
+    assert set(predictions["prediction"]) <= {
+        cfg.problem.positive_class,
+        cfg.problem.negative_class,
+    }
+    assert result.report.is_file() and result.quarantine is None
+
+    # The server, on its own copy of the store, scores the same records in one request.
+    served_env = _stores(sample, tmp_path / "served")
+    engine = Engine.from_config(cfg, served_env)
+    try:
+        records = [record_model(cfg).model_validate(b) for b in request_bodies(cfg, later)]
+        answers = engine.classify(records)
+    finally:
+        engine.close()
+    np.testing.assert_allclose(
+        predictions["score"].to_numpy(), [a.score for a in answers], rtol=1e-6, atol=1e-9
+    )
+    assert predictions["prediction"].tolist() == [a.label for a in answers]
+
+    # The log holds one served batch prediction per record, with the values the server logs.
+    with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
+        logged = {r["message_id"]: r for r in log.rows()}
+    with PredictionLog(served_env["PREDICTION_LOG_URL"]) as log:
+        online = {r["message_id"]: r for r in log.rows()}
+    assert len(logged) == ROWS
+    assert {(r["routing"], r["served"], r["role"]) for r in logged.values()} == {
+        ("batch", True, "champion")
+    }
+    for key, row in logged.items():
+        assert row["request_id"] == batch.request_id(key)
+        assert row["features"] == online[key]["features"], key
+        assert row["received_at"] == online[key]["received_at"]
+    # Each record was recorded in the entity store once, as the server records it.
+    assert _sends(env) == _sends(served_env)
+
+    # Scored again: read back from the log, nothing logged or recorded twice.
+    sends = _sends(env)
+    again = batch.run(cfg, source, tmp_path / "again.parquet", env=env, chunk_rows=64)
+    assert (again.scored, again.from_log) == (ROWS, ROWS)
+    repeated = pd.read_parquet(again.output)
+    np.testing.assert_array_equal(repeated["score"].to_numpy(), predictions["score"].to_numpy())
+    with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
+        assert log.count() == ROWS
+    assert _sends(env) == sends
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_path):
+    cfg = sample.cfg
+    id_column = cfg.data.column("id").name
+    required = [
+        c.name
+        for c in cfg.data.columns
+        if c.dtype == "string" and not c.nullable and c.role not in ("id", "label")
+    ]
+    # Enough rows that three bad ones stay within data.max_quarantine_share: the rest is scored.
+    rows = max(ROWS, int(3 / cfg.data.max_quarantine_share) + 1)
+    frame = _later(sample, rows).astype(object)
+    frame.loc[3, id_column] = frame.loc[2, id_column]  # a duplicate id
+    if cfg.data.timestamp:
+        frame.loc[5, cfg.data.timestamp] = "not a time"
+    bad = {3, 5} if cfg.data.timestamp else {3}
+    if required:
+        frame.loc[7, required[-1]] = None
+        bad.add(7)
+    source = tmp_path / "records.jsonl"
+    frame.to_json(source, orient="records", lines=True, date_format="iso")
+    env = _stores(sample, tmp_path / "stores")
+    result = batch.run(cfg, source, tmp_path / "scored.jsonl", env=env)
+    assert result.quarantined == len(bad) and result.scored == rows - len(bad)
+    quarantine = pd.read_parquet(result.quarantine)
+    assert set(quarantine["source_row"]) == bad
+    reasons = dict(zip(quarantine["source_row"], quarantine["reason"], strict=True))
+    assert reasons[3] == f"unique: {id_column}"
+    if cfg.data.timestamp:
+        assert reasons[5].startswith(f"type: {cfg.data.timestamp}")
+    scored = pd.read_json(tmp_path / "scored.jsonl", lines=True, dtype={id_column: str})
+    assert not set(scored["source_row"]) & bad
+    with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
+        assert log.count() == rows - len(bad)
+
+
+def test_a_file_the_contract_refuses_is_not_scored_and_the_cli_says_why(sample, later, tmp_path):
+    cfg = sample.cfg
+    label = cfg.data.column("label").name
+    missing = next(c.name for c in cfg.data.columns if not c.nullable and c.name != label)
+    source = tmp_path / "records.csv"
+    later.drop(columns=[missing]).to_csv(source, index=False)
+    out = tmp_path / "predictions.parquet"
+    result = CliRunner().invoke(
+        app, ["predict", str(source), "--out", str(out), "--log-url", f"sqlite:///{tmp_path}/l.db"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "nothing scored" in result.output and f"column_exists on {missing}" in result.output
+    assert not out.exists()
+    assert batch.side_paths(out)[1].is_file()  # the report says why
+    with PredictionLog(f"sqlite:///{tmp_path}/l.db") as log:
+        assert log.count() == 0
+
+    unknown = CliRunner().invoke(app, ["predict", str(source), "--out", str(tmp_path / "p.xlsx")])
+    assert unknown.exit_code == 2 and "unknown format '.xlsx'" in unknown.output
+
+
+def test_the_cli_scores_a_csv_and_prints_the_rate(sample, later, tmp_path, monkeypatch):
+    source = tmp_path / "records.csv"
+    later.to_csv(source, index=False)  # a labelled file is scored too: the label is ignored
+    for key, value in _stores(sample, tmp_path / "stores").items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "predictions.parquet"
+    result = CliRunner().invoke(app, ["predict", str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"scored {ROWS} of {ROWS} records" in result.output and "records/s" in result.output
+    assert len(pd.read_parquet(out)) == ROWS
