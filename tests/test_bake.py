@@ -443,6 +443,22 @@ def test_custom_project_runs_make_demo_then_trains_on_a_users_table(bake):
     assert "time leakage cannot be ruled out" in card
     assert evaluation["test"]["pr_auc"] > 0.8
 
+    # New applications, not yet labelled, scored in batch with the champion just trained.
+    import pandas as pd
+
+    fresh = project / "data/new_applications.csv"
+    _loan_applications(fresh, n=500)
+    pd.read_csv(fresh).drop(columns=["defaulted"]).to_csv(fresh, index=False)
+    out = _ok(
+        run_in_project(
+            project, *make, "predict", f"FILE={fresh}", "OUT=data/predictions/new.csv", timeout=600
+        )
+    )
+    assert "scored 500 of 500 records" in out.stdout, out.stdout[-2000:]
+    predictions = pd.read_csv(project / "data/predictions/new.csv")
+    assert predictions["application"].tolist() == [f"A{i:06d}" for i in range(500)]
+    assert predictions["model_version"].eq(1).all() and predictions["score"].between(0, 1).all()
+
 
 @pytest.mark.parametrize("strategy", CHOICES["deploy_strategy"])
 def test_make_deploy_check_passes_for_each_strategy_and_fails_on_breakage(bake, strategy):

@@ -519,6 +519,17 @@ def test_the_batch_pipeline_imports_records_and_scores_them(cfg, tmp_path):
     result = CliRunner().invoke(app, ["pipeline", "run", "--local", "--batch"])
     assert result.exit_code == 2 and "needs data_uri" in result.output
 
+    # Submitted: the batch package, its run name and only its arguments reach the API.
+    client = FakeClient()
+    elsewhere = cfg.model_copy(update={"root": tmp_path})
+    runner.submit(
+        elsewhere, None, arguments={"data_uri": "s3://b/r.parquet"}, client=client, batch=True
+    )
+    [(_, package, kwargs)] = client.calls
+    assert Path(package).name == "pipeline-batch.yaml"
+    assert kwargs["run_name"].startswith(batch_pipeline_name(cfg))
+    assert kwargs["arguments"] == {"data_uri": "s3://b/r.parquet"}
+
 
 def test_parameters_are_typed_and_checked():
     assert runner.parse_params(["trials=3", "timeout-s=60"]) == {"trials": 3, "timeout_s": 60}

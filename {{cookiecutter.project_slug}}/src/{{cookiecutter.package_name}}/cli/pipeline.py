@@ -274,6 +274,12 @@ def submit(
     namespace: Namespace = None,
     image: Image = None,
     token: Token = None,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch", help="The batch-scoring pipeline: -p data_uri=URI of the records to score"
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Start one run on a Kubeflow Pipelines endpoint (compiles the pipeline first)."""
@@ -292,6 +298,7 @@ def submit(
             package_path=package,
             image=image,
             token=token,
+            batch=batch,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from exc

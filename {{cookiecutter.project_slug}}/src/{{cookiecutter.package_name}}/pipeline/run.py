@@ -25,6 +25,7 @@ from ..stores import LOCAL_RUN_ENV
 from . import steps
 from .pipeline import (
     DATA_URI,
+    batch_pipeline_name,
     build_batch_pipeline,
     build_pipeline,
     default_arguments,
@@ -314,10 +315,14 @@ def compile_pipeline(
 
 
 def _package(
-    cfg: SystemConfig, package_path: str | Path | None, image: str | None, variant: bool = False
+    cfg: SystemConfig,
+    package_path: str | Path | None,
+    image: str | None,
+    variant: bool = False,
+    batch: bool = False,
 ) -> Path:
     if package_path is None:
-        return compile_pipeline(cfg, image=image, imported=variant)
+        return compile_pipeline(cfg, image=image, imported=variant and not batch, batch=batch)
     path = Path(package_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no compiled pipeline (run `pipeline compile` first)")
@@ -364,17 +369,24 @@ def submit(
     image: str | None = None,
     client: Any = None,
     token: str | None = None,
+    batch: bool = False,
 ):
     """Compile (unless ``package_path`` is given) and start one run on Kubeflow Pipelines;
-    a ``data_uri`` argument selects the imported-data variant."""
-    arguments = check_arguments(dict(arguments or {}))
-    variant = imported(arguments)
-    package = _package(cfg, package_path, image, variant)
+    a ``data_uri`` argument selects the imported-data variant; ``batch``: the batch-scoring
+    pipeline (its ``data_uri`` the records to score)."""
+    if batch:
+        arguments = batch_arguments(dict(arguments or {}))
+        variant, name = True, batch_pipeline_name(cfg)
+    else:
+        arguments = check_arguments(dict(arguments or {}))
+        variant = imported(arguments)
+        name = pipeline_name(cfg, imported=variant)
+    package = _package(cfg, package_path, image, variant, batch)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return _client(host, client, token).create_run_from_pipeline_package(
         str(package),
         arguments=arguments,
-        run_name=run_name or f"{pipeline_name(cfg, imported=variant)}-{stamp}",
+        run_name=run_name or f"{name}-{stamp}",
         experiment_name=experiment or cfg.training.mlflow.experiment,
         namespace=namespace,
     )

@@ -1,0 +1,200 @@
+"""Batch scoring (`predict`) against the in-process large-batch ceiling, in one run.
+
+    python benchmarks/bench_predict.py [--rows 100000] [--chunk-rows 10000]
+
+Everything happens in a temporary folder: a sample project (``tests/sample_project.py``: a small
+champion, a registry, an entity store) and ``--rows`` generated records after its training
+window, written as Parquet. Then, on the same records and model:
+
+- the ceiling: features + model over every record at once (history attached beforehand), on
+  one thread: what any other figure is a share of;
+- ``predict``: ``serving.batch.run`` from the file to the predictions file: the contract's
+  checks, entity history, features, model, the prediction log, the output; its CPU per record
+  by phase.
+
+Results go to ``reports/bench_predict.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PACKAGE = "{{cookiecutter.package_name}}"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _import(name: str):
+    import importlib
+
+    return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+class PhaseClock:
+    """CPU seconds of this thread spent inside wrapped functions, by phase."""
+
+    def __init__(self):
+        self.cpu = collections.Counter()
+
+    def wrap(self, phase: str, function):
+        def timed(*args, **kwargs):
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.cpu[phase] += time.thread_time() - started
+
+        return timed
+
+
+def records_after(cfg, sample, rows: int, path: Path) -> None:
+    """``rows`` generated records after the sample's, as Parquet."""
+    import pandas as pd
+
+    synthetic = _import("data.synthetic")
+    start = None
+    if cfg.data.timestamp:
+        start = sample.records[cfg.data.timestamp].max() + pd.Timedelta(minutes=1)
+    frame = synthetic.generate(cfg, rows, 11, days=max(1, rows // 20_000), start=start)
+    frame.to_parquet(path, index=False)
+
+
+def store_copy(cfg, folder: Path, name: str) -> dict:
+    """Server env with a fresh prediction log and a copy of the entity store."""
+    store = cfg.path(cfg.serving.entity_store_url.removeprefix("sqlite:///"))
+    env = {"PREDICTION_LOG_URL": f"sqlite:///{folder}/{name}-log.db"}
+    if store.is_file():
+        shutil.copyfile(store, folder / f"{name}-store.db")
+        env["ENTITY_STORE_URL"] = f"sqlite:///{folder}/{name}-store.db"
+    return env
+
+
+def ceiling(cfg, path: Path, env: dict) -> dict:
+    """Records/s of features + model over every record at once, history attached first."""
+    import pandas as pd
+
+    coerce = _import("data.coerce")
+    loading = _import("serving.loading")
+    routing = _import("serving.routing")
+    store_mod = _import("features.store")
+
+    rows, _ = coerce.coerce_to_contract(cfg, pd.read_parquet(path))
+    if cfg.data.entity:
+        store = store_mod.EntityStore.from_config(cfg, env["ENTITY_STORE_URL"])
+        rows = store.lookup(cfg, rows, record=False)
+        store.close()
+    champion, _ = loading.load_models(cfg, routing.RoutingPlan("single"), {})
+    bundle = champion.bundle
+    bundle.score(rows.iloc[:100])  # warm
+    wall, cpu = time.perf_counter(), time.thread_time()
+    bundle.labels_for(bundle.score(rows))
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    return {
+        "records": len(rows),
+        "seconds": round(wall, 3),
+        "records_per_s": round(len(rows) / wall),
+        "cpu_ms_per_record": round(cpu * 1000 / len(rows), 4),
+    }
+
+
+def predict(cfg, path: Path, out: Path, env: dict, chunk_rows: int) -> dict:
+    """``serving.batch.run`` on the file, with the CPU of each scoring phase."""
+    batch = _import("serving.batch")
+    clock = PhaseClock()
+    scorer_init = batch._Scorer.__init__
+
+    def instrumented(scorer, *args, **kwargs):
+        scorer_init(scorer, *args, **kwargs)
+        if scorer.store is not None:
+            scorer.store.lookup = clock.wrap("entity history", scorer.store.lookup)
+        bundle = scorer.model.bundle
+        bundle.transform = clock.wrap("features", bundle.transform)
+        bundle.score_transformed = clock.wrap("model", bundle.score_transformed)
+        bundle.labels_for = clock.wrap("model", bundle.labels_for)
+        scorer.log_rows.features = clock.wrap("monitored values", scorer.log_rows.features)
+        scorer.log_rows.context = clock.wrap("log rows", scorer.log_rows.context)
+        scorer.log.record = clock.wrap("log commit", scorer.log.record)
+        scorer.log.served_predictions = clock.wrap("log lookup", scorer.log.served_predictions)
+
+    batch._Scorer.__init__ = instrumented
+    try:
+        cpu = time.thread_time()
+        result = batch.run(cfg, path, out, env=env, chunk_rows=chunk_rows, progress=True)
+        cpu = time.thread_time() - cpu
+    finally:
+        batch._Scorer.__init__ = scorer_init
+    scored = max(result.scored, 1)
+    phases = {k: round(v * 1000 / scored, 4) for k, v in clock.cpu.most_common()}
+    return {
+        **result.to_dict(),
+        "cpu_ms_per_record": round(cpu * 1000 / max(result.rows, 1), 4),
+        "phases_cpu_ms_per_record": phases,
+    }
+
+
+def table(results: dict) -> list[str]:
+    top, run = results["ceiling"], results["predict"]
+    share = run["records_per_s"] / top["records_per_s"] if top["records_per_s"] else 0.0
+    lines = [
+        f"{'':38s} {'records/s':>10s} {'share':>7s}",
+        f"{'ceiling: features + model, at once':38s} {top['records_per_s']:>10,} {1:>7.0%}",
+        f"{'predict: scoring (history..log)':38s} {run['records_per_s']:>10,} {share:>7.0%}",
+        f"{'predict: file to file':38s} {run['overall_records_per_s']:>10,} "
+        f"{run['overall_records_per_s'] / max(top['records_per_s'], 1):>7.0%}",
+        "",
+        f"predict CPU ms per record, by phase (validation {run['validation_s']:.1f} s):",
+    ]
+    for phase, ms in run["phases_cpu_ms_per_record"].items():
+        lines.append(f"  {phase:20s} {ms:8.4f}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--chunk-rows", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_predict.json")
+    args = parser.parse_args()
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sys.path.insert(0, str(ROOT / "tests"))  # the sample project is a test fixture
+    import sample_project as sample
+
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        root = Path(tmp)
+        project = sample.sample_project(
+            ROOT / "configs" / "system.yaml", root, rows=3000, challenger=False
+        )
+        cfg = project.cfg
+        os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking_uri
+        source = root / "records.parquet"
+        records_after(cfg, project, args.rows, source)
+        results = {
+            "ceiling": ceiling(cfg, source, store_copy(cfg, root, "ceiling")),
+            "predict": predict(
+                cfg,
+                source,
+                root / "predictions.parquet",
+                store_copy(cfg, root, "predict"),
+                args.chunk_rows,
+            ),
+        }
+    results["predict"].pop("output", None)
+    results["share_of_ceiling"] = round(
+        results["predict"]["records_per_s"] / max(results["ceiling"]["records_per_s"], 1), 3
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print("\n".join(table(results)))
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

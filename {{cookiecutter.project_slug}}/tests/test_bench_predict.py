@@ -1,0 +1,41 @@
+"""``benchmarks/bench_predict.py`` measures batch scoring against the ceiling, in one run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_predict.py"
+
+
+@pytest.mark.slow
+def test_the_batch_benchmark_runs_end_to_end(tmp_path):
+    """``make bench-predict``, shortened: the ceiling and predict on the same records, with
+    predict's CPU by phase."""
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--rows", "1500", "--chunk-rows", "500", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    results = json.loads(out.read_text())
+    assert results["ceiling"]["records"] == 1500 and results["ceiling"]["records_per_s"] > 0
+    predicted = results["predict"]
+    assert predicted["scored"] == 1500 and predicted["quarantined"] == 0
+    phases = predicted["phases_cpu_ms_per_record"]
+    for phase in ("features", "model", "log rows", "log commit", "log lookup"):
+        assert phases.get(phase, 0) > 0, phases
+    # The phases are inside predict's own CPU, which also reads, validates and writes.
+    assert sum(phases.values()) < predicted["cpu_ms_per_record"]
+    assert results["share_of_ceiling"] == pytest.approx(
+        predicted["records_per_s"] / results["ceiling"]["records_per_s"], abs=0.001
+    )
+    assert "ceiling: features + model" in run.stdout and "predict: file to file" in run.stdout
