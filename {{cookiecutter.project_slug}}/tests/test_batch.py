@@ -154,7 +154,8 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_p
     source = tmp_path / "records.jsonl"
     frame.to_json(source, orient="records", lines=True, date_format="iso")
     env = _stores(sample, tmp_path / "stores")
-    result = batch.run(cfg, source, tmp_path / "scored.jsonl", env=env)
+    out = tmp_path / "new" / "scored.jsonl"  # a folder that does not exist yet
+    result = batch.run(cfg, source, out, env=env)
     assert result.quarantined == len(bad) and result.scored == rows - len(bad)
     quarantine = pd.read_parquet(result.quarantine)
     assert set(quarantine["source_row"]) == bad
@@ -162,7 +163,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_p
     assert reasons[3] == f"unique: {id_column}"
     if cfg.data.timestamp:
         assert reasons[5].startswith(f"type: {cfg.data.timestamp}")
-    scored = pd.read_json(tmp_path / "scored.jsonl", lines=True, dtype={id_column: str})
+    scored = pd.read_json(out, lines=True, dtype={id_column: str})
     assert not set(scored["source_row"]) & bad
     with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
         assert log.count() == rows - len(bad)

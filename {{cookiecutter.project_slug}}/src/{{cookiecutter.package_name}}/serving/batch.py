@@ -21,6 +21,7 @@ store does not count those records twice.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -157,12 +158,11 @@ def run(
     ``ENTITY_STORE_URL``). Raises :class:`BatchRefused` when the file is refused as a whole
     (the quarantine and the report are written first).
     """
-    import os
-
     started = time.perf_counter()
     env = os.environ if env is None else env
     input_path, output_path = Path(input_path), Path(output_path)
     quarantine_path, report_path = side_paths(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (output_path, quarantine_path, report_path):
         stale.unlink(missing_ok=True)
     raw = read_table(input_path)
@@ -217,7 +217,7 @@ def run(
         seconds=time.perf_counter() - started,
         positives=positives,
     )
-    if report.quarantine.shape[0]:
+    if len(report.quarantine):
         result.notes.append(report.summary())
     _write_report(report_path, report, result)
     return result
