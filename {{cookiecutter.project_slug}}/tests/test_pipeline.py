@@ -518,6 +518,11 @@ def test_the_batch_pipeline_imports_records_and_scores_them(cfg, tmp_path):
 
     result = CliRunner().invoke(app, ["pipeline", "run", "--local", "--batch"])
     assert result.exit_code == 2 and "needs data_uri" in result.output
+    for mode in (["--local", "--trials", "3"], ["--in-process"]):
+        mixed = CliRunner().invoke(
+            app, ["pipeline", "run", *mode, "--batch", "-p", "data_uri=file:///r.csv"]
+        )
+        assert mixed.exit_code == 2 and "belong to the training pipeline" in mixed.output
 
     # Submitted: the batch package, its run name and only its arguments reach the API.
     client = FakeClient()

@@ -129,6 +129,11 @@ def run(
             "folders); `pipeline submit --host URL` runs it on a cluster"
         )
     cfg = load(config)
+    if batch and (in_process or rows is not None or trials is not None or source is not None):
+        raise fail(
+            "--batch scores the records at -p data_uri=URI with the champion under --local: "
+            "--in-process, --rows, --trials and --source belong to the training pipeline"
+        )
     if in_process:
         if rows is not None or source is not None or output is not None:
             raise fail(
