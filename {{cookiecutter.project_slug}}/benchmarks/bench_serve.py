@@ -139,7 +139,7 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
                 engine.classify([record_cls.model_validate_json(b) for b in chunk])
                 times.append(time.perf_counter() - t0)
             out[name] = summary(np.array(times[5:]), None, size, errors=0)
-        rows = engine.frames.frame([record_cls.model_validate_json(raw[0])])
+        rows = engine.frames.table([record_cls.model_validate_json(raw[0])])
         rows = engine.store.lookup(cfg, rows, record=False)
         score = []
         for _ in range(200):
@@ -184,7 +184,7 @@ class PhaseClock:
         return timed
 
     def instrument(self, engine) -> None:
-        engine.frames.frame = self.wrap("frame", engine.frames.frame)
+        engine.frames.table = self.wrap("frame", engine.frames.table)
         engine._history = self.wrap("store", engine._history)
         engine.log_rows.features = self.wrap("monitored", engine.log_rows.features)
         engine._observe_drift = self.wrap("drift", engine._observe_drift)

@@ -157,8 +157,13 @@ def test_a_request_scores_the_same_alone_as_in_any_batch(cfg, served, data):
     def features(batch):
         return bundle.transform(store.lookup(cfg, frames.frame(batch, now), record=False))
 
+    def served(batch):  # the server's path: the rows as a RecordTable, no pandas
+        return bundle.transform(store.lookup(cfg, frames.table(batch, now), record=False))
+
     together = features(items)
     alone = np.vstack([features([e]) for e in items])
     np.testing.assert_allclose(together, alone, rtol=1e-6, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(np.vstack([served([e]) for e in items]), alone)
+    np.testing.assert_allclose(served(items), together, rtol=1e-6, atol=1e-6, equal_nan=True)
     scores = bundle.score_transformed(together)
     assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .distributions import reference_distributions
 from .models import estimators
+from .tables import RecordTable
 
 if TYPE_CHECKING:
     from .config import SystemConfig
@@ -97,11 +98,14 @@ class ModelBundle:
     def negative_label(self) -> str:
         return str(self.metadata.get("labels", {}).get("negative", "0"))
 
-    def transform(self, df: pd.DataFrame) -> Any:
-        """The model input for raw canonical rows (the fitted features, or the rows unchanged)."""
-        return df if self.features is None else self.features.transform(df)
+    def transform(self, df: pd.DataFrame | RecordTable) -> Any:
+        """The model input for raw canonical rows (the fitted features, or the rows unchanged:
+        as a frame, for a model that reads raw rows itself)."""
+        if self.features is not None:
+            return self.features.transform(df)
+        return df.to_frame() if isinstance(df, RecordTable) else df
 
-    def score(self, df: pd.DataFrame) -> np.ndarray:
+    def score(self, df: pd.DataFrame | RecordTable) -> np.ndarray:
         """Positive-class probability for each raw canonical row."""
         return self.score_transformed(self.transform(df))
 

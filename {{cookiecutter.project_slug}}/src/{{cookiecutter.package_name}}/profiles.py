@@ -31,6 +31,7 @@ import pandas as pd
 
 from .distributions import REFERENCE_BINS, bin_shares, distribution, psi
 from .domain import pack_of
+from .tables import RecordTable, cells
 
 if TYPE_CHECKING:
     from .config import SystemConfig
@@ -198,7 +199,7 @@ class InputSignals:
             names += [f"text.{column}.unseen", f"text.{column}.top"]
         return names
 
-    def row_signals(self, frame: pd.DataFrame) -> list[dict]:
+    def row_signals(self, frame: pd.DataFrame | RecordTable) -> list[dict]:
         """One dict of signals per row of ``frame`` (a column missing from it gives None)."""
         rows: list[dict] = [{} for _ in range(len(frame))]
         for column in self.categories:
@@ -221,10 +222,12 @@ class InputSignals:
         return rows
 
 
-def _cells(frame: pd.DataFrame, column: str) -> list:
+def _cells(frame: pd.DataFrame | RecordTable, column: str) -> list:
     """The values of one column as Python objects, cheaply for the 1-row frames of requests."""
     if column not in frame:
         return [None] * len(frame)
+    if isinstance(frame, RecordTable):
+        return cells(frame, column)
     position = frame.columns.get_loc(column)
     if len(frame) <= 8 and isinstance(position, int):
         # frame.iat costs ~4 us a cell; frame[column].tolist() ~25 us whatever the length.

@@ -4,9 +4,10 @@ Each pandas column access costs ~20 us, which dominates the transform of a singl
 families read a frame through ``Columns``, which converts each column once (to a list of str,
 a float array, category keys or epoch seconds) and memoizes values shared between families (the
 joined text). Frames of a few rows (serving requests) are read cell by cell with
-``DataFrame.iat``, which skips building a Series. Cells of object columns are converted one by
-one on every path, so a row gives the same values alone as in a batch whatever a client sent;
-only columns of a numeric or datetime dtype take the vectorised path.
+``DataFrame.iat``, which skips building a Series; a request's ``tables.RecordTable`` (no pandas)
+hands over its lists. Cells of object columns are converted one by one on every path, so a row
+gives the same values alone as in a batch whatever a client sent; only frame columns of a
+numeric or datetime dtype, and a table's numeric arrays, take the vectorised path.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Up to this many rows, cells are read one by one (cheaper than building a Series per column).
-SMALL_FRAME = 4
+from ..tables import SMALL_FRAME, RecordTable, cells
+
 # Time strings are read only in ISO 8601 form: pandas would also take "now" or "today".
 _ISO_DATE = re.compile(r"\s*[+-]?\d{4}-\d{2}-\d{2}")
 NS_PER_SECOND = 1_000_000_000
@@ -29,9 +30,10 @@ _PER_SECOND = {"ms": 1_000, "us": 1_000_000, "ns": NS_PER_SECOND}
 
 
 class Columns:
-    """A frame's columns as Python strings / float arrays, each converted at most once."""
+    """A frame's (or a ``RecordTable``'s) columns as Python strings / float arrays, each
+    converted at most once."""
 
-    def __init__(self, df: pd.DataFrame):
+    def __init__(self, df: pd.DataFrame | RecordTable):
         self.df = df
         self.names = frozenset(df.columns)
         self.n = len(df)
@@ -78,7 +80,11 @@ class Columns:
         return cells(self.df, name)
 
     def _numbers(self, name: str) -> np.ndarray:
-        if self.n > SMALL_FRAME:
+        if isinstance(self.df, RecordTable):
+            values = self.df.column(name)
+            if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+                return values.astype(np.float64)
+        elif self.n > SMALL_FRAME:
             series = self.df[name]
             dtype = series.dtype
             if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
@@ -86,21 +92,13 @@ class Columns:
         return np.array([_float(v) for v in self._values(name)], dtype=np.float64)
 
     def _seconds(self, name: str) -> np.ndarray:
-        if self.n > SMALL_FRAME:
+        if self.n > SMALL_FRAME and not isinstance(self.df, RecordTable):
             series = self.df[name]
             if isinstance(series.dtype, pd.DatetimeTZDtype):
                 series = series.dt.tz_convert("UTC").dt.tz_localize(None)
             if pd.api.types.is_datetime64_dtype(series.dtype):
                 return _epoch_seconds(series.to_numpy())
         return np.array([time_seconds(v) for v in self._values(name)], dtype=np.float64)
-
-
-def cells(df: pd.DataFrame, name: str) -> list:
-    """The values of column ``name`` as a list (cell by cell for a few rows: no Series)."""
-    if len(df) <= SMALL_FRAME:
-        j = df.columns.get_loc(name)
-        return [df.iat[i, j] for i in range(len(df))]
-    return df[name].tolist()
 
 
 def _float(value) -> float:
@@ -169,6 +167,6 @@ def _epoch_seconds(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def as_columns(data: pd.DataFrame | Columns) -> Columns:
+def as_columns(data: pd.DataFrame | RecordTable | Columns) -> Columns:
     """``data`` itself when already wrapped, else a new ``Columns`` over the frame."""
     return data if isinstance(data, Columns) else Columns(data)

@@ -23,6 +23,7 @@ from sklearn.exceptions import NotFittedError
 
 from ..domain import pack_of
 from ..entity_history import _ns
+from ..tables import RecordTable
 from .columns import Columns
 from .history import HISTORY_COLUMNS, history_columns, history_spec
 from .roles import role_families
@@ -71,8 +72,10 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     # -- checks --------------------------------------------------------------------------------
 
     def _check_rows(self, df: pd.DataFrame) -> None:
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"expected a pandas DataFrame of raw rows, got {type(df).__name__}")
+        if not isinstance(df, pd.DataFrame | RecordTable):
+            raise TypeError(
+                f"expected raw rows (a pandas DataFrame or a RecordTable), got {type(df).__name__}"
+            )
         # One set of the names: pandas' own membership test costs microseconds per name, and
         # serving checks every call.
         present = set(df.columns)
@@ -146,7 +149,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = np.array(names, dtype=object)
         self.n_features_out_ = len(names)
 
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
+    def transform(self, df: pd.DataFrame | RecordTable) -> np.ndarray:
         """Features of raw rows carrying ``HISTORY_COLUMNS``: float32, shape (n, features)."""
         if not hasattr(self, "families_"):
             raise NotFittedError("FeatureTransformer is not fitted: call fit_transform first")

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..tables import RecordTable, cells
+
 
 def jsonable(value: Any) -> Any:
     """A JSON-safe cell: timestamps as ISO strings, numpy scalars as Python ones, missing
@@ -30,10 +32,13 @@ def jsonable(value: Any) -> Any:
 
 
 def rows(
-    frame: pd.DataFrame, names: list[str], request_ids: list[str], created_at: datetime
+    frame: pd.DataFrame | RecordTable,
+    names: list[str],
+    request_ids: list[str],
+    created_at: datetime,
 ) -> list[dict]:
     """The ``records`` rows of a request's canonical frame (one per row, in order)."""
-    columns = [frame[name].tolist() for name in names]
+    columns = [cells(frame, name) for name in names]
     return [
         {
             "request_id": request_id,

@@ -3,7 +3,8 @@
 :class:`Engine` is what the BentoML service (``service.py``) wraps; the benchmark's plain
 Starlette app and the in-process tests call it the same way. Per request it:
 
-1. turns the validated records into raw canonical rows (``schema.FrameBuilder``);
+1. turns the validated records into raw canonical rows (``schema.FrameBuilder.table``: plain
+   lists, no pandas, which would cost more than scoring a record);
 2. adds the entity history from the entity store, once (``EntityStore.lookup`` also records the
    send, so velocity moves on);
 3. scores the rows with the model each entity is routed to (``routing.RoutingPlan``);
@@ -28,12 +29,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 from ..predlog import records as raw_records
 from ..predlog.store import URL_ENV, PredictionLog, log_url
+from ..tables import RecordTable
 from .loading import ServedModel, load_models
 from .logrows import LogContext, LogRows
+from .metrics import SCORE_FEATURE, DriftWindow
 from .routing import CHALLENGER, CHAMPION, RoutingPlan, plan_from
 from .schema import DuplicateRequestId, FrameBuilder, Prediction
 
@@ -66,8 +68,6 @@ class Engine:
         shadow_queue: int = 1000,
         refresh_s: float = 60.0,
     ):
-        from .metrics import DriftWindow
-
         self.cfg = cfg
         self.champion = champion
         self.challenger = challenger
@@ -195,7 +195,7 @@ class Engine:
         n = len(records)
         request_ids = request_ids or [new_request_id() for _ in range(n)]
         now = datetime.now(UTC)
-        frame = self.frames.frame(records, now)
+        frame = self.frames.table(records, now)
         rows = frame if self.store is None else self._history(frame)
         entity = self.entity  # None: the records have no entity key
         entities = [getattr(e, entity, None) if entity else None for e in records]
@@ -207,7 +207,7 @@ class Engine:
         for role in dict.fromkeys(roles):
             model = self.champion if role == CHAMPION else self.challenger
             index = [i for i, r in enumerate(roles) if r == role]
-            subset = rows if len(index) == n else rows.iloc[index]
+            subset = rows if len(index) == n else rows.take(index)
             x = model.bundle.transform(subset)
             part = model.bundle.score_transformed(x)
             scores[index] = part
@@ -231,7 +231,7 @@ class Engine:
             self.metrics.log_seconds.observe(time.perf_counter() - t0)
         answered = [i for i in range(n) if request_ids[i] not in reused]
         if len(answered) < n:  # only what was logged counts as answered
-            rows = rows.iloc[answered]
+            rows = rows.take(answered)
             context = context.subset(answered)
             scores, labels, features = scores[answered], labels[answered], features[answered]
             roles = [roles[i] for i in answered]
@@ -260,10 +260,9 @@ class Engine:
         return self.champion if role == CHAMPION else self.challenger
 
     def _observe_drift(self, features: np.ndarray, scores: np.ndarray, roles: list[str]) -> None:
-        for j, name in enumerate(self._feature_names):
-            self.drift.observe(name, features[:, j])
+        self.drift.observe_rows(self._feature_names, features)
         champion = [s for s, r in zip(scores, roles, strict=True) if r == CHAMPION]
-        self.drift.observe("model_score", champion)
+        self.drift.observe(SCORE_FEATURE, champion)
 
     # -- shadow --------------------------------------------------------------------------------
 
@@ -334,7 +333,7 @@ class Engine:
             except Exception:  # a database hiccup must not stop later refreshes
                 logger.exception("refreshing the monitoring gauges failed")
 
-    def _history(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _history(self, frame: RecordTable) -> RecordTable:
         """``frame`` plus the entity history from the store (metrics count hits and misses)."""
         hits, misses = self.store.hits, self.store.misses
         rows = self.store.lookup(self.cfg, frame)

@@ -14,10 +14,10 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from ..features.columns import cells
 from ..predlog.featurelog import LoggedFeatures
 from ..predlog.store import utc_naive
 from ..profiles import InputSignals
+from ..tables import RecordTable, cells
 
 
 def _number(value) -> float:
@@ -64,7 +64,7 @@ class LogRows:
         self.signals = InputSignals(reference)
         self._columns: dict[tuple[str, int], dict[str, int]] = {}
 
-    def features(self, model, rows: pd.DataFrame, x) -> np.ndarray:
+    def features(self, model, rows: pd.DataFrame | RecordTable, x) -> np.ndarray:
         """The monitored feature values of each row (NaN where missing or not a number)."""
         out = np.full((len(rows), len(self.feature_names)), np.nan)
         dense = isinstance(x, np.ndarray) and x.ndim == 2
@@ -73,7 +73,7 @@ class LogRows:
             k = columns.get(name)
             if k is not None:
                 out[:, j] = x[:, k]
-            elif name in rows.columns:
+            elif name in rows:
                 # Cell by cell: selecting a column of a one-row frame costs more than scoring.
                 out[:, j] = [_number(v) for v in cells(rows, name)]
         return out
@@ -87,7 +87,13 @@ class LogRows:
         return columns
 
     def context(
-        self, request_ids, message_ids, entities, frame: pd.DataFrame, features, now: datetime
+        self,
+        request_ids,
+        message_ids,
+        entities,
+        frame: pd.DataFrame | RecordTable,
+        features,
+        now: datetime,
     ) -> LogContext:
         """What the log rows of these scored rows share (answered and shadow rows alike)."""
         return LogContext(self, request_ids, message_ids, entities, frame, features, now)
@@ -102,7 +108,7 @@ class LogContext:
         request_ids,
         message_ids,
         entities,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | RecordTable,
         features,
         now: datetime,
     ):

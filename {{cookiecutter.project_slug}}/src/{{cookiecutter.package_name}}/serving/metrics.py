@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
 
 import numpy as np
 
@@ -41,15 +40,20 @@ class DriftWindow:
     """The last ``size`` values of each monitored feature, scored against the reference.
 
     ``reference`` is a bundle's ``reference`` (``features`` and ``score`` distributions with
-    quantile ``cuts`` and ``shares``). ``min_rows``: below this many values PSI is NaN.
+    quantile ``cuts`` and ``shares``). ``min_rows``: below this many values PSI is NaN. The
+    values live in one ring buffer (a column per feature), so a request's features go in with
+    one array write rather than one call per feature.
     """
 
     def __init__(self, reference: dict, *, size: int = 5000, min_rows: int = 200):
         self.min_rows = min_rows
+        self.size = size
         self.distributions = dict(reference.get("features", {}))
         if reference.get("score"):
             self.distributions[SCORE_FEATURE] = reference["score"]
-        self._values = {name: deque(maxlen=size) for name in self.distributions}
+        self._column = {name: j for j, name in enumerate(self.distributions)}
+        self._ring = np.full((size, len(self._column)), np.nan)
+        self._seen = np.zeros(len(self._column), dtype=np.int64)  # values ever added, per column
         self._lock = threading.Lock()
 
     @property
@@ -58,17 +62,30 @@ class DriftWindow:
 
     def observe(self, name: str, values) -> None:
         """Add values of one feature (unknown features are ignored)."""
-        window = self._values.get(name)
-        if window is not None:
-            with self._lock:
-                window.extend(float(v) for v in values)
+        self.observe_rows([name], np.asarray(values, dtype=float).reshape(-1, 1))
+
+    def observe_rows(self, names: list[str], values: np.ndarray) -> None:
+        """Add rows of values, a column per name (unknown names are ignored)."""
+        picked = [(k, self._column[n]) for k, n in enumerate(names) if n in self._column]
+        if not picked or not len(values):
+            return
+        source, columns = (np.array(side, dtype=np.intp) for side in zip(*picked, strict=True))
+        block = np.asarray(values, dtype=float)[-self.size :, source]
+        added = len(values)
+        with self._lock:
+            # Each column writes after its own last value; only the newest ``size`` rows stay.
+            start = self._seen[columns] + (added - len(block))
+            rows = (start[None, :] + np.arange(len(block))[:, None]) % self.size
+            self._ring[rows, columns[None, :]] = block
+            self._seen[columns] += added
 
     def scores(self) -> dict[str, float]:
         """PSI of each feature's window against its reference (NaN below ``min_rows``)."""
         out = {}
         for name, dist in self.distributions.items():
+            j = self._column[name]
             with self._lock:
-                values = np.fromiter(self._values[name], dtype=float)
+                values = self._ring[: min(int(self._seen[j]), self.size), j].copy()
             finite = values[np.isfinite(values)]
             if finite.size < self.min_rows or not dist.get("shares"):
                 out[name] = math.nan

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from ..domain import pack_of
-from ..features.columns import SMALL_FRAME
+from ..tables import SMALL_FRAME, RecordTable
 from ..timebounds import as_utc
 
 # Items per /classify_batch request (the body size limit applies as well). A request is scored
@@ -197,6 +197,17 @@ class FrameBuilder:
         if self.complete is not None:
             self.complete(record, self.entity)
         return record
+
+    def table(self, records: list[BaseModel], now: datetime | None = None) -> RecordTable:
+        """One row per record, without pandas (the request path): the cells ``frame`` gives a
+        few rows, whatever the number of records. Datetime cells are ``pd.Timestamp`` (or
+        ``NaT``)."""
+        now = now or datetime.now(UTC)
+        raw = [self.values(r, now) for r in records]
+        data = {name: [r[name] for r in raw] for name in self.names}
+        for name in self.datetimes:
+            data[name] = [pd.NaT if v is None else pd.Timestamp(v) for v in data[name]]
+        return RecordTable(data, len(raw))
 
     def frame(self, records: list[BaseModel], now: datetime | None = None) -> pd.DataFrame:
         """One row per record. Datetime cells are UTC ``pd.Timestamp`` (or ``NaT``).
