@@ -1,6 +1,6 @@
 """Load benchmark of the server: BentoML against the in-process limit and a minimal ASGI app.
 
-    python benchmarks/bench_serve.py [--duration 8] [--concurrency 1,2,4,16] [--batch 8]
+    python benchmarks/bench_serve.py [--duration 8] [--concurrency 1,2,4,16] [--batch 64]
 
 Everything runs on 127.0.0.1. The registry's champion is served when there is one (else a
 sample project is built in a temporary folder, see ``tests/sample_project.py``); prediction log and
@@ -628,7 +628,7 @@ def cpu_seconds(pid: int) -> float:
 def payloads(bodies: list[dict], batch: int) -> dict[str, tuple[list[bytes], int]]:
     single = [json.dumps(b).encode() for b in bodies]
     batches = [
-        json.dumps(bodies[i : i + batch]).encode() for i in range(0, len(bodies) - batch, batch)
+        json.dumps(bodies[i : i + batch]).encode() for i in range(0, len(bodies) - batch + 1, batch)
     ]
     return {"classify": (single, 1), "classify_batch": (batches, batch)}
 
@@ -758,6 +758,40 @@ def verdicts(results: dict, args, budget_ms: float) -> list[str]:
                     f"p99 +{shadow['p99_ms'] - base['p99_ms']:.2f} ms, "
                     f"throughput {shadow['rps']} vs {base['rps']} req/s"
                 )
+    return lines + cost_lines(results, args)
+
+
+def cost_lines(results: dict, args) -> list[str]:
+    """What a prediction costs where it is served: server CPU per record at the most clients
+    answered without errors (what a pod's CPU buys), beside the in-process figures and the
+    ceiling."""
+    ceiling = results.get("ceiling", {}).get("records_per_s")
+    one, batch = results["in_process"]["classify"], results["in_process"]["classify_batch"]
+    share = f" ({batch['records_per_s'] / ceiling:.0%} of the ceiling)" if ceiling else ""
+    lines = [
+        f"INFO cost in process: one record p50 {one['p50_ms']} ms; a batch of {args.batch} "
+        f"{batch['records_per_s']:,.0f} records/s{share}; the ceiling {ceiling or 0:,.0f} records/s"
+    ]
+    for server in ("bentoml_single", "minimal_app"):
+        for endpoint, size in (("classify", 1), ("classify_batch", args.batch)):
+            # The most clients answered without errors: beyond the deadline a server sheds
+            # batches with a 503 (service.py), and a shed request costs little.
+            measured = [
+                results.get(server, {}).get(f"{endpoint}@{c}", {}) for c in args.concurrency
+            ]
+            clean = [
+                (c, found)
+                for c, found in zip(args.concurrency, measured, strict=True)
+                if "cpu_ms_per_request" in found and found["errors"] == 0
+            ]
+            if not clean:
+                continue
+            high, found = max(clean, key=lambda pair: pair[0])
+            lines.append(
+                f"INFO cost {server} /{endpoint} at {high} clients: "
+                f"{found['cpu_ms_per_request'] / size:.3f} ms of server CPU per record, "
+                f"{found['records_per_s']:,.0f} records/s, p99 {found['p99_ms']} ms"
+            )
     return lines
 
 
@@ -768,7 +802,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds, spread over rounds")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting")
     parser.add_argument("--concurrency", default="1,2,4,16", help="comma-separated levels")
-    parser.add_argument("--batch", type=int, default=8, help="records per /classify_batch request")
+    parser.add_argument("--batch", type=int, default=64, help="records per /classify_batch request")
     parser.add_argument(
         "--big-batch", type=int, default=64, help="records per call, in-process phase breakdown"
     )
@@ -806,6 +840,8 @@ def main() -> None:
         return
 
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    if not 1 <= args.batch <= args.records:
+        parser.error(f"--batch must be between 1 and --records ({args.records})")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         work = Path(tmp)
         env, bodies = prepare(args, work)

@@ -132,7 +132,8 @@ def test_the_benchmark_runs_end_to_end(tmp_path, project_root, monkeypatch):
     ladder = ["--start-rate", "20", "--max-rate", "25", "--step-seconds", "1", "--refine", "0"]
     run = subprocess.run(
         [sys.executable, str(BENCH), "--config", str(project.config_path), "--records", "40"]
-        + [*short, *ladder, "--attempts", "1", "--big-batch", "8", "--ceiling", "300"]
+        + [*short, *ladder, "--attempts", "1", "--batch", "8", "--big-batch", "8"]
+        + ["--ceiling", "300"]
         + ["--out", str(out)],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         capture_output=True,
@@ -150,6 +151,9 @@ def test_the_benchmark_runs_end_to_end(tmp_path, project_root, monkeypatch):
     steps = [step for found in results["capacity"].values() for step in found["steps"]]
     assert steps and all(step["answered"] > 0 and step["errors"] == 0 for step in steps)
     assert any(line.endswith("ms") and " p99 <= " in line for line in results["verdicts"])
+    assert any(
+        line.startswith("INFO cost bentoml_single /classify_batch") for line in results["verdicts"]
+    )
 
     # The phases of a call, one record and a batch: the wrapped phases never overlap (the rest
     # is what no phase covers, never negative), and together they are the call's CPU.

@@ -54,6 +54,7 @@ class DriftWindow:
         self._column = {name: j for j, name in enumerate(self.distributions)}
         self._ring = np.full((size, len(self._column)), np.nan)
         self._seen = np.zeros(len(self._column), dtype=np.int64)  # values ever added, per column
+        self._plans: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -66,18 +67,32 @@ class DriftWindow:
 
     def observe_rows(self, names: list[str], values: np.ndarray) -> None:
         """Add rows of values, a column per name (unknown names are ignored)."""
-        picked = [(k, self._column[n]) for k, n in enumerate(names) if n in self._column]
-        if not picked or not len(values):
+        source, columns = self._plan(names)
+        if not len(columns) or not len(values):
             return
-        source, columns = (np.array(side, dtype=np.intp) for side in zip(*picked, strict=True))
         block = np.asarray(values, dtype=float)[-self.size :, source]
         added = len(values)
         with self._lock:
             # Each column writes after its own last value; only the newest ``size`` rows stay.
             start = self._seen[columns] + (added - len(block))
-            rows = (start[None, :] + np.arange(len(block))[:, None]) % self.size
-            self._ring[rows, columns[None, :]] = block
+            if len(block) == 1:  # a single request: no index grid
+                self._ring[start % self.size, columns] = block[0]
+            else:
+                rows = (start[None, :] + np.arange(len(block))[:, None]) % self.size
+                self._ring[rows, columns[None, :]] = block
             self._seen[columns] += added
+
+    def _plan(self, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in ``names``, ring columns) of the known names; kept per list of names
+        (the server observes the same few lists on every request)."""
+        key = tuple(names)
+        plan = self._plans.get(key)
+        if plan is None:
+            known = [k for k, name in enumerate(names) if name in self._column]
+            source = np.array(known, dtype=np.intp)
+            columns = np.array([self._column[names[k]] for k in known], dtype=np.intp)
+            plan = self._plans[key] = (source, columns)
+        return plan
 
     def scores(self) -> dict[str, float]:
         """PSI of each feature's window against its reference (NaN below ``min_rows``)."""
