@@ -40,8 +40,11 @@ from .batcher import MicroBatcher, Overloaded
 from .guard import RequestGuard
 from .openapi import OpenAPIAmender
 from .orphan import die_with_parent
+from .request_timeout import install as install_request_timeout
 from .schema import MAX_BATCH_ITEMS, DuplicateRequestId, Prediction, record_model
 
+# Before BentoML builds the app: its own timeout middleware leaks a timer per request.
+install_request_timeout()
 # BentoML sets the worker index before it imports the service in a worker process.
 if server_context.worker_index is not None:
     die_with_parent(os.getppid())
