@@ -776,17 +776,14 @@ def cost_lines(results: dict, args) -> list[str]:
         for endpoint, size in (("classify", 1), ("classify_batch", args.batch)):
             # The most clients answered without errors: beyond the deadline a server sheds
             # batches with a 503 (service.py), and a shed request costs little.
-            measured = [
-                results.get(server, {}).get(f"{endpoint}@{c}", {}) for c in args.concurrency
-            ]
+            runs = {c: results.get(server, {}).get(f"{endpoint}@{c}", {}) for c in args.concurrency}
             clean = [
-                (c, found)
-                for c, found in zip(args.concurrency, measured, strict=True)
-                if "cpu_ms_per_request" in found and found["errors"] == 0
+                c for c, run in runs.items() if "cpu_ms_per_request" in run and not run["errors"]
             ]
             if not clean:
                 continue
-            high, found = max(clean, key=lambda pair: pair[0])
+            high = max(clean)
+            found = runs[high]
             lines.append(
                 f"INFO cost {server} /{endpoint} at {high} clients: "
                 f"{found['cpu_ms_per_request'] / size:.3f} ms of server CPU per record, "
