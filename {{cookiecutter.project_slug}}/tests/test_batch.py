@@ -116,7 +116,7 @@ def test_predict_scores_and_logs_each_record_as_the_server_does(sample, later, t
         ("batch", True, "champion")
     }
     for key, row in logged.items():
-        assert row["request_id"] == batch.request_id(key)
+        assert row["request_id"] == batch.request_id(key, pd.Timestamp(row["received_at"]))
         assert row["features"] == online[key]["features"], key
         assert row["received_at"] == online[key]["received_at"]
     # Each record was recorded in the entity store once, as the server records it.

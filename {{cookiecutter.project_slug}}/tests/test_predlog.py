@@ -2,17 +2,22 @@
 
 import json
 import math
+import uuid
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import typer
 from contract_labels import NEG, POS
 from typer.testing import CliRunner
 
 from {{cookiecutter.package_name}}.cli import serving as serving_cli
+from {{cookiecutter.package_name}}.predlog.featurelog import LoggedFeatures
 from {{cookiecutter.package_name}}.predlog.feedback import FeedbackFileError, ingest_feedback
 from {{cookiecutter.package_name}}.predlog.store import OnlineCounts, PredictionLog
+from {{cookiecutter.package_name}}.serving.engine import new_request_id
 
 
 def prediction(request_id, label, *, message_id=None, role="champion", served=True, hours=0):
@@ -49,6 +54,43 @@ def test_record_round_trip_and_durable_file(log, tmp_path):
     # Another connection (another process, after a crash) sees the committed rows.
     with PredictionLog(f"sqlite:///{tmp_path}/log.db") as again:
         assert again.count() == 2 and again.request_ids() == {"r1"}
+
+
+def test_logged_values_keep_their_float32_and_cells_store_as_sqlalchemy_would(log):
+    # The server logs a float32 row (orjson writes each value's shortest float32 form) and
+    # inserts through SQLite's driver: both must read back as SQLAlchemy's own insert would.
+    values = np.array([0.1, 1 / 3, 1e-40, 3.4e38, np.nan, np.inf, -0.0], dtype=np.float32)
+    names = tuple(f"f{i}" for i in range(len(values)))
+    row = prediction("r1", POS, message_id="<m@x>")
+    row["received_at"] = datetime(2026, 1, 2, 3, 4, 5)  # no microseconds: still one format
+    row["features"] = LoggedFeatures(names, values, {"text.body.top": [3, 7]})
+    # A raw record whose integer is past 64 bits (orjson refuses it) is kept exactly.
+    big = {"request_id": "r1", "created_at": row["created_at"], "record": {"n": 2**70}}
+    log.record([row], [big])
+    (logged,) = log.rows("r1")
+    got = [logged["features"][n] for n in names]
+    kept = [v if math.isfinite(v) else None for v in values.tolist()]
+    assert np.array_equal(np.array(got[:4], dtype=np.float32), values[:4])
+    assert got[4:] == [None, None, -0.0] == kept[4:]
+    assert logged["features"]["text.body.top"] == [3, 7]
+    assert logged["received_at"] == row["received_at"]
+    assert logged["created_at"] == row["created_at"]
+    assert logged["served"] is True and logged["model_version"] == 1
+    with log.engine.connect() as conn:
+        stored = conn.execute(sa.select(log.records.c.record)).scalar_one()
+        times = conn.exec_driver_sql("SELECT received_at FROM predictions").scalar_one()
+    assert stored == {"n": 2**70}
+    assert times == "2026-01-02 03:04:05.000000"  # SQLAlchemy's SQLite DateTime format
+
+
+def test_server_request_ids_are_uuid7_in_time_order():
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    stamps = [int(i[:12], 16) for i in ids]
+    assert stamps == sorted(stamps)  # millisecond prefix: never goes back
+    assert abs(stamps[-1] - datetime.now(UTC).timestamp() * 1000) < 60_000
 
 
 def test_online_counts_follow_the_contract_definitions(log):

@@ -166,7 +166,7 @@ def numeric_drift(
 ) -> FeatureDrift:
     """PSI (reference decile bins), KS and missing share of one numeric feature's values."""
     values = _as_float(values)
-    # Compared in float32, the features' own precision: the log keeps 9 significant digits,
+    # Compared in float32, the features' own precision: the log keeps each value's float32,
     # and a value tied with a decile cut must land on the same side as in the reference.
     finite = _float32(values[np.isfinite(values)])
     rows, n = values.size, finite.size

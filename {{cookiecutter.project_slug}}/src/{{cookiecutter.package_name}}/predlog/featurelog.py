@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import NamedTuple
 
 SIGNAL_PREFIXES = ("cat.", "text.")
@@ -22,12 +23,8 @@ class LoggedFeatures(NamedTuple):
     split a dict per row."""
 
     names: tuple[str, ...]
-    values: list
+    values: Sequence[float]  # a list, or the server's float32 numpy row
     signals: dict
-
-    def as_dict(self) -> dict:
-        """The logged dict (names with their values, then the signals)."""
-        return {**dict(zip(self.names, self.values, strict=True)), **self.signals}
 
 
 def split(features: dict | LoggedFeatures) -> tuple[tuple[str, ...], list, dict]:

@@ -23,6 +23,7 @@ SQLAlchemy URL) applies its own commit durability. Times are stored as naive UTC
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -32,6 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import orjson
 
 from ..sqlite_wal import use_wal
 from ..stores import PREDICTION_LOG_ENV, prediction_log_url
@@ -64,6 +68,47 @@ def clean_number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def dumps(value: Any) -> str:
+    """The JSON text of a log cell. orjson writes a numpy row of monitored values in its
+    shortest float32 form (non-finite values as null) without a Python float per value: the
+    values' JSON was the largest part of a commit. What orjson refuses (an integer beyond
+    64 bits in a raw record, a non-contiguous array) goes through the json module instead."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:
+        return json.dumps(value, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """A naive datetime as SQLAlchemy's SQLite ``DateTime`` stores it."""
+    return None if value is None else value.isoformat(" ", "microseconds")[:26]
+
+
+def _driver_insert(table) -> tuple[str, list[tuple[str, Any]]]:
+    """An INSERT of every column but the key, for SQLite's driver, and how each value is
+    converted (times and JSON as SQLAlchemy's SQLite types store them; the rest as is)."""
+    import sqlalchemy as sa
+
+    columns = [c for c in table.columns if not c.primary_key]
+    convert = [
+        _sqlite_time
+        if isinstance(c.type, sa.DateTime)
+        else dumps
+        if isinstance(c.type, sa.JSON)
+        else None
+        for c in columns
+    ]
+    names = ", ".join(c.name for c in columns)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})"
+    return sql, list(zip((c.name for c in columns), convert, strict=True))
 
 
 @dataclass(frozen=True)
@@ -99,7 +144,7 @@ class PredictionLog:
         if fsync is None:
             fsync = os.environ.get(FSYNC_ENV, "").strip().lower() in ("1", "true", "yes")
         self.fsync = fsync
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"json_serializer": dumps}
         self._sqlite = url.startswith("sqlite")
         if self._sqlite:
             database = sa.engine.make_url(url).database
@@ -190,6 +235,7 @@ class PredictionLog:
             postgresql_where=self.predictions.c.served.is_(True),
         )
         self._meta = meta
+        self._driver_inserts = {t.name: _driver_insert(t) for t in (self.predictions, self.records)}
         self._set_ids: dict[tuple[str, ...], int] = {}
         self._set_names: dict[int, list[str]] = {}
         self._lock = threading.Lock()
@@ -239,9 +285,9 @@ class PredictionLog:
         packed = [self._packed(r) for r in rows]
         try:
             with self._write_lock, self.engine.begin() as conn:
-                conn.execute(self.predictions.insert(), packed)
+                self._insert(conn, self.predictions, packed)
                 if records:
-                    conn.execute(self.records.insert(), records)
+                    self._insert(conn, self.records, records)
             return set()
         except sa.exc.IntegrityError:
             if self._unique_index is None:
@@ -266,15 +312,34 @@ class PredictionLog:
                     fresh = [r for r in packed if not (r["served"] and key(r) in taken)]
                     left_out = {r["request_id"] for r in packed if r["served"] and key(r) in taken}
                     if fresh:
-                        conn.execute(self.predictions.insert(), fresh)
+                        self._insert(conn, self.predictions, fresh)
                     kept = [r for r in records if r["request_id"] not in left_out]
                     if kept:
-                        conn.execute(self.records.insert(), kept)
+                        self._insert(conn, self.records, kept)
                 return left_out
             except sa.exc.IntegrityError:
                 if attempt == 2:
                     raise
         return set()  # not reached
+
+    def _insert(self, conn, table, rows: list[dict]) -> None:
+        """Insert ``rows`` into ``table``. On SQLite as the driver's tuples: SQLAlchemy's
+        per-row parameter processing (a dict per row, a converter call per value) cost more
+        than SQLite's insert itself."""
+        if not self._sqlite:
+            conn.execute(table.insert(), rows)
+            return
+        sql, columns = self._driver_inserts[table.name]
+        conn.exec_driver_sql(
+            sql,
+            [
+                tuple(
+                    row.get(name) if convert is None else convert(row.get(name))
+                    for name, convert in columns
+                )
+                for row in rows
+            ],
+        )
 
     def served_predictions(
         self, request_ids: list[str], model_name: str, model_version: int

@@ -25,7 +25,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -48,8 +47,16 @@ ONLINE_WINDOW = timedelta(days=1)
 
 
 def new_request_id() -> str:
-    """A fresh request id (32 hex characters)."""
-    return uuid.uuid4().hex
+    """A fresh request id: a UUIDv7 (RFC 9562) as 32 hex characters.
+
+    Its first 48 bits are the time in milliseconds, so ids follow arrival order and the log's
+    request id indexes grow at their end: a random id (UUIDv4) put each prediction on a random
+    index page, and a commit writes every page it touched (a third of a batch's log cost).
+    """
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10))  # 12 + 62 random bits used
+    rand_a, rand_b = rand >> 68, rand & ((1 << 62) - 1)
+    return f"{(ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b:032x}"
 
 
 class Engine:

@@ -27,32 +27,6 @@ def _number(value) -> float:
         return np.nan
 
 
-# Beyond this decimal exponent the scale 10**k is not exact: such values round one by one.
-_MAX_SCALE = 290
-
-
-def compact(values: np.ndarray) -> list[list[float | None]]:
-    """Each value of a 2-D array as a JSON-safe float of 9 significant digits (None where not
-    finite): enough to give back the same float32 (the features' precision, which monitoring
-    compares in), half the text of 17 digits. Rounded as arrays; equal to
-    ``float(f"{value:.9g}")`` but where a product rounds at a tie (a last-digit difference)."""
-    v = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(v)
-    magnitude = np.abs(np.where(finite, v, 1.0))
-    magnitude[magnitude == 0] = 1.0
-    k = 8 - np.floor(np.log10(magnitude)).astype(np.int64)
-    exact = finite & (np.abs(k) <= _MAX_SCALE)
-    k = np.where(exact, k, 0)
-    up, down = 10.0 ** np.maximum(k, 0), 10.0 ** np.maximum(-k, 0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        rounded = np.where(k >= 0, np.round(v * up) / up, np.round(v / down) * down)
-    out = rounded.tolist()
-    for i, j in np.argwhere(~exact).tolist():
-        value = float(v[i, j])
-        out[i][j] = float(f"{value:.9g}") if finite[i, j] else None
-    return out
-
-
 class LogRows:
     """The monitored values of scored rows and the log entries they go into."""
 
@@ -121,7 +95,11 @@ class LogContext:
             for t in (cells(frame, timestamp) if timestamp else [None] * len(frame))
         ]
         self.names = tuple(rows.feature_names)
-        self.values = compact(np.asarray(features).reshape(len(frame), len(self.names)))
+        # float32, the features' precision (monitoring compares in it): the log writes each
+        # row in its shortest form (``predlog.store.dumps``), a third of float64's digits.
+        self.values = np.ascontiguousarray(features, dtype=np.float32).reshape(
+            len(frame), len(self.names)
+        )
         self.signals = rows.signals.row_signals(frame)
         self.created = utc_naive(now)
         self.routing = rows.routing
@@ -129,9 +107,10 @@ class LogContext:
     def subset(self, index: list[int]) -> LogContext:
         """The context of the rows at ``index`` (in that order)."""
         out = object.__new__(LogContext)
-        for name in ("request_ids", "message_ids", "entities", "received", "values", "signals"):
+        for name in ("request_ids", "message_ids", "entities", "received", "signals"):
             values = getattr(self, name)
             setattr(out, name, [values[i] for i in index])
+        out.values = self.values[index]
         out.created, out.routing, out.names = self.created, self.routing, self.names
         return out
 
