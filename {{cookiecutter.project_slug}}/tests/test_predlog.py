@@ -18,6 +18,7 @@ from {{cookiecutter.package_name}}.predlog.featurelog import LoggedFeatures
 from {{cookiecutter.package_name}}.predlog.feedback import FeedbackFileError, ingest_feedback
 from {{cookiecutter.package_name}}.predlog.store import OnlineCounts, PredictionLog
 from {{cookiecutter.package_name}}.serving.engine import new_request_id
+from {{cookiecutter.package_name}}.serving.logrows import logged_values
 
 
 def prediction(request_id, label, *, message_id=None, role="champion", served=True, hours=0):
@@ -81,6 +82,23 @@ def test_logged_values_keep_their_float32_and_cells_store_as_sqlalchemy_would(lo
         times = conn.exec_driver_sql("SELECT received_at FROM predictions").scalar_one()
     assert stored == {"n": 2**70}
     assert times == "2026-01-02 03:04:05.000000"  # SQLAlchemy's SQLite DateTime format
+
+
+@pytest.mark.parametrize("extreme", [1e39, -1e300, 1e-50, 5e-324])
+def test_a_value_float32_cannot_hold_is_logged_whole_not_as_null_or_zero(log, extreme):
+    features = np.array([[0.1, 2.5], [extreme, np.nan]])
+    values = logged_values(features, 2, 2)
+    assert values.dtype == np.float64  # the whole call keeps float64
+    assert logged_values(features[:1], 1, 2).dtype == np.float32  # the usual case
+    rows = []
+    for i in range(2):
+        row = prediction(f"r{i}", POS)
+        row["features"] = LoggedFeatures(("a", "b"), values[i], {})
+        rows.append(row)
+    log.record(rows)
+    back = {r["request_id"]: r["features"] for r in log.rows()}
+    assert back["r1"] == {"a": extreme, "b": None}
+    assert back["r0"] == {"a": 0.1, "b": 2.5}
 
 
 def test_server_request_ids_are_uuid7_in_time_order():

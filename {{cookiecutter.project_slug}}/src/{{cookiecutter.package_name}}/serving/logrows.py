@@ -27,6 +27,21 @@ def _number(value) -> float:
         return np.nan
 
 
+def logged_values(features, rows: int, columns: int) -> np.ndarray:
+    """The monitored values as the log keeps them: float32, the features' precision (monitoring
+    compares in it), which the log writes in its shortest form (``predlog.store.dumps``), a
+    third of float64's digits. A value float32 cannot hold (beyond its range, or so small it
+    would become 0) keeps float64, with the rest of its call: never logged as null or 0."""
+    wide = np.asarray(features, dtype=np.float64).reshape(rows, columns)
+    with np.errstate(over="ignore"):
+        narrow = wide.astype(np.float32)
+    # Casting only adds infinities (overflow) and zeros (underflow): counting them finds either.
+    same_infinities = np.count_nonzero(np.isinf(narrow)) == np.count_nonzero(np.isinf(wide))
+    if same_infinities and np.count_nonzero(narrow) == np.count_nonzero(wide):
+        return narrow
+    return np.ascontiguousarray(wide)
+
+
 class LogRows:
     """The monitored values of scored rows and the log entries they go into."""
 
@@ -95,11 +110,7 @@ class LogContext:
             for t in (cells(frame, timestamp) if timestamp else [None] * len(frame))
         ]
         self.names = tuple(rows.feature_names)
-        # float32, the features' precision (monitoring compares in it): the log writes each
-        # row in its shortest form (``predlog.store.dumps``), a third of float64's digits.
-        self.values = np.ascontiguousarray(features, dtype=np.float32).reshape(
-            len(frame), len(self.names)
-        )
+        self.values = logged_values(features, len(frame), len(self.names))
         self.signals = rows.signals.row_signals(frame)
         self.created = utc_naive(now)
         self.routing = rows.routing
