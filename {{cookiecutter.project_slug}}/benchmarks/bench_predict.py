@@ -10,7 +10,9 @@ window, written as Parquet. Then, on the same records and model:
   one thread: what any other figure is a share of;
 - ``predict``: ``serving.batch.run`` from the file to the predictions file: the contract's
   checks, entity history, features, model, the prediction log, the output; its CPU per record
-  by phase.
+  by phase. Twice: with the log written in turn with the scoring (``inline``), and by a second
+  process beside it (``process``, the default for a file of several chunks), whose CPU is
+  counted too: the rate gained by a second core is shown beside the CPU it costs.
 
 Results go to ``reports/bench_predict.json``.
 """
@@ -104,14 +106,17 @@ def ceiling(cfg, path: Path, env: dict) -> dict:
     }
 
 
-def predict(cfg, path: Path, out: Path, env: dict, chunk_rows: int) -> dict:
-    """``serving.batch.run`` on the file, with the CPU of each scoring phase."""
+def predict(cfg, path: Path, out: Path, env: dict, chunk_rows: int, log_writer: str) -> dict:
+    """``serving.batch.run`` on the file, with the CPU of each scoring phase (the writer
+    process's as one phase: it builds the log rows and commits them)."""
     batch = _import("serving.batch")
     clock = PhaseClock()
     scorer_init = batch._Scorer.__init__
+    scorers = []
 
     def instrumented(scorer, *args, **kwargs):
         scorer_init(scorer, *args, **kwargs)
+        scorers.append(scorer)
         if scorer.store is not None:
             scorer.store.lookup = clock.wrap("entity history", scorer.store.lookup)
         bundle = scorer.model.bundle
@@ -122,37 +127,61 @@ def predict(cfg, path: Path, out: Path, env: dict, chunk_rows: int) -> dict:
         scorer.log_rows.context = clock.wrap("log rows", scorer.log_rows.context)
         scorer.log.record = clock.wrap("log commit", scorer.log.record)
         scorer.log.served_predictions = clock.wrap("log lookup", scorer.log.served_predictions)
+        if log_writer == "process":
+            scorer.writer.submit = clock.wrap("log hand-off", scorer.writer.submit)
 
     batch._Scorer.__init__ = instrumented
     try:
         cpu = time.thread_time()
-        result = batch.run(cfg, path, out, env=env, chunk_rows=chunk_rows, progress=True)
+        result = batch.run(
+            cfg, path, out, env=env, chunk_rows=chunk_rows, progress=True, log_writer=log_writer
+        )
         cpu = time.thread_time() - cpu
     finally:
         batch._Scorer.__init__ = scorer_init
+    assert result.log_writer == log_writer, result.log_writer
+    writer_cpu = sum(s.writer.cpu_s for s in scorers)
+    if writer_cpu:
+        clock.cpu["log writer process"] = writer_cpu
     scored = max(result.scored, 1)
     phases = {k: round(v * 1000 / scored, 4) for k, v in clock.cpu.most_common()}
     return {
         **result.to_dict(),
-        "cpu_ms_per_record": round(cpu * 1000 / max(result.rows, 1), 4),
+        "cpu_ms_per_record": round((cpu + writer_cpu) * 1000 / max(result.rows, 1), 4),
+        "writer_cpu_ms_per_record": round(writer_cpu * 1000 / max(result.rows, 1), 4),
         "phases_cpu_ms_per_record": phases,
     }
 
 
+WRITERS = {"process": "log beside", "inline": "log in turn"}
+
+
 def table(results: dict) -> list[str]:
-    top, run = results["ceiling"], results["predict"]
-    share = run["records_per_s"] / top["records_per_s"] if top["records_per_s"] else 0.0
+    """Rates as shares of the ceiling's, and CPU per record as multiples of the ceiling's."""
+    top = results["ceiling"]
+    rate, cpu = max(top["records_per_s"], 1), top["cpu_ms_per_record"]
     lines = [
-        f"{'':38s} {'records/s':>10s} {'share':>7s}",
-        f"{'ceiling: features + model, at once':38s} {top['records_per_s']:>10,} {1:>7.0%}",
-        f"{'predict: scoring (history..log)':38s} {run['records_per_s']:>10,} {share:>7.0%}",
-        f"{'predict: file to file':38s} {run['overall_records_per_s']:>10,} "
-        f"{run['overall_records_per_s'] / max(top['records_per_s'], 1):>7.0%}",
-        "",
-        f"predict CPU ms per record, by phase (validation {run['validation_s']:.1f} s):",
+        f"{'':40s} {'records/s':>10s} {'share':>7s} {'CPU ms/rec':>11s} {'x ceiling':>10s}",
+        f"{'ceiling: features + model, at once':40s} {top['records_per_s']:>10,} {1:>7.0%} "
+        f"{cpu:>11.4f} {1:>10.2f}",
     ]
-    for phase, ms in run["phases_cpu_ms_per_record"].items():
-        lines.append(f"  {phase:20s} {ms:8.4f}")
+    for writer, name in WRITERS.items():
+        run = results["predict"][writer]
+        lines += [
+            f"{f'predict, {name}: scoring':40s} {run['records_per_s']:>10,} "
+            f"{run['records_per_s'] / rate:>7.0%}",
+            f"{f'predict, {name}: file to file':40s} {run['overall_records_per_s']:>10,} "
+            f"{run['overall_records_per_s'] / rate:>7.0%} {run['cpu_ms_per_record']:>11.4f} "
+            f"{run['cpu_ms_per_record'] / max(cpu, 1e-9):>10.2f}",
+        ]
+    for writer, name in WRITERS.items():
+        run = results["predict"][writer]
+        lines += [
+            "",
+            f"predict, {name}: CPU ms per record by phase (validation {run['validation_s']:.1f} s):",
+        ]
+        for phase, ms in run["phases_cpu_ms_per_record"].items():
+            lines.append(f"  {phase:20s} {ms:8.4f}")
     return lines
 
 
@@ -178,18 +207,22 @@ def main() -> None:
         records_after(cfg, project, args.rows, source)
         results = {
             "ceiling": ceiling(cfg, source, store_copy(cfg, root, "ceiling")),
-            "predict": predict(
-                cfg,
-                source,
-                root / "predictions.parquet",
-                store_copy(cfg, root, "predict"),
-                args.chunk_rows,
-            ),
+            "predict": {
+                writer: predict(
+                    cfg,
+                    source,
+                    root / f"predictions-{writer}.parquet",
+                    store_copy(cfg, root, f"predict-{writer}"),
+                    args.chunk_rows,
+                    writer,
+                )
+                for writer in WRITERS
+            },
         }
-    results["predict"].pop("output", None)
-    results["share_of_ceiling"] = round(
-        results["predict"]["records_per_s"] / max(results["ceiling"]["records_per_s"], 1), 3
-    )
+    rate = max(results["ceiling"]["records_per_s"], 1)
+    for run in results["predict"].values():
+        run.pop("output", None)
+        run["share_of_ceiling"] = round(run["records_per_s"] / rate, 3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print("\n".join(table(results)))

@@ -6,7 +6,9 @@ log what the server logs, quarantine bad rows with their reasons, refuse a file 
 refuses as a whole, and be idempotent when a file is scored again.
 """
 
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,19 @@ from typer.testing import CliRunner
 
 from {{cookiecutter.package_name}}.cli import app
 from {{cookiecutter.package_name}}.data.synthetic import generate
+from {{cookiecutter.package_name}}.data.validate import validate_records
 from {{cookiecutter.package_name}}.predlog.store import PredictionLog
 from {{cookiecutter.package_name}}.serving import batch
 from {{cookiecutter.package_name}}.serving.engine import Engine
+from {{cookiecutter.package_name}}.serving.loading import load_models
+from {{cookiecutter.package_name}}.serving.logrows import LogRows, ModelStamp
+from {{cookiecutter.package_name}}.serving.logwriter import (
+    LogChunk,
+    LogWriterError,
+    ProcessLogWriter,
+    usable_cores,
+)
+from {{cookiecutter.package_name}}.serving.routing import RoutingPlan
 from {{cookiecutter.package_name}}.serving.schema import record_model
 
 ROWS = 160
@@ -131,6 +143,100 @@ def test_predict_scores_and_logs_each_record_as_the_server_does(sample, later, t
     with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
         assert log.count() == ROWS
     assert _sends(env) == sends
+
+
+def _logged(env: dict) -> list[dict]:
+    """The log's rows by request id, without what differs between runs (row id, time)."""
+    with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
+        rows = sorted(log.rows(), key=lambda r: r["request_id"])
+    return [{k: v for k, v in r.items() if k not in ("id", "created_at")} for r in rows]
+
+
+def test_the_log_written_beside_the_scoring_is_the_log_written_in_turn(sample, later, tmp_path):
+    """A second process logs each chunk while the next is scored: the same predictions, log
+    rows and entity sends as logging in turn, and scoring the file again reads them back."""
+    cfg = sample.cfg
+    source = tmp_path / "records.parquet"
+    later.drop(columns=[cfg.data.column("label").name]).to_parquet(source, index=False)
+    runs = {}
+    for writer in ("inline", "process"):
+        env = _stores(sample, tmp_path / writer)
+        result = batch.run(
+            cfg, source, tmp_path / f"{writer}.parquet", env=env, chunk_rows=48, log_writer=writer
+        )
+        assert (result.log_writer, result.scored) == (writer, ROWS)
+        predictions = pd.read_parquet(result.output).drop(columns="scored_at")
+        runs[writer] = (predictions, _logged(env), _sends(env), env)
+    pd.testing.assert_frame_equal(runs["process"][0], runs["inline"][0])
+    assert len(runs["process"][1]) == ROWS and runs["process"][1] == runs["inline"][1]
+    assert runs["process"][2] == runs["inline"][2]
+
+    env = runs["process"][3]
+    again = batch.run(cfg, source, tmp_path / "again.parquet", env=env, chunk_rows=48)
+    assert (again.scored, again.from_log) == (ROWS, ROWS)
+    assert again.log_writer == ("process" if usable_cores() > 1 else "inline")  # auto
+    assert _logged(env) == runs["process"][1]
+    with pytest.raises(ValueError, match="log_writer: 'thread' is not one of"):
+        batch.run(cfg, source, tmp_path / "x.parquet", env=env, log_writer="thread")
+
+
+def test_a_record_in_the_chunk_being_logged_is_not_scored_or_logged_twice(sample, later, tmp_path):
+    """A request id handed to the writer but perhaps not committed yet is reused, as one in the
+    log is (a contract whose ids need not be unique can repeat a record across chunks)."""
+    cfg = sample.cfg
+    env = _stores(sample, tmp_path / "stores")
+    report = validate_records(cfg, later, docs=False, scoring=True)
+    valid = report.valid.sort_values(cfg.data.timestamp) if cfg.data.timestamp else report.valid
+    champion, _ = load_models(cfg, RoutingPlan("single"), env)
+    url = env["PREDICTION_LOG_URL"]
+    scorer = batch._Scorer(cfg, champion, env, url, ProcessLogWriter())
+    try:
+        first = scorer.score(valid.iloc[:30])
+        second = scorer.score(valid.iloc[20:50])  # 10 records of the first chunk again
+    finally:
+        scorer.close()
+    assert scorer.from_log == 10
+    repeated = first.iloc[20:30]
+    pd.testing.assert_frame_equal(
+        second.iloc[:10][["request_id", "score", "prediction"]],
+        repeated[["request_id", "score", "prediction"]],
+    )
+    assert len(_logged(env)) == 50
+
+
+def test_a_log_writer_that_fails_or_dies_stops_the_run_with_why(sample, tmp_path):
+    cfg = sample.cfg
+    log_rows = LogRows(cfg, {}, batch.ROUTING)
+    stamp = ModelStamp("model", 1, "champion", 0.5)
+    chunk = LogChunk([], [], [], pd.DataFrame(), np.empty((0, 0)), np.empty(0), np.empty(0), None)
+
+    (tmp_path / "file").write_text("")
+    writer = ProcessLogWriter()  # a log it cannot open: the reason comes back
+    writer.start(log_rows, stamp, f"sqlite:///{tmp_path}/file/log.db")
+    with pytest.raises(LogWriterError, match=r"the prediction log writer failed.*file"):
+        writer.submit(chunk)
+    writer.close()
+
+    writer = ProcessLogWriter()  # killed (out of memory, say): the run stops, not hangs
+    writer.start(log_rows, stamp, f"sqlite:///{tmp_path}/log.db")
+    os.kill(writer._process.pid, signal.SIGKILL)
+    writer._process.wait()
+    with pytest.raises(LogWriterError, match=r"the prediction log writer failed \(exit code -9\)"):
+        writer.submit(chunk)
+        writer.close()
+    writer.close()
+
+
+def test_the_cli_says_when_the_log_writer_failed(sample, later, tmp_path, monkeypatch):
+    def failing(*args, **kwargs):
+        raise LogWriterError("the prediction log writer failed (exit code -9): it stopped")
+
+    monkeypatch.setattr(batch, "run", failing)
+    source = tmp_path / "records.csv"
+    later.to_csv(source, index=False)
+    result = CliRunner().invoke(app, ["predict", str(source), "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 1
+    assert "exit code -9" in result.output and "again resumes" in result.output
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_path):

@@ -192,6 +192,11 @@ class InputSignals:
             self.text.append((str(column), vocabulary, index))
 
     @property
+    def columns(self) -> list[str]:
+        """The raw columns the signals are read from."""
+        return [*self.categories, *(column for column, _, _ in self.text)]
+
+    @property
     def keys(self) -> list[str]:
         """The signal names every row gets, in order."""
         names = [f"cat.{c}" for c in self.categories]

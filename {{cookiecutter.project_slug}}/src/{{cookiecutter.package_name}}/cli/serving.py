@@ -185,6 +185,7 @@ def predict(
     """Score a file of records with the champion (batch serving): the contract's checks and
     quarantine, the entity history, every prediction in the prediction log."""
     from ..serving import batch
+    from ..serving.logwriter import LogWriterError
 
     cfg = load(config)
     if not file.is_file():
@@ -206,6 +207,8 @@ def predict(
         raise fail(f"nothing scored: {exc}", code=1) from exc
     except ValueError as exc:  # an unreadable file
         raise fail(str(exc)) from exc
+    except LogWriterError as exc:
+        raise fail(f"{exc}; scoring the file again resumes after what is logged", code=1) from exc
     for note in result.notes:
         console.print(note, highlight=False)
     console.print(

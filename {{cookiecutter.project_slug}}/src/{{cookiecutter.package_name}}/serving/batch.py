@@ -9,7 +9,9 @@ The same steps as a request, over large chunks instead of one record:
 2. in time order, add each record's entity history from the entity store (which records the
    record as seen, as the server does) and score it with the registry's champion;
 3. log every prediction in the prediction log (routing ``batch``), with the monitored values the
-   server logs (``logrows.py``), so ``monitor`` covers batch scoring too;
+   server logs (``logrows.py``), so ``monitor`` covers batch scoring too; a file of several
+   chunks is logged by a second process while the next chunk is scored (``logwriter.py``), and
+   the run ends once every prediction is committed;
 4. write the predictions (source row, record id, label, score, threshold, model) in the input's
    order.
 
@@ -34,11 +36,13 @@ import pandas as pd
 from ..data.validate import ValidationReport, read_table, validate_records
 from ..predlog.store import PredictionLog, log_url
 from .loading import load_models
-from .logrows import LogRows
+from .logrows import LogRows, ModelStamp
+from .logwriter import InlineLogWriter, LogChunk, ProcessLogWriter, usable_cores
 from .routing import RoutingPlan
 
 ROUTING = "batch"
 CHUNK_ROWS = 10_000
+LOG_WRITERS = ("auto", "process", "inline")
 # Request ids of batch predictions: a name-based UUID of the record's id.
 _NAMESPACE = uuid.UUID("6f1d2c4e-8a7b-4e35-9c0f-5b8e2a1d3c7f")
 OUTPUT_COLUMNS = (
@@ -78,6 +82,7 @@ class BatchResult:
     scoring_s: float
     seconds: float
     positives: int = 0
+    log_writer: str = "inline"
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -97,6 +102,7 @@ class BatchResult:
             "quarantined": self.quarantined,
             "from_log": self.from_log,
             "positives": self.positives,
+            "log_writer": self.log_writer,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "output": str(self.output),
@@ -157,13 +163,18 @@ def run(
     now=None,
     chunk_rows: int = CHUNK_ROWS,
     progress: bool = False,
+    log_writer: str = "auto",
 ) -> BatchResult:
     """Score ``input_path`` with the champion into ``output_path``; see the module docstring.
 
     ``env`` as the server reads it (``MODEL_VERSION``, ``PREDICTION_LOG_URL``,
-    ``ENTITY_STORE_URL``). Raises :class:`BatchRefused` when the file is refused as a whole
-    (the quarantine and the report are written first).
+    ``ENTITY_STORE_URL``). ``log_writer``: ``process`` logs in a second process beside the
+    scoring, ``inline`` in turn with it; ``auto`` takes ``process`` for a file of more than one
+    chunk on more than one core. Raises :class:`BatchRefused` when the file is refused as a
+    whole (the quarantine and the report are written first).
     """
+    if log_writer not in LOG_WRITERS:
+        raise ValueError(f"log_writer: {log_writer!r} is not one of {', '.join(LOG_WRITERS)}")
     started = time.perf_counter()
     env = os.environ if env is None else env
     input_path, output_path = Path(input_path), Path(output_path)
@@ -172,16 +183,26 @@ def run(
     for stale in (output_path, quarantine_path, report_path):
         stale.unlink(missing_ok=True)
     raw = read_table(input_path)
-    report = validate_records(cfg, raw, now=now, docs=False, scoring=True)
-    validation_s = time.perf_counter() - started
-    if len(report.quarantine):
-        report.quarantine.to_parquet(quarantine_path, index=False)
-    if not report.usable:
-        _write_report(report_path, report, None)
-        raise BatchRefused(report)
-
-    champion, _ = load_models(cfg, RoutingPlan("single"), env)
-    scorer = _Scorer(cfg, champion, env)
+    url = log_url(cfg, env.get("PREDICTION_LOG_URL") or None)
+    beside = log_writer == "process" or (
+        log_writer == "auto" and len(raw) > chunk_rows and usable_cores() > 1
+    )
+    # Started before validation, so the writer's start-up overlaps it.
+    writer = ProcessLogWriter() if beside else None
+    try:
+        report = validate_records(cfg, raw, now=now, docs=False, scoring=True)
+        validation_s = time.perf_counter() - started
+        if len(report.quarantine):
+            report.quarantine.to_parquet(quarantine_path, index=False)
+        if not report.usable:
+            _write_report(report_path, report, None)
+            raise BatchRefused(report)
+        champion, _ = load_models(cfg, RoutingPlan("single"), env)
+        scorer = _Scorer(cfg, champion, env, url, writer)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        raise
     valid = report.valid
     order = valid
     if cfg.data.timestamp:  # history is point in time: earlier records first
@@ -222,6 +243,7 @@ def run(
         scoring_s=scoring_s,
         seconds=time.perf_counter() - started,
         positives=positives,
+        log_writer="process" if writer is not None else "inline",
     )
     if len(report.quarantine):
         result.notes.append(report.summary())
@@ -246,7 +268,7 @@ def _progress(total: int):
 class _Scorer:
     """Scores chunks of validated rows with one model, its entity store and the log."""
 
-    def __init__(self, cfg, model, env):
+    def __init__(self, cfg, model, env, url: str, writer: ProcessLogWriter | None = None):
         from ..features.store import EntityStore
         from .engine import STORE_URL_ENV
 
@@ -258,8 +280,14 @@ class _Scorer:
         self.store = (
             EntityStore.from_config(cfg, env.get(STORE_URL_ENV) or None) if self.entity else None
         )
-        self.log = PredictionLog(log_url(cfg, env.get("PREDICTION_LOG_URL") or None))
+        self.log = PredictionLog(url)
         self.log_rows = LogRows(cfg, model.bundle.reference, ROUTING)
+        self.writer = writer or InlineLogWriter(self.log)
+        self.writer.start(self.log_rows, ModelStamp.of(model), url, self.log.fsync)
+        # The predictions of the chunk last handed to the writer, which may not be committed
+        # yet: a record of the next chunk with the same request id reuses them, as it would
+        # reuse them from the log.
+        self._handed: dict[str, tuple[float, str, float]] = {}
         self.from_log = 0
 
     def score(self, chunk: pd.DataFrame) -> pd.DataFrame:
@@ -268,12 +296,15 @@ class _Scorer:
         times = chunk[self.timestamp].tolist() if self.timestamp else [None] * len(ids)
         request_ids = [request_id(i, t) for i, t in zip(ids, times, strict=True)]
         logged = self.log.served_predictions(request_ids, self.model.name, self.model.version)
+        for r in request_ids:
+            if r not in logged and r in self._handed:
+                logged[r] = self._handed[r]
         fresh = np.array([r not in logged for r in request_ids], dtype=bool)
         now = datetime.now(UTC)
         n = len(chunk)
         scores = np.empty(n)
         labels = np.empty(n, dtype=object)
-        thresholds = np.full(n, float(self.model.bundle.threshold))
+        thresholds = np.full(n, float(self.model.threshold))
         if fresh.any():
             rows = chunk if fresh.all() else chunk[fresh]
             if self.store is not None:
@@ -285,14 +316,23 @@ class _Scorer:
             features = self.log_rows.features(self.model, rows, x)
             fresh_ids = [r for r, f in zip(request_ids, fresh, strict=True) if f]
             entities = rows[self.entity].tolist() if self.entity else [None] * len(rows)
-            context = self.log_rows.context(
-                fresh_ids, rows[self.id_column].tolist(), entities, rows, features, now
+            self.writer.submit(
+                LogChunk(
+                    request_ids=fresh_ids,
+                    message_ids=rows[self.id_column].tolist(),
+                    entities=entities,
+                    rows=rows[self.log_rows.source_columns(rows)],
+                    features=features,
+                    scores=part,
+                    labels=part_labels,
+                    now=now,
+                )
             )
-            entries = [
-                context.record(i, self.model, part[i], part_labels[i], True, None)
-                for i in range(len(rows))
-            ]
-            self.log.record(entries)
+            threshold = float(self.model.threshold)
+            handed: dict[str, tuple[float, str, float]] = {}
+            for r, score, label in zip(fresh_ids, part.tolist(), part_labels, strict=True):
+                handed.setdefault(r, (score, str(label), threshold))
+            self._handed = handed
             scores[fresh], labels[fresh] = part, part_labels
         for k in np.flatnonzero(~fresh):
             score, label, threshold = logged[request_ids[k]]
@@ -314,6 +354,10 @@ class _Scorer:
         )
 
     def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-        self.log.close()
+        """Wait for the last chunk's commit, then close the store and the log."""
+        try:
+            self.writer.close()
+        finally:
+            if self.store is not None:
+                self.store.close()
+            self.log.close()

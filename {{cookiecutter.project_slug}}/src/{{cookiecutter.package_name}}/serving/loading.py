@@ -38,6 +38,10 @@ class ServedModel:
     alias: str
 
     @property
+    def threshold(self) -> float:
+        return float(self.bundle.threshold)
+
+    @property
     def training_precision(self) -> float:
         """Test (else validation) precision recorded at training, NaN when unknown."""
         metrics = self.bundle.metadata.get("metrics", {})

@@ -9,6 +9,7 @@ reads the same values whichever path scored a record.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -42,6 +43,21 @@ def logged_values(features, rows: int, columns: int) -> np.ndarray:
     return np.ascontiguousarray(wide)
 
 
+@dataclass(frozen=True)
+class ModelStamp:
+    """What a log entry says of the model that scored it (``loading.ServedModel`` has the same
+    attributes): what a process that writes the log without the model needs of it."""
+
+    name: str
+    version: int
+    role: str
+    threshold: float
+
+    @classmethod
+    def of(cls, model) -> ModelStamp:
+        return cls(model.name, int(model.version), model.role, float(model.threshold))
+
+
 class LogRows:
     """The monitored values of scored rows and the log entries they go into."""
 
@@ -66,6 +82,11 @@ class LogRows:
                 # Cell by cell: selecting a column of a one-row frame costs more than scoring.
                 out[:, j] = [_number(v) for v in cells(rows, name)]
         return out
+
+    def source_columns(self, rows: pd.DataFrame | RecordTable) -> list[str]:
+        """The raw columns of ``rows`` that :meth:`context` reads (time, input signals)."""
+        wanted = [self.timestamp, *self.signals.columns]
+        return [c for c in dict.fromkeys(wanted) if c and c in rows]
 
     def _model_columns(self, model) -> dict[str, int]:
         key = (model.name, model.version)
@@ -139,7 +160,7 @@ class LogContext:
             "routing": self.routing,
             "score": float(score),
             "label": str(label),
-            "threshold": float(model.bundle.threshold),
+            "threshold": float(model.threshold),
             "latency_ms": latency_ms,
             "features": LoggedFeatures(self.names, self.values[i], self.signals[i]),
         }
