@@ -9,11 +9,14 @@ refuses as a whole, and be idempotent when a file is scored again.
 import os
 import shutil
 import signal
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sample_project import request_bodies, sample_project
 from typer.testing import CliRunner
 
@@ -143,6 +146,26 @@ def test_predict_scores_and_logs_each_record_as_the_server_does(sample, later, t
     with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
         assert log.count() == ROWS
     assert _sends(env) == sends
+
+
+@given(
+    ids=st.lists(st.one_of(st.text(), st.integers(), st.floats(allow_nan=False)), max_size=20),
+    ms=st.lists(st.one_of(st.none(), st.integers(-(2**43), 2**43)), min_size=20, max_size=20),
+    zone=st.sampled_from([None, "UTC", "Asia/Kolkata"]),
+)
+def test_request_ids_of_a_column_are_each_records_request_id(ids, ms, zone):
+    """The chunk's ids, read as one array of times, are the ids a previous run logged (the
+    name-based UUID of ``uuid.uuid5``, the record's time in milliseconds first)."""
+    times = pd.Series(pd.to_datetime([m for m in ms[: len(ids)]], unit="ms"), dtype="M8[ns]")
+    if zone:
+        times = times.dt.tz_localize("UTC").dt.tz_convert(zone)
+    expected = [batch.request_id(i, t) for i, t in zip(ids, times.tolist(), strict=True)]
+    assert batch.request_ids(ids, times) == expected
+    assert batch.request_ids(ids, times.astype(object)) == expected
+    assert batch.request_ids(ids) == [uuid.uuid5(batch._NAMESPACE, str(i)).hex for i in ids]
+    for i, key, m in zip(ids, expected, ms, strict=False):
+        digest = uuid.uuid5(batch._NAMESPACE, str(i)).hex
+        assert key == (digest if m is None else f"{m & (2**48 - 1):012x}{digest[12:]}")
 
 
 def _logged(env: dict) -> list[dict]:

@@ -186,10 +186,12 @@ class InputSignals:
     def __init__(self, reference: dict):
         self.categories = [str(c) for c in (reference.get("categories") or {})]
         self.text: list[tuple[str, frozenset[str], dict[str, int]]] = []
+        self._top: dict[str, frozenset[str]] = {}  # a set meets a set faster than dict keys
         for column, profile in (reference.get("text") or {}).items():
             vocabulary = frozenset(profile.get("vocabulary", []))
             index = {token: i for i, token in enumerate(profile.get("top_tokens", []))}
             self.text.append((str(column), vocabulary, index))
+            self._top[str(column)] = frozenset(index)
 
     @property
     def columns(self) -> list[str]:
@@ -212,6 +214,7 @@ class InputSignals:
             for row, value in zip(rows, _cells(frame, column), strict=True):
                 row[key] = _category_value(value)
         for column, vocabulary, index in self.text:
+            top = self._top[column]
             unseen_key, top_key = f"text.{column}.unseen", f"text.{column}.top"
             if column not in frame:
                 for row in rows:
@@ -221,7 +224,7 @@ class InputSignals:
                 tokens = set(_TOKEN.findall(text.lower())) if isinstance(text, str) else set()
                 if tokens:
                     row[unseen_key] = len(tokens - vocabulary) / len(tokens)
-                    row[top_key] = sorted(index[t] for t in tokens & index.keys())
+                    row[top_key] = sorted([index[t] for t in tokens & top])
                 else:
                     row[unseen_key], row[top_key] = None, []
         return rows

@@ -37,7 +37,6 @@ from ..entity_history import (
     _instant_ns,
     _ns,
     _ns_optional,
-    _smoothed,
     snapshot_entity_stats,
 )
 from ..tables import SMALL_FRAME, RecordTable, cells
@@ -281,13 +280,17 @@ def _history(state: EntityState, t: int, meta: StoreMeta, created_ns: float) -> 
     previous = [times[before - 1]] if before else []
     if state.last_seen_ns is not None and state.last_seen_ns < t:
         previous.append(state.last_seen_ns)
-    rate = _smoothed(state.past_positive, state.past_labeled, meta.prior_rate, meta.prior_strength)
+    # ``_smoothed``'s arithmetic on this row's numbers, without its np.errstate (which costs
+    # more than the arithmetic): the prior's strength is positive, the divisor never 0.
+    rate = (state.past_positive + meta.prior_rate * meta.prior_strength) / (
+        state.past_labeled + meta.prior_strength
+    )
     return [
         float(state.base_count + before),
         float(state.past_labeled),
         float(state.past_positive),
         float(rate),
-        *(float(before - bisect_left(times, t - w)) for w in _WINDOWS_NS.values()),
+        *[float(before - bisect_left(times, t - w)) for w in _WINDOWS_NS.values()],
         float(t - max(previous)) / _NS_PER_SECOND if previous else math.nan,
         (float(t) - created_ns) / _NS_PER_DAY,
     ]

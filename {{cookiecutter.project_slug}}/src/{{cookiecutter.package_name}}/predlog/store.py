@@ -350,13 +350,24 @@ class PredictionLog:
 
         p = self.predictions.c
         found: dict[str, tuple[float, str, float]] = {}
+        if not request_ids:
+            return found
+        of_model = (
+            p.served.is_(True),
+            p.model_name == model_name,
+            p.model_version == model_version,
+        )
         with self.engine.connect() as conn:
+            # Ids never scored (the usual case) have none of theirs in their range: one probe of
+            # the index says so, where looking them up takes a query per 500 ids.
+            probe = sa.select(p.id).where(
+                p.request_id.between(min(request_ids), max(request_ids)), *of_model
+            )
+            if conn.execute(probe.limit(1)).first() is None:
+                return found
             for i in range(0, len(request_ids), 500):
                 query = sa.select(p.request_id, p.score, p.label, p.threshold).where(
-                    p.request_id.in_(request_ids[i : i + 500]),
-                    p.served.is_(True),
-                    p.model_name == model_name,
-                    p.model_version == model_version,
+                    p.request_id.in_(request_ids[i : i + 500]), *of_model
                 )
                 found.update((r, (s, lab, t)) for r, s, lab, t in conn.execute(query))
         return found

@@ -22,6 +22,7 @@ entity store does not count those records twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -45,6 +46,8 @@ CHUNK_ROWS = 10_000
 LOG_WRITERS = ("auto", "process", "inline")
 # Request ids of batch predictions: a name-based UUID of the record's id.
 _NAMESPACE = uuid.UUID("6f1d2c4e-8a7b-4e35-9c0f-5b8e2a1d3c7f")
+_NAME_HASH = hashlib.sha1(_NAMESPACE.bytes)  # uuid5's hash, before the name
+_MS_BITS = (1 << 48) - 1
 OUTPUT_COLUMNS = (
     "source_row",
     "prediction",
@@ -121,10 +124,37 @@ def request_id(record_id, at: pd.Timestamp | None = None) -> str:
     its id whose first 48 bits are replaced by the record's time in milliseconds when it has
     one. Like the server's (UUIDv7) ids they follow time, and a file is scored in time order:
     the log's request id index grows at its end instead of at a random page per record."""
-    digest = uuid.uuid5(_NAMESPACE, str(record_id)).hex
+    digest = _name_uuid(record_id)
     if at is None or at is pd.NaT:
         return digest
-    return f"{(at.value // 1_000_000) & ((1 << 48) - 1):012x}{digest[12:]}"
+    return f"{(at.value // 1_000_000) & _MS_BITS:012x}{digest[12:]}"
+
+
+def request_ids(record_ids: list, times: pd.Series | None = None) -> list[str]:
+    """:func:`request_id` of each record, ``times`` a datetime column or ``None``; reads the
+    times as one array instead of one ``Timestamp`` each."""
+    digests = [_name_uuid(i) for i in record_ids]
+    if times is None:
+        return digests
+    dtype = times.dtype
+    if not (isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M"):
+        return [request_id(i, t) for i, t in zip(record_ids, times.tolist(), strict=True)]
+    stamps = times.to_numpy(dtype="datetime64[ns]")  # UTC when the column has a zone
+    ms = ((stamps.view("int64") // 1_000_000) & _MS_BITS).tolist()
+    return [
+        d if missing else f"{m:012x}{d[12:]}"
+        for d, m, missing in zip(digests, ms, np.isnat(stamps).tolist(), strict=True)
+    ]
+
+
+def _name_uuid(record_id) -> str:
+    """``uuid.uuid5(_NAMESPACE, str(record_id)).hex`` without building a ``UUID``."""
+    name = _NAME_HASH.copy()
+    name.update(str(record_id).encode())
+    value = int.from_bytes(name.digest()[:16])
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    value = (value & ~(0xF000 << 64)) | (5 << 76)  # version 5
+    return f"{value:032x}"
 
 
 def side_paths(output: Path) -> tuple[Path, Path]:
@@ -293,13 +323,12 @@ class _Scorer:
     def score(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """The predictions of one chunk (indexed by source row), logged before returning."""
         ids = chunk[self.id_column].tolist()
-        times = chunk[self.timestamp].tolist() if self.timestamp else [None] * len(ids)
-        request_ids = [request_id(i, t) for i, t in zip(ids, times, strict=True)]
-        logged = self.log.served_predictions(request_ids, self.model.name, self.model.version)
-        for r in request_ids:
+        keys = request_ids(ids, chunk[self.timestamp] if self.timestamp else None)
+        logged = self.log.served_predictions(keys, self.model.name, self.model.version)
+        for r in keys:
             if r not in logged and r in self._handed:
                 logged[r] = self._handed[r]
-        fresh = np.array([r not in logged for r in request_ids], dtype=bool)
+        fresh = np.array([r not in logged for r in keys], dtype=bool)
         now = datetime.now(UTC)
         n = len(chunk)
         scores = np.empty(n)
@@ -314,7 +343,7 @@ class _Scorer:
             part = bundle.score_transformed(x)
             part_labels = bundle.labels_for(part)
             features = self.log_rows.features(self.model, rows, x)
-            fresh_ids = [r for r, f in zip(request_ids, fresh, strict=True) if f]
+            fresh_ids = [r for r, f in zip(keys, fresh, strict=True) if f]
             entities = rows[self.entity].tolist() if self.entity else [None] * len(rows)
             self.writer.submit(
                 LogChunk(
@@ -335,7 +364,7 @@ class _Scorer:
             self._handed = handed
             scores[fresh], labels[fresh] = part, part_labels
         for k in np.flatnonzero(~fresh):
-            score, label, threshold = logged[request_ids[k]]
+            score, label, threshold = logged[keys[k]]
             scores[k], labels[k], thresholds[k] = score, label, threshold
         self.from_log += int((~fresh).sum())
         return pd.DataFrame(
@@ -347,7 +376,7 @@ class _Scorer:
                 "threshold": thresholds,
                 "model_name": self.model.name,
                 "model_version": self.model.version,
-                "request_id": request_ids,
+                "request_id": keys,
                 "scored_at": pd.Timestamp(now),
             },
             index=chunk.index,
