@@ -111,9 +111,13 @@ def store_copy(env: dict, name: str) -> str:
 
 
 def in_process(env: dict, bodies: list[dict], args) -> dict:
-    """Latency of ``Engine.classify`` without HTTP, one record and one batch at a time."""
+    """Latency of ``Engine.classify`` without HTTP, one record and one batch at a time.
+
+    Here, in ``phases`` and in ``ceiling`` the engine's objects are kept out of the garbage
+    collector's passes, as the server keeps them (``serving/service.py``)."""
     from {{cookiecutter.package_name}}.config import load_config
     from {{cookiecutter.package_name}}.serving.engine import Engine
+    from {{cookiecutter.package_name}}.serving.heap import frozen
     from {{cookiecutter.package_name}}.serving.schema import record_model
 
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
@@ -128,25 +132,26 @@ def in_process(env: dict, bodies: list[dict], args) -> dict:
     raw = [json.dumps(b).encode() for b in bodies]
     out = {}
     try:
-        for name, size in (("classify", 1), ("classify_batch", args.batch)):
-            times = []
-            deadline = time.perf_counter() + args.duration
-            i = 0
-            while time.perf_counter() < deadline or len(times) < 20:
-                chunk = [raw[(i + k) % len(raw)] for k in range(size)]
-                i += size
+        with frozen():
+            for name, size in (("classify", 1), ("classify_batch", args.batch)):
+                times = []
+                deadline = time.perf_counter() + args.duration
+                i = 0
+                while time.perf_counter() < deadline or len(times) < 20:
+                    chunk = [raw[(i + k) % len(raw)] for k in range(size)]
+                    i += size
+                    t0 = time.perf_counter()
+                    engine.classify([record_cls.model_validate_json(b) for b in chunk])
+                    times.append(time.perf_counter() - t0)
+                out[name] = summary(np.array(times[5:]), None, size, errors=0)
+            rows = engine.frames.table([record_cls.model_validate_json(raw[0])])
+            rows = engine.store.lookup(cfg, rows, record=False)
+            score = []
+            for _ in range(200):
                 t0 = time.perf_counter()
-                engine.classify([record_cls.model_validate_json(b) for b in chunk])
-                times.append(time.perf_counter() - t0)
-            out[name] = summary(np.array(times[5:]), None, size, errors=0)
-        rows = engine.frames.table([record_cls.model_validate_json(raw[0])])
-        rows = engine.store.lookup(cfg, rows, record=False)
-        score = []
-        for _ in range(200):
-            t0 = time.perf_counter()
-            engine.champion.bundle.score(rows)
-            score.append(time.perf_counter() - t0)
-        out["score_only_ms"] = round(float(np.median(score)) * 1000, 3)
+                engine.champion.bundle.score(rows)
+                score.append(time.perf_counter() - t0)
+            out["score_only_ms"] = round(float(np.median(score)) * 1000, 3)
     finally:
         engine.close()
     return out
@@ -209,6 +214,7 @@ def phases(env: dict, bodies: list[dict], args) -> dict:
     and per record in a batch."""
     from {{cookiecutter.package_name}}.config import load_config
     from {{cookiecutter.package_name}}.serving.engine import Engine
+    from {{cookiecutter.package_name}}.serving.heap import frozen
     from {{cookiecutter.package_name}}.serving.schema import record_model
 
     cfg = load_config(env["SYSTEM_CONFIG"])
@@ -229,23 +235,24 @@ def phases(env: dict, bodies: list[dict], args) -> dict:
         engine = Engine.from_config(cfg, local)
         clock, calls, i, total = PhaseClock(), 0, 0, 0
         try:
-            for warm in (True, False):
-                if not warm:  # after the warm-up: only measured calls carry the clock
-                    clock.instrument(engine)
-                deadline = time.perf_counter() + (0.5 if warm else args.duration)
-                while time.perf_counter() < deadline:
-                    chunk = [raw[(i + k) % len(raw)] for k in range(size)]
-                    i += size
-                    t0 = time.thread_time_ns()
-                    records = [record_cls.model_validate_json(b) for b in chunk]
-                    t1 = time.thread_time_ns()
-                    engine.classify(records)
-                    if not warm:
-                        clock.ns["parse"] += t1 - t0
-                        total += time.thread_time_ns() - t0
-                        calls += 1
-                    if idle:
-                        time.sleep(idle)
+            with frozen():
+                for warm in (True, False):
+                    if not warm:  # after the warm-up: only measured calls carry the clock
+                        clock.instrument(engine)
+                    deadline = time.perf_counter() + (0.5 if warm else args.duration)
+                    while time.perf_counter() < deadline:
+                        chunk = [raw[(i + k) % len(raw)] for k in range(size)]
+                        i += size
+                        t0 = time.thread_time_ns()
+                        records = [record_cls.model_validate_json(b) for b in chunk]
+                        t1 = time.thread_time_ns()
+                        engine.classify(records)
+                        if not warm:
+                            clock.ns["parse"] += t1 - t0
+                            total += time.thread_time_ns() - t0
+                            calls += 1
+                        if idle:
+                            time.sleep(idle)
         finally:
             engine.close()
         clock.ns["other"] = total - sum(clock.ns.values())
@@ -264,6 +271,7 @@ def ceiling(env: dict, bodies: list[dict], args) -> dict:
     large-batch limit every other figure is a share of."""
     from {{cookiecutter.package_name}}.config import load_config
     from {{cookiecutter.package_name}}.serving.engine import Engine
+    from {{cookiecutter.package_name}}.serving.heap import frozen
     from {{cookiecutter.package_name}}.serving.schema import record_model
 
     cfg = load_config(env["SYSTEM_CONFIG"])
@@ -274,16 +282,19 @@ def ceiling(env: dict, bodies: list[dict], args) -> dict:
     }
     engine = Engine.from_config(cfg, local)
     try:
-        record_cls = record_model(cfg)
-        records = [record_cls.model_validate(bodies[k % len(bodies)]) for k in range(args.ceiling)]
-        rows = engine.frames.frame(records)
-        if engine.store is not None:
-            rows = engine.store.lookup(cfg, rows, record=False)
-        bundle = engine.champion.bundle
-        bundle.score(rows.iloc[:100])  # warm
-        t0, c0 = time.perf_counter(), time.thread_time()
-        bundle.labels_for(bundle.score(rows))
-        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        with frozen():
+            record_cls = record_model(cfg)
+            records = [
+                record_cls.model_validate(bodies[k % len(bodies)]) for k in range(args.ceiling)
+            ]
+            rows = engine.frames.frame(records)
+            if engine.store is not None:
+                rows = engine.store.lookup(cfg, rows, record=False)
+            bundle = engine.champion.bundle
+            bundle.score(rows.iloc[:100])  # warm
+            t0, c0 = time.perf_counter(), time.thread_time()
+            bundle.labels_for(bundle.score(rows))
+            wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
     finally:
         engine.close()
     return {

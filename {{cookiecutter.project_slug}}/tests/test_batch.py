@@ -9,6 +9,8 @@ refuses as a whole, and be idempotent when a file is scored again.
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -329,3 +331,26 @@ def test_the_cli_scores_a_csv_and_prints_the_rate(sample, later, tmp_path, monke
     assert result.exit_code == 0, result.output
     assert f"scored {ROWS} of {ROWS} records" in result.output and "records/s" in result.output
     assert len(pd.read_parquet(out)) == ROWS
+
+
+def test_scoring_leaves_what_exists_out_of_collections_and_thaws_it_after():
+    """``heap.frozen`` around the scoring loop; a process's own freeze is left as it is."""
+    script = """
+import gc
+from {{cookiecutter.package_name}}.serving.heap import frozen
+assert gc.get_freeze_count() == 0
+with frozen():
+    assert gc.get_freeze_count() > 0
+assert gc.get_freeze_count() == 0
+gc.freeze()
+count = gc.get_freeze_count()
+with frozen():
+    assert gc.get_freeze_count() == count
+assert gc.get_freeze_count() == count
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr

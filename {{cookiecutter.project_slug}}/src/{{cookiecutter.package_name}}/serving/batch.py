@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..data.validate import ValidationReport, read_table, validate_records
 from ..predlog.store import PredictionLog, log_url
+from .heap import frozen
 from .loading import load_models
 from .logrows import LogRows, ModelStamp
 from .logwriter import InlineLogWriter, LogChunk, ProcessLogWriter, usable_cores
@@ -241,10 +242,11 @@ def run(
     parts: list[pd.DataFrame] = []
     bar = _progress(len(order)) if progress else None
     try:
-        for start in range(0, len(order), chunk_rows):
-            parts.append(scorer.score(order.iloc[start : start + chunk_rows]))
-            if bar:
-                bar[0].update(bar[1], completed=min(start + chunk_rows, len(order)))
+        with frozen():  # the file, the model and the libraries: no garbage among them
+            for start in range(0, len(order), chunk_rows):
+                parts.append(scorer.score(order.iloc[start : start + chunk_rows]))
+                if bar:
+                    bar[0].update(bar[1], completed=min(start + chunk_rows, len(order)))
     finally:
         if bar:
             bar[0].stop()

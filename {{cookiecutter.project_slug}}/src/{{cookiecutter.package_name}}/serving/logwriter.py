@@ -89,7 +89,8 @@ class ProcessLogWriter:
     module, not a ``multiprocessing`` child, which would run the caller's script again (a script
     without a ``__main__`` guard would start a writer of its own), and in a session of its own:
     Ctrl-C is the scoring process's to handle, and the writer ends when its socket closes.
-    ``cpu_s``: the CPU seconds it spent on the chunks committed so far.
+    ``cpu_s``: the CPU seconds its main thread spent on the chunks committed so far (like the
+    scoring thread's, without the log's checkpoint thread).
     """
 
     def __init__(self):
@@ -169,7 +170,7 @@ def serve(conn: Connection) -> None:
                 return
             if kind == "stop":
                 return
-            started = time.process_time()
+            started = time.thread_time()
             try:
                 if kind == "start":
                     log_rows, model, url, fsync = payload
@@ -180,7 +181,7 @@ def serve(conn: Connection) -> None:
             except Exception as exc:
                 conn.send(("error", traceback.format_exception_only(exc)[-1].strip()))
                 return
-            conn.send(("ok", time.process_time() - started))
+            conn.send(("ok", time.thread_time() - started))
     finally:
         if log is not None:
             log.close()
