@@ -326,20 +326,25 @@ class PredictionLog:
         """Insert ``rows`` into ``table``. On SQLite as the driver's tuples: SQLAlchemy's
         per-row parameter processing (a dict per row, a converter call per value) cost more
         than SQLite's insert itself."""
+        if not rows:
+            return
         if not self._sqlite:
             conn.execute(table.insert(), rows)
             return
         sql, columns = self._driver_inserts[table.name]
-        conn.exec_driver_sql(
-            sql,
-            [
-                tuple(
-                    row.get(name) if convert is None else convert(row.get(name))
-                    for name, convert in columns
-                )
-                for row in rows
-            ],
-        )
+        # Column by column: a comprehension per column costs less than a generator per row,
+        # and a value shared by every row (the call's time) is converted once.
+        values = []
+        for name, convert in columns:
+            column = [row.get(name) for row in rows]
+            if convert is not None:
+                first = column[0]
+                if all(value is first for value in column):
+                    column = [convert(first)] * len(column)
+                else:
+                    column = [convert(value) for value in column]
+            values.append(column)
+        conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
 
     def served_predictions(
         self, request_ids: list[str], model_name: str, model_version: int

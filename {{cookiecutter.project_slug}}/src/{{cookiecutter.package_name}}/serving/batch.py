@@ -323,7 +323,8 @@ class _Scorer:
         self.from_log = 0
 
     def score(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """The predictions of one chunk (indexed by source row), logged before returning."""
+        """The predictions of one chunk (indexed by source row), handed to the log writer
+        (committed before the next chunk is handed over, or by :meth:`close`)."""
         ids = chunk[self.id_column].tolist()
         keys = request_ids(ids, chunk[self.timestamp] if self.timestamp else None)
         logged = self.log.served_predictions(keys, self.model.name, self.model.version)

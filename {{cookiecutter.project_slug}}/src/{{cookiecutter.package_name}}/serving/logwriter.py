@@ -1,7 +1,7 @@
 """Batch scoring's prediction log, written beside the scoring instead of in turn with it.
 
-Logging a chunk (the per-row input signals, the entries, the commit) costs batch scoring about
-as much CPU as its features and model: done in turn, it halves the scoring rate. So
+Logging a chunk (the per-row input signals, the entries, the commit) costs batch scoring as
+much CPU as its features and model, or more: done in turn, it is half the scoring time or more. So
 :class:`ProcessLogWriter` hands each scored chunk to a second process, which builds its entries
 with the same :class:`~.logrows.LogRows` and commits them while the next chunk is scored (a
 thread would not do: most of that work holds the interpreter lock). At most one chunk is in
