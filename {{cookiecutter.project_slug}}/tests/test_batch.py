@@ -199,10 +199,42 @@ def test_the_log_written_beside_the_scoring_is_the_log_written_in_turn(sample, l
     env = runs["process"][3]
     again = batch.run(cfg, source, tmp_path / "again.parquet", env=env, chunk_rows=48)
     assert (again.scored, again.from_log) == (ROWS, ROWS)
-    assert again.log_writer == ("process" if usable_cores() > 1 else "inline")  # auto
     assert _logged(env) == runs["process"][1]
     with pytest.raises(ValueError, match="log_writer: 'thread' is not one of"):
         batch.run(cfg, source, tmp_path / "x.parquet", env=env, log_writer="thread")
+
+
+@pytest.mark.parametrize("pays", [True, False])
+def test_auto_logs_the_first_chunk_in_turn_then_picks_a_writer(
+    sample, later, tmp_path, monkeypatch, pays
+):
+    """``auto`` measures the first chunk's log against its scoring (``writer_pays``), then
+    hands the rest to a writer process or keeps logging in turn: the same log either way."""
+    cfg = sample.cfg
+    source = tmp_path / "records.parquet"
+    later.drop(columns=[cfg.data.column("label").name]).to_parquet(source, index=False)
+    seen = []
+
+    def decide(log_cpu_s, scoring_cpu_s):
+        seen.append((log_cpu_s, scoring_cpu_s))
+        return pays
+
+    monkeypatch.setattr(batch, "writer_pays", decide)
+    env = _stores(sample, tmp_path / "auto")
+    result = batch.run(cfg, source, tmp_path / "auto.parquet", env=env, chunk_rows=48)
+    beside = pays and usable_cores() > 1
+    assert result.log_writer == ("process" if beside else "inline")
+    if usable_cores() > 1:  # measured once, on the first chunk
+        assert len(seen) == 1 and seen[0][0] > 0 and seen[0][1] > 0
+    inline = _stores(sample, tmp_path / "inline")
+    batch.run(cfg, source, tmp_path / "in.parquet", env=inline, chunk_rows=48, log_writer="inline")
+    assert len(_logged(env)) == ROWS and _logged(env) == _logged(inline)
+    assert _sends(env) == _sends(inline)
+
+
+def test_a_writer_pays_when_the_log_costs_well_under_the_scoring():
+    assert batch.writer_pays(0.6, 1.0) and batch.writer_pays(0.0, 1.0)
+    assert not batch.writer_pays(1.1, 1.0) and not batch.writer_pays(0.9, 1.0)
 
 
 def test_a_record_in_the_chunk_being_logged_is_not_scored_or_logged_twice(sample, later, tmp_path):

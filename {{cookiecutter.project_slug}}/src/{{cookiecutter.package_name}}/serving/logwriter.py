@@ -7,8 +7,9 @@ with the same :class:`~.logrows.LogRows` and commits them while the next chunk i
 thread would not do: most of that work holds the interpreter lock). At most one chunk is in
 flight: :meth:`submit` first waits until the previous one is committed, and :meth:`close`
 until the last one is, so a run that ends has every prediction in the log, and a failed commit
-stops the run at the next chunk with its reason. :class:`InlineLogWriter` commits in turn, for
-a single chunk or a single core.
+stops the run at the next chunk with its reason. :class:`InlineLogWriter` commits in turn: for
+a single chunk, a single core, or a log that costs about as much as the scoring
+(``batch.writer_pays``).
 """
 
 from __future__ import annotations
