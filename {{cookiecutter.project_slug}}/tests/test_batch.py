@@ -231,6 +231,11 @@ def test_auto_logs_the_first_chunk_in_turn_then_picks_a_writer(
     assert len(_logged(env)) == ROWS and _logged(env) == _logged(inline)
     assert _sends(env) == _sends(inline)
 
+    # Scored again, every chunk comes from the log: nothing is measured, nothing decided.
+    seen.clear()
+    again = batch.run(cfg, source, tmp_path / "again.parquet", env=env, chunk_rows=48)
+    assert (again.from_log, again.log_writer, seen) == (ROWS, "inline", [])
+
 
 def test_a_writer_pays_when_the_log_costs_well_under_the_scoring():
     assert batch.writer_pays(0.6, 1.0) and batch.writer_pays(0.0, 1.0)

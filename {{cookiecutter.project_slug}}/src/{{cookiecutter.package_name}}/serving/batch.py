@@ -48,9 +48,9 @@ CHUNK_ROWS = 10_000
 LOG_WRITERS = ("auto", "process", "inline")
 # The writer process does a chunk's logging more slowly than the scoring thread would (the
 # hand-off, two processes on shared cores): it pays when the log's CPU, measured on the first
-# chunk, is at most this share of the rest of the scoring. Measured on 2 shared cores: the
-# default instance's log is ~0.6 of its scoring (the writer: +30-60 % records/s), card fraud's
-# ~1.1 (the writer: 15-20 % slower).
+# chunk scored, is at most this share of the rest of the scoring. On two shared cores the
+# default instance's log costs well under its scoring and the writer raises its rate, while
+# card fraud's costs more than its scoring and the writer slows it (README, performance).
 WRITER_PAYS_BELOW = 0.8
 # Request ids of batch predictions: a name-based UUID of the record's id.
 _NAMESPACE = uuid.UUID("6f1d2c4e-8a7b-4e35-9c0f-5b8e2a1d3c7f")
@@ -259,8 +259,8 @@ def run(
         with frozen():  # the file, the model and the libraries: no garbage among them
             for start in range(0, len(order), chunk_rows):
                 parts.append(scorer.score(order.iloc[start : start + chunk_rows]))
-                if writer is not None and scorer.writer is not writer:  # auto, first chunk
-                    if writer_pays(scorer.log_cpu_s, scorer.cpu_s - scorer.log_cpu_s):
+                if writer is not None and scorer.writer is not writer and scorer.measured:
+                    if writer_pays(*scorer.measured):  # auto, after the first chunk scored
                         scorer.hand_over(writer)
                     else:
                         writer.close()
@@ -341,7 +341,8 @@ class _Scorer:
         self.url = url
         self.writer = writer or InlineLogWriter(self.log)
         self.writer.start(self.log_rows, ModelStamp.of(model), url, self.log.fsync)
-        self.cpu_s = self.log_cpu_s = 0.0  # this thread's, in score and in handing over
+        # This thread's CPU in logging the last chunk with records to score, and in the rest.
+        self.measured: tuple[float, float] | None = None
         # The predictions of the chunk last handed to the writer, which may not be committed
         # yet: a record of the next chunk with the same request id reuses them, as it would
         # reuse them from the log.
@@ -394,7 +395,7 @@ class _Scorer:
                     now=now,
                 )
             )
-            self.log_cpu_s += time.thread_time() - handing
+            log_cpu_s = time.thread_time() - handing
             threshold = float(self.model.threshold)
             handed: dict[str, tuple[float, str, float]] = {}
             for r, score, label in zip(fresh_ids, part.tolist(), part_labels, strict=True):
@@ -419,7 +420,8 @@ class _Scorer:
             },
             index=chunk.index,
         )
-        self.cpu_s += time.thread_time() - started
+        if fresh.any():
+            self.measured = (log_cpu_s, time.thread_time() - started - log_cpu_s)
         return out
 
     def close(self) -> None:
