@@ -11,8 +11,8 @@ window, written as Parquet. Then, on the same records and model:
 - ``predict``: ``serving.batch.run`` from the file to the predictions file: the contract's
   checks, entity history, features, model, the prediction log, the output; its CPU per record
   by phase. Twice: with the log written in turn with the scoring (``inline``), and by a second
-  process beside it (``process``, the default for a file of several chunks), whose CPU is
-  counted too: the rate gained by a second core is shown beside the CPU it costs.
+  process beside it (``process``, which ``auto`` takes when the first chunk's log costs well
+  under its scoring), whose CPU is counted too: the rate a second core buys, beside its CPU.
 
 Results go to ``reports/bench_predict.json``.
 """
