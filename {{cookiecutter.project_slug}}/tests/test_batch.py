@@ -251,7 +251,7 @@ def test_a_record_in_the_chunk_being_logged_is_not_scored_or_logged_twice(sample
     valid = report.valid.sort_values(cfg.data.timestamp) if cfg.data.timestamp else report.valid
     champion, _ = load_models(cfg, RoutingPlan("single"), env)
     url = env["PREDICTION_LOG_URL"]
-    scorer = batch._Scorer(cfg, champion, env, url, ProcessLogWriter())
+    scorer = batch._Scorer(cfg, champion, env, url, writer=ProcessLogWriter())
     try:
         first = scorer.score(valid.iloc[:30])
         second = scorer.score(valid.iloc[20:50])  # 10 records of the first chunk again

@@ -243,7 +243,10 @@ def run(
             _write_report(report_path, report, None)
             raise BatchRefused(report)
         champion, _ = load_models(cfg, RoutingPlan("single"), env)
-        scorer = _Scorer(cfg, champion, env, url, writer if log_writer == "process" else None)
+        if log_writer == "process":
+            scorer = _Scorer(cfg, champion, env, url, writer=writer)
+        else:  # auto: logged in turn until the first chunk scored says whether writer pays
+            scorer = _Scorer(cfg, champion, env, url, candidate=writer)
     except BaseException:
         if writer is not None:
             writer.close()
@@ -259,22 +262,12 @@ def run(
         with frozen():  # the file, the model and the libraries: no garbage among them
             for start in range(0, len(order), chunk_rows):
                 parts.append(scorer.score(order.iloc[start : start + chunk_rows]))
-                if writer is not None and scorer.writer is not writer and scorer.measured:
-                    if writer_pays(*scorer.measured):  # auto, after the first chunk scored
-                        scorer.hand_over(writer)
-                    else:
-                        writer.close()
-                        writer = None
                 if bar:
                     bar[0].update(bar[1], completed=min(start + chunk_rows, len(order)))
     finally:
         if bar:
             bar[0].stop()
-        try:
-            scorer.close()
-        finally:
-            if writer is not None and scorer.writer is not writer:  # never handed over
-                writer.close()
+        scorer.close()
     scoring_s = time.perf_counter() - began
     columns = [cfg.data.column("id").name, *OUTPUT_COLUMNS]
     predictions = (
@@ -299,7 +292,7 @@ def run(
         scoring_s=scoring_s,
         seconds=time.perf_counter() - started,
         positives=positives,
-        log_writer="process" if scorer.writer is writer and writer is not None else "inline",
+        log_writer="process" if isinstance(scorer.writer, ProcessLogWriter) else "inline",
     )
     if len(report.quarantine):
         result.notes.append(report.summary())
@@ -324,7 +317,18 @@ def _progress(total: int):
 class _Scorer:
     """Scores chunks of validated rows with one model, its entity store and the log."""
 
-    def __init__(self, cfg, model, env, url: str, writer: ProcessLogWriter | None = None):
+    def __init__(
+        self,
+        cfg,
+        model,
+        env,
+        url: str,
+        *,
+        writer: ProcessLogWriter | None = None,
+        candidate: ProcessLogWriter | None = None,
+    ):
+        """``writer`` logs every chunk (else the log is written in turn); ``candidate`` takes
+        over after the first chunk with records to score if :func:`writer_pays` for it."""
         from ..features.store import EntityStore
         from .engine import STORE_URL_ENV
 
@@ -341,19 +345,22 @@ class _Scorer:
         self.url = url
         self.writer = writer or InlineLogWriter(self.log)
         self.writer.start(self.log_rows, ModelStamp.of(model), url, self.log.fsync)
-        # This thread's CPU in logging the last chunk with records to score, and in the rest.
-        self.measured: tuple[float, float] | None = None
+        self._candidate = candidate
         # The predictions of the chunk last handed to the writer, which may not be committed
         # yet: a record of the next chunk with the same request id reuses them, as it would
         # reuse them from the log.
         self._handed: dict[str, tuple[float, str, float]] = {}
         self.from_log = 0
 
-    def hand_over(self, writer: ProcessLogWriter) -> None:
-        """Log the next chunks with ``writer`` (the current one has nothing in flight)."""
-        self.writer.close()
-        writer.start(self.log_rows, ModelStamp.of(self.model), self.url, self.log.fsync)
-        self.writer = writer
+    def _choose_writer(self, log_cpu_s: float, scoring_cpu_s: float) -> None:
+        """After a chunk logged in turn: hand the next chunks to the candidate writer, or
+        stop it (logging in turn leaves nothing in flight)."""
+        candidate, self._candidate = self._candidate, None
+        if writer_pays(log_cpu_s, scoring_cpu_s):
+            self.writer = candidate  # closed by close() even if it fails to start
+            candidate.start(self.log_rows, ModelStamp.of(self.model), self.url, self.log.fsync)
+        else:
+            candidate.close()
 
     def score(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """The predictions of one chunk (indexed by source row), handed to the log writer
@@ -420,14 +427,16 @@ class _Scorer:
             },
             index=chunk.index,
         )
-        if fresh.any():
-            self.measured = (log_cpu_s, time.thread_time() - started - log_cpu_s)
+        if fresh.any() and self._candidate is not None:
+            self._choose_writer(log_cpu_s, time.thread_time() - started - log_cpu_s)
         return out
 
     def close(self) -> None:
         """Wait for the last chunk's commit, then close the store and the log."""
         try:
             self.writer.close()
+            if self._candidate is not None:  # never measured: every chunk was in the log
+                self._candidate.close()
         finally:
             if self.store is not None:
                 self.store.close()
