@@ -48,9 +48,9 @@ CHUNK_ROWS = 10_000
 LOG_WRITERS = ("auto", "process", "inline")
 # The writer process does a chunk's logging more slowly than the scoring thread would (the
 # hand-off, two processes on shared cores): it pays when the log's CPU, measured on the first
-# chunk scored, is at most this share of the rest of the scoring. On two shared cores the
-# default instance's log costs well under its scoring and the writer raises its rate, while
-# card fraud's costs more than its scoring and the writer slows it (README, performance).
+# chunk scored, is at most this share of the rest of the scoring. On two shared cores, where
+# the log cost well under the scoring the writer raised the rate, and where the log cost more
+# than the scoring (cheap features) the writer slowed it (README, performance).
 WRITER_PAYS_BELOW = 0.8
 # Request ids of batch predictions: a name-based UUID of the record's id.
 _NAMESPACE = uuid.UUID("6f1d2c4e-8a7b-4e35-9c0f-5b8e2a1d3c7f")
