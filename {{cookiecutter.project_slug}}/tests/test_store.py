@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from reference_contract import reference_config
 
+from {{cookiecutter.package_name}}.features import store as store_module
 from {{cookiecutter.package_name}}.features.history import (
     HISTORY_COLUMNS,
     attach_history,
@@ -182,3 +185,81 @@ def test_lookup_needs_the_account_and_time_columns(cfg, store):
 def test_redis_urls_are_refused_with_a_pointer(tmp_path):
     with pytest.raises(NotImplementedError, match="Redis"):
         EntityStore("redis://localhost:6379/0")
+
+
+def test_a_large_lookup_answers_a_long_busy_account_as_offline(cfg, tmp_path):
+    # The same day of sends as one frame: the array path, folding at the end.
+    items = [("busy@x.example", m, m % 3 == 0) for m in range(0, 2 * 24 * 60, 7)]
+    df = rows(cfg, items)
+    cut = T0 + 24 * 60 * MINUTE
+    past, future = df[df["received_at"] < cut], df[df["received_at"] >= cut]
+    store = EntityStore(f"sqlite:///{tmp_path / 'accounts.db'}")
+    store.materialize(cfg, past, as_of=cut)
+
+    served = store.lookup(cfg, future.sample(frac=1.0, random_state=0)).loc[future.index]
+    offline = attach_history(cfg, future, earlier=past, label_cutoff=cut)
+
+    pd.testing.assert_frame_equal(
+        served[list(HISTORY_COLUMNS)], offline[list(HISTORY_COLUMNS)].astype(float)
+    )
+
+
+ACCOUNTS = st.sampled_from(["a@x.example", "b@x.example", "c@y.example", None])
+MINUTES = 3 * 24 * 60  # sends over three days: the 24 h window folds old ones
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    past=st.lists(st.tuples(ACCOUNTS.filter(bool), st.integers(0, MINUTES), st.booleans())),
+    batches=st.lists(
+        st.lists(st.tuples(ACCOUNTS, st.integers(MINUTES - 120, 2 * MINUTES), st.booleans())),
+        min_size=1,
+        max_size=3,
+    ),
+    created=st.booleans(),
+    record=st.booleans(),
+)
+def test_a_large_lookup_answers_and_records_as_row_by_row(
+    cfg, monkeypatch, past, batches, created, record
+):
+    """Large lookups run as array operations, small ones row by row: the same answers, sends
+    and entity states, whatever the order, ties, missing entities, sends later than a row
+    (those take the row path) and whether rows are recorded."""
+
+    def served(block_rows: int):
+        monkeypatch.setattr(store_module, "_BLOCK_ROWS", block_rows)
+        store = EntityStore("sqlite://", cache_ttl_s=300, flush_every=10**9)
+        store.materialize(cfg, rows(cfg, past), as_of=T0 + MINUTES * MINUTE)
+        answers = []
+        for items in batches:
+            request = rows(cfg, items)
+            if not created:
+                request = request.drop(columns="account_created_at")
+            answers.append(store.lookup(cfg, request, record=record)[list(HISTORY_COLUMNS)])
+        states = {
+            entity: (s.base_count, s.past_labeled, s.last_seen_ns, s.created_ns, s.times)
+            for entity, s in store._cache.items()
+        }
+        seen = (store.hits, store.misses, sorted(store._pending), states)
+        store.close()
+        return answers, seen
+
+    by_row, by_row_seen = served(10**9)
+    by_block, by_block_seen = served(1)
+    for row_answer, block_answer in zip(by_row, by_block, strict=True):
+        pd.testing.assert_frame_equal(block_answer, row_answer, check_exact=True)
+    assert repr(by_block_seen) == repr(by_row_seen)  # NaN == NaN in created_ns
+
+
+def test_a_large_lookup_in_time_order_takes_the_array_path(cfg, history, store, monkeypatch):
+    store.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
+    request = rows(cfg, [("a@x.example", 100 + m // 2, False) for m in range(200)])
+
+    def row_by_row(*args):
+        raise AssertionError("went row by row")
+
+    monkeypatch.setattr(store, "_lookup_rows", row_by_row)
+    served = store.lookup(cfg, request)
+    assert served["entity_past_count"].iloc[-1] == 10 + 198

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..sqlite_wal import use_wal
 
 _IN_CHUNK = 500  # entities per IN (...) query
+_SQLITE_APPEND_SENDS = "INSERT INTO entity_sends (entity, t_ns) VALUES (?, ?)"
 
 
 @dataclass
@@ -57,6 +58,7 @@ class SqlBackend:
                 kwargs["connect_args"] = {"check_same_thread": False}
         self.engine = sa.create_engine(url, **kwargs)
         self._checkpointer = None
+        self._sqlite = url.startswith("sqlite")
         if url.startswith("sqlite"):
             # WAL: serving processes read while a training run materializes; NORMAL is durable
             # in WAL. Live sends are written on the request path: no checkpoint there.
@@ -122,8 +124,13 @@ class SqlBackend:
         return out
 
     def append_sends(self, sends: list[tuple[str, int]]) -> None:
-        if sends:
-            with self.engine.begin() as conn:
+        if not sends:
+            return
+        with self.engine.begin() as conn:
+            if self._sqlite:  # the driver takes the tuples as they are, where SQLAlchemy's
+                # per-row parameter processing costs more than SQLite's insert
+                conn.exec_driver_sql(_SQLITE_APPEND_SENDS, sends)
+            else:
                 conn.execute(self.sends.insert(), [{"entity": s, "t_ns": t} for s, t in sends])
 
     def replace(self, stats: list[dict], sends: list[dict], meta: dict[str, str], as_of_ns: int):
