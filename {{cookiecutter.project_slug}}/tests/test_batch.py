@@ -242,6 +242,27 @@ def test_a_writer_pays_when_the_log_costs_well_under_the_scoring():
     assert not batch.writer_pays(1.1, 1.0) and not batch.writer_pays(0.9, 1.0)
 
 
+@given(rows=st.integers(0, 60_000), chunk_rows=st.integers(1, 20_000))
+def test_chunks_cover_the_file_in_order_and_shrink_towards_its_end(rows, chunk_rows):
+    bounds = batch.chunk_bounds(rows, chunk_rows)
+    if not bounds:
+        assert rows == 0
+        return
+    starts, stops = zip(*bounds, strict=True)
+    assert starts == (0, *stops[:-1]) and stops[-1] == rows  # in order, the whole file
+    sizes = [stop - start for start, stop in bounds]
+    assert all(0 < size <= chunk_rows for size in sizes)
+    assert sizes[1:] == sorted(sizes[1:], reverse=True)
+    assert sizes[-1] <= max(1, chunk_rows // batch.TAIL_PIECE)
+    assert len(bounds) <= -(-rows // chunk_rows) + 10  # the taper adds a few chunks
+
+
+def test_a_writer_never_started_is_stopped_at_once():
+    writer = ProcessLogWriter()  # auto's, for a file of one chunk: it has opened nothing
+    writer.close()
+    assert writer._process.returncode == -signal.SIGKILL
+
+
 def test_a_record_in_the_chunk_being_logged_is_not_scored_or_logged_twice(sample, later, tmp_path):
     """A request id handed to the writer but perhaps not committed yet is reused, as one in the
     log is (a contract whose ids need not be unique can repeat a record across chunks)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 import uuid
@@ -45,6 +46,8 @@ from .routing import RoutingPlan
 
 ROUTING = "batch"
 CHUNK_ROWS = 10_000
+TAIL_TAPER = 0.75  # chunk sizes towards the end of a file (see chunk_bounds)
+TAIL_PIECE = 16
 LOG_WRITERS = ("auto", "process", "inline")
 # The writer process does a chunk's logging more slowly than the scoring thread would (the
 # hand-off, two processes on shared cores): it pays when the log's CPU, measured on the first
@@ -165,6 +168,23 @@ def _name_uuid(record_id) -> str:
     return f"{value:032x}"
 
 
+def chunk_bounds(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """(start, stop) of each chunk: ``chunk_rows`` rows, tapering towards the end of the file.
+
+    A writer process commits each chunk while the next is scored, but nothing overlaps the
+    last commit: chunks shrink by ``TAIL_TAPER`` towards the end (a commit costs less than the
+    next chunk's scoring when the writer is chosen), down to a last one of ``chunk_rows`` /
+    ``TAIL_PIECE``, so the run ends one small commit after its last chunk is scored.
+    """
+    bounds: list[tuple[int, int]] = []
+    stop, size = rows, max(1, chunk_rows // TAIL_PIECE)
+    while stop > 0:
+        start = max(0, stop - size)
+        bounds.append((start, stop))
+        stop, size = start, min(chunk_rows, math.ceil(size / TAIL_TAPER))
+    return bounds[::-1]
+
+
 def writer_pays(log_cpu_s: float, scoring_cpu_s: float) -> bool:
     """Whether a writer process should log the rest of a run, from what logging a chunk in
     turn cost (``log_cpu_s``) beside the rest of its scoring (``scoring_cpu_s``)."""
@@ -227,14 +247,15 @@ def run(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (output_path, quarantine_path, report_path):
         stale.unlink(missing_ok=True)
-    raw = read_table(input_path)
     url = log_url(cfg, env.get("PREDICTION_LOG_URL") or None)
-    beside = log_writer == "process" or (
-        log_writer == "auto" and len(raw) > chunk_rows and usable_cores() > 1
-    )
-    # Started before validation, so the writer's start-up overlaps it.
+    # Started first, so the writer's start-up overlaps reading and validation.
+    beside = log_writer == "process" or (log_writer == "auto" and usable_cores() > 1)
     writer = ProcessLogWriter() if beside else None
     try:
+        raw = read_table(input_path)
+        if writer is not None and log_writer == "auto" and len(raw) <= chunk_rows:
+            writer.close()  # one chunk: nothing to overlap its log with
+            writer = None
         report = validate_records(cfg, raw, now=now, docs=False, scoring=True)
         validation_s = time.perf_counter() - started
         if len(report.quarantine):
@@ -259,24 +280,27 @@ def run(
     parts: list[pd.DataFrame] = []
     bar = _progress(len(order)) if progress else None
     try:
-        with frozen():  # the file, the model and the libraries: no garbage among them
-            for start in range(0, len(order), chunk_rows):
-                parts.append(scorer.score(order.iloc[start : start + chunk_rows]))
-                if bar:
-                    bar[0].update(bar[1], completed=min(start + chunk_rows, len(order)))
+        try:
+            with frozen():  # the file, the model and the libraries: no garbage among them
+                for start, stop in chunk_bounds(len(order), chunk_rows):
+                    parts.append(scorer.score(order.iloc[start:stop]))
+                    if bar:
+                        bar[0].update(bar[1], completed=stop)
+        finally:
+            if bar:
+                bar[0].stop()
+        scorer.finish()
+        scoring_s = time.perf_counter() - began
+        columns = [cfg.data.column("id").name, *OUTPUT_COLUMNS]
+        predictions = (
+            pd.concat(parts).sort_values("source_row", kind="stable")
+            if parts
+            else pd.DataFrame(columns=columns)
+        )
+        predictions = predictions[columns].reset_index(drop=True)
+        write_table(predictions, output_path)
     finally:
-        if bar:
-            bar[0].stop()
-        scorer.close()
-    scoring_s = time.perf_counter() - began
-    columns = [cfg.data.column("id").name, *OUTPUT_COLUMNS]
-    predictions = (
-        pd.concat(parts).sort_values("source_row", kind="stable")
-        if parts
-        else pd.DataFrame(columns=columns)
-    )
-    predictions = predictions[columns].reset_index(drop=True)
-    write_table(predictions, output_path)
+        scorer.close()  # a writer process ends while the output is written
     positives = int((predictions["prediction"] == cfg.problem.positive_class).sum())
     result = BatchResult(
         rows=report.rows,
@@ -431,8 +455,15 @@ class _Scorer:
             self._choose_writer(log_cpu_s, time.thread_time() - started - log_cpu_s)
         return out
 
+    def finish(self) -> None:
+        """Wait for the last chunk's commit and write the store's buffered sends: every
+        prediction is in the log and every scored record in the store."""
+        self.writer.finish()
+        if self.store is not None:
+            self.store.flush()
+
     def close(self) -> None:
-        """Wait for the last chunk's commit, then close the store and the log."""
+        """Finish (if not done), then close the writers, the store and the log."""
         try:
             self.writer.close()
             if self._candidate is not None:  # never measured: every chunk was in the log

@@ -5,7 +5,7 @@ much CPU as its features and model, or more: done in turn, it is half the scorin
 :class:`ProcessLogWriter` hands each scored chunk to a second process, which builds its entries
 with the same :class:`~.logrows.LogRows` and commits them while the next chunk is scored (a
 thread would not do: most of that work holds the interpreter lock). At most one chunk is in
-flight: :meth:`submit` first waits until the previous one is committed, and :meth:`close`
+flight: :meth:`submit` first waits until the previous one is committed, and :meth:`finish`
 until the last one is, so a run that ends has every prediction in the log, and a failed commit
 stops the run at the next chunk with its reason. :class:`InlineLogWriter` commits in turn: for
 a single chunk, a single core, or a log that costs about as much as the scoring
@@ -78,6 +78,9 @@ class InlineLogWriter:
         log_rows, model = self._setup
         commit(log_rows, self.log, model, chunk)
 
+    def finish(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -90,8 +93,8 @@ class ProcessLogWriter:
     module, not a ``multiprocessing`` child, which would run the caller's script again (a script
     without a ``__main__`` guard would start a writer of its own), and in a session of its own:
     Ctrl-C is the scoring process's to handle, and the writer ends when its socket closes.
-    ``cpu_s``: the CPU seconds its main thread spent on the chunks committed so far (like the
-    scoring thread's, without the log's checkpoint thread).
+    ``cpu_s``: the CPU seconds its main thread has spent up to its last answer, its start-up
+    included: what the second core costs (without the log's checkpoint thread).
     """
 
     def __init__(self):
@@ -107,24 +110,38 @@ class ProcessLogWriter:
             )
             self._conn = Connection(ours.detach())
         self._pending = False
+        self._started = False
         self.cpu_s = 0.0
 
     def start(
         self, log_rows: LogRows, model: ModelStamp, url: str, fsync: bool | None = None
     ) -> None:
         self._send(("start", (log_rows, model, url, fsync)))
+        self._started = True
 
     def submit(self, chunk: LogChunk) -> None:
         self._send(("chunk", chunk))
 
-    def close(self) -> None:
-        """Wait for the last commit, then stop the process (raises if that commit failed)."""
+    def finish(self) -> None:
+        """Wait for the last commit, then ask the process to stop (raises if that commit
+        failed). The process ends on its own; :meth:`close` waits for it."""
+        if self._conn.closed:
+            return
         try:
             self._wait()
         finally:
             with suppress(OSError):  # it stopped already
                 self._conn.send(("stop", None))
             self._conn.close()
+
+    def close(self) -> None:
+        """:meth:`finish`, then wait until the process has ended (stopped at once if it
+        was never started: it has opened nothing)."""
+        if not self._started:
+            self._process.kill()
+        try:
+            self.finish()
+        finally:
             try:
                 self._process.wait(30)
             except subprocess.TimeoutExpired:
@@ -149,7 +166,7 @@ class ProcessLogWriter:
             raise self._failure("it stopped without an answer") from exc
         if status != "ok":
             raise self._failure(detail)
-        self.cpu_s += detail
+        self.cpu_s = detail
 
     def _failure(self, detail: str) -> LogWriterError:
         code = self._process.poll()
@@ -158,11 +175,14 @@ class ProcessLogWriter:
 
 
 def serve(conn: Connection) -> None:
-    """The writer process: answers each message with ("ok", CPU seconds) or ("error", why),
-    after which it stops. "start" opens the log, once the scoring process has opened it (which
-    creates the tables)."""
+    """The writer process: answers each message with ("ok", its main thread's CPU seconds so
+    far) or ("error", why), after which it stops. "start" opens the log, once the scoring
+    process has opened it (which creates the tables)."""
     log: PredictionLog | None = None
     setup: tuple[LogRows, ModelStamp] | None = None
+    # A process's first log (SQLAlchemy's dialect, tables and statements) costs more than a
+    # chunk's commit: an in-memory one pays for it while the scoring process reads and validates.
+    PredictionLog("sqlite://").close()
     try:
         while True:
             try:
@@ -171,7 +191,6 @@ def serve(conn: Connection) -> None:
                 return
             if kind == "stop":
                 return
-            started = time.thread_time()
             try:
                 if kind == "start":
                     log_rows, model, url, fsync = payload
@@ -182,7 +201,7 @@ def serve(conn: Connection) -> None:
             except Exception as exc:
                 conn.send(("error", traceback.format_exception_only(exc)[-1].strip()))
                 return
-            conn.send(("ok", time.thread_time() - started))
+            conn.send(("ok", time.thread_time()))
     finally:
         if log is not None:
             log.close()
