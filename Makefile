@@ -4,7 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-UV := $(BIN)/uv pip install --quiet --python $(BIN)/python
+# Bytecode compiled at install: where .pyc files are not written (PYTHONDONTWRITEBYTECODE, a
+# read-only venv) every process would compile the libraries' sources again (seconds each).
+UV := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
 DEMO_SLUG := spam-detection
 TEMPLATE_DIR := {{cookiecutter.project_slug}}
 
