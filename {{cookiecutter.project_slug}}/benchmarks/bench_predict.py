@@ -7,7 +7,7 @@ champion, a registry, an entity store) and ``--rows`` generated records after it
 window, written as Parquet. Then, on the same records and model:
 
 - the ceiling: features + model over every record at once (history attached beforehand), on
-  one thread: what any other figure is a share of;
+  one thread (BLAS's included, as in ``predict``): what any other figure is a share of;
 - ``predict``: ``serving.batch.run`` from the file to the predictions file: the contract's
   checks, entity history, features, model, the prediction log, the output; its CPU per record
   by phase. Twice: with the log written in turn with the scoring (``inline``), and by a second
@@ -81,6 +81,7 @@ def store_copy(cfg, folder: Path, name: str) -> dict:
 def ceiling(cfg, path: Path, env: dict) -> dict:
     """Records/s of features + model over every record at once, history attached first."""
     import pandas as pd
+    from threadpoolctl import threadpool_limits
 
     coerce = _import("data.coerce")
     loading = _import("serving.loading")
@@ -96,7 +97,7 @@ def ceiling(cfg, path: Path, env: dict) -> dict:
     champion, _ = loading.load_models(cfg, routing.RoutingPlan("single"), {})
     bundle = champion.bundle
     bundle.score(rows.iloc[:100])  # warm
-    with heap.frozen():  # as predict's scoring loop runs
+    with heap.frozen(), threadpool_limits(1, user_api="blas"):  # as predict's scoring loop runs
         wall, cpu = time.perf_counter(), time.thread_time()
         bundle.labels_for(bundle.score(rows))
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu

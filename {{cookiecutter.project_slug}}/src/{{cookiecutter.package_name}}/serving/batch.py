@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ..data.validate import ValidationReport, read_table, validate_records
 from ..predlog.store import PredictionLog, log_url
@@ -281,7 +282,9 @@ def run(
     bar = _progress(len(order)) if progress else None
     try:
         try:
-            with frozen():  # the file, the model and the libraries: no garbage among them
+            # frozen: the file, the model and the libraries hold no garbage. One BLAS thread:
+            # its workers spin after each product, on the core the log writer needs.
+            with frozen(), threadpool_limits(1, user_api="blas"):
                 for start, stop in chunk_bounds(len(order), chunk_rows):
                     parts.append(scorer.score(order.iloc[start:stop]))
                     if bar:
