@@ -19,7 +19,10 @@ def test_the_batch_benchmark_runs_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     env.pop("MLFLOW_TRACKING_URI", None)
     run = subprocess.run(
-        [sys.executable, str(BENCH), "--rows", "1500", "--chunk-rows", "500", "--out", str(out)],
+        [
+            *(sys.executable, str(BENCH), "--rows", "1500", "--chunk-rows", "500"),
+            *("--rounds", "2", "--out", str(out)),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -49,3 +52,12 @@ def test_the_batch_benchmark_runs_end_to_end(tmp_path):
     assert phases["log writer process"] == runs["process"]["writer_cpu_ms_per_record"]
     assert sum(phases.values()) < runs["process"]["cpu_ms_per_record"]
     assert "ceiling: features + model" in run.stdout and "log beside: file to file" in run.stdout
+    # Each round's shares against its own ceiling; the last round is the one in full.
+    assert len(results["rounds"]) == 2
+    assert (
+        results["rounds"][-1]["share_of_ceiling"]["process"] == runs["process"]["share_of_ceiling"]
+    )
+    for writer in ("inline", "process"):
+        shares = sorted(r["share_of_ceiling"][writer] for r in results["rounds"])
+        assert results["median_share_of_ceiling"][writer] == pytest.approx(sum(shares) / 2)
+    assert "share of the ceiling while scoring, by round (2)" in run.stdout
