@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from {{cookiecutter.package_name}}.cli import app
 from {{cookiecutter.package_name}}.data.synthetic import generate
 from {{cookiecutter.package_name}}.data.validate import validate_records
+from {{cookiecutter.package_name}}.features import store as store_module
 from {{cookiecutter.package_name}}.predlog.store import PredictionLog
 from {{cookiecutter.package_name}}.serving import batch
 from {{cookiecutter.package_name}}.serving.engine import Engine
@@ -92,13 +93,19 @@ def _sends(env: dict) -> int:
         engine.dispose()
 
 
-def test_predict_scores_and_logs_each_record_as_the_server_does(sample, later, tmp_path):
+def test_predict_scores_and_logs_each_record_as_the_server_does(
+    sample, later, tmp_path, monkeypatch
+):
     cfg = sample.cfg
     label, id_column = cfg.data.column("label").name, cfg.data.column("id").name
     source = tmp_path / "records.parquet"
     later.drop(columns=[label]).to_parquet(source, index=False)  # records to score: no label
     env = _stores(sample, tmp_path / "batch")
-    result = batch.run(cfg, source, tmp_path / "out" / "predictions.csv", env=env, chunk_rows=64)
+    with monkeypatch.context() as patched:  # predict's chunks take the store's array path,
+        patched.setattr(store_module, "_BLOCK_ROWS", 16)  # the server's request row by row
+        result = batch.run(
+            cfg, source, tmp_path / "out" / "predictions.csv", env=env, chunk_rows=64
+        )
     assert (result.rows, result.scored, result.quarantined, result.from_log) == (ROWS, ROWS, 0, 0)
     assert result.model_version == sample.champion_version
     predictions = pd.read_csv(result.output, dtype={id_column: str})

@@ -254,6 +254,7 @@ def test_a_large_lookup_answers_and_records_as_row_by_row(
 
 
 def test_a_large_lookup_in_time_order_takes_the_array_path(cfg, history, store, monkeypatch):
+    monkeypatch.setattr(store_module, "_BLOCK_ROWS", 200)
     store.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
     request = rows(cfg, [("a@x.example", 100 + m // 2, False) for m in range(200)])
 

@@ -47,8 +47,9 @@ from .store_backend import EntityState, StoreMeta, backend_for
 _WINDOWS_NS = {name: seconds * _NS_PER_SECOND for name, seconds in VELOCITY_WINDOWS.items()}
 _KEEP_NS = max(_WINDOWS_NS.values())  # send times older than this never count in a window
 _HISTORY_INDEX = pd.Index(HISTORY_COLUMNS)  # built once: an Index costs ~60 us per request
-# From this many rows a lookup runs as array operations; below, row by row costs less.
-_BLOCK_ROWS = 64
+# From this many rows a lookup runs as array operations (batch scoring's chunks); a request or
+# a server batch goes row by row, which costs less up to a few hundred rows.
+_BLOCK_ROWS = 1024
 
 
 class EntityStore:
