@@ -260,7 +260,8 @@ class EntityStore:
         recorded and an entity knows a send later than its first row here: the row loop then
         folds old sends in an order this cannot follow.
         """
-        codes, uniques = pd.factorize(np.asarray(entities, dtype=object))  # no entity: -1
+        entity_array = np.asarray(entities, dtype=object)
+        codes, uniques = pd.factorize(entity_array)  # no entity: -1
         states = [self._cache[entity] for entity in uniques]
         has = codes >= 0
         q, qc = t_ns[has], codes[has]
@@ -336,7 +337,7 @@ class EntityStore:
             in_time_order = in_time_order[has[in_time_order]]
             self._pending.extend(
                 zip(
-                    np.asarray(entities, dtype=object)[in_time_order].tolist(),
+                    entity_array[in_time_order].tolist(),
                     t_ns[in_time_order].tolist(),
                     strict=True,
                 )
@@ -407,9 +408,8 @@ def _record(state: EntityState, t: int) -> None:
 
 
 def _fold(state: EntityState) -> None:
-    """Fold send times older than the longest window before the newest into ``base_count``."""
-    if not state.times:
-        return
+    """Fold send times older than the longest window before the newest into ``base_count``
+    (``state.times`` holds at least the send just recorded)."""
     old = bisect_left(state.times, state.times[-1] - _KEEP_NS)
     if old:
         newest_folded = state.times[old - 1]

@@ -59,7 +59,7 @@ class SqlBackend:
         self.engine = sa.create_engine(url, **kwargs)
         self._checkpointer = None
         self._sqlite = url.startswith("sqlite")
-        if url.startswith("sqlite"):
+        if self._sqlite:
             # WAL: serving processes read while a training run materializes; NORMAL is durable
             # in WAL. Live sends are written on the request path: no checkpoint there.
             self._checkpointer = use_wal(self.engine, database, synchronous="NORMAL")

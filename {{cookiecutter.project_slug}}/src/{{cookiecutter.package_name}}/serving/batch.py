@@ -255,7 +255,7 @@ def run(
     try:
         raw = read_table(input_path)
         if writer is not None and log_writer == "auto" and len(raw) <= chunk_rows:
-            writer.close()  # one chunk: nothing to overlap its log with
+            writer.close()  # a chunk's rows or fewer: too little log to hand over
             writer = None
         report = validate_records(cfg, raw, now=now, docs=False, scoring=True)
         validation_s = time.perf_counter() - started
