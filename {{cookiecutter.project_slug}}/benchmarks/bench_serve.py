@@ -165,7 +165,7 @@ PHASES = (
     ("store", "entity store lookup (and the send it records)"),
     ("features", "fitted feature transform"),
     ("model", "model scores and labels"),
-    ("monitored", "monitored feature values"),
+    ("monitored", "monitored values: features and input signals (tokens of each text)"),
     ("log", "prediction log commit (durable before the answer)"),
     ("drift", "drift windows and Prometheus metrics"),
     ("other", "the rest of the engine: routing, ids, answers"),
@@ -192,6 +192,7 @@ class PhaseClock:
         engine.frames.table = self.wrap("frame", engine.frames.table)
         engine._history = self.wrap("store", engine._history)
         engine.log_rows.features = self.wrap("monitored", engine.log_rows.features)
+        engine.log_rows.context = self.wrap("monitored", engine.log_rows.context)
         engine._observe_drift = self.wrap("drift", engine._observe_drift)
         engine.log.record = self.wrap("log", engine.log.record)
         if engine.metrics is not None:
