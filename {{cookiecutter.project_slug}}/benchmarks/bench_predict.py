@@ -10,9 +10,9 @@ window, written as Parquet. Then, on the same records and model:
   one thread (BLAS's included, as in ``predict``): what any other figure is a share of;
 - ``predict``: ``serving.batch.run`` from the file to the predictions file: the contract's
   checks, entity history, features, model, the prediction log, the output; its CPU per record
-  by phase. Twice: with the log written in turn with the scoring (``inline``), and by a second
-  process beside it (``process``, which ``auto`` takes when the first chunk's log costs well
-  under its scoring), whose CPU is counted too: the rate a second core buys, beside its CPU.
+  by phase. Twice: with the log written by a second process beside the scoring (``process``,
+  which ``auto`` takes on more than one core), whose CPU is counted too, and in turn with the
+  scoring (``inline``): the rate a second core buys, beside its CPU.
 
 The ceiling and both runs of ``predict`` repeat ``--rounds`` times, alternating: each round's
 shares are taken against its own ceiling, and their spread shows the machine's noise (the

@@ -6,6 +6,7 @@ log what the server logs, quarantine bad rows with their reasons, refuse a file 
 refuses as a whole, and be idempotent when a file is scored again.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -211,42 +212,23 @@ def test_the_log_written_beside_the_scoring_is_the_log_written_in_turn(sample, l
         batch.run(cfg, source, tmp_path / "x.parquet", env=env, log_writer="thread")
 
 
-@pytest.mark.parametrize("pays", [True, False])
-def test_auto_logs_the_first_chunk_in_turn_then_picks_a_writer(
-    sample, later, tmp_path, monkeypatch, pays
-):
-    """``auto`` measures the first chunk's log against its scoring (``writer_pays``), then
-    hands the rest to a writer process or keeps logging in turn: the same log either way."""
+def test_auto_logs_in_a_writer_for_several_chunks_on_several_cores(sample, later, tmp_path):
+    """``auto`` logs in a writer process when there is more than one chunk and more than one
+    core, else in turn: the same log and the same entity sends either way."""
     cfg = sample.cfg
     source = tmp_path / "records.parquet"
     later.drop(columns=[cfg.data.column("label").name]).to_parquet(source, index=False)
-    seen = []
-
-    def decide(log_cpu_s, scoring_cpu_s):
-        seen.append((log_cpu_s, scoring_cpu_s))
-        return pays
-
-    monkeypatch.setattr(batch, "writer_pays", decide)
     env = _stores(sample, tmp_path / "auto")
     result = batch.run(cfg, source, tmp_path / "auto.parquet", env=env, chunk_rows=48)
-    beside = pays and usable_cores() > 1
-    assert result.log_writer == ("process" if beside else "inline")
-    if usable_cores() > 1:  # measured once, on the first chunk
-        assert len(seen) == 1 and seen[0][0] > 0 and seen[0][1] > 0
+    assert result.log_writer == ("process" if usable_cores() > 1 else "inline")
     inline = _stores(sample, tmp_path / "inline")
     batch.run(cfg, source, tmp_path / "in.parquet", env=inline, chunk_rows=48, log_writer="inline")
     assert len(_logged(env)) == ROWS and _logged(env) == _logged(inline)
     assert _sends(env) == _sends(inline)
 
-    # Scored again, every chunk comes from the log: nothing is measured, nothing decided.
-    seen.clear()
-    again = batch.run(cfg, source, tmp_path / "again.parquet", env=env, chunk_rows=48)
-    assert (again.from_log, again.log_writer, seen) == (ROWS, "inline", [])
-
-
-def test_a_writer_pays_when_the_log_costs_well_under_the_scoring():
-    assert batch.writer_pays(0.6, 1.0) and batch.writer_pays(0.0, 1.0)
-    assert not batch.writer_pays(1.1, 1.0) and not batch.writer_pays(0.9, 1.0)
+    one = _stores(sample, tmp_path / "one")
+    whole = batch.run(cfg, source, tmp_path / "one.parquet", env=one, chunk_rows=ROWS)
+    assert whole.log_writer == "inline" and _logged(one) == _logged(inline)
 
 
 @given(rows=st.integers(0, 60_000), chunk_rows=st.integers(1, 20_000))
@@ -384,6 +366,10 @@ def test_a_file_the_contract_refuses_is_not_scored_and_the_cli_says_why(sample, 
 
     unknown = CliRunner().invoke(app, ["predict", str(source), "--out", str(tmp_path / "p.xlsx")])
     assert unknown.exit_code == 2 and "unknown format '.xlsx'" in unknown.output
+    writer = CliRunner().invoke(
+        app, ["predict", str(source), "--out", str(out), "--log-writer", "t"]
+    )
+    assert writer.exit_code == 2 and "--log-writer 't': expected one of auto" in writer.output
 
 
 def test_the_cli_scores_a_csv_and_prints_the_rate(sample, later, tmp_path, monkeypatch):
@@ -392,10 +378,13 @@ def test_the_cli_scores_a_csv_and_prints_the_rate(sample, later, tmp_path, monke
     for key, value in _stores(sample, tmp_path / "stores").items():
         monkeypatch.setenv(key, value)
     out = tmp_path / "predictions.parquet"
-    result = CliRunner().invoke(app, ["predict", str(source), "--out", str(out)])
+    chosen = ["--chunk-rows", "48", "--log-writer", "inline"]
+    result = CliRunner().invoke(app, ["predict", str(source), "--out", str(out), *chosen])
     assert result.exit_code == 0, result.output
     assert f"scored {ROWS} of {ROWS} records" in result.output and "records/s" in result.output
     assert len(pd.read_parquet(out)) == ROWS
+    report = json.loads(batch.side_paths(out)[1].read_text())
+    assert report["batch"]["log_writer"] == "inline"  # not auto's process, on any machine
 
 
 def test_scoring_leaves_what_exists_out_of_collections_and_thaws_it_after():

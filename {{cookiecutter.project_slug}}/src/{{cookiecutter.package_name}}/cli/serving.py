@@ -179,6 +179,14 @@ def predict(
         ),
     ],
     chunk_rows: Annotated[int, typer.Option(min=1, help="Records scored at once")] = 10_000,
+    log_writer: Annotated[
+        str,
+        typer.Option(
+            help="Who commits the prediction log: process (a second process, while the next "
+            "chunk is scored), inline (in turn with the scoring), or auto (process for a file "
+            "of more than one chunk on more than one core)"
+        ),
+    ] = "auto",
     log_url: LogUrl = None,
     config: ConfigOption = None,
 ) -> None:
@@ -187,6 +195,8 @@ def predict(
     from ..serving import batch
     from ..serving.logwriter import LogWriterError
 
+    if log_writer not in batch.LOG_WRITERS:
+        raise fail(f"--log-writer {log_writer!r}: expected one of {', '.join(batch.LOG_WRITERS)}")
     cfg = load(config)
     if not file.is_file():
         raise fail(f"{file}: no such file")
@@ -200,7 +210,9 @@ def predict(
     if log_url:
         env["PREDICTION_LOG_URL"] = log_url
     try:
-        result = batch.run(cfg, file, out, env=env, chunk_rows=chunk_rows, progress=True)
+        result = batch.run(
+            cfg, file, out, env=env, chunk_rows=chunk_rows, progress=True, log_writer=log_writer
+        )
     except batch.BatchRefused as exc:
         for failure in exc.report.failures:
             console.print(f"  {failure.line()}", highlight=False)

@@ -9,10 +9,9 @@ The same steps as a request, over large chunks instead of one record:
 2. in time order, add each record's entity history from the entity store (which records the
    record as seen, as the server does) and score it with the registry's champion;
 3. log every prediction in the prediction log (routing ``batch``), with the monitored values the
-   server logs (``logrows.py``), so ``monitor`` covers batch scoring too; when the first chunk
-   shows logging costs well under the scoring, the other chunks are logged by a second process
-   while the next one is scored (``logwriter.py``); the run ends once every prediction is
-   committed;
+   server logs (``logrows.py``), so ``monitor`` covers batch scoring too; in a file of more
+   than one chunk, on more than one core, a second process logs each chunk while the next one
+   is scored (``logwriter.py``); the run ends once every prediction is committed;
 4. write the predictions (source row, record id, label, score, threshold, model) in the input's
    order.
 
@@ -50,12 +49,6 @@ CHUNK_ROWS = 10_000
 TAIL_TAPER = 0.75  # chunk sizes towards the end of a file (see chunk_bounds)
 TAIL_PIECE = 16
 LOG_WRITERS = ("auto", "process", "inline")
-# The writer process does a chunk's logging more slowly than the scoring thread would (the
-# hand-off, two processes on shared cores): it pays when the log's CPU, measured on the first
-# chunk scored, is at most this share of the rest of the scoring. On two shared cores, where
-# the log cost well under the scoring the writer raised the rate, and where the log cost more
-# than the scoring (cheap features) the writer slowed it (README, performance).
-WRITER_PAYS_BELOW = 0.8
 # Request ids of batch predictions: a name-based UUID of the record's id.
 _NAMESPACE = uuid.UUID("6f1d2c4e-8a7b-4e35-9c0f-5b8e2a1d3c7f")
 _NAME_HASH = hashlib.sha1(_NAMESPACE.bytes)  # uuid5's hash, before the name
@@ -186,12 +179,6 @@ def chunk_bounds(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
     return bounds[::-1]
 
 
-def writer_pays(log_cpu_s: float, scoring_cpu_s: float) -> bool:
-    """Whether a writer process should log the rest of a run, from what logging a chunk in
-    turn cost (``log_cpu_s``) beside the rest of its scoring (``scoring_cpu_s``)."""
-    return log_cpu_s <= WRITER_PAYS_BELOW * scoring_cpu_s
-
-
 def side_paths(output: Path) -> tuple[Path, Path]:
     """Where the quarantined rows and the run's report go, beside the predictions."""
     stem = output.name[: -len(output.suffix)] if output.suffix else output.name
@@ -234,10 +221,11 @@ def run(
 
     ``env`` as the server reads it (``MODEL_VERSION``, ``PREDICTION_LOG_URL``,
     ``ENTITY_STORE_URL``). ``log_writer``: ``process`` logs in a second process beside the
-    scoring, ``inline`` in turn with it; ``auto``, for a file of more than one chunk on more
-    than one core, logs the first chunk in turn and then takes ``process`` if
-    :func:`writer_pays` for what that chunk cost. Raises :class:`BatchRefused` when the file
-    is refused as a whole (the quarantine and the report are written first).
+    scoring, ``inline`` in turn with it; ``auto`` takes ``process`` for a file of more than
+    one chunk on more than one core (README, performance: it was the faster on each use case,
+    even where the log costs more CPU than the features and model), else ``inline``. Raises
+    :class:`BatchRefused` when the file is refused as a whole (the quarantine and the report
+    are written first).
     """
     if log_writer not in LOG_WRITERS:
         raise ValueError(f"log_writer: {log_writer!r} is not one of {', '.join(LOG_WRITERS)}")
@@ -265,10 +253,7 @@ def run(
             _write_report(report_path, report, None)
             raise BatchRefused(report)
         champion, _ = load_models(cfg, RoutingPlan("single"), env)
-        if log_writer == "process":
-            scorer = _Scorer(cfg, champion, env, url, writer=writer)
-        else:  # auto: logged in turn until the first chunk scored says whether writer pays
-            scorer = _Scorer(cfg, champion, env, url, candidate=writer)
+        scorer = _Scorer(cfg, champion, env, url, writer=writer)
     except BaseException:
         if writer is not None:
             writer.close()
@@ -352,10 +337,8 @@ class _Scorer:
         url: str,
         *,
         writer: ProcessLogWriter | None = None,
-        candidate: ProcessLogWriter | None = None,
     ):
-        """``writer`` logs every chunk (else the log is written in turn); ``candidate`` takes
-        over after the first chunk with records to score if :func:`writer_pays` for it."""
+        """``writer`` logs every chunk (else the log is written in turn)."""
         from ..features.store import EntityStore
         from .engine import STORE_URL_ENV
 
@@ -369,30 +352,17 @@ class _Scorer:
         )
         self.log = PredictionLog(url)
         self.log_rows = LogRows(cfg, model.bundle.reference, ROUTING)
-        self.url = url
         self.writer = writer or InlineLogWriter(self.log)
         self.writer.start(self.log_rows, ModelStamp.of(model), url, self.log.fsync)
-        self._candidate = candidate
         # The predictions of the chunk last handed to the writer, which may not be committed
         # yet: a record of the next chunk with the same request id reuses them, as it would
         # reuse them from the log.
         self._handed: dict[str, tuple[float, str, float]] = {}
         self.from_log = 0
 
-    def _choose_writer(self, log_cpu_s: float, scoring_cpu_s: float) -> None:
-        """After a chunk logged in turn: hand the next chunks to the candidate writer, or
-        stop it (logging in turn leaves nothing in flight)."""
-        candidate, self._candidate = self._candidate, None
-        if writer_pays(log_cpu_s, scoring_cpu_s):
-            self.writer = candidate  # closed by close() even if it fails to start
-            candidate.start(self.log_rows, ModelStamp.of(self.model), self.url, self.log.fsync)
-        else:
-            candidate.close()
-
     def score(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """The predictions of one chunk (indexed by source row), handed to the log writer
         (committed before the next chunk is handed over, or by :meth:`close`)."""
-        started = time.thread_time()
         ids = chunk[self.id_column].tolist()
         keys = request_ids(ids, chunk[self.timestamp] if self.timestamp else None)
         logged = self.log.served_predictions(keys, self.model.name, self.model.version)
@@ -416,7 +386,6 @@ class _Scorer:
             features = self.log_rows.features(self.model, rows, x)
             fresh_ids = [r for r, f in zip(keys, fresh, strict=True) if f]
             entities = rows[self.entity].tolist() if self.entity else [None] * len(rows)
-            handing = time.thread_time()
             self.writer.submit(
                 LogChunk(
                     request_ids=fresh_ids,
@@ -429,7 +398,6 @@ class _Scorer:
                     now=now,
                 )
             )
-            log_cpu_s = time.thread_time() - handing
             threshold = float(self.model.threshold)
             handed: dict[str, tuple[float, str, float]] = {}
             for r, score, label in zip(fresh_ids, part.tolist(), part_labels, strict=True):
@@ -454,8 +422,6 @@ class _Scorer:
             },
             index=chunk.index,
         )
-        if fresh.any() and self._candidate is not None:
-            self._choose_writer(log_cpu_s, time.thread_time() - started - log_cpu_s)
         return out
 
     def finish(self) -> None:
@@ -466,11 +432,9 @@ class _Scorer:
             self.store.flush()
 
     def close(self) -> None:
-        """Finish (if not done), then close the writers, the store and the log."""
+        """Finish (if not done), then close the writer, the store and the log."""
         try:
             self.writer.close()
-            if self._candidate is not None:  # never measured: every chunk was in the log
-                self._candidate.close()
         finally:
             if self.store is not None:
                 self.store.close()

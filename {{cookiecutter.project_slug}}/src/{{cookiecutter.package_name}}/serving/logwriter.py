@@ -8,8 +8,7 @@ thread would not do: most of that work holds the interpreter lock). At most one 
 flight: :meth:`submit` first waits until the previous one is committed, and :meth:`finish`
 until the last one is, so a run that ends has every prediction in the log, and a failed commit
 stops the run at the next chunk with its reason. :class:`InlineLogWriter` commits in turn: for
-a single chunk, a single core, or a log that costs about as much as the scoring
-(``batch.writer_pays``).
+a single chunk or a single core.
 """
 
 from __future__ import annotations
