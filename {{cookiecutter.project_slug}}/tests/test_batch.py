@@ -244,6 +244,9 @@ def test_chunks_cover_the_file_in_order_and_shrink_towards_its_end(rows, chunk_r
     assert sizes[1:] == sorted(sizes[1:], reverse=True)
     assert sizes[-1] <= max(1, chunk_rows // batch.TAIL_PIECE)
     assert len(bounds) <= -(-rows // chunk_rows) + 10  # the taper adds a few chunks
+    plain = batch.chunk_bounds(rows, chunk_rows, taper=False)  # logged in turn
+    assert [start for start, _ in plain] == list(range(0, rows, chunk_rows))
+    assert [stop for _, stop in plain] == [*range(chunk_rows, rows, chunk_rows), rows]
 
 
 def test_a_writer_never_started_is_stopped_at_once():

@@ -162,14 +162,17 @@ def _name_uuid(record_id) -> str:
     return f"{value:032x}"
 
 
-def chunk_bounds(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+def chunk_bounds(rows: int, chunk_rows: int, *, taper: bool = True) -> list[tuple[int, int]]:
     """(start, stop) of each chunk: ``chunk_rows`` rows, tapering towards the end of the file.
 
     A writer process commits each chunk while the next is scored, but nothing overlaps the
     last commit: chunks shrink by ``TAIL_TAPER`` towards the end (a commit costs less than the
-    next chunk's scoring when the writer is chosen), down to a last one of ``chunk_rows`` /
-    ``TAIL_PIECE``, so the run ends one small commit after its last chunk is scored.
+    next chunk's scoring), down to a last one of ``chunk_rows`` / ``TAIL_PIECE``, so the run
+    ends one small commit after its last chunk is scored. Without ``taper`` (the log written
+    in turn, where nothing overlaps anything), chunks of ``chunk_rows``.
     """
+    if not taper:
+        return [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
     bounds: list[tuple[int, int]] = []
     stop, size = rows, max(1, chunk_rows // TAIL_PIECE)
     while stop > 0:
@@ -270,7 +273,8 @@ def run(
             # frozen: the file, the model and the libraries hold no garbage. One BLAS thread:
             # its workers spin after each product, on the core the log writer needs.
             with frozen(), threadpool_limits(1, user_api="blas"):
-                for start, stop in chunk_bounds(len(order), chunk_rows):
+                beside = isinstance(scorer.writer, ProcessLogWriter)
+                for start, stop in chunk_bounds(len(order), chunk_rows, taper=beside):
                     parts.append(scorer.score(order.iloc[start:stop]))
                     if bar:
                         bar[0].update(bar[1], completed=stop)
