@@ -273,8 +273,8 @@ def run(
             # frozen: the file, the model and the libraries hold no garbage. One BLAS thread:
             # its workers spin after each product, on the core the log writer needs.
             with frozen(), threadpool_limits(1, user_api="blas"):
-                beside = isinstance(scorer.writer, ProcessLogWriter)
-                for start, stop in chunk_bounds(len(order), chunk_rows, taper=beside):
+                taper = writer is not None  # the scorer's writer: chunks overlap commits
+                for start, stop in chunk_bounds(len(order), chunk_rows, taper=taper):
                     parts.append(scorer.score(order.iloc[start:stop]))
                     if bar:
                         bar[0].update(bar[1], completed=stop)
@@ -308,7 +308,7 @@ def run(
         scoring_s=scoring_s,
         seconds=time.perf_counter() - started,
         positives=positives,
-        log_writer="process" if isinstance(scorer.writer, ProcessLogWriter) else "inline",
+        log_writer="inline" if writer is None else "process",
     )
     if len(report.quarantine):
         result.notes.append(report.summary())
