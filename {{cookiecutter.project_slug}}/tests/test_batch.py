@@ -140,8 +140,12 @@ def test_predict_scores_and_logs_each_record_as_the_server_does(
     assert {(r["routing"], r["served"], r["role"]) for r in logged.values()} == {
         ("batch", True, "champion")
     }
+    request_of = dict(zip(predictions[id_column], predictions["request_id"], strict=True))
     for key, row in logged.items():
-        assert row["request_id"] == batch.request_id(key, pd.Timestamp(row["received_at"]))
+        assert row["request_id"] == request_of[key]
+        if row["received_at"] is not None:  # ids follow time: its milliseconds come first
+            ms = pd.Timestamp(row["received_at"]).value // 1_000_000
+            assert row["request_id"][:12] == f"{ms & (2**48 - 1):012x}"
         assert row["features"] == online[key]["features"], key
         assert row["received_at"] == online[key]["received_at"]
     # Each record was recorded in the entity store once, as the server records it.
@@ -162,20 +166,27 @@ def test_predict_scores_and_logs_each_record_as_the_server_does(
     ids=st.lists(st.one_of(st.text(), st.integers(), st.floats(allow_nan=False)), max_size=20),
     ms=st.lists(st.one_of(st.none(), st.integers(-(2**43), 2**43)), min_size=20, max_size=20),
     zone=st.sampled_from([None, "UTC", "Asia/Kolkata"]),
+    digests=st.lists(st.integers(0, 2**64 - 1), min_size=20, max_size=20),
 )
-def test_request_ids_of_a_column_are_each_records_request_id(ids, ms, zone):
+def test_request_ids_of_a_column_are_each_records_request_id(ids, ms, zone, digests):
     """The chunk's ids, read as one array of times, are the ids a previous run logged (the
-    name-based UUID of ``uuid.uuid5``, the record's time in milliseconds first)."""
+    name-based UUID of ``uuid.uuid5`` of the id and its values' digest, the record's time in
+    milliseconds first); another digest, another id."""
     times = pd.Series(pd.to_datetime([m for m in ms[: len(ids)]], unit="ms"), dtype="M8[ns]")
     if zone:
         times = times.dt.tz_localize("UTC").dt.tz_convert(zone)
-    expected = [batch.request_id(i, t) for i, t in zip(ids, times.tolist(), strict=True)]
-    assert batch.request_ids(ids, times) == expected
-    assert batch.request_ids(ids, times.astype(object)) == expected
+    digests = digests[: len(ids)]
+    expected = [
+        batch.request_id(i, t, d) for i, t, d in zip(ids, times.tolist(), digests, strict=True)
+    ]
+    assert batch.request_ids(ids, times, digests) == expected
+    assert batch.request_ids(ids, times.astype(object), digests) == expected
     assert batch.request_ids(ids) == [uuid.uuid5(batch._NAMESPACE, str(i)).hex for i in ids]
-    for i, key, m in zip(ids, expected, ms, strict=False):
-        digest = uuid.uuid5(batch._NAMESPACE, str(i)).hex
-        assert key == (digest if m is None else f"{m & (2**48 - 1):012x}{digest[12:]}")
+    for i, key, m, d in zip(ids, expected, ms, digests, strict=False):
+        name = uuid.uuid5(batch._NAMESPACE, f"{i}\x1f{d:016x}").hex
+        assert key == (name if m is None else f"{m & (2**48 - 1):012x}{name[12:]}")
+        other = batch.request_id(i, None, (d + 1) % 2**64)
+        assert other[12:] != key[12:]
 
 
 def _logged(env: dict) -> list[dict]:
@@ -277,6 +288,44 @@ def test_a_record_in_the_chunk_being_logged_is_not_scored_or_logged_twice(sample
         repeated[["request_id", "score", "prediction"]],
     )
     assert len(_logged(env)) == 50
+
+
+def test_a_record_whose_values_changed_is_scored_again(sample, later, tmp_path):
+    """Scoring a file again reads back the records it already scored; a record whose values
+    changed under the same id and time is a new request, scored and logged, never answered
+    with the prediction of its old values."""
+    cfg = sample.cfg
+    label, id_column = cfg.data.column("label").name, cfg.data.column("id").name
+    records = later.head(20).reset_index(drop=True)
+    env = _stores(sample, tmp_path / "stores")
+    first = tmp_path / "first.parquet"
+    records.to_parquet(first, index=False)  # the label is there: it changes nothing
+    before = batch.run(cfg, first, tmp_path / "before.parquet", env=env, log_writer="inline")
+    assert (before.scored, before.from_log) == (20, 0)
+
+    changed = records.copy()
+    changed[label] = changed[label].iloc[::-1].to_numpy()  # not a value a request id covers
+    rows = [3, 11]
+    texts = [c.name for c in cfg.data.columns_with("text") if c.name in changed]
+    if texts:
+        changed.loc[rows, texts[0]] = changed.loc[rows, texts[0]] + " and more"
+    else:  # the next float up: a change no check refuses
+        amount = next(c.name for c in cfg.data.columns_with("numeric") if c.dtype == "float")
+        changed.loc[rows, amount] = np.nextafter(changed.loc[rows, amount], np.inf)
+    second = tmp_path / "second.parquet"
+    changed.to_parquet(second, index=False)
+    after = batch.run(cfg, second, tmp_path / "after.parquet", env=env, log_writer="inline")
+    assert (after.scored, after.from_log) == (20, 18)
+
+    old = pd.read_parquet(before.output).set_index("source_row")
+    new = pd.read_parquet(after.output).set_index("source_row")
+    same = [r for r in range(20) if r not in rows]
+    assert new.loc[same, "request_id"].tolist() == old.loc[same, "request_id"].tolist()
+    assert not set(new.loc[rows, "request_id"]) & set(old["request_id"])
+    with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
+        logged = log.rows()
+    assert len(logged) == 22  # two more, under the changed records' own request ids
+    assert sorted(r["message_id"] for r in logged).count(str(records.loc[3, id_column])) == 2
 
 
 def test_a_log_writer_that_fails_or_dies_stops_the_run_with_why(sample, tmp_path):

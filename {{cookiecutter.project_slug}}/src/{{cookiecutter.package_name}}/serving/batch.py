@@ -15,9 +15,10 @@ The same steps as a request, over large chunks instead of one record:
 4. write the predictions (source row, record id, label, score, threshold, model) in the input's
    order.
 
-A record's request id is derived from its id and time, so scoring a file again with the same
-model is idempotent: the predictions already logged are read back, not scored again, and the
-entity store does not count those records twice.
+A record's request id is derived from its id, time and values, so scoring a file again with
+the same model is idempotent: the predictions already logged are read back, not scored again,
+and the entity store does not count those records twice. A record whose values changed under the
+same id and time is a new request: it is scored, not answered with its old prediction.
 """
 
 from __future__ import annotations
@@ -124,32 +125,51 @@ class BatchResult:
         }
 
 
-def request_id(record_id, at: pd.Timestamp | None = None) -> str:
+def request_id(record_id, at: pd.Timestamp | None = None, digest: int | None = None) -> str:
     """The request id of a record's batch prediction: 32 hex characters, a name-based UUID of
-    its id whose first 48 bits are replaced by the record's time in milliseconds when it has
-    one. Like the server's (UUIDv7) ids they follow time, and a file is scored in time order:
-    the log's request id index grows at its end instead of at a random page per record."""
-    digest = _name_uuid(record_id)
+    its id (and of ``digest``, its values' :func:`record_digests`) whose first 48 bits are
+    replaced by the record's time in milliseconds when it has one. Like the server's (UUIDv7)
+    ids they follow time, and a file is scored in time order: the log's request id index grows
+    at its end instead of at a random page per record."""
+    name = _name_uuid(_name(record_id, digest))
     if at is None or at is pd.NaT:
-        return digest
-    return f"{(at.value // 1_000_000) & _MS_BITS:012x}{digest[12:]}"
+        return name
+    return f"{(at.value // 1_000_000) & _MS_BITS:012x}{name[12:]}"
 
 
-def request_ids(record_ids: list, times: pd.Series | None = None) -> list[str]:
+def request_ids(
+    record_ids: list, times: pd.Series | None = None, digests: list[int] | None = None
+) -> list[str]:
     """:func:`request_id` of each record, ``times`` a datetime column or ``None``; reads the
     times as one array instead of one ``Timestamp`` each."""
-    digests = [_name_uuid(i) for i in record_ids]
+    digests = digests or [None] * len(record_ids)
+    names = [_name_uuid(_name(i, d)) for i, d in zip(record_ids, digests, strict=True)]
     if times is None:
-        return digests
+        return names
     dtype = times.dtype
     if not (isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M"):
-        return [request_id(i, t) for i, t in zip(record_ids, times.tolist(), strict=True)]
+        return [
+            request_id(i, t, d) for i, t, d in zip(record_ids, times.tolist(), digests, strict=True)
+        ]
     stamps = times.to_numpy(dtype="datetime64[ns]")  # UTC when the column has a zone
     ms = ((stamps.view("int64") // 1_000_000) & _MS_BITS).tolist()
     return [
         d if missing else f"{m:012x}{d[12:]}"
-        for d, m, missing in zip(digests, ms, np.isnat(stamps).tolist(), strict=True)
+        for d, m, missing in zip(names, ms, np.isnat(stamps).tolist(), strict=True)
     ]
+
+
+def record_digests(rows: pd.DataFrame, columns: list[str]) -> list[int]:
+    """A 64-bit digest of each row's values in ``columns`` (pandas' row hash: the same values
+    of the same types give the same digest in every run)."""
+    present = [c for c in columns if c in rows]
+    # Without categorize: most values (texts, times, amounts) are unique, factorizing them
+    # first costs more than hashing them.
+    return pd.util.hash_pandas_object(rows[present], index=False, categorize=False).tolist()
+
+
+def _name(record_id, digest: int | None) -> str:
+    return str(record_id) if digest is None else f"{record_id}\x1f{digest:016x}"
 
 
 def _name_uuid(record_id) -> str:
@@ -351,6 +371,10 @@ class _Scorer:
         self.id_column = cfg.data.column("id").name
         self.entity = cfg.data.entity
         self.timestamp = cfg.data.timestamp
+        # The values a request id covers: every column of the contract but the label, which
+        # does not change a prediction.
+        label = cfg.data.column("label").name
+        self.valued = [c.name for c in cfg.data.columns if c.name != label]
         self.store = (
             EntityStore.from_config(cfg, env.get(STORE_URL_ENV) or None) if self.entity else None
         )
@@ -368,7 +392,8 @@ class _Scorer:
         """The predictions of one chunk (indexed by source row), handed to the log writer
         (committed before the next chunk is handed over, or by :meth:`close`)."""
         ids = chunk[self.id_column].tolist()
-        keys = request_ids(ids, chunk[self.timestamp] if self.timestamp else None)
+        times = chunk[self.timestamp] if self.timestamp else None
+        keys = request_ids(ids, times, record_digests(chunk, self.valued))
         logged = self.log.served_predictions(keys, self.model.name, self.model.version)
         for r in keys:
             if r not in logged and r in self._handed:
