@@ -11,6 +11,7 @@ import json
 import pandas as pd
 import pytest
 
+from {{ cookiecutter.package_name }}.config import Column
 from {{ cookiecutter.package_name }}.data import ingest as ing
 from {{ cookiecutter.package_name }}.data import synthetic
 
@@ -81,6 +82,60 @@ def test_rows_without_a_usable_label_are_quarantined_with_the_reason(cfg, rows, 
     assert result.counts.by_reason == {"no_label": 1, "unmappable_label": 1}
     reasons = result.quarantine.set_index("reason")
     assert "maybe" in reasons.loc["unmappable_label", "excerpt"]
+
+
+def _contract(cfg, *, flags: bool, nullable: str | None = None):
+    """The contract with (or without) a flags column, ``nullable`` made nullable."""
+    columns = [
+        c.model_copy(update={"nullable": True}) if c.name == nullable else c
+        for c in cfg.data.columns
+        if c.role != "flags"
+    ]
+    if flags:
+        columns.append(Column(name="quality_flags", dtype="string", role="flags", nullable=True))
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"columns": columns})})
+
+
+@pytest.mark.parametrize("flags", [True, False])
+@pytest.mark.parametrize("nullable", [False, True])
+def test_a_value_that_needs_a_repair_is_flagged_or_quarantined_never_passed_off(
+    cfg, rows, tmp_path, flags, nullable
+):
+    """A missing or invalid number is filled in only where a flags column records it; a
+    contract without one quarantines the record naming the value. A nullable column keeps a
+    missing number as null (no repair) and an invalid one as null (flagged)."""
+    number = next(c for c in cfg.data.columns if c.role == "numeric" and not c.nullable)
+    contract = _contract(cfg, flags=flags, nullable=number.name if nullable else None)
+    frame = rows.head(6)[[c.name for c in cfg.data.columns if c.role != "flags"]].copy()
+    frame[number.name] = frame[number.name].astype(object)
+    frame.loc[1, number.name] = "three"
+    frame.loc[3, number.name] = None
+    path = tmp_path / "records.csv"
+    frame.to_csv(path, index=False)
+    result = ing.ingest(contract, path)
+    assert_bookkeeping(contract, result)
+    records, counts = result.records, result.counts
+    if flags:
+        assert counts.ingested == 6
+        got = records.set_index(names(cfg, "id")).loc[frame[names(cfg, "id")], number.name]
+        assert f"invalid:{number.name}" in records.loc[1, "quality_flags"]
+        if nullable:
+            assert got.isna().tolist() == [False, True, False, True, False, False]
+            assert f"missing:{number.name}" not in records.loc[3, "quality_flags"]
+        else:
+            assert not got.isna().any()
+            assert f"missing:{number.name}" in records.loc[3, "quality_flags"]
+    elif nullable:  # the missing number is no repair: only the invalid one is quarantined
+        assert counts.ingested == 5 and counts.by_reason == {"invalid_value": 1}
+        assert records[number.name].isna().sum() == 1
+    else:
+        assert counts.ingested == 4
+        assert counts.by_reason == {"invalid_value": 1, "missing_value": 1}
+    if not flags:
+        why = result.quarantine.set_index("reason")["excerpt"]
+        assert f"{number.name} 'three' is not a valid {number.dtype}" in why["invalid_value"]
+        if not nullable:
+            assert f"{number.name} is missing" in why["missing_value"]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@
 missing with documented defaults and flags it in ``quality_flags`` (``missing:<column>``,
 ``invalid:<column>``, ``received_at:row_order``), and rejects records without a usable label
 or with a timestamp no datetime64[ns] column can hold (another datetime column out of that
-range becomes null, flagged ``invalid:<column>``).
+range becomes null, flagged ``invalid:<column>``). A contract without a flags column cannot
+record a repair: a record that would need one is rejected instead (``missing_value``,
+``invalid_value``), never kept with a default that passes for its own value.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def to_contract_frame(cfg: SystemConfig, frame: pd.DataFrame | None = None) -> p
             if not isinstance(values.dtype, pd.DatetimeTZDtype):
                 values = pd.to_datetime(values, utc=True)
             out[col.name] = values.dt.tz_convert("UTC").astype(TIMESTAMP_DTYPE)
+        elif col.dtype == "int" and values.isna().any():  # a nullable column's nulls
+            out[col.name] = values.astype("Int64")
         elif col.dtype in ("int", "float", "bool"):
             out[col.name] = values.astype({"int": "int64", "float": "float64"}.get(col.dtype, bool))
         else:
@@ -261,12 +265,38 @@ def canonicalise(
             f"no '{label_col}' column after data.column_mapping: every row is quarantined "
             "as no_label (map one in configs/system.yaml or pass a labels file)"
         )
+    if not flags_cols:
+        for i in np.flatnonzero(keep):
+            rejection = _unrecorded_repair(data, cols, flags[i], i)
+            if rejection is not None:
+                keep[i] = False
+                rejected.append(
+                    Rejected(chunk.index[i], chunk.locations[i], *rejection, chunk.raw_of(i))
+                )
     for name in flags_cols:
         out[name] = [",".join(dict.fromkeys(f)) for f in flags]
     # Object columns throughout: pandas would otherwise infer (and convert to) arrow strings.
     frame = pd.DataFrame({c.name: _object(out[c.name]) for c in data.columns})
     rejected.sort(key=lambda r: r.index)
     return frame[keep].reset_index(drop=True), rejected, notes
+
+
+def _unrecorded_repair(data, cols: _Columns, flags: list[str], i: int) -> tuple[str, str] | None:
+    """(reason, detail) for a record that needs a value filled in or dropped, in a contract
+    without a flags column: there the default would pass for the record's own value, so the
+    record goes to the quarantine instead. None for a record that needs no repair."""
+    invalid = [f.removeprefix("invalid:") for f in flags if f.startswith("invalid:")]
+    missing = [f.removeprefix("missing:") for f in flags if f.startswith("missing:")]
+    if not invalid and not missing:
+        return None
+    dtypes = {c.name: c.dtype for c in data.columns}
+    details = []
+    for name in invalid:
+        value = str(plain_value(cols.get(name)[1][i]))[:80]
+        details.append(f"{name} {value!r} is not a valid {dtypes.get(name, 'value')}")
+    details += [f"{name} is missing" for name in missing]
+    reason = "invalid_value" if invalid else "missing_value"
+    return reason, "; ".join(details) + " (no flags column in the contract to record a default)"
 
 
 def _object(values: object) -> pd.Series:
@@ -347,8 +377,11 @@ def _representable(cfg: SystemConfig, col: Column, times: pd.Series, values: lis
 
 
 def _numbers(col: Column, series: pd.Series | None, missing: np.ndarray, cols: _Columns) -> list:
-    default = _default(col)
-    cols.flag(missing, f"missing:{col.name}")
+    # A nullable column keeps a missing or invalid value as null (the latter flagged); a column
+    # that validation expects filled gets the documented default, flagged.
+    default = None if col.nullable else _default(col)
+    if not col.nullable:
+        cols.flag(missing, f"missing:{col.name}")
     if series is None:
         return [default] * cols.n
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series):
