@@ -308,7 +308,7 @@ def test_a_record_whose_values_changed_is_scored_again(sample, later, tmp_path):
     rows = [3, 11]
     texts = [c.name for c in cfg.data.columns_with("text") if c.name in changed]
     if texts:
-        changed.loc[rows, texts[0]] = changed.loc[rows, texts[0]] + " and more"
+        changed.loc[rows, texts[0]] = changed.loc[rows, texts[0]].fillna("") + " and more"
     else:  # the next float up: a change no check refuses
         amount = next(c.name for c in cfg.data.columns_with("numeric") if c.dtype == "float")
         changed.loc[rows, amount] = np.nextafter(changed.loc[rows, amount], np.inf)
@@ -422,6 +422,16 @@ def test_a_file_the_contract_refuses_is_not_scored_and_the_cli_says_why(sample, 
         app, ["predict", str(source), "--out", str(out), "--log-writer", "t"]
     )
     assert writer.exit_code == 2 and "--log-writer 't': expected one of auto" in writer.output
+
+    # The input as one of the run's outputs (rescoring a quarantine into the run that wrote
+    # it, say): refused before anything is replaced.
+    for written in (source, *batch.side_paths(source.with_suffix(".parquet"))):
+        before = later.head(3).to_csv(index=False)
+        written.write_text(before)
+        out = source if written == source else source.with_suffix(".parquet")
+        same = CliRunner().invoke(app, ["predict", str(written), "--out", str(out)])
+        assert same.exit_code == 2 and "is also this run's output" in same.output, same.output
+        assert written.read_text() == before
 
 
 def test_the_cli_scores_a_csv_and_prints_the_rate(sample, later, tmp_path, monkeypatch):

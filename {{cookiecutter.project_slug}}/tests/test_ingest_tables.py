@@ -10,7 +10,9 @@ import json
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from {{ cookiecutter.package_name }}.cli import app
 from {{ cookiecutter.package_name }}.config import Column
 from {{ cookiecutter.package_name }}.data import ingest as ing
 from {{ cookiecutter.package_name }}.data import synthetic
@@ -188,3 +190,40 @@ def test_format_option_and_usage_errors(cfg, tmp_path):
         ing.ingest(cfg, tmp_path / "nope.csv")
     with pytest.raises(ValueError, match="unknown format"):
         ing.ingest(cfg, table, fmt="xlsx")
+
+
+def test_ingest_never_writes_parquet_over_a_file_of_another_format(
+    cfg, rows, tmp_path, project_root
+):
+    """``data profile --write`` can point data.source.path at the team's own CSV: ingesting
+    with the default --out must refuse, not replace that CSV with Parquet."""
+    import yaml
+
+    own = tmp_path / "own.csv"
+    rows.head(5).to_csv(own, index=False)
+    before = own.read_bytes()
+    contract = yaml.safe_load((project_root / "configs" / "system.yaml").read_text())
+    contract["data"]["source"] = {**contract["data"].get("source", {}), "path": str(own)}
+    config = tmp_path / "system.yaml"
+    config.write_text(yaml.safe_dump(contract))
+    export = tmp_path / "march.csv"
+    rows.head(5).to_csv(export, index=False)
+    runner = CliRunner()
+    cases = [
+        (["data", "ingest", str(export)], "data.source.path"),
+        (["data", "ingest", str(export), "--out", str(own)], "--out"),
+        (["data", "window"], "data.source.path"),
+    ]
+    for args, named in cases:
+        result = runner.invoke(app, [*args, "--config", str(config)])
+        assert result.exit_code == 2, result.output
+        assert f"{named} {own}" in result.output and "Parquet" in result.output, result.output
+        assert own.read_bytes() == before
+    parquet = tmp_path / "own.parquet"
+    parquet.write_bytes(b"not parquet")
+    result = runner.invoke(app, ["data", "ingest", str(export), "--out", str(parquet)])
+    assert result.exit_code == 2 and "exists and is not Parquet" in result.output
+    result = runner.invoke(
+        app, ["data", "ingest", str(export), "--out", str(tmp_path / "new.parquet")]
+    )
+    assert result.exit_code == 0, result.output

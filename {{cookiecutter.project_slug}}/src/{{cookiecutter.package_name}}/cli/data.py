@@ -54,6 +54,7 @@ def data_generate(
             raise fail(f"data.source.kind is file and {target} does not exist (`data ingest`)")
         console.print(f"data.source.kind is file: {target} is the data, nothing generated")
         return
+    target = _parquet_target(target, out)
     rows = rows or pack_of(cfg).sample_rows
     if holdout >= rows:
         raise fail(f"--holdout {holdout} must be smaller than --rows {rows}")
@@ -84,6 +85,19 @@ def data_generate(
     )
 
 
+def _parquet_target(target: Path, out: Path | None) -> Path:
+    """Where a command that writes Parquet may write: never over a file of another format
+    (``data profile --write`` can point data.source.path at the team's own CSV)."""
+    where = "--out" if out is not None else "data.source.path"
+    if target.suffix.lower() not in (".parquet", ".pq"):
+        raise fail(f"{where} {target}: this writes Parquet; give a .parquet path (--out)")
+    if target.is_file():
+        with target.open("rb") as head:
+            if head.read(4) != b"PAR1":
+                raise fail(f"{where} {target}: exists and is not Parquet; not overwritten (--out)")
+    return target
+
+
 @app.command("ingest")
 def data_ingest(
     source: Annotated[
@@ -105,7 +119,7 @@ def data_ingest(
     from ..data import ingest
 
     cfg = load(config)
-    target = cfg.path(out or cfg.data.source.path)
+    target = _parquet_target(cfg.path(out or cfg.data.source.path), out)
     if source.exists() and target.exists() and source.resolve() == target.resolve():
         raise fail(f"{source} is data.source.path: ingesting it there would overwrite it (--out)")
     try:
@@ -146,7 +160,7 @@ def data_window(
     from ..data import window
 
     cfg = load(config)
-    target = cfg.path(out or cfg.data.source.path)
+    target = _parquet_target(cfg.path(out or cfg.data.source.path), out)
     try:
         summary = window.run(cfg, target, days=days, url=url)
     except window.WindowError as exc:

@@ -256,6 +256,15 @@ def run(
     env = os.environ if env is None else env
     input_path, output_path = Path(input_path), Path(output_path)
     quarantine_path, report_path = side_paths(output_path)
+    for written in (output_path, quarantine_path, report_path):
+        # A run replaces its outputs first: one of them as the input would be lost unread.
+        if written.resolve() == input_path.resolve() or (
+            written.exists() and input_path.exists() and written.samefile(input_path)
+        ):
+            raise ValueError(
+                f"{input_path}: is also this run's output {written}: write the predictions "
+                "to another --out"
+            )
     output_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (output_path, quarantine_path, report_path):
         stale.unlink(missing_ok=True)
