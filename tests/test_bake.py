@@ -116,6 +116,25 @@ def assert_no_leftover_template_syntax(project: Path) -> None:
             assert marker not in stripped, f"{path.relative_to(project)} keeps '{marker}'"
 
 
+# Words of the default (email) instance that a core file of another instance must not use:
+# the core reads roles from the contract and the domain lives in src/<package>/domain/.
+EMAIL_WORDS = re.compile(r"\b(spam|e-?mails?|mail|mbox|inbox|senders?)\b|\.eml\b", re.IGNORECASE)
+# The standard library's email package, and the author's address.
+EMAIL_WORDS_ALLOWED = re.compile(r"\bemail\.utils\b|author_email|[\w.-]+@example\.com")
+CORE_PARTS = ("src", "tests", "deploy", "configs", "benchmarks", "Makefile")
+
+
+def assert_core_never_names_the_email_instance(project: Path) -> None:
+    for path, text in _text_files(project):
+        parts = path.relative_to(project).parts
+        domain = "domain" in parts[:3] or (parts[0] == "tests" and parts[1].startswith("domain_"))
+        if parts[0] not in CORE_PARTS or domain:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            found = EMAIL_WORDS.search(EMAIL_WORDS_ALLOWED.sub("", line))
+            assert found is None, f"{'/'.join(parts)}:{number} names '{found[0]}': {line.strip()}"
+
+
 def assert_structured_files_parse(project: Path) -> None:
     for path, text in _text_files(project):
         if path.suffix in {".yaml", ".yml"}:
@@ -174,6 +193,8 @@ def test_bake_is_sound(bake, answers, extra):
     assert_no_leftover_template_syntax(project)
     assert_structured_files_parse(project)
     assert_lint_clean(project)
+    if answers["use_case"] != "spam-email":
+        assert_core_never_names_the_email_instance(project)
     is_default = answers == PAIRWISE[0]
     assert_generated_tests_pass(project, *(WHOLE_SUITE if is_default else FAST_TESTS_ONLY))
 

@@ -90,7 +90,7 @@ def prepare(args, work: Path) -> tuple[dict, list[dict]]:
     }
     items = generate(cfg, args.records, 99)
     timestamp = cfg.data.column("timestamp").name
-    # Without a received time the server stamps "now", as it would for live mail.
+    # Without a received time the server stamps "now", as it would for a live request.
     bodies = request_bodies(cfg, items.drop(columns=[timestamp]))
     return env, bodies
 

@@ -21,7 +21,7 @@ STAGES = [
     (["evaluate"], "artifacts/candidate/bundle.json", "bundle"),
     (["promote", "--version", "1"], "reports/evaluation/evaluation.json", "evaluation.json"),
     (["feedback", "feedback.csv"], "feedback.csv", "feedback.csv"),
-    (["data", "ingest", "mail.csv", "--out", "data/raw/in.parquet"], "mail.csv", "mail.csv"),
+    (["data", "ingest", "export.csv", "--out", "data/raw/in.parquet"], "export.csv", "export.csv"),
 ]
 SPLITS = ("train", "validation", "test")
 

@@ -1,6 +1,6 @@
 """Any text scores, and a row scores the same alone as in any batch (property tests).
 
-Real mail carries NUL characters, lone combining marks, zero-width and right-to-left
+Real records carry NUL characters, lone combining marks, zero-width and right-to-left
 characters, emoji, one-character bodies and empty ones. The classes of bug these tests generate:
 a character that collides with how documents are delimited inside a batch (which moved n-grams to
 the wrong rows), a text with no n-gram at all (which crashed scoring), and a frame whose dtypes

@@ -209,7 +209,7 @@ def test_local_run_trains_on_the_data_an_importer_brings(project_root, workspace
         **{"metrics.offline.target_precision": 0.2, "metrics.offline.target_recall": 0.5},
     )
     cfg = load_config(path)
-    source = workspace / "bucket" / "mail.parquet"
+    source = workspace / "bucket" / "records.parquet"
     source.parent.mkdir(exist_ok=True)
     synthetic.run(cfg, source, rows=ROWS, seed=3, progress=False)
     _, run = local_run(path, data_uri=f"file://{source}")
@@ -474,7 +474,7 @@ def test_the_imported_variant_reads_data_uri_through_an_importer(cfg, tmp_path):
     assert "exec-ingest-data" in executors  # the first task checks the stores here
 
     # Parameters select the variant; data_uri and data_source / rows do not mix.
-    assert runner.imported(runner.parse_params(["data_uri=s3://bucket/mail.parquet"]))
+    assert runner.imported(runner.parse_params(["data_uri=s3://bucket/records.parquet"]))
     with pytest.raises(ValueError, match="data_uri replaces data_source"):
         runner.parse_params(["data_uri=s3://b/m.parquet", "data_source=generate"])
     with pytest.raises(ValueError, match="data_uri is empty"):

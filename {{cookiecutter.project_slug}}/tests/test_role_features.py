@@ -73,8 +73,8 @@ def plain_records(cfg, n=600, seed=0) -> pd.DataFrame:
         {
             "message_id": [f"m{i}" for i in range(n)],
             "received_at": T0 + pd.to_timedelta(np.sort(rng.integers(0, 3 * 86400, n)), "s"),
-            "account": [f"user{k}@mail.example" for k in rng.integers(0, 300, n)],
-            "account_domain": "mail.example",
+            "account": [f"user{k}@host.example" for k in rng.integers(0, 300, n)],
+            "account_domain": "host.example",
             "account_created_at": pd.NaT,
             "reply_to": None,
             "recipient_count": 1,

@@ -336,7 +336,7 @@ def test_coercion_parses_text_and_flags_what_does_not_parse(small):
 
 
 def test_out_of_range_times_are_quarantined_with_column_value_and_bound(small, tmp_path):
-    """Text as a foreign export or a mail header gives it: each out-of-range time is named."""
+    """Text as a foreign export or a log line gives it: each out-of-range time is named."""
     df = make_rows(small).astype({"received_at": object})
     df.loc[1, "received_at"] = "0102-08-22T04:07:35+00:00"  # RFC 2822 obsolete year, unrepaired
     df.loc[2, "received_at"] = "1994-12-31T23:59:59Z"

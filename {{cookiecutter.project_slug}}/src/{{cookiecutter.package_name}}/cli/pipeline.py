@@ -100,7 +100,8 @@ def run(
         int | None, typer.Option(min=1, help="Optuna trials [default: training.optuna.trials]")
     ] = None,
     source: Annotated[
-        str | None, typer.Option(help="'generate' or a file / folder / mbox to ingest")
+        str | None,
+        typer.Option(help="'generate' or a file or folder to ingest (a pack's sources too)"),
     ] = None,
     params: Params = None,
     output: Annotated[

@@ -39,12 +39,12 @@ MAX_AHEAD_DAYS = 36_500  # the contract's limit on max_ahead_days
 MOSTLY_MARGIN = 0.02  # a nullable column's `mostly` sits this far below the observed share
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-LABEL_WORDS = {"label", "target", "class", "y", "outcome", "fraud", "fraudulent", "spam", "churn"}
+LABEL_WORDS = {"label", "target", "class", "y", "outcome", "fraud", "fraudulent", "churn"}
 LABEL_WORDS |= {"churned", "default", "defaulted", "converted", "clicked", "anomaly", "malicious"}
 ID_WORDS = {"id", "uuid", "guid", "ref", "reference", "key", "no", "number", "num", "txn"}
 TIME_WORDS = {"ts", "time", "timestamp", "datetime", "date", "at", "created", "occurred", "event"}
 ENTITY_WORDS = {"id", "user", "account", "acct", "card", "customer", "client", "member"}
-ENTITY_WORDS |= {"device", "sender", "merchant", "session", "ip", "email", "phone", "payer"}
+ENTITY_WORDS |= {"device", "author", "merchant", "session", "ip", "login", "phone", "payer"}
 ENTITY_WORDS |= {"holder", "owner", "entity", "no", "number", "num", "pan", "iban"}
 
 _INT = re.compile(r"^[+-]?(0|[1-9][0-9]*)$")

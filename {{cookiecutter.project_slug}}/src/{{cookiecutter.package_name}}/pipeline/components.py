@@ -19,7 +19,7 @@ def get_data(
     config_path: str, source: str, rows: int, mlflow_tracking_uri: str, data: Output[Dataset]
 ):
     """Generate synthetic records (source=generate), take the labelled window of served
-    traffic from the prediction log (source=window) or ingest a file, folder or mbox; on a
+    traffic from the prediction log (source=window) or ingest a file or folder; on a
     cluster, fail first when a store would not outlive its pod."""
     import importlib
     import os
@@ -37,7 +37,7 @@ def get_data(
 def ingest_data(
     config_path: str, mlflow_tracking_uri: str, source: Input[Dataset], data: Output[Dataset]
 ):
-    """Ingest the imported object (a file, folder or mbox the launcher downloaded); on a
+    """Ingest the imported object (a file or folder the launcher downloaded); on a
     cluster, fail first when a store would not outlive its pod."""
     import importlib
     import os
