@@ -568,15 +568,28 @@ def test_reused_request_ids_are_refused_and_the_rest_answered(sample, bodies, en
 
     engine = engine_for("shadow")
     items = records_of(sample.cfg, bodies[:4])
+
+    def sends() -> int:  # the entity events the store holds, its buffer written out
+        engine.store.flush()
+        with engine.store._backend.engine.connect() as conn:
+            return conn.exec_driver_sql("select count(*) from entity_sends").scalar()
+
+    before = sends()
     out = engine.classify_each(items[:3], ["dup-1", "dup-1", "dup-2"])
     assert [type(p).__name__ for p in out] == ["Prediction", "DuplicateRequestId", "Prediction"]
     assert "dup-1" in str(out[1])
-    # Against the log: a later request with a used id is refused, its neighbours answered.
+    assert sends() == before + 2
+    # Against the log: a later request with a used id is refused, its neighbours answered; a
+    # refused retry is no new event of its entity.
     again = engine.classify_each(items[1:4], ["dup-2", "dup-3", "dup-1"])
     assert isinstance(again[0], DuplicateRequestId) and isinstance(again[2], DuplicateRequestId)
     assert again[1].request_id == "dup-3"
     with pytest.raises(DuplicateRequestId, match="dup-3"):
         engine.classify(items[:1], ["dup-3"])
+    assert sends() == before + 3
+    mixed = engine.classify_each(items[:2], [None, "dup-2"])  # None: the engine makes one
+    assert mixed[0].request_id and isinstance(mixed[1], DuplicateRequestId)
+    assert sends() == before + 4
     assert engine.wait_for_shadow(10)
     for request_id in ("dup-1", "dup-2", "dup-3"):
         rows = engine.log.rows(request_id)

@@ -128,11 +128,8 @@ class MicroBatcher:
     def _classify(self, group: list[_Job], *, record_errors: bool) -> None:
         records = [record for job in group for record in job.records]
         given = [rid for job in group for rid in job.ids]
-        ids = None
-        if any(given):
-            from .engine import new_request_id
-
-            ids = [rid or new_request_id() for rid in given]
+        # None where the client gave no id: the engine makes one (and checks only given ones).
+        ids = given if any(given) else None
         results = self.classify_each(records, ids, record_errors=record_errors)
         start = 0
         for job in group:

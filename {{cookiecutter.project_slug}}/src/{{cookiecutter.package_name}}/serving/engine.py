@@ -165,9 +165,10 @@ class Engine:
     ) -> list[Prediction | Exception]:
         """One prediction, or the reason it was refused, per record; answered ones are logged.
 
-        An record whose request id is already served (in the log, or earlier in ``records``) is
-        refused with :class:`DuplicateRequestId` and nothing of it is logged: feedback finds a
-        prediction by its request id. ``record_errors``: a failure of the whole call is
+        A record whose request id is already served (in the log, or earlier in ``records``) is
+        refused with :class:`DuplicateRequestId`, and nothing of it is logged or counted in its
+        entity's history: feedback finds a prediction by its request id, and a client's retry
+        is not another event of the entity. ``None`` in ``request_ids``: make one. ``record_errors``: a failure of the whole call is
         recorded in the ``errors`` table (off when the caller retries the records in parts).
         """
         if not records:
@@ -179,19 +180,20 @@ class Engine:
                 self.log.record_error(len(records), exc)
             raise
 
-    def _classify(self, records: list, request_ids: list[str] | None, started: float | None):
+    def _classify(
+        self,
+        records: list,
+        request_ids: list[str | None] | None,
+        started: float | None,
+        checked: bool = False,
+    ):
         started = time.perf_counter() if started is None else started
-        refused: dict[int, Exception] = {}
-        if request_ids is not None:
-            seen: set[str] = set()
-            for i, request_id in enumerate(request_ids):
-                if request_id in seen:
-                    refused[i] = DuplicateRequestId(request_id)
-                seen.add(request_id)
-            if refused:  # score the rest (each id's first record) only
+        if request_ids is not None and not checked:
+            refused = self._refused(records, request_ids)
+            if refused:  # score the rest only
                 keep = [i for i in range(len(records)) if i not in refused]
                 out = self._classify(
-                    [records[i] for i in keep], [request_ids[i] for i in keep], started
+                    [records[i] for i in keep], [request_ids[i] for i in keep], started, True
                 )
                 results: list = [None] * len(records)
                 for i, result in zip(keep, out, strict=True):
@@ -200,7 +202,10 @@ class Engine:
                     results[i] = error
                 return results
         n = len(records)
-        request_ids = request_ids or [new_request_id() for _ in range(n)]
+        if request_ids is None:
+            request_ids = [new_request_id() for _ in range(n)]
+        elif not all(request_ids):
+            request_ids = [r or new_request_id() for r in request_ids]
         now = datetime.now(UTC)
         frame = self.frames.table(records, now)
         rows = frame if self.store is None else self._history(frame)
@@ -262,6 +267,33 @@ class Engine:
                 role=roles[k],
             )
         return results
+
+    def _refused(self, records: list, request_ids: list[str | None]) -> dict[int, Exception]:
+        """The records whose given request id comes again in ``records`` or is already served by
+        the model that would answer it, found before anything of them is scored or recorded
+        as an entity's send. (The log's unique index refuses the rest at commit: a duplicate
+        sent to another worker at the same moment, whose send the store then keeps.)"""
+        refused: dict[int, Exception] = {}
+        seen: set[str] = set()
+        for i, request_id in enumerate(request_ids):
+            if request_id is None:
+                continue
+            if request_id in seen:
+                refused[i] = DuplicateRequestId(request_id)
+            seen.add(request_id)
+        by_model: dict[tuple[str, int], list[int]] = {}
+        for i, request_id in enumerate(request_ids):
+            if request_id is None or i in refused:
+                continue
+            key = getattr(records[i], self.entity, None) if self.entity else request_id
+            model = self._model(self.plan.answering_role(key))
+            by_model.setdefault((model.name, model.version), []).append(i)
+        for (name, version), index in by_model.items():
+            served = self.log.served_predictions([request_ids[i] for i in index], name, version)
+            for i in index:
+                if request_ids[i] in served:
+                    refused[i] = DuplicateRequestId(request_ids[i])
+        return refused
 
     def _model(self, role: str) -> ServedModel:
         return self.champion if role == CHAMPION else self.challenger
