@@ -337,6 +337,24 @@ def test_blank_field_error_reads_plainly(cfg):
     assert summarize_errors(detail) == "account: must not be blank"
 
 
+def test_a_key_with_a_nul_character_is_refused_naming_its_field(cfg):
+    """The id and the entity key are stored as text (PostgreSQL refuses a NUL in it): a NUL in
+    one is a 400 naming the field; a text field may carry one."""
+    cfg = reference_config(cfg)
+    from pydantic import ValidationError
+
+    from {{cookiecutter.package_name}}.serving.guard import summarize_errors
+
+    model = record_model(cfg)
+    for field in ("account", "message_id"):
+        body = {"account": "a", "message_id": "m", "body": "x", field: "a\u0000b"}
+        with pytest.raises(ValidationError) as info:
+            model.model_validate_json(json.dumps(body))
+        detail = info.value.errors(include_context=False, include_input=False)
+        assert summarize_errors(detail).startswith(f"{field}: Value error, must not contain a NUL")
+    assert model.model_validate_json(json.dumps({"account": "a", "body": "x\u0000y"}))
+
+
 def _served(request_id: str, served: bool = True, version: int = 1) -> dict:
     from datetime import datetime
 

@@ -224,6 +224,19 @@ def test_wrong_type_reports_the_unparseable_value_but_accepts_parseable_text(sma
     assert report.valid.loc[6, "recipient_count"] == 3
 
 
+def test_a_key_with_a_nul_character_is_quarantined_naming_why(small):
+    """A NUL in the id or the entity key (stored as text: PostgreSQL refuses it) fails the type
+    check of its column; a text column may hold one."""
+    df = make_rows(small)
+    df.at[4, "message_id"] = "m\x00x"
+    df.at[7, "account"] = "a\x00b"
+    df.at[9, "body"] = "a body with a \x00 in it"
+    report = validate.validate_records(small, df, now=NOW, docs=False)
+    assert checks(report) == {("type", "message_id"), ("type", "account")}
+    assert all("without a NUL character (a key)" in f.expected for f in report.failures)
+    assert set(report.quarantine["source_row"]) == {4, 7}
+
+
 def _broken_csv(cfg, path):
     """A CSV (text all the way, as real exports are) with three bad rows."""
     df = make_rows(cfg)

@@ -12,6 +12,8 @@ import pandas as pd
 
 from ..config import SystemConfig
 
+# Roles whose string values are keys: a value with a NUL character does not parse.
+KEY_ROLES = ("id", "entity_key")
 # Pandas dtypes the contract's dtypes are coerced to (nullable, so a missing value stays missing).
 PANDAS_DTYPES = {
     "string": "str",
@@ -77,8 +79,9 @@ def coerce_to_contract(cfg: SystemConfig, raw: pd.DataFrame) -> tuple[pd.DataFra
     """Cast the contract's columns to their dtypes; return (typed frame, mask of unparseable cells).
 
     Text such as ``"3"`` or ``"2024-05-01 11:00"`` parses (naive times are UTC); blank text is
-    missing in a typed column (in a string column it stays text); a value that does not parse (``"many"`` in an int column) becomes missing in the
-    typed frame and True in the mask. Columns outside the contract pass through unchanged.
+    missing in a typed column (in a string column it stays text); a value that does not parse
+    (``"many"`` in an int column) becomes missing in the typed frame and True in the mask; a
+    key (id, entity key) holding a NUL character is True in the mask too. Columns outside the contract pass through unchanged.
     """
     typed = raw.copy()
     bad = pd.DataFrame(index=raw.index)
@@ -86,4 +89,9 @@ def coerce_to_contract(cfg: SystemConfig, raw: pd.DataFrame) -> tuple[pd.DataFra
         if column.name not in raw.columns:
             continue
         typed[column.name], bad[column.name] = _coerce_column(raw[column.name], column.dtype)
+        if column.role in KEY_ROLES and column.dtype == "string":
+            # A key lives as text in the log and the entity store: PostgreSQL refuses a NUL.
+            values = raw[column.name]
+            nul = values.map(lambda v: isinstance(v, str) and "\x00" in v, na_action="ignore")
+            bad[column.name] |= nul.fillna(False).to_numpy(dtype=bool)
     return typed, bad

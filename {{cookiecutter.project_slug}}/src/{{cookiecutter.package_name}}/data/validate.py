@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SystemConfig
-from .coerce import PANDAS_DTYPES, coerce_to_contract
+from .coerce import KEY_ROLES, PANDAS_DTYPES, coerce_to_contract
 from .gx_suite import build_docs, build_suite, open_project, run_parameters, store_trimmed
 
 __all__ = [
@@ -437,6 +437,10 @@ def _fold(
     for name, rows in unparsed.items():
         if ("type", name) not in seen:
             out.append(_unparsed(name, rows, raw, f"{dtypes.get(name)} values"))
+    keys = {c.name for c in cfg.data.columns if c.role in KEY_ROLES and c.dtype == "string"}
+    for k, f in enumerate(out):
+        if f.check == "type" and f.column in keys:  # a key's text fails only with a NUL
+            out[k] = replace(f, expected=f"{f.expected} without a NUL character (a key)")
     return out
 
 

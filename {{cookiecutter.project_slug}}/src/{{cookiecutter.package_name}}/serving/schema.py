@@ -7,8 +7,8 @@ the timestamp, the range minimum for counts, the first allowed value for categor
 nullable fields, and what the pack derives). Unknown
 fields are refused, so a misspelled field is a 400, not a silently ignored value. Types are
 strict: a number is not taken from a string or a boolean (``false`` is not 0), a time only from
-an ISO 8601 string (``"1"`` and ``0.0`` are not 1970), and a non-nullable string must hold a
-non-whitespace character. ``FrameBuilder`` turns validated records into the raw canonical rows
+an ISO 8601 string (``"1"`` and ``0.0`` are not 1970), a non-nullable string must hold a
+non-whitespace character, and a key (the id, the entity key) no NUL character. ``FrameBuilder`` turns validated records into the raw canonical rows
 the model bundle scores.
 """
 
@@ -43,6 +43,9 @@ MAX_BATCH_ITEMS = 200
 MAX_TEXT_CHARS = 1_000_000
 # A non-nullable string holds something besides whitespace (the OpenAPI schema says so too).
 NOT_BLANK = r"\S"
+# Columns whose values are keys in the log and the entity store: text without NUL, which
+# PostgreSQL's text type cannot hold (data validation refuses it in files too).
+KEY_ROLES = ("id", "entity_key")
 # The start of an ISO 8601 date: what a time string must begin with.
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -100,6 +103,12 @@ def _iso_text(value):
     return value
 
 
+def _key(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (a key is stored as text)")
+    return value
+
+
 def _field(column, required: bool) -> tuple[Any, Any]:
     """(annotation, default) of one contract column."""
     kind = {
@@ -115,6 +124,8 @@ def _field(column, required: bool) -> tuple[Any, Any]:
         if not column.nullable:
             constraints["min_length"] = 1
             constraints["pattern"] = NOT_BLANK
+        if column.role in KEY_ROLES:
+            annotation = Annotated[annotation, AfterValidator(_key)]
         if column.allowed:
             annotation = Literal[tuple(column.allowed)]
             constraints = {}
