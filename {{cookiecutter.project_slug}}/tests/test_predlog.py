@@ -170,6 +170,17 @@ def test_feedback_file_quarantines_bad_rows_and_is_idempotent(cfg, log, tmp_path
     assert (again.inserted, again.duplicates) == (0, 3)
 
 
+def test_feedback_keyed_by_the_contracts_own_column_names(cfg, log, tmp_path):
+    """A file exported with the contract's id and label column names is read as message_id
+    and label."""
+    record_id, label = cfg.data.column("id").name, cfg.data.column("label").name
+    log.record([prediction("r7", POS, message_id="rec-7")])
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({record_id: ["rec-7", "rec-8"], label: [NEG, POS]}).to_csv(path, index=False)
+    result = ingest_feedback(cfg, path, log, quarantine_dir=tmp_path / "quarantine")
+    assert (result.inserted, result.rejected, result.unmatched) == (2, 0, 1)
+
+
 def test_feedback_formats_and_unreadable_files(cfg, log, tmp_path):
     jsonl = tmp_path / "f.jsonl"
     jsonl.write_text(

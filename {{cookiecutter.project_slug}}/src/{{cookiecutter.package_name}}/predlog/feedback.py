@@ -4,8 +4,9 @@ A feedback file is CSV, JSON Lines (``.jsonl`` / ``.ndjson``), a JSON list or Pa
 per row, with the columns:
 
 ``request_id``   the ``request_id`` the server answered with, and/or
-``message_id``   the record's id (at least one of the two)
+``message_id``   the record's id (at least one of the two; the contract's id column name too)
 ``label``        what the user says the record is: the contract's positive or negative class
+                 (the contract's label column name too)
 ``reported_at``  optional, ISO 8601 (also accepted as ``at`` or ``timestamp``)
 ``source``       optional, e.g. ``report`` or ``rescue``
 
@@ -68,8 +69,9 @@ class FeedbackResult:
         return text
 
 
-def read_feedback(path: Path) -> pd.DataFrame:
-    """The feedback file as a table of strings (missing cells: empty strings)."""
+def read_feedback(path: Path, cfg=None) -> pd.DataFrame:
+    """The feedback file as a table of strings (missing cells: empty strings). With ``cfg``, the
+    contract's id and label column names stand for ``message_id`` and ``label``."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise FeedbackFileError(
@@ -81,10 +83,14 @@ def read_feedback(path: Path) -> pd.DataFrame:
         frame = reader(path)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise FeedbackFileError(f"{path}: cannot read it as {path.suffix}: {exc}") from exc
+    if cfg is not None:
+        names = {cfg.data.column("id").name: "message_id", cfg.data.column("label").name: "label"}
+        frame = frame.rename(columns={k: v for k, v in names.items() if v not in frame.columns})
     if "label" not in frame.columns:
         raise FeedbackFileError(f"{path}: no 'label' column (columns: {', '.join(frame.columns)})")
     if not {"request_id", "message_id"} & set(frame.columns):
-        raise FeedbackFileError(f"{path}: needs a 'request_id' or a 'message_id' column")
+        record_id = f" (or '{cfg.data.column('id').name}')" if cfg is not None else ""
+        raise FeedbackFileError(f"{path}: needs a 'request_id' or a 'message_id'{record_id} column")
     return frame.astype(object).where(frame.notna(), "").map(lambda v: str(v).strip())
 
 
@@ -144,7 +150,7 @@ def prepare(cfg, frame: pd.DataFrame) -> tuple[list[dict], pd.DataFrame]:
 def ingest_feedback(cfg, path: Path, log: PredictionLog, *, quarantine_dir: Path) -> FeedbackResult:
     """Read ``path``, store its valid reports in ``log`` and quarantine the rest."""
     path = Path(path)
-    frame = read_feedback(path)
+    frame = read_feedback(path, cfg)
     good, bad = prepare(cfg, frame)
     result = FeedbackResult(read=len(frame), rejected=len(bad))
     if len(bad):
