@@ -819,6 +819,10 @@ def test_strict_types_over_http(servers):
             server.url + "/classify", json={"account": "a@b.org", "body": "x", field: value}
         )
         assert r.status_code == 400 and field in r.json()["error"], (field, value, r.text)
+    # Each is one line of the server's log, with neither a traceback nor the request's values.
+    logged = server.output.read_text(errors="replace")
+    assert "Exception on /classify" not in logged and "input_value" not in logged
+    assert "400 on /classify [POST]: ValidationError" in logged
 
 
 @pytest.mark.slow

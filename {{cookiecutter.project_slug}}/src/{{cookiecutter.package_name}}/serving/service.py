@@ -37,6 +37,7 @@ from starlette.responses import Response
 from ..config import load_config
 from . import WORKERS_ENV
 from .batcher import MicroBatcher, Overloaded
+from .client_errors import install as quiet_client_errors
 from .guard import RequestGuard
 from .openapi import OpenAPIAmender
 from .orphan import die_with_parent
@@ -45,6 +46,8 @@ from .schema import MAX_BATCH_ITEMS, DuplicateRequestId, Prediction, record_mode
 
 # Before BentoML builds the app: its own timeout middleware leaks a timer per request.
 install_request_timeout()
+# A request answered 4xx is one INFO line, not an ERROR with a traceback of its values.
+quiet_client_errors()
 # BentoML sets the worker index before it imports the service in a worker process.
 if server_context.worker_index is not None:
     die_with_parent(os.getppid())
