@@ -371,8 +371,8 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_p
         for c in cfg.data.columns
         if c.dtype == "string" and not c.nullable and c.role not in ("id", "label")
     ]
-    # Enough rows that three bad ones stay within data.max_quarantine_share: the rest is scored.
-    rows = max(ROWS, int(3 / cfg.data.max_quarantine_share) + 1)
+    # Enough rows that four bad ones stay within data.max_quarantine_share: the rest is scored.
+    rows = max(ROWS, int(4 / cfg.data.max_quarantine_share) + 1)
     frame = _later(sample, rows).astype(object)
     frame.loc[3, id_column] = frame.loc[2, id_column]  # a duplicate id
     if cfg.data.timestamp:
@@ -383,6 +383,10 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_p
         bad.add(7)
     source = tmp_path / "records.jsonl"
     frame.to_json(source, orient="records", lines=True, date_format="iso")
+    lines = source.read_text(encoding="utf-8").split("\n")
+    lines[9] = lines[9][: len(lines[9]) // 2]  # record 9 cut short: a line that does not parse
+    source.write_text("\n".join(lines), encoding="utf-8")
+    bad.add(9)
     env = _stores(sample, tmp_path / "stores")
     out = tmp_path / "new" / "scored.jsonl"  # a folder that does not exist yet
     result = batch.run(cfg, source, out, env=env)
@@ -391,6 +395,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_p
     assert set(quarantine["source_row"]) == bad
     reasons = dict(zip(quarantine["source_row"], quarantine["reason"], strict=True))
     assert reasons[3] == f"unique: {id_column}"
+    assert reasons[9].startswith("parse (line 10: not JSON")
     if cfg.data.timestamp:
         assert reasons[5].startswith(f"type: {cfg.data.timestamp}")
     scored = pd.read_json(out, lines=True, dtype={id_column: str})

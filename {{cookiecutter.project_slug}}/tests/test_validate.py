@@ -237,6 +237,44 @@ def test_a_key_with_a_nul_character_is_quarantined_naming_why(small):
     assert set(report.quarantine["source_row"]) == {4, 7}
 
 
+def test_lines_that_do_not_parse_are_quarantined_by_line_the_rest_validated(small, tmp_path):
+    """A CSV line with extra fields, a line that is not UTF-8, a broken JSON line, a byte order
+    mark: the file is read line by line, each unreadable line quarantined as ``parse`` with its
+    line number, in its place among the records; nothing else is lost."""
+    df = make_rows(small)
+    df.at[5, "body"] = "caf\u00e9 menu"
+    csv_path = tmp_path / "records.csv"
+    df.to_csv(csv_path, index=False)
+    lines = csv_path.read_bytes().split(b"\n")
+    lines[3] += b",extra,fields"  # record 2 (line 4)
+    lines[6] = lines[6].replace("\u00e9".encode(), "\u00e9".encode("cp1252"))  # record 5
+    csv_path.write_bytes(b"\n".join(lines))
+    table = validate.read_table(csv_path)
+    assert len(table) == len(df)
+    report = validate.validate_records(small, table, now=NOW, docs=False)
+    (parse,) = [f for f in report.failures if f.check == "parse"]
+    assert parse.rows == (2,) and "line 4: expected" in parse.observed
+    assert report.quarantine.set_index("source_row").loc[2, "reason"].startswith("parse (line 4")
+    assert set(report.quarantine["source_row"]) == {2}
+    assert len(report.valid) == len(df) - 1
+    assert report.valid.loc[5, "body"] == "caf\u00e9 menu"  # read as cp1252
+
+    records = [json.dumps(r, default=str) for r in df.to_dict("records")]
+    records[0] = "\ufeff" + records[0]
+    records[7] = records[7][:-5]  # cut short
+    jsonl = tmp_path / "records.jsonl"
+    jsonl.write_text("\n".join(records) + "\n", encoding="utf-8")
+    report = validate.validate_records(small, validate.read_table(jsonl), now=NOW, docs=False)
+    assert set(report.quarantine["source_row"]) == {7}
+    assert report.quarantine["reason"].iloc[0].startswith("parse (line 8: not JSON")
+    assert len(report.valid) == len(df) - 1
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="empty.csv: empty file"):
+        validate.read_table(empty)
+
+
 def _broken_csv(cfg, path):
     """A CSV (text all the way, as real exports are) with three bad rows."""
     df = make_rows(cfg)

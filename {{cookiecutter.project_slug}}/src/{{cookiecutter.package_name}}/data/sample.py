@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from .tabular import allow_long_csv_fields
+
 READ_ROWS = 100_000
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 FORMATS |= {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -102,6 +104,7 @@ def _check_names(path: Path, names: list[str]) -> None:
 
 
 def _read_csv(path: Path, rows: int) -> Sample:
+    allow_long_csv_fields()
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         first = handle.readline()
         if not first.strip():

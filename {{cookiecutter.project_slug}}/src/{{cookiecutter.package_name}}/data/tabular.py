@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 CHUNK_ROWS = 50_000
+# The csv module refuses a field over 128 Ki characters by default; a long text (an email body,
+# a document) is a value, not a broken line. Beyond this it is one.
+CSV_FIELD_LIMIT = 1 << 26
 # Records without a timestamp column get one second apart from this instant, in file order,
 # so the time split still has an order to follow (flag ``received_at:row_order``).
 ROW_ORDER_EPOCH = "2000-01-01T00:00:00Z"
@@ -79,6 +82,15 @@ def plain_value(value: object) -> object:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value.item() if isinstance(value, np.generic) else value
+
+
+def allow_long_csv_fields() -> None:
+    """Raise the csv module's field limit (process-wide) to ``CSV_FIELD_LIMIT``."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+
+
+allow_long_csv_fields()
 
 
 def _decode_line(raw: bytes) -> tuple[str, bool]:

@@ -7,7 +7,9 @@ suite, every validation result and the HTML data docs. Checks come in two kinds:
 - row checks (type, not_null, unique, allowed, range): the rows that break them go to a
   quarantine frame with a ``reason`` naming each failed check, e.g. ``not_null: body``, and for
   a range the value and the bound it breaks;
-- data-set checks (column_exists, mostly, row_count, positive_rate): nothing to quarantine.
+- data-set checks (column_exists, mostly, row_count, positive_rate): nothing to quarantine;
+- ``parse``: a line of a CSV or JSON-lines file that does not parse, quarantined by its line
+  number and why (``records_file.py``).
 
 Every datetime column has a range: the contract's ``min`` / ``max``, at most ``max_ahead_days``
 after the run, and never outside the span the stages can hold (``timebounds``).
@@ -35,6 +37,7 @@ import pandas as pd
 from ..config import SystemConfig
 from .coerce import KEY_ROLES, PANDAS_DTYPES, coerce_to_contract
 from .gx_suite import build_docs, build_suite, open_project, run_parameters, store_trimmed
+from .records_file import UNPARSED, read_table
 
 __all__ = [
     "Decision",
@@ -72,7 +75,8 @@ class FailedCheck:
     def reason(self, row: int) -> str:
         """The quarantine reason for ``row``: ``check: column``, and the note when there is one."""
         note = self.notes.get(row)
-        return f"{self.check}: {self.column}" + (f" ({note})" if note else "")
+        where = f"{self.check}: {self.column}" if self.column else self.check
+        return where + (f" ({note})" if note else "")
 
     def line(self) -> str:
         """One line for people, e.g. ``not_null on body: expected no nulls, observed ...``."""
@@ -444,6 +448,34 @@ def _fold(
     return out
 
 
+def _unparsed_lines(failures: list[FailedCheck], unparsed: dict[int, str]) -> list[FailedCheck]:
+    """The lines of the file that did not parse (empty rows in their place: see
+    ``records_file.py``) as one ``parse`` failure; the checks their emptiness failed forget them."""
+    if not unparsed:
+        return failures
+    out = []
+    for f in failures:
+        rows = tuple(r for r in f.rows if r not in unparsed)
+        if f.rows and not rows:
+            continue  # it failed only on the empty rows
+        if rows != f.rows:
+            notes = {r: n for r, n in f.notes.items() if r not in unparsed}
+            f = FailedCheck(f.check, f.column, f.expectation, f.observed, f.expected, rows, notes)
+        out.append(f)
+    where = "; ".join(list(unparsed.values())[:_SAMPLES])
+    more = f" and {len(unparsed) - _SAMPLES:,} more" if len(unparsed) > _SAMPLES else ""
+    parse = FailedCheck(
+        check="parse",
+        column=None,
+        expectation="read the file",
+        observed=f"{_count(len(unparsed), 'line')} do not parse: {where}{more}",
+        expected="one record per line",
+        rows=tuple(unparsed),
+        notes=dict(unparsed),
+    )
+    return [parse, *out]
+
+
 def _quarantine(raw: pd.DataFrame, failures: list[FailedCheck]) -> pd.DataFrame:
     """The failing rows as read, with ``source_row`` and ``reason`` (checks in suite order)."""
     reasons: dict[int, list[str]] = {}
@@ -488,6 +520,7 @@ def validate_records(
     """
     started = time.perf_counter()
     now = _utc(now)
+    unparsed = dict(df.attrs.get(UNPARSED) or {})
     raw = df.reset_index(drop=True)
     typed, bad = coerce_to_contract(cfg, raw)
     project = open_project(cfg, scoring=scoring)
@@ -498,6 +531,7 @@ def validate_records(
         result_format={"result_format": "COMPLETE", "partial_unexpected_count": 20},
     )
     failures = _fold(cfg, _parse_results(cfg, results, typed, now), bad, raw)
+    failures = _unparsed_lines(failures, unparsed)
     identifier = store_trimmed(project, results)
     quarantine = _quarantine(raw, failures)
     valid = typed.drop(index=quarantine["source_row"].to_numpy())
@@ -535,18 +569,6 @@ def validate_records(
 
 
 # --- the stage -------------------------------------------------------------------------------------
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read Parquet, CSV or JSON lines; CSV and JSON values stay text for the coercion to judge."""
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-    raise ValueError(f"{path}: unknown format '{suffix}' (expected .parquet, .csv or .jsonl)")
 
 
 def run(
