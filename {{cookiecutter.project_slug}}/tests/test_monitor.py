@@ -306,3 +306,10 @@ def test_shadow_traffic_then_monitor_and_compare_from_the_cli(tmp_path, project_
     assert comparison["labelled"] >= cfg.monitoring.min_labels  # enough to decide
     assert comparison["verdict"] in ("better", "worse", "not_distinguishable")
     assert "champion" in result.output and "challenger" in result.output
+
+    # A mistyped --log-url is refused, not created empty and reported on.
+    typo = tmp_path / "typo" / "predictions.db"
+    for command in ("monitor", "compare"):
+        result = runner.invoke(app, [command, "--log-url", f"sqlite:///{typo}", *config])
+        assert result.exit_code == 2 and "no prediction log there" in result.output
+    assert not typo.parent.exists()

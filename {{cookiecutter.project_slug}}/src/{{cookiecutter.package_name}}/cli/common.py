@@ -32,6 +32,17 @@ LogUrl = Annotated[
 ]
 
 
+def existing_log(cfg: SystemConfig, url: str | None) -> str | None:
+    """``url`` (a --log-url) when it names a prediction log that exists: a command that only
+    reads the log must not create an empty one under a mistyped path and report on nothing."""
+    resolved = cfg.sqlite_url(url) if url else ""
+    if resolved.startswith("sqlite:///"):
+        database = resolved.removeprefix("sqlite:///").split("?", 1)[0]
+        if database not in ("", ":memory:") and not Path(database).is_file():
+            raise fail(f"--log-url {url}: no prediction log there")
+    return url
+
+
 def load(config: Path | None) -> SystemConfig:
     """Load the contract or exit 2 with the problems, one per line."""
     try:

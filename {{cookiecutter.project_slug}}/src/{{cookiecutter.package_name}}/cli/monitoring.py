@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import ConfigOption, LogUrl, console, errors, fail, load
+from .common import ConfigOption, LogUrl, console, errors, existing_log, fail, load
 
 REPORT_DIR = Path("reports/monitoring")
 
@@ -70,7 +70,7 @@ def monitor(
             cfg,
             since=_time(since, "--since"),
             until=_time(until, "--until"),
-            log_url=log_url,
+            log_url=existing_log(cfg, log_url),
             out_dir=cfg.path(out),
         )
     except (stage.MonitorError, ValueError) as exc:
@@ -123,7 +123,7 @@ def compare(
         start, end = stage.window_bounds(cfg, _time(since, "--since"), _time(until, "--until"))
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    log = PredictionLog(resolve_url(cfg, log_url))
+    log = PredictionLog(resolve_url(cfg, existing_log(cfg, log_url)))
     try:
         window = read_window(log, start, end, with_features=False)
     finally:
