@@ -128,6 +128,34 @@ def test_roles_dtypes_and_label_of_an_unseen_table(tmp_path, fmt):
     assert all(c.reason for c in proposal.columns)
 
 
+def test_one_stray_value_does_not_change_a_columns_proposal(tmp_path):
+    """A duplicate id, a date in another format, "n/a" in a number column and a third label
+    value, once each in 3,000 rows: every column keeps its dtype and role, and the notes name
+    each stray, whose rows validation then quarantines."""
+    frame = transactions(3000).astype(object)
+    frame.loc[10, "txn_ref"] = frame.loc[9, "txn_ref"]
+    frame["ts"] = frame["ts"].map(lambda t: t.isoformat())
+    frame.loc[20, "ts"] = "01/02/2024 10:00"
+    frame.loc[30, "amount_usd"] = "n/a"
+    frame.loc[40, "is_fraud"] = "maybe"
+    path = tmp_path / "tx.csv"
+    frame.to_csv(path, index=False)
+    _, proposal = _propose(path)
+    got = {c.source: (c.spec["dtype"], c.spec["role"]) for c in proposal.columns}
+    assert got == EXPECTED
+    assert proposal.positive_class == "1" and proposal.negative_class == "0"
+    notes = "\n".join(proposal.notes)
+    assert "txn_ref: 1 repeated value(s)" in notes
+    assert "ts: 1 value(s) not datetime (e.g. '01/02/2024 10:00')" in notes
+    assert "amount_usd: 1 value(s) not float (e.g. 'n/a')" in notes
+    assert "is_fraud: 1 row(s) hold another value than the two classes (e.g. 'maybe')" in notes
+    # Twice the share of strays: a number column with that much text is text.
+    frame.loc[50:56, "amount_usd"] = "n/a"
+    frame.to_csv(path, index=False)
+    _, proposal = _propose(path)
+    assert {c.source: c.spec["dtype"] for c in proposal.columns}["amount_usd"] == "string"
+
+
 def test_gaps_ranges_epochs_and_odd_names(tmp_path):
     n = 400
     frame = transactions(n)

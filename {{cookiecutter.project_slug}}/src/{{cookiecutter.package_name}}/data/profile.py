@@ -5,12 +5,14 @@
 reason. Only what the rows show is proposed; the user reviews it (``data profile``) before
 ``--write`` puts it in ``configs/system.yaml`` (:mod:`.contract_write`).
 
-Dtypes follow what validation's coercion reads: text stays text unless every value parses
+Dtypes follow what validation's coercion reads: text stays text unless its values parse
 (``true``/``false``, integers without leading zeros, decimals, ISO 8601 times). Roles come from
 the values first and the column name second: ``id`` is unique per row, ``label`` has two values
 (the minority is proposed as the positive class), ``timestamp`` is the main time column,
 ``entity_key`` (optional) repeats ids with many distinct values and a name like ``user`` or
-``*_id``.
+``*_id``. A few strays (at most ``STRAY_SHARE`` of the rows: a typo, "n/a", a repeated id, a
+third label value) do not change a proposal: the notes name them, and validation quarantines
+their rows.
 Ranges are widened so that tomorrow's records still pass: numbers by the observed span on each
 side (never below 0 when no negative value was seen), dates from January 1st of the year
 before the earliest.
@@ -37,6 +39,11 @@ __all__ = ["FORMATS", "READ_ROWS", "ProfileError", "Sample", "propose", "read_sa
 MAX_ALLOWED = 20  # categorical columns with at most this many values get an allowed list
 MAX_AHEAD_DAYS = 36_500  # the contract's limit on max_ahead_days
 MOSTLY_MARGIN = 0.02  # a nullable column's `mostly` sits this far below the observed share
+# A column is proposed as what nearly all its values show when at most this share of the rows
+# read breaks it (a typo, "n/a", one duplicate id, one stray label): validation then
+# quarantines those rows, and the profile names them, instead of one value turning a number
+# into text or taking a column's role away.
+STRAY_SHARE = 0.001
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 LABEL_WORDS = {"label", "target", "class", "y", "outcome", "fraud", "fraudulent", "churn"}
@@ -121,6 +128,12 @@ class _Facts:
     why: str = ""  # when dtype is string although some values look typed
     values: pd.Series | None = None  # typed present values (numbers, UTC times, str, bool)
     epoch: bool = False
+    strays: int = 0  # present values that are not of ``dtype`` (at most STRAY_SHARE of them)
+    stray: str = ""  # one of them
+
+
+def _allowed_strays(rows: int) -> int:
+    return int(rows * STRAY_SHARE)
 
 
 def _present(series: pd.Series) -> pd.Series:
@@ -176,12 +189,36 @@ def _facts(name: str, series: pd.Series) -> _Facts:
         facts = _times(text)
         if facts is not None:
             return facts
+    typed = _nearly_typed(name, text)
+    if typed is not None:
+        return typed
     looks = text.str.fullmatch(_FLOAT) | text.str.fullmatch(_ISO)
     odd = text[~looks]
     why = ""
     if looks.mean() >= 0.5 and len(odd):
         why = f"mostly numbers or times, but also {odd.iloc[0][:20]!r} ({len(odd):,} such)"
     return _Facts("string", why, values.map(str))
+
+
+def _nearly_typed(name: str, text: pd.Series) -> _Facts | None:
+    """Numbers or times when all but a few values (``STRAY_SHARE``) read as such."""
+    allowed = _allowed_strays(len(text))
+    if not allowed:
+        return None
+    readers = (
+        (_INT, lambda t: _numbers(name, t.map(int), all_int=True)),
+        (_FLOAT, lambda t: _numbers(name, t.map(float), all_int=False)),
+        (_ISO, _times),
+    )
+    for pattern, read in readers:
+        match = text.str.fullmatch(pattern).to_numpy(dtype=bool)
+        strays = int((~match).sum())
+        if 0 < strays <= allowed:
+            facts = read(text[match])
+            if facts is not None and facts.dtype != "string":
+                facts.strays, facts.stray = strays, str(text[~match].iloc[0])[:20]
+                return facts
+    return None
 
 
 def _times(values: pd.Series) -> _Facts | None:
@@ -263,7 +300,7 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
     # label: two values; a name like label / target / is_fraud, or the only such column
     # The classes as `data ingest` reads them: without the spaces around them (", 1").
     raw = {c: _present(frame[c]).map(lambda v: str(v).strip()) for c in facts}
-    binary = [c for c, f in facts.items() if f.dtype and raw[c].nunique() == 2]
+    binary = [c for c, f in facts.items() if f.dtype and _two_values(raw[c]) is not None]
     hinted = [c for c in binary if _words(c) & LABEL_WORDS]
     label = [
         ((c.strip().lower() in LABEL_WORDS, i), c, f"2 values, name {c!r}")
@@ -272,15 +309,21 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
     if not label and len(binary) == 1:
         label = [((0,), binary[0], "the only column with 2 values")]
     pick("label", label)
-    # id: unique per row, text or integers
+    # id: unique per row, text or integers (an id-like name: a few repeats, quarantined)
     unique = [
         c
         for c, f in facts.items()
-        if c not in roles and f.dtype in ("string", "int") and filled[c] == n == distinct[c]
+        if c not in roles
+        and f.dtype in ("string", "int")
+        and filled[c] == n
+        and (distinct[c] == n or (_words(c) & ID_WORDS and n - distinct[c] <= _allowed_strays(n)))
     ]
     pick(
         "id",
-        [((bool(_words(c) & ID_WORDS), -i), c, "unique per row") for i, c in enumerate(unique)],
+        [
+            ((distinct[c] == n, bool(_words(c) & ID_WORDS), -i), c, "unique per row")
+            for i, c in enumerate(unique)
+        ],
     )
     # timestamp: a time-like name, times of day (not dates alone), fewest gaps, most distinct
     times = [c for c, f in facts.items() if c not in roles and f.dtype == "datetime"]
@@ -330,8 +373,26 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
             ColumnProposal(column, spec, reason or why, epoch=f.epoch and spec is not None)
         )
     profile = Profile(columns, n)
+    for column, f in facts.items():
+        label = roles.get(column, ("",))[0] == "label"  # its values are text classes
+        if f.strays and not label and column in {c.source for c in columns if c.spec}:
+            profile.notes.append(
+                f"{column}: {f.strays:,} value(s) not {f.dtype} (e.g. {f.stray!r}): validation "
+                "will quarantine their rows"
+            )
     for column, (role, _) in roles.items():
+        if role == "id" and distinct[column] < n:
+            profile.notes.append(
+                f"{column}: {n - distinct[column]:,} repeated value(s): validation will "
+                "quarantine their rows (unique)"
+            )
         if role == "label":
+            others = raw[column].value_counts().iloc[2:]
+            if len(others):
+                profile.notes.append(
+                    f"{column}: {int(others.sum()):,} row(s) hold another value than the two "
+                    f"classes (e.g. {str(others.index[0])[:20]!r}): validation will quarantine them"
+                )
             _classes(profile, raw[column])
             if (_present(frame[column]).map(str) != raw[column]).any():
                 profile.padded_label = column
@@ -341,6 +402,14 @@ def propose(frame: pd.DataFrame, now: datetime | None = None) -> Profile:
                 "quarantined"
             )
     return profile
+
+
+def _two_values(values: pd.Series) -> pd.Series | None:
+    """The counts of a column's two values, when all but a few rows hold one of them."""
+    counts = values.value_counts()
+    if len(counts) < 2 or counts.iloc[2:].sum() > _allowed_strays(len(values)):
+        return None
+    return counts.iloc[:2]
 
 
 def _has_clock(times: pd.Series) -> bool:
@@ -356,8 +425,7 @@ def _time_reason(column: str, f: _Facts) -> str:
 def _classes(profile: Profile, values: pd.Series) -> None:
     """The minority value is the positive class (on a tie: 1 / true / yes, else the later).
     ``values`` are written as validation's string coercion writes them (``1``, ``True``)."""
-    text = values
-    counts = text.value_counts()
+    counts = values.value_counts().iloc[:2]  # the two classes: a stray value is not one
     ranked = sorted(
         counts.index, key=lambda v: (counts[v], v.lower() not in ("1", "true", "yes"), v)
     )
