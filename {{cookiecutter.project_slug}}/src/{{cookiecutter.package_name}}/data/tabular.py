@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 CHUNK_ROWS = 50_000
-# The csv module refuses a field over 128 Ki characters by default; a long text (an email body,
-# a document) is a value, not a broken line. Beyond this it is one.
+# The csv module refuses a field over 128 Ki characters by default; a long text (a message
+# body, a document) is a value, not a broken line. Beyond this it is one.
 CSV_FIELD_LIMIT = 1 << 26
 # Records without a timestamp column get one second apart from this instant, in file order,
 # so the time split still has an order to follow (flag ``received_at:row_order``).
@@ -143,6 +143,7 @@ class _Lines:
 def read_csv(path: Path, delimiter: str | None = None) -> Iterator[Chunk]:
     """CSV records in chunks; a line that does not parse is rejected with its line number.
     An empty field is a missing value (CSV cannot tell them apart)."""
+    allow_long_csv_fields()
     with open(path, "rb") as handle:
         feed = _Lines(handle)
         source = iter(feed)
