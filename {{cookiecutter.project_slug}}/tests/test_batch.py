@@ -293,7 +293,7 @@ def test_a_record_in_the_chunk_being_logged_is_not_scored_or_logged_twice(sample
 def test_a_record_whose_values_changed_is_scored_again(sample, later, tmp_path):
     """Scoring a file again reads back the records it already scored; a record whose values
     changed under the same id and time is a new request, scored and logged, never answered
-    with the prediction of its old values."""
+    with the prediction of its old values, and not another event of its entity."""
     cfg = sample.cfg
     label, id_column = cfg.data.column("label").name, cfg.data.column("id").name
     records = later.head(20).reset_index(drop=True)
@@ -302,6 +302,7 @@ def test_a_record_whose_values_changed_is_scored_again(sample, later, tmp_path):
     records.to_parquet(first, index=False)  # the label is there: it changes nothing
     before = batch.run(cfg, first, tmp_path / "before.parquet", env=env, log_writer="inline")
     assert (before.scored, before.from_log) == (20, 0)
+    sends = _sends(env)
 
     changed = records.copy()
     changed[label] = changed[label].iloc[::-1].to_numpy()  # not a value a request id covers
@@ -316,6 +317,7 @@ def test_a_record_whose_values_changed_is_scored_again(sample, later, tmp_path):
     changed.to_parquet(second, index=False)
     after = batch.run(cfg, second, tmp_path / "after.parquet", env=env, log_writer="inline")
     assert (after.scored, after.from_log) == (20, 18)
+    assert _sends(env) == sends  # the same two events, not two more of their entities
 
     old = pd.read_parquet(before.output).set_index("source_row")
     new = pd.read_parquet(after.output).set_index("source_row")

@@ -275,6 +275,17 @@ def test_lines_that_do_not_parse_are_quarantined_by_line_the_rest_validated(smal
         validate.read_table(empty)
 
 
+def test_jsonl_numbers_read_exactly_by_either_reader(tmp_path):
+    """A clean file (pandas) and a file with a broken line (line by line) give the same floats:
+    batch scoring's request ids hash them."""
+    values = [0.30000000000000004, 1234.5678901234567, 0.12345678901234568]
+    path = tmp_path / "numbers.jsonl"
+    path.write_text("".join(json.dumps({"x": v}) + "\n" for v in values), encoding="utf-8")
+    assert validate.read_table(path)["x"].tolist() == values
+    path.write_text(path.read_text(encoding="utf-8") + "{broken\n", encoding="utf-8")
+    assert validate.read_table(path)["x"].tolist()[:3] == values
+
+
 def _broken_csv(cfg, path):
     """A CSV (text all the way, as real exports are) with three bad rows."""
     df = make_rows(cfg)

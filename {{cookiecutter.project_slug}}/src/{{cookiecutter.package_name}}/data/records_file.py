@@ -35,7 +35,11 @@ def read_table(path: Path) -> pd.DataFrame:
             return _line_by_line(path, tabular.read_csv)
     if suffix in (".jsonl", ".json", ".ndjson"):
         try:
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+            # Exact floats, as ``json.loads`` (the line-by-line reader) reads them: a record's
+            # request id in batch scoring hashes its values.
+            return pd.read_json(
+                path, lines=True, dtype=False, convert_dates=False, precise_float=True
+            )
         except (ValueError, UnicodeDecodeError):
             return _line_by_line(path, tabular.read_jsonl)
     raise ValueError(f"{path}: unknown format '{suffix}' (expected {FORMATS})")

@@ -377,6 +377,32 @@ class PredictionLog:
                 found.update((r, (s, lab, t)) for r, s, lab, t in conn.execute(query))
         return found
 
+    def served_records(
+        self, request_ids: list[str], message_ids: list[str]
+    ) -> set[tuple[str, datetime | None]]:
+        """(message id, received at) of the served predictions, of any model, of these message
+        ids. Batch request ids begin with the record's time (12 hex digits of milliseconds):
+        one probe of that time range says no for records never scored in batch (the usual
+        case), without a query per 500 ids."""
+        import sqlalchemy as sa
+
+        p = self.predictions.c
+        found: set[tuple[str, datetime | None]] = set()
+        if not request_ids:
+            return found
+        low, high = min(request_ids)[:12], max(request_ids)[:12]
+        with self.engine.connect() as conn:
+            probe = sa.select(p.id).where(p.request_id.between(low, high + "g"), p.served.is_(True))
+            if conn.execute(probe.limit(1)).first() is None:
+                return found
+            ids = list(dict.fromkeys(m for m in message_ids if m is not None))
+            for i in range(0, len(ids), 500):
+                query = sa.select(p.message_id, p.received_at).where(
+                    p.message_id.in_(ids[i : i + 500]), p.served.is_(True)
+                )
+                found.update((m, r) for m, r in conn.execute(query))
+        return found
+
     def _packed(self, row: dict) -> dict:
         """``row`` with its features dict stored as a feature set id and values."""
         features = row.get("features")

@@ -38,7 +38,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ..data.validate import ValidationReport, read_table, validate_records
-from ..predlog.store import PredictionLog, log_url
+from ..predlog.store import PredictionLog, log_url, utc_naive
 from .heap import frozen
 from .loading import load_models
 from .logrows import LogRows, ModelStamp
@@ -416,7 +416,8 @@ class _Scorer:
         if fresh.any():
             rows = chunk if fresh.all() else chunk[fresh]
             if self.store is not None:
-                rows = self.store.lookup(self.cfg, rows)
+                fresh_keys = [r for r, f in zip(keys, fresh, strict=True) if f]
+                rows = self._history(rows, fresh_keys)
             bundle = self.model.bundle
             x = bundle.transform(rows)
             part = bundle.score_transformed(x)
@@ -461,6 +462,29 @@ class _Scorer:
             index=chunk.index,
         )
         return out
+
+    def _history(self, rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        """``rows`` with their entity history. A record already scored in batch under another
+        request id (its values changed, or another model scored it) is not a new event of its
+        entity: it is looked up without being recorded again, after the new records."""
+        ids = [None if v is None else str(v) for v in rows[self.id_column].tolist()]
+        done = self.log.served_records(keys, ids)
+        if not done:
+            return self.store.lookup(self.cfg, rows)
+        times = (
+            [
+                utc_naive(t.to_pydatetime(warn=False)) if t is not pd.NaT else None
+                for t in rows[self.timestamp]
+            ]
+            if self.timestamp
+            else [None] * len(rows)
+        )
+        seen = np.array([(i, t) in done for i, t in zip(ids, times, strict=True)], dtype=bool)
+        if not seen.any():
+            return self.store.lookup(self.cfg, rows)
+        parts = [self.store.lookup(self.cfg, rows[~seen])] if (~seen).any() else []
+        parts.append(self.store.lookup(self.cfg, rows[seen], record=False))
+        return pd.concat(parts).loc[rows.index]
 
     def finish(self) -> None:
         """Wait for the last chunk's commit and write the store's buffered sends: every
