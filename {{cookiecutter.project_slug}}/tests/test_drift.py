@@ -158,6 +158,12 @@ def test_too_few_rows_is_not_judged():
     results = drift.data_drift(reference, window, **RULES)
     assert {r.status for r in results} == {"too_few_rows"}
     assert all(r.psi is None and "50 rows < 200" in r.reason for r in results)
+    # A text column too: a few rows, or none (an empty window), is not judged either.
+    reference["text"] = {"body": profiles.text_profile(pd.Series(_texts(rng, 400, WORDS_A)))}
+    for texts in (_texts(rng, 50, WORDS_A), []):
+        window = _text_signals(reference, texts)
+        (text,) = [r for r in drift.data_drift(reference, window, **RULES) if r.kind == "text"]
+        assert text.status == "too_few_rows" and text.detail["unseen_mean_now"] is None
 
 
 @pytest.mark.parametrize(

@@ -284,7 +284,7 @@ def text_drift(
     result = numeric_drift(column, dist, unseen, min_rows=min_rows, kind="text", **rules)
     result.detail = {
         "unseen_mean_ref": dist.get("mean"),
-        "unseen_mean_now": result.detail["mean_now"],
+        "unseen_mean_now": result.detail.get("mean_now"),
     }
     if result.psi is None:
         return result
