@@ -235,6 +235,10 @@ def test_a_key_with_a_nul_character_is_quarantined_naming_why(small):
     assert checks(report) == {("type", "message_id"), ("type", "account")}
     assert all("without a NUL character (a key)" in f.expected for f in report.failures)
     assert set(report.quarantine["source_row"]) == {4, 7}
+    assert set(report.quarantine["reason"]) == {
+        "type: message_id (a NUL character)",
+        "type: account (a NUL character)",
+    }
 
 
 def test_lines_that_do_not_parse_are_quarantined_by_line_the_rest_validated(small, tmp_path):

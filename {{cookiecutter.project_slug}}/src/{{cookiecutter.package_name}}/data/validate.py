@@ -444,7 +444,8 @@ def _fold(
     keys = {c.name for c in cfg.data.columns if c.role in KEY_ROLES and c.dtype == "string"}
     for k, f in enumerate(out):
         if f.check == "type" and f.column in keys:  # a key's text fails only with a NUL
-            out[k] = replace(f, expected=f"{f.expected} without a NUL character (a key)")
+            expected = f"{f.expected} without a NUL character (a key)"
+            out[k] = replace(f, expected=expected, notes={r: "a NUL character" for r in f.rows})
     return out
 
 
