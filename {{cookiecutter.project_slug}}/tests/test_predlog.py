@@ -191,7 +191,7 @@ def test_feedback_formats_and_unreadable_files(cfg, log, tmp_path):
         ingest_feedback(cfg, tmp_path / "f.xlsx", log, quarantine_dir=tmp_path)
     no_label = tmp_path / "n.csv"
     no_label.write_text("request_id\nr1\n", encoding="utf-8")
-    with pytest.raises(FeedbackFileError, match="no 'label' column"):
+    with pytest.raises(FeedbackFileError, match=r"no 'label'.* column \(columns: request_id\)"):
         ingest_feedback(cfg, no_label, log, quarantine_dir=tmp_path)
 
 

@@ -83,13 +83,18 @@ def read_feedback(path: Path, cfg=None) -> pd.DataFrame:
         frame = reader(path)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise FeedbackFileError(f"{path}: cannot read it as {path.suffix}: {exc}") from exc
+    columns = ", ".join(map(str, frame.columns))  # as the file names them
+    label_name = ""
     if cfg is not None:
         names = {cfg.data.column("id").name: "message_id", cfg.data.column("label").name: "label"}
         frame = frame.rename(columns={k: v for k, v in names.items() if v not in frame.columns})
+        label = cfg.data.column("label").name
+        label_name = f" (or '{label}')" if label != "label" else ""
     if "label" not in frame.columns:
-        raise FeedbackFileError(f"{path}: no 'label' column (columns: {', '.join(frame.columns)})")
+        raise FeedbackFileError(f"{path}: no 'label'{label_name} column (columns: {columns})")
     if not {"request_id", "message_id"} & set(frame.columns):
-        record_id = f" (or '{cfg.data.column('id').name}')" if cfg is not None else ""
+        name = cfg.data.column("id").name if cfg is not None else "message_id"
+        record_id = f" (or '{name}')" if name != "message_id" else ""
         raise FeedbackFileError(f"{path}: needs a 'request_id' or a 'message_id'{record_id} column")
     return frame.astype(object).where(frame.notna(), "").map(lambda v: str(v).strip())
 
