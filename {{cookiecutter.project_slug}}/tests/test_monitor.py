@@ -2,6 +2,7 @@
 retraining arguments, and the whole loop on a small trained project."""
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -307,9 +308,21 @@ def test_shadow_traffic_then_monitor_and_compare_from_the_cli(tmp_path, project_
     assert comparison["verdict"] in ("better", "worse", "not_distinguishable")
     assert "champion" in result.output and "challenger" in result.output
 
-    # A mistyped --log-url is refused, not created empty and reported on.
+    # A mistyped --log-url (or $PREDICTION_LOG_URL) is refused, not created empty and
+    # reported on; so is another SQLite database.
     typo = tmp_path / "typo" / "predictions.db"
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("create table runs (id integer)").connection.close()
     for command in ("monitor", "compare"):
         result = runner.invoke(app, [command, "--log-url", f"sqlite:///{typo}", *config])
         assert result.exit_code == 2 and "no prediction log there" in result.output
+        monkeypatch.setenv("PREDICTION_LOG_URL", f"sqlite:///{typo}")
+        result = runner.invoke(app, [command, *config])
+        assert result.exit_code == 2 and "PREDICTION_LOG_URL" in result.output
+        monkeypatch.delenv("PREDICTION_LOG_URL")
+        result = runner.invoke(app, [command, "--log-url", f"sqlite:///{other}", *config])
+        assert result.exit_code == 2 and "without a predictions table" in result.output
     assert not typo.parent.exists()
+    assert {r[0] for r in sqlite3.connect(other).execute("select name from sqlite_master")} == {
+        "runs"
+    }

@@ -33,13 +33,34 @@ LogUrl = Annotated[
 
 
 def existing_log(cfg: SystemConfig, url: str | None) -> str | None:
-    """``url`` (a --log-url) when it names a prediction log that exists: a command that only
-    reads the log must not create an empty one under a mistyped path and report on nothing."""
-    resolved = cfg.sqlite_url(url) if url else ""
+    """``url`` (a --log-url, else $PREDICTION_LOG_URL) when it names a prediction log that
+    exists: a command that only reads the log must not create one under a mistyped path, or
+    inside another SQLite database, and report on nothing. The contract's own log may not
+    exist yet (no traffic): that is a report of no data."""
+    import os
+    import sqlite3
+
+    from ..stores import PREDICTION_LOG_ENV
+
+    given, where = (
+        (url, "--log-url") if url else (os.environ.get(PREDICTION_LOG_ENV), PREDICTION_LOG_ENV)
+    )
+    resolved = cfg.sqlite_url(given) if given else ""
     if resolved.startswith("sqlite:///"):
         database = resolved.removeprefix("sqlite:///").split("?", 1)[0]
-        if database not in ("", ":memory:") and not Path(database).is_file():
-            raise fail(f"--log-url {url}: no prediction log there")
+        if database in ("", ":memory:"):
+            return url
+        if not Path(database).is_file():
+            raise fail(f"{where} {given}: no prediction log there")
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("select name from sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            raise fail(f"{where} {given}: not a SQLite database ({exc})") from exc
+        finally:
+            conn.close()
+        if tables and "predictions" not in tables:
+            raise fail(f"{where} {given}: a database without a predictions table, not a log")
     return url
 
 
