@@ -40,15 +40,17 @@ def existing_log(cfg: SystemConfig, url: str | None) -> str | None:
     import os
     import sqlite3
 
+    import sqlalchemy as sa
+
     from ..stores import PREDICTION_LOG_ENV
 
     given, where = (
         (url, "--log-url") if url else (os.environ.get(PREDICTION_LOG_ENV), PREDICTION_LOG_ENV)
     )
-    resolved = cfg.sqlite_url(given) if given else ""
-    if resolved.startswith("sqlite:///"):
-        database = resolved.removeprefix("sqlite:///").split("?", 1)[0]
-        if database in ("", ":memory:"):
+    parsed = sa.engine.make_url(cfg.sqlite_url(given)) if given else None
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:":
             return url
         if not Path(database).is_file():
             raise fail(f"{where} {given}: no prediction log there")

@@ -12,7 +12,8 @@ import pandas as pd
 
 from ..config import SystemConfig
 
-# Roles whose string values are keys: a value with a NUL character does not parse.
+# Roles whose string values are keys, stored as text in the log and the entity store: a value
+# with a NUL character does not parse (PostgreSQL cannot hold it; the API refuses it too).
 KEY_ROLES = ("id", "entity_key")
 # Pandas dtypes the contract's dtypes are coerced to (nullable, so a missing value stays missing).
 PANDAS_DTYPES = {

@@ -425,7 +425,7 @@ def _time_reason(column: str, f: _Facts) -> str:
 def _classes(profile: Profile, values: pd.Series) -> None:
     """The minority value is the positive class (on a tie: 1 / true / yes, else the later).
     ``values`` are written as validation's string coercion writes them (``1``, ``True``)."""
-    counts = values.value_counts().iloc[:2]  # the two classes: a stray value is not one
+    counts = _two_values(values)  # the two classes: a stray value is not one
     ranked = sorted(
         counts.index, key=lambda v: (counts[v], v.lower() not in ("1", "true", "yes"), v)
     )

@@ -415,15 +415,14 @@ class _Scorer:
         thresholds = np.full(n, float(self.model.threshold))
         if fresh.any():
             rows = chunk if fresh.all() else chunk[fresh]
+            fresh_ids = [r for r, f in zip(keys, fresh, strict=True) if f]
             if self.store is not None:
-                fresh_keys = [r for r, f in zip(keys, fresh, strict=True) if f]
-                rows = self._history(rows, fresh_keys)
+                rows = self._history(rows, fresh_ids)
             bundle = self.model.bundle
             x = bundle.transform(rows)
             part = bundle.score_transformed(x)
             part_labels = bundle.labels_for(part)
             features = self.log_rows.features(self.model, rows, x)
-            fresh_ids = [r for r, f in zip(keys, fresh, strict=True) if f]
             entities = rows[self.entity].tolist() if self.entity else [None] * len(rows)
             self.writer.submit(
                 LogChunk(

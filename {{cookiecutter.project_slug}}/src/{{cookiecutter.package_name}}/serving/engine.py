@@ -168,8 +168,9 @@ class Engine:
         A record whose request id is already served (in the log, or earlier in ``records``) is
         refused with :class:`DuplicateRequestId`, and nothing of it is logged or counted in its
         entity's history: feedback finds a prediction by its request id, and a client's retry
-        is not another event of the entity. ``None`` in ``request_ids``: make one. ``record_errors``: a failure of the whole call is
-        recorded in the ``errors`` table (off when the caller retries the records in parts).
+        is not another event of the entity. ``None`` in ``request_ids``: make one.
+        ``record_errors``: a failure of the whole call is recorded in the ``errors`` table (off
+        when the caller retries the records in parts).
         """
         if not records:
             return []

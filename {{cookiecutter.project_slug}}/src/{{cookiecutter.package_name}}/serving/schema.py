@@ -30,6 +30,7 @@ from pydantic import (
     create_model,
 )
 
+from ..data.coerce import KEY_ROLES
 from ..domain import pack_of
 from ..tables import SMALL_FRAME, RecordTable
 from ..timebounds import as_utc
@@ -43,9 +44,6 @@ MAX_BATCH_ITEMS = 200
 MAX_TEXT_CHARS = 1_000_000
 # A non-nullable string holds something besides whitespace (the OpenAPI schema says so too).
 NOT_BLANK = r"\S"
-# Columns whose values are keys in the log and the entity store: text without NUL, which
-# PostgreSQL's text type cannot hold (data validation refuses it in files too).
-KEY_ROLES = ("id", "entity_key")
 # The start of an ISO 8601 date: what a time string must begin with.
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -124,7 +122,7 @@ def _field(column, required: bool) -> tuple[Any, Any]:
         if not column.nullable:
             constraints["min_length"] = 1
             constraints["pattern"] = NOT_BLANK
-        if column.role in KEY_ROLES:
+        if column.role in KEY_ROLES:  # stored as text: PostgreSQL's cannot hold a NUL
             annotation = Annotated[annotation, AfterValidator(_key)]
         if column.allowed:
             annotation = Literal[tuple(column.allowed)]
