@@ -134,14 +134,37 @@ def request_bodies(cfg, frame: pd.DataFrame) -> list[dict]:
 
 
 def required_fields(cfg) -> list[str]:
-    """What every request must carry: the entity key and the non-nullable text columns."""
-    text = [c.name for c in cfg.data.columns_with("text") if not c.nullable]
-    return [*([cfg.data.entity] if cfg.data.entity else []), *text]
+    """What every request must carry: the entity key and the non-nullable text columns; with no
+    flags column to record a default, every non-nullable column but the id and the time."""
+    data = cfg.data
+    flagged = bool(data.columns_with("flags"))
+    free = {data.column("id").name, data.column("label").name, data.timestamp}
+    text = [c.name for c in data.columns_with("text") if not c.nullable]
+    others = [c.name for c in data.columns if not c.nullable and c.name not in free]
+    listed = [*([data.entity] if data.entity else []), *(text if flagged else others)]
+    return list(dict.fromkeys(listed))
 
 
 def minimal_body(cfg, entity: str = "a@b.org") -> dict:
     """The smallest valid request under this contract (defaults fill the rest)."""
-    return {name: entity if name == cfg.data.entity else "hello" for name in required_fields(cfg)}
+    columns = {c.name: c for c in cfg.data.columns}
+    body = {}
+    for name in required_fields(cfg):
+        column = columns[name]
+        if name == cfg.data.entity:
+            body[name] = entity
+        elif column.allowed:
+            body[name] = column.allowed[-1]
+        elif column.dtype in ("int", "float"):
+            low = column.min if column.min is not None else 1
+            body[name] = int(low) + 1 if column.dtype == "int" else float(low) + 0.5
+        elif column.dtype == "bool":
+            body[name] = True
+        elif column.dtype == "datetime":
+            body[name] = "2024-05-01T12:00:00Z"
+        else:
+            body[name] = "hello"
+    return body
 
 
 def scaled_rows(rows: int, contract: Path | None = None) -> int:

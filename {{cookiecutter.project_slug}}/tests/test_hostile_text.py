@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sample_project import fit_bundle
+from sample_project import fit_bundle, minimal_body
 
 from {{cookiecutter.package_name}}.features.hashing import ngram_occurrences
 from {{cookiecutter.package_name}}.features.history import attach_history
@@ -135,6 +135,7 @@ def _requests(cfg):
     @st.composite
     def draw(draw_, known):
         body = {name: draw_(visible if name in required else request_text) for name in texts}
+        body = {**minimal_body(cfg), **body}  # the required numbers and categories
         body[entity] = draw_(st.one_of(st.sampled_from(known), request_text))
         try:
             return model.model_validate(body)

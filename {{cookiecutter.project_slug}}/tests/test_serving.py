@@ -264,6 +264,31 @@ def test_request_model_is_strict(cfg):
     assert {"format": "date-time", "type": "string"} in props["received_at"]["anyOf"]
 
 
+def test_a_request_must_carry_each_value_a_default_would_pass_for(cfg):
+    """With a flags column the server fills an omitted count or category with its default, as
+    ingest does (and flags it there); without one a default would pass for the record's own
+    value, so every non-nullable field but the id and the time is required, as ingest
+    quarantines such a record."""
+    from pydantic import ValidationError
+
+    flagged = reference_config(cfg)
+    columns = [c for c in flagged.data.columns if c.role != "flags"]
+    unflagged = flagged.model_copy(
+        update={"data": flagged.data.model_copy(update={"columns": columns})}
+    )
+    for contract in (flagged, unflagged, cfg):
+        model = record_model(contract)
+        body = minimal_body(contract)
+        model.model_validate(body)
+        for name in body:
+            with pytest.raises(ValidationError, match=f"{name}\n  Field required"):
+                model.model_validate({k: v for k, v in body.items() if k != name})
+    assert "attachment_count" not in minimal_body(flagged)
+    assert record_model(flagged).model_validate(minimal_body(flagged)).attachment_count is None
+    assert {"attachment_count", "content_type"} <= set(minimal_body(unflagged))
+    assert "received_at" not in minimal_body(unflagged)
+
+
 def test_request_times_are_held_to_the_contract_bounds(cfg):
     """The API refuses what validation would quarantine: one set of bounds, the contract's."""
     cfg = reference_config(cfg)  # bodies written by hand in its schema

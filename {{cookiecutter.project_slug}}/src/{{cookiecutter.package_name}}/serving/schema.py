@@ -1,11 +1,13 @@
 """Request and response models of the HTTP API, built from the contract's raw schema.
 
 ``record_model(cfg)`` turns ``data.columns`` (minus the label) into a pydantic model named
-after the domain pack's record (``Record`` without a pack): the entity key and the
-non-nullable text columns are required; every other field is optional with a default (now for
-the timestamp, the range minimum for counts, the first allowed value for categories, null for
-nullable fields, and what the pack derives). Unknown
-fields are refused, so a misspelled field is a 400, not a silently ignored value. Types are
+after the domain pack's record (``Record`` without a pack). ``required_columns`` says which
+fields a request must carry: the entity key and the non-nullable text columns; in a contract
+without a flags column, every non-nullable column but the id and the timestamp, because there a
+default would pass for the record's own value (``data ingest`` quarantines such a record for the
+same reason). Every other field is optional with a default (now for the timestamp, the range
+minimum for counts, the first allowed value for categories, null for nullable fields, and what
+the pack derives). Unknown fields are refused, so a misspelled field is a 400, not a silently ignored value. Types are
 strict: a number is not taken from a string or a boolean (``false`` is not 0), a time only from
 an ISO 8601 string (``"1"`` and ``0.0`` are not 1970), a non-nullable string must hold a
 non-whitespace character, and a key (the id, the entity key) no NUL character. ``FrameBuilder`` turns validated records into the raw canonical rows
@@ -148,19 +150,31 @@ def _field(column, required: bool) -> tuple[Any, Any]:
 def record_model(cfg) -> type[BaseModel]:
     """The pydantic model of one record: the contract's raw columns without the label."""
     label = cfg.data.column("label").name
-    entity = cfg.data.entity
-    fields = {}
-    for column in cfg.data.columns:
-        if column.name == label:
-            continue
-        required = column.name == entity or (column.role == "text" and not column.nullable)
-        fields[column.name] = _field(column, required)
+    required = set(required_columns(cfg))
+    fields = {
+        column.name: _field(column, column.name in required)
+        for column in cfg.data.columns
+        if column.name != label
+    }
     return create_model(
         pack_of(cfg).record,
         __config__=ConfigDict(extra="forbid", str_max_length=MAX_TEXT_CHARS),
         __doc__="One raw record in the contract's schema (data.columns, without the label).",
         **fields,
     )
+
+
+def required_columns(cfg) -> list[str]:
+    """The fields every request must carry, in contract order (see the module docstring)."""
+    data = cfg.data
+    recorded = bool(data.columns_with("flags"))
+    optional = {data.column("label").name, data.column("id").name, data.timestamp}
+    return [
+        c.name
+        for c in data.columns
+        if c.name == data.entity
+        or (not c.nullable and c.name not in optional and (c.role == "text" or not recorded))
+    ]
 
 
 def defaults(cfg) -> dict[str, Any]:
