@@ -241,6 +241,29 @@ def test_a_key_with_a_nul_character_is_quarantined_naming_why(small):
     }
 
 
+def test_blank_text_is_missing_where_no_flags_column_records_a_default(small, tmp_path):
+    """Without a flags column, "" or spaces in a string column is missing, whatever the file:
+    a JSON-lines record with a blank required string is quarantined as the same record in a CSV
+    (an empty cell) is, and as the API refuses it. With one, "" is ingest's flagged default."""
+    df = make_rows(small)
+    df.at[3, "account_domain"] = "  "
+    df.at[5, "body"] = ""
+    df.at[6, "urls"] = " "
+    flagged = validate.validate_records(small, df, now=NOW, docs=False)
+    assert not flagged.failures
+    unflagged = with_data(small, columns=[c for c in small.data.columns if c.role != "flags"])
+    lines = tmp_path / "records.jsonl"
+    df.drop(columns=["quality_flags"]).to_json(
+        lines, orient="records", lines=True, date_format="iso"
+    )
+    frame = validate.read_table(lines)
+    report = validate.validate_records(unflagged, frame, now=NOW, docs=False)
+    assert checks(report) == {("not_null", "account_domain"), ("not_null", "body")}
+    reasons = report.quarantine.set_index("source_row")["reason"].to_dict()
+    assert reasons == {3: "not_null: account_domain", 5: "not_null: body"}
+    assert pd.isna(report.valid.at[6, "urls"])  # a nullable column: missing, the record kept
+
+
 def test_lines_that_do_not_parse_are_quarantined_by_line_the_rest_validated(small, tmp_path):
     """A CSV line with extra fields, a line that is not UTF-8, a broken JSON line, a byte order
     mark: the file is read line by line, each unreadable line quarantined as ``parse`` with its

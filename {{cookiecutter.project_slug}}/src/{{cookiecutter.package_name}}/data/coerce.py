@@ -80,17 +80,22 @@ def coerce_to_contract(cfg: SystemConfig, raw: pd.DataFrame) -> tuple[pd.DataFra
     """Cast the contract's columns to their dtypes; return (typed frame, mask of unparseable cells).
 
     Text such as ``"3"`` or ``"2024-05-01 11:00"`` parses (naive times are UTC); blank text is
-    missing in a typed column (in a string column it stays text); a value that does not parse
+    missing in a typed column. In a string column it stays text where the contract has a flags
+    column (ingest's flagged default for a missing string is ""); without one, blank text is
+    missing there too, as an empty CSV cell is and as the API refuses it; a value that does not parse
     (``"many"`` in an int column) becomes missing in the typed frame and True in the mask; a
     key (id, entity key) holding a NUL character is True in the mask too. Columns outside the
     contract pass through unchanged.
     """
     typed = raw.copy()
     bad = pd.DataFrame(index=raw.index)
+    blank_is_missing = not cfg.data.columns_with("flags")
     for column in cfg.data.columns:
         if column.name not in raw.columns:
             continue
         typed[column.name], bad[column.name] = _coerce_column(raw[column.name], column.dtype)
+        if blank_is_missing and column.dtype == "string":
+            typed[column.name] = typed[column.name].where(~_blank(raw[column.name]))
         if column.role in KEY_ROLES and column.dtype == "string":
             # A key lives as text in the log and the entity store: PostgreSQL refuses a NUL.
             values = raw[column.name]
