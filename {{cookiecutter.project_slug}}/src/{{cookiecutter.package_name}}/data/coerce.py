@@ -81,8 +81,8 @@ def coerce_to_contract(cfg: SystemConfig, raw: pd.DataFrame) -> tuple[pd.DataFra
 
     Text such as ``"3"`` or ``"2024-05-01 11:00"`` parses (naive times are UTC); blank text is
     missing in a typed column. In a string column it stays text where the contract has a flags
-    column (ingest's flagged default for a missing string is ""); without one, blank text is
-    missing there too, as an empty CSV cell is and as the API refuses it; a value that does not parse
+    column (ingest's flagged default for a missing string is ""); without one it is missing
+    there too, as an empty CSV cell is and as the API refuses it. A value that does not parse
     (``"many"`` in an int column) becomes missing in the typed frame and True in the mask; a
     key (id, entity key) holding a NUL character is True in the mask too. Columns outside the
     contract pass through unchanged.

@@ -7,11 +7,12 @@ without a flags column, every non-nullable column but the id and the timestamp, 
 default would pass for the record's own value (``data ingest`` quarantines such a record for the
 same reason). Every other field is optional with a default (now for the timestamp, the range
 minimum for counts, the first allowed value for categories, null for nullable fields, and what
-the pack derives). Unknown fields are refused, so a misspelled field is a 400, not a silently ignored value. Types are
-strict: a number is not taken from a string or a boolean (``false`` is not 0), a time only from
-an ISO 8601 string (``"1"`` and ``0.0`` are not 1970), a non-nullable string must hold a
-non-whitespace character, and a key (the id, the entity key) no NUL character. ``FrameBuilder`` turns validated records into the raw canonical rows
-the model bundle scores.
+the pack derives). Unknown fields are refused, so a misspelled field is a 400, not a silently
+ignored value. Types are strict: a number is not taken from a string or a boolean (``false`` is
+not 0), a time only from an ISO 8601 string (``"1"`` and ``0.0`` are not 1970), a non-nullable
+string must hold a non-whitespace character, and a key (the id, the entity key) no NUL
+character. ``FrameBuilder`` turns validated records into the raw canonical rows the model
+bundle scores.
 """
 
 from __future__ import annotations
