@@ -406,6 +406,26 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_p
         assert log.count() == rows - len(bad)
 
 
+def test_records_valid_on_their_own_are_scored_whatever_the_file_holds(sample, later, tmp_path):
+    """No statistic of the file refuses it: nullable columns empty in every record (training's
+    ``mostly`` rule), a file of one record, a file of none. Each record is judged on its own,
+    as the server judges a request."""
+    cfg = sample.cfg
+    nullable = [c.name for c in cfg.data.columns if c.nullable and c.role != "label"]
+    sparse = later.astype(object)
+    sparse[nullable] = None
+    env = _stores(sample, tmp_path / "stores")
+    for name, frame in (("sparse", sparse), ("one", sparse.head(1)), ("none", later.head(0))):
+        source = tmp_path / f"{name}.csv"
+        frame.to_csv(source, index=False)
+        out = tmp_path / f"{name}.parquet"
+        result = batch.run(cfg, source, out, env=env, log_writer="inline")
+        assert (result.scored, result.quarantined) == (len(frame), 0), name
+        assert len(pd.read_parquet(out)) == len(frame)
+    none = CliRunner().invoke(app, ["predict", str(source), "--out", str(out)], env=env)
+    assert none.exit_code == 0 and "scored 0 of 0 records" in none.output, none.output
+
+
 def test_a_file_the_contract_refuses_is_not_scored_and_the_cli_says_why(sample, later, tmp_path):
     cfg = sample.cfg
     label = cfg.data.column("label").name

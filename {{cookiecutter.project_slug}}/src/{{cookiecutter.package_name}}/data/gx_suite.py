@@ -2,7 +2,9 @@
 
 The suite is built from ``data.columns`` and the data-set rules of ``configs/system.yaml``. Its
 scoring variant (``scoring=True``) judges records that have no label yet, for batch scoring: the
-same column checks without the label column's, and no label-rate or minimum-size rule. The
+same checks of each record's values without the label column's, and none of the data set's
+statistics (label rate, minimum size, a nullable column's share of values): each record is
+scored on its own, as the server scores it, and a file with no record is an empty batch. The
 context lives in the project's ``gx/`` folder and keeps the suite, every validation result and
 the HTML data docs. Great Expectations is imported inside the functions (it takes seconds).
 """
@@ -24,7 +26,7 @@ from .coerce import PANDAS_DTYPES
 SUITE_NAME = "records"
 SCORING_SUITE_NAME = "records-scoring"
 # Bump when build_suite changes what it builds from the same contract.
-_SUITE_VERSION = 2
+_SUITE_VERSION = 3
 # Stored validation results keep at most this many unexpected rows per expectation.
 _KEEP_UNEXPECTED = 20
 
@@ -91,7 +93,7 @@ def open_project(cfg: SystemConfig, *, scoring: bool = False) -> GxProject:
     return GxProject(context, batch, suite, validation)
 
 
-def _column_expectations(gxe: Any, column: Column) -> list[Any]:
+def _column_expectations(gxe: Any, column: Column, scoring: bool = False) -> list[Any]:
     name = column.name
 
     def meta(check: str) -> dict[str, Any]:
@@ -103,7 +105,7 @@ def _column_expectations(gxe: Any, column: Column) -> list[Any]:
     ]
     if not column.nullable:
         out.append(gxe.ExpectColumnValuesToNotBeNull(column=name, meta=meta("not_null")))
-    elif column.mostly > 0:
+    elif column.mostly > 0 and not scoring:
         out.append(
             gxe.ExpectColumnValuesToNotBeNull(
                 column=name, mostly=column.mostly, meta=meta("mostly")
@@ -175,7 +177,8 @@ def build_suite(cfg: SystemConfig, *, scoring: bool = False) -> Any:
     """The contract's expectation suite (``gx.ExpectationSuite``), not yet saved anywhere.
 
     ``scoring``: the variant for records to score. The label column is neither required nor
-    checked (a file may carry it or not), there is no label-rate rule, and one row is enough.
+    checked (a file may carry it or not), and no rule judges the data set as a whole (label
+    rate, minimum size, ``mostly``): a record valid on its own is scored, as by the server.
 
     Each expectation carries ``meta = {"check": ..., "column": ...}``. Only expectations whose
     results serialize are used (the quantile and KL-divergence ones return numpy bools that break
@@ -185,13 +188,13 @@ def build_suite(cfg: SystemConfig, *, scoring: bool = False) -> Any:
     gxe = gx.expectations
     label = cfg.data.column("label").name
     columns = [c for c in cfg.data.columns if not (scoring and c.name == label)]
-    expectations = [e for c in columns for e in _column_expectations(gxe, c)]
-    expectations.append(
-        gxe.ExpectTableRowCountToBeBetween(
-            min_value=1 if scoring else cfg.data.min_rows,
-            meta={"check": "row_count", "column": None},
+    expectations = [e for c in columns for e in _column_expectations(gxe, c, scoring)]
+    if not scoring:
+        expectations.append(
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=cfg.data.min_rows, meta={"check": "row_count", "column": None}
+            )
         )
-    )
     bounds = cfg.data.positive_rate
     if scoring:
         bounds = bounds.model_copy(update={"min": 0.0, "max": 1.0})
