@@ -107,3 +107,13 @@ def test_promote_strict_exits_5_with_the_reasons_when_the_gate_rejects(tmp_path,
     lenient = runner.invoke(app, promote)
     assert lenient.exit_code == 0, lenient.output
     assert "is rejected" in lenient.output and "going on without --strict" in lenient.output
+
+    # Without a champion to go on with, a rejection ends the run whatever the flag: the
+    # steps after it (traffic, serving) could only fail one by one.
+    from {{cookiecutter.package_name}}.models.tracking import connect
+
+    name = sample.cfg.training.mlflow.registered_model
+    connect(sample.cfg).delete_registered_model_alias(name, "champion")
+    alone = runner.invoke(app, promote)
+    assert alone.exit_code == 5, alone.output
+    assert "no model is the champion yet" in alone.output

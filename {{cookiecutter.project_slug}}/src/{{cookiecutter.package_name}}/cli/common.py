@@ -18,6 +18,12 @@ errors = Console(stderr=True, soft_wrap=True)
 # or a run failed) and 2 (bad input), so `make train` and schedulers can tell "the model is not
 # good enough" from "something broke".
 GATE_REJECTED = 5
+# Going on past a rejected model (without --strict, ALLOW_REJECTED=1) keeps the current champion;
+# with none there is nothing to serve, which later steps would only find out one by one.
+NO_CHAMPION = (
+    "no model is the champion yet, so nothing can be served: a model must pass the gate first "
+    "(see the checks above, and configs/system.yaml's metrics.offline targets)"
+)
 
 ConfigOption = Annotated[
     Path | None,

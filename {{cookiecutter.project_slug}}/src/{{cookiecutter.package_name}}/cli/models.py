@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import GATE_REJECTED, ConfigOption, console, errors, fail, load
+from .common import GATE_REJECTED, NO_CHAMPION, ConfigOption, console, errors, fail, load
 
 features_app = typer.Typer(help="Attach point-in-time entity history and fill the entity store.")
 
@@ -213,9 +213,9 @@ def promote(
     for line in checks:
         (console if line.startswith("ok") else errors).print(f"  {line}", highlight=False)
     if decision.outcome == "rejected":
+        rejected = f"the gate rejected version {version}: {'; '.join(decision.reasons)}"
         if strict:
-            raise fail(
-                f"the gate rejected version {version}: {'; '.join(decision.reasons)}",
-                code=GATE_REJECTED,
-            )
-        errors.print("going on without --strict: the current champion, if any, stays")
+            raise fail(rejected, code=GATE_REJECTED)
+        if not registry.has_champion(cfg):
+            raise fail(f"{rejected}; {NO_CHAMPION}", code=GATE_REJECTED)
+        errors.print("going on without --strict: the current champion stays")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import GATE_REJECTED, ConfigOption, console, errors, fail, load
+from .common import GATE_REJECTED, NO_CHAMPION, ConfigOption, console, errors, fail, load
 
 app = typer.Typer(
     help="The training pipeline on Kubeflow Pipelines: run locally, compile, submit, schedule.",
@@ -231,6 +231,14 @@ def _walk(cfg, config, params, trials, start, stop, strict: bool) -> None:
         if strict:
             raise fail(f"not promoted: {reason}", code=GATE_REJECTED)
         console.print(f"[yellow]not promoted: {reason}[/yellow]", highlight=False)
+    if result.rejections and not _has_champion(cfg):
+        raise fail(NO_CHAMPION, code=GATE_REJECTED)
+
+
+def _has_champion(cfg) -> bool:
+    from ..models import registry
+
+    return registry.has_champion(cfg)
 
 
 @app.command("compile")

@@ -168,6 +168,12 @@ def _alias_version(client, name: str, alias: str) -> ModelVersionInfo | None:
         raise
 
 
+def has_champion(cfg: SystemConfig, client=None) -> bool:
+    """Whether a version of the registered model holds the champion alias."""
+    client = client or connect(cfg)
+    return _alias_version(client, cfg.training.mlflow.registered_model, CHAMPION) is not None
+
+
 def get_version(cfg: SystemConfig, alias_or_version: str | int, client=None) -> ModelVersionInfo:
     """Resolve ``"champion"``, ``"challenger"``, ``"latest"`` or a version number."""
     from mlflow.exceptions import MlflowException
