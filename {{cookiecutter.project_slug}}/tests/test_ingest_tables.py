@@ -227,3 +227,33 @@ def test_ingest_never_writes_parquet_over_a_file_of_another_format(
         app, ["data", "ingest", str(export), "--out", str(tmp_path / "new.parquet")]
     )
     assert result.exit_code == 0, result.output
+
+
+TIMES = [
+    # (values read together, what each becomes: an ISO instant, or None for refused)
+    (["2025-03-31 04:00 PM", "2025-03-31 04:00 (UTC)"], ["2025-03-31T16:00", "2025-03-31T04:00"]),
+    (
+        ["March 2025", "2025", "2025-03", "31 March 2025 4pm"],
+        [None, None, None, "2025-03-31T16:00"],
+    ),
+    (["13/03/2025 04:00", "03/04/2025 04:00"], ["2025-03-13T04:00", "2025-04-03T04:00"]),
+    (["03/13/2025", "03/04/2025"], ["2025-03-13T00:00", "2025-03-04T00:00"]),
+    (["03/04/2025", "12.03.2025"], [None, None]),  # no value says which comes first
+    (["13/03/2025", "03/13/2025", "01/02/2025"], [None, None, None]),  # they disagree
+]
+
+
+@pytest.mark.parametrize(("values", "expected"), TIMES)
+def test_a_time_is_read_as_written_or_refused_never_completed_or_guessed(values, expected):
+    """A 12-hour clock is kept; a date missing its day or month is not completed with today's
+    or the first one; day and month are read in the one order the column's values show."""
+    from {{ cookiecutter.package_name }}.data.canonical import parse_times
+    from {{ cookiecutter.package_name }}.data.coerce import _coerce_column
+
+    times, invalid = parse_times(pd.Series(values, dtype=object))
+    wanted = [None if e is None else pd.Timestamp(e, tz="UTC") for e in expected]
+    assert [None if t is pd.NaT else t for t in times] == wanted
+    assert invalid.tolist() == [e is None for e in expected]
+    # Validation (batch scoring, training) reads ISO 8601 only, and no year or month alone.
+    typed, bad = _coerce_column(pd.Series(["2025", "2025-03", "2025-03-31"]), "datetime")
+    assert bad.tolist() == [True, True, False]

@@ -24,7 +24,7 @@ import pandas as pd
 from ..config import Column, SystemConfig
 from ..domain import pack_of
 from ..timebounds import EARLIEST, LATEST
-from .dates import parse_date
+from .dates import parse_date, partial_dates
 from .labels import label_key, normalise_labels
 from .tabular import Chunk, Rejected, plain_value
 
@@ -108,8 +108,29 @@ def as_text(value: object, sep: str = " ") -> object:
     return str(value)
 
 
-def _parse_one(value: object) -> pd.Timestamp | None:
-    """One timestamp the vectorised ISO parser did not read (RFC 2822, free text, objects)."""
+# A date written with numbers only, day and month in an order it does not say: "03/04/2025".
+_NUMERIC_DATE = re.compile(r"\s*(\d{1,2})[/.-](\d{1,2})[/.-](?:\d{4}|\d{2})(?!\d)")
+# Two fill-ins for what a free-text date leaves out: a date part it lacks differs between them.
+_FILL_INS = (datetime(2001, 1, 1), datetime(2002, 2, 2))
+
+
+def day_first(texts) -> bool | None:
+    """Whether the numeric dates among ``texts`` put the day first: a first number over 12 says
+    yes, a second one over 12 says no. None when none of them says, or they disagree."""
+    days_first = months_first = False
+    for text in texts:
+        match = _NUMERIC_DATE.match(text) if isinstance(text, str) else None
+        if match:
+            days_first |= int(match[1]) > 12
+            months_first |= int(match[2]) > 12
+    return None if days_first == months_first else days_first
+
+
+def _parse_one(value: object, days_first: bool | None = None) -> pd.Timestamp | None:
+    """One timestamp the vectorised ISO parser did not read (RFC 2822, free text, objects).
+    A numeric date (``03/04/2025``) is read in the order ``days_first`` gives (see
+    :func:`day_first`), and refused without one; a text lacking a year, month or day ("March
+    2025") is refused rather than completed with today's."""
     value = plain_value(value)
     try:
         if isinstance(value, datetime):
@@ -119,11 +140,20 @@ def _parse_one(value: object) -> pd.Timestamp | None:
             if when is not None:
                 ts = pd.Timestamp(when)
             else:
-                if not re.search(r"\d{4}", value):  # dateutil would fill in today's date
+                if not re.search(r"\d{4}", value):
                     return None
+                numeric = _NUMERIC_DATE.match(value)
+                if numeric and days_first is None:
+                    return None  # 03/04/2025: the 3rd of April or the 4th of March
                 from dateutil import parser
 
-                ts = pd.Timestamp(parser.parse(value))
+                first, second = (
+                    parser.parse(value, default=fill, dayfirst=bool(days_first))
+                    for fill in _FILL_INS
+                )
+                if first.date() != second.date():
+                    return None
+                ts = pd.Timestamp(first)
         else:
             return None
         return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
@@ -152,17 +182,18 @@ def parse_times(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     strings = strings.astype(bool)
     if strings.any():
         iso = pd.to_datetime(text[strings], utc=True, format="ISO8601", errors="coerce")
-        out[strings] = iso.astype(TIMESTAMP_DTYPE)
+        out[strings] = iso.astype(TIMESTAMP_DTYPE).where(~partial_dates(text[strings]), pd.NaT)
     rest = out.isna() & ~null
     if rest.any():
         cache: dict[str, pd.Timestamp | None] = {}  # exports repeat the same few formats
         parsed = []
+        days_first = day_first(obj[rest])  # one order for the whole column
         for v in obj[rest]:
             if type(v) is not str:
                 parsed.append(_parse_one(v))
                 continue
             if v not in cache:
-                cache[v] = _parse_one(v)
+                cache[v] = _parse_one(v, days_first)
             parsed.append(cache[v])
         out[rest] = pd.Series(parsed, index=out.index[rest], dtype=object).astype(TIMESTAMP_DTYPE)
     return out, (out.isna() & ~null).to_numpy(dtype=bool)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SystemConfig
+from .dates import partial_dates
 
 # Roles whose string values are keys, stored as text in the log and the entity store: a value
 # with a NUL character does not parse (PostgreSQL cannot hold it; the API refuses it too).
@@ -49,6 +50,7 @@ def _coerce_column(values: pd.Series, dtype: str) -> tuple[pd.Series, np.ndarray
             out = pd.to_datetime(values, utc=True)
         else:
             out = pd.to_datetime(values.where(present), utc=True, format="ISO8601", errors="coerce")
+            out = out.where(~partial_dates(values))  # "2025" is no instant of a record
         out = out.dt.as_unit("us")
         return out, present & out.isna().to_numpy()
     if dtype == "bool":

@@ -10,6 +10,9 @@ import email.utils
 import re
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pandas as pd
+
 from ..timebounds import EARLIEST, LATEST
 
 _NUMBER = re.compile(r"(?<![\d:])\d+(?![\d:])")
@@ -17,6 +20,10 @@ _ZONE = re.compile(r"[+-]\d{4}(?!\d)")
 _ISO = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2}(?!\d))?"
 )
+# A year, or a year and a month, alone.
+_PARTIAL = re.compile(r"\s*\d{4}(?:-\d{1,2})?\s*")
+# After an ISO time: nothing, a zone name or a comment, e.g. " UTC" or " (GMT)".
+_ZONE_NOTE = re.compile(r"\s*(?:\(?(?:UTC|GMT|UT|Z)\)?|\([^()]*\))?\s*", re.IGNORECASE)
 
 
 def _python_year(token: int) -> int:
@@ -70,13 +77,23 @@ def parse_date(value: str) -> tuple[datetime | None, list[str]]:
 
 def _iso(value: str) -> datetime | None:
     match = _ISO.search(value)
-    if not match:
+    # What follows the time may only say its zone again: "PM" or a second time would change it.
+    if not match or not _ZONE_NOTE.fullmatch(value[match.end() :]):
         return None
     try:
         parsed = datetime.fromisoformat(match.group(0).replace(" ", "T"))
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         return None
+
+
+def partial_dates(texts: pd.Series) -> np.ndarray:
+    """True where a value is text naming only a year or a month ("2025", "2025-03"): ISO 8601
+    reads them as its first instant, a time the record never had."""
+    if texts.dtype != object and not pd.api.types.is_string_dtype(texts.dtype):
+        return np.zeros(len(texts), dtype=bool)
+    partial = texts.map(lambda v: isinstance(v, str) and bool(_PARTIAL.fullmatch(v)))
+    return partial.fillna(False).to_numpy(dtype=bool)
 
 
 def representable(when: datetime) -> bool:
