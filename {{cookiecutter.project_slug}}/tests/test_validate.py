@@ -264,6 +264,29 @@ def test_blank_text_is_missing_where_no_flags_column_records_a_default(small, tm
     assert pd.isna(report.valid.at[6, "urls"])  # a nullable column: missing, the record kept
 
 
+def test_a_json_boolean_or_list_is_no_number_and_no_text(small, tmp_path):
+    """JSON lines keep JSON's types: ``true`` in a count is not 1 and a list in a text is not its
+    repr. Each is a type failure of its column, as the API refuses it; a number in a text column
+    is the text of that number."""
+    df = make_rows(small).astype(object)
+    df.at[2, "recipient_count"] = True
+    df.at[4, "account_domain"] = False
+    df.at[6, "body"] = ["a", "b"]
+    df.at[8, "subject"] = {"text": "hi"}
+    df.at[10, "subject"] = 12345
+    lines = tmp_path / "records.jsonl"
+    df.to_json(lines, orient="records", lines=True, date_format="iso")
+    report = validate.validate_records(small, validate.read_table(lines), now=NOW, docs=False)
+    reasons = report.quarantine.set_index("source_row")["reason"].to_dict()
+    assert reasons == {
+        2: "type: recipient_count",
+        4: "type: account_domain",
+        6: "type: body",
+        8: "type: subject",
+    }
+    assert report.valid.at[10, "subject"] == "12345"
+
+
 def test_lines_that_do_not_parse_are_quarantined_by_line_the_rest_validated(small, tmp_path):
     """A CSV line with extra fields, a line that is not UTF-8, a broken JSON line, a byte order
     mark: the file is read line by line, each unreadable line quarantined as ``parse`` with its

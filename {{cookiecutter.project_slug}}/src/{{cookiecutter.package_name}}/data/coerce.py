@@ -24,6 +24,8 @@ PANDAS_DTYPES = {
     "bool": "boolean",
     "datetime": "datetime64[us, UTC]",
 }
+# Values of an object column that no text column takes (JSON booleans, lists and objects).
+_NOT_TEXT = (bool, np.bool_, list, tuple, dict, np.ndarray)
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
@@ -39,11 +41,21 @@ def _blank(values: pd.Series) -> np.ndarray:
     return blank
 
 
+def _of_types(values: pd.Series, types: tuple[type, ...]) -> np.ndarray:
+    """True where a value of an object column (JSON lines, Parquet) is one of ``types``."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.notna().to_numpy(dtype=bool) if bool in types else np.zeros(len(values), bool)
+    if values.dtype != object:
+        return np.zeros(len(values), dtype=bool)
+    return np.fromiter((isinstance(v, types) for v in values), dtype=bool, count=len(values))
+
+
 def _coerce_column(values: pd.Series, dtype: str) -> tuple[pd.Series, np.ndarray]:
     """``values`` as the contract's dtype, and a mask of present values that did not parse."""
     if dtype == "string":
-        # Anything can be written as text, and empty text (an empty body) is a value.
-        return values.astype("str"), np.zeros(len(values), dtype=bool)
+        # Text, and a number written as one ("12345" as 12345); empty text (an empty body) is a
+        # value. A boolean or a list is no text: its repr would pass for the record's value.
+        return values.astype("str"), _of_types(values, _NOT_TEXT)
     present = values.notna().to_numpy() & ~_blank(values)
     if dtype == "datetime":
         if pd.api.types.is_datetime64_any_dtype(values.dtype):
@@ -68,7 +80,8 @@ def _coerce_column(values: pd.Series, dtype: str) -> tuple[pd.Series, np.ndarray
     if text.dtype == object or pd.api.types.is_string_dtype(text.dtype):
         text = text.map(lambda v: v.strip() if isinstance(v, str) else v, na_action="ignore")
     number = pd.to_numeric(text, errors="coerce").astype("float64")
-    bad = present & np.isnan(number.to_numpy())
+    # true is no count or amount (to_numeric makes it 1), as the API says.
+    bad = present & (np.isnan(number.to_numpy()) | _of_types(values, (bool, np.bool_)))
     if dtype == "float":
         return number.where(~bad).astype("Float64"), bad
     raw = number.to_numpy()

@@ -257,7 +257,10 @@ def _format(value: Any) -> str:
 
 def _samples(values: pd.Series) -> str:
     shown = list(dict.fromkeys(_format(v) for v in values.head(50)))[:_SAMPLES]
-    return ", ".join(shown) + (", ..." if values.nunique(dropna=False) > len(shown) else "")
+    # Counted by their text: a JSON list or object in a cell cannot be hashed.
+    distinct = values.map(_format).nunique(dropna=False) if values.dtype == object else None
+    more = (distinct if distinct is not None else values.nunique(dropna=False)) > len(shown)
+    return ", ".join(shown) + (", ..." if more else "")
 
 
 def _rows(rows: Sequence[int]) -> str:
