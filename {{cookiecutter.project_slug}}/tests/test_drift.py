@@ -75,6 +75,44 @@ def test_missing_rate_rise_alerts_and_absent_feature_counts_as_missing():
     assert by_name["b"].null_share_now == 1.0
 
 
+def test_a_clock_feature_is_judged_only_over_a_window_that_spans_its_cycle():
+    """A day of traffic holds one or two weekdays however steady the data: the weekday's PSI is
+    reported, not judged, on a window shorter than its week; the hour is judged on a day. The
+    server's drift gauges, over the last requests whatever time they span, leave both out."""
+    from {{cookiecutter.package_name}}.features.clock import TimestampFeatures
+    from {{cookiecutter.package_name}}.serving.metrics import DriftWindow
+
+    rng = np.random.default_rng(9)
+    hour, weekday = "ts_t_hour", "ts_t_weekday"
+    week = pd.DataFrame({weekday: rng.integers(0, 7, 20_000), hour: rng.integers(0, 24, 20_000)})
+    reference = reference_distributions(week.astype(float))
+    reference["cycles"] = TimestampFeatures("t").cycle_hours()
+    assert reference["cycles"] == {hour: 24.0, weekday: 168.0}
+    tuesday = pd.DataFrame({weekday: np.full(3000, 1.0), hour: rng.integers(0, 24, 3000)})
+    by_name = {r.name: r for r in drift.data_drift(reference, tuesday, **RULES, window_hours=24)}
+    assert by_name[weekday].psi > 1 and by_name[weekday].status == "ok"
+    assert "PSI not judged: a 168 h cycle in 24 h" in by_name[weekday].reason
+    assert by_name[hour].status == "ok" and "not judged" not in by_name[hour].reason
+    weekly = {r.name: r for r in drift.data_drift(reference, tuesday, **RULES, window_hours=168)}
+    assert weekly[weekday].status == "alert"
+    gauges = DriftWindow(reference, min_rows=10)
+    assert gauges.features == [] and gauges.scores() == {}
+
+
+def test_the_reference_names_the_clock_features_of_its_model(cfg):
+    """Every use case's model: the clock features it computes are in ``cycles``, nothing else."""
+    from sample_project import fit_bundle
+
+    from {{cookiecutter.package_name}}.data.synthetic import generate
+    from {{cookiecutter.package_name}}.features.history import attach_history
+
+    bundle = fit_bundle(cfg, attach_history(cfg, generate(cfg, 400, 3, days=3)), trees=5)
+    names = bundle.metadata["feature_names"]
+    clock = {n for n in names if n.startswith(("ts_", "clock_")) and not n.endswith("_missing")}
+    assert set(bundle.reference["cycles"]) == clock
+    assert set(bundle.reference["cycles"].values()) <= {24.0, 168.0}
+
+
 def test_warn_between_half_and_full_threshold():
     result = drift.numeric_drift(
         "x",

@@ -7,6 +7,8 @@ and ``monitor`` compares a window of the log with it:
 - ``features``: the model's input features, computed by the fitted transformer exactly as at
   serving time (not the out-of-fold values training used), and the contract's raw numeric
   columns the model does not compute itself;
+- ``cycles``: the features that are a position in a clock's cycle (hour, weekday) -> the
+  cycle's hours: a window shorter than that is not judged on them;
 - ``score``: the model's scores; ``positive_rate`` / ``predicted_positive_rate``;
 - ``categories`` and ``text``: profiles of the raw categorical and text columns
   (``profiles.input_profiles``).
@@ -63,4 +65,6 @@ def build_reference(
     reference["source"] = source
     reference["score_source"] = source
     reference["predicted_positive_rate"] = float(np.mean(scores >= bundle.threshold))
+    cycles = getattr(bundle.features, "cycle_hours", None)
+    reference["cycles"] = {n: h for n, h in (cycles() if cycles else {}).items() if n in features}
     return reference

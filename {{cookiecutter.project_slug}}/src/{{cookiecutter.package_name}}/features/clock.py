@@ -1,7 +1,8 @@
 """Time columns: the record's hour and weekday (role ``timestamp``), ages of other times (``datetime``).
 
 ``ts_<column>_hour`` (0-23) and ``ts_<column>_weekday`` (0 = Monday) are read in UTC, as every
-time in the project is. They are plain integers, not sine/cosine pairs: the models are trees,
+time in the project is. Their distribution in a window of traffic follows the clock, not the
+data, until the window spans their cycle (``cycle_hours``): monitoring judges them only then. They are plain integers, not sine/cosine pairs: the models are trees,
 which cut an hour range (night, office hours) with two splits on one column, while a cyclic
 pair spreads the same cut over two columns. A missing time gives -1 for both.
 
@@ -43,6 +44,11 @@ class TimestampFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         if not self.column:
             return np.array([], dtype=object)
         return np.array([f"ts_{self.column}_hour", f"ts_{self.column}_weekday"], dtype=object)
+
+    def cycle_hours(self) -> dict[str, float]:
+        """Hours of each output's cycle: a shorter window shows part of it, however steady."""
+        hour, weekday = self.get_feature_names_out() if self.column else ((), ())
+        return {hour: 24.0, weekday: 168.0} if self.column else {}
 
     def transform(self, df: pd.DataFrame | Columns) -> np.ndarray:
         cols = as_columns(df)

@@ -157,6 +157,15 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         cols = Columns(df)
         return _stack([f.transform(cols) for f in self.families_], len(df))
 
+    def cycle_hours(self) -> dict[str, float]:
+        """Outputs that are a position in a cycle of the clock (hour, weekday) -> its hours."""
+        return {
+            str(name): hours
+            for family in getattr(self, "families_", [])
+            if hasattr(family, "cycle_hours")
+            for name, hours in family.cycle_hours().items()
+        }
+
     def transform_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """``transform`` as a DataFrame with the feature names, indexed like ``df``."""
         return pd.DataFrame(

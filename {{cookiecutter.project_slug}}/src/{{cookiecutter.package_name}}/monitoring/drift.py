@@ -331,12 +331,15 @@ def data_drift(
     missing_max: float,
     warn_fraction: float,
     min_rows: int,
+    window_hours: float = float("inf"),
 ) -> list[FeatureDrift]:
     """Drift of every reference feature, category and text column, worst first.
 
     ``features`` holds the logged features of the window (see ``profiles.InputSignals`` for
     the ``cat.*`` and ``text.*`` columns). A reference feature absent from the window counts
-    as 100 % missing, so the missing rule reports it.
+    as 100 % missing, so the missing rule reports it. A feature that is a position in a cycle
+    longer than ``window_hours`` (the weekday in a day's window: the reference's ``cycles``)
+    has its PSI reported, not judged: any such window shows part of the cycle.
     """
     rules = {
         "psi_max": psi_max,
@@ -347,9 +350,13 @@ def data_drift(
     rows = len(features)
     nothing = np.full(rows, np.nan)
     out: list[FeatureDrift] = []
+    cycles = reference.get("cycles") or {}
     for name, dist in (reference.get("features") or {}).items():
         values = features.get(name, nothing)
-        out.append(numeric_drift(name, dist, values, **rules))
+        partial = cycles.get(name, 0.0) > window_hours
+        out.append(numeric_drift(name, dist, values, **{**rules, **_unjudged(partial)}))
+        if partial:
+            out[-1].reason += f"; PSI not judged: a {cycles[name]:g} h cycle in {window_hours:g} h"
         if name not in features:
             out[-1].detail["absent"] = True
     for column, profile in (reference.get("categories") or {}).items():
@@ -362,6 +369,10 @@ def data_drift(
         tops = features[f"{key}.top"] if f"{key}.top" in features else pd.Series([None] * rows)
         out.append(text_drift(column, profile, unseen, tops, **rules))
     return sorted(out, key=_sort_key)
+
+
+def _unjudged(partial: bool) -> dict:
+    return {"psi_max": float("inf")} if partial else {}
 
 
 def prediction_drift(

@@ -144,6 +144,7 @@ def evaluate_window(cfg, window: Window, reference: dict, champion_version: int,
         missing_max=alerts.missing_rate_increase_max,
         warn_fraction=alerts.warn_fraction,
         min_rows=cfg.monitoring.min_rows,
+        window_hours=(window.until - window.since).total_seconds() / 3600,
     )
     feature_dicts = [f.to_dict() for f in feature_drift]
     prediction = drift.prediction_drift(

@@ -48,7 +48,12 @@ class DriftWindow:
     def __init__(self, reference: dict, *, size: int = 5000, min_rows: int = 200):
         self.min_rows = min_rows
         self.size = size
-        self.distributions = dict(reference.get("features", {}))
+        # The last requests span whatever time the traffic gives them: a clock's features
+        # (hour, weekday) there show the time of day, not drift. ``monitor`` judges them over
+        # windows that span their cycle.
+        cyclic = reference.get("cycles") or {}
+        features = reference.get("features", {})
+        self.distributions = {n: d for n, d in features.items() if n not in cyclic}
         if reference.get("score"):
             self.distributions[SCORE_FEATURE] = reference["score"]
         self._column = {name: j for j, name in enumerate(self.distributions)}

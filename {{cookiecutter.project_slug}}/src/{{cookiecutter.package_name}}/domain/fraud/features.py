@@ -203,6 +203,10 @@ class ClockFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return _names("clock_home_hour", "clock_home_night", "clock_merchant_hour")
 
+    def cycle_hours(self) -> dict[str, float]:
+        """All three follow the clock's day (``features.clock``: monitoring judges them then)."""
+        return dict.fromkeys(self.get_feature_names_out().tolist(), 24.0)
+
     def transform(self, df: pd.DataFrame | Columns) -> np.ndarray:
         cols = as_columns(df)
         seconds = cols.seconds(self.timestamp)
