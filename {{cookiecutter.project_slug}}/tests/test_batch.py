@@ -408,20 +408,32 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_p
 
 def test_records_valid_on_their_own_are_scored_whatever_the_file_holds(sample, later, tmp_path):
     """No statistic of the file refuses it: nullable columns empty in every record (training's
-    ``mostly`` rule), a file of one record, a file of none. Each record is judged on its own,
-    as the server judges a request."""
+    ``mostly`` rule) or not in the file at all, a file of one record, a file of none. Each
+    record is judged on its own, as the server judges a request."""
     cfg = sample.cfg
     nullable = [c.name for c in cfg.data.columns if c.nullable and c.role != "label"]
     sparse = later.astype(object)
     sparse[nullable] = None
     env = _stores(sample, tmp_path / "stores")
-    for name, frame in (("sparse", sparse), ("one", sparse.head(1)), ("none", later.head(0))):
-        source = tmp_path / f"{name}.csv"
-        frame.to_csv(source, index=False)
+    files = {
+        "sparse.csv": sparse,
+        "narrow.jsonl": later.drop(columns=nullable),
+        "one.csv": sparse.head(1),
+        "none.csv": later.head(0),
+        "none.jsonl": later.head(0),
+    }
+    for name, frame in files.items():
+        source = tmp_path / name
+        if name.endswith(".csv"):
+            frame.to_csv(source, index=False)
+        else:  # a file with no record has no line at all
+            frame.to_json(source, orient="records", lines=True, date_format="iso")
         out = tmp_path / f"{name}.parquet"
         result = batch.run(cfg, source, out, env=env, log_writer="inline")
         assert (result.scored, result.quarantined) == (len(frame), 0), name
         assert len(pd.read_parquet(out)) == len(frame)
+        if name == "narrow.jsonl" and nullable:
+            assert f"missing in every record: {', '.join(nullable)}" in result.notes[0]
     none = CliRunner().invoke(app, ["predict", str(source), "--out", str(out)], env=env)
     assert none.exit_code == 0 and "scored 0 of 0 records" in none.output, none.output
 

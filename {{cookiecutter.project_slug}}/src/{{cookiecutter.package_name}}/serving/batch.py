@@ -5,7 +5,8 @@ The same steps as a request, over large chunks instead of one record:
 1. read the file (Parquet, CSV or JSON lines) and judge it by the contract's scoring suite
    (``data.validate`` with ``scoring=True``: the columns' checks without the label's); rows that
    break a row check are quarantined with their reason, and a file the contract refuses as a
-   whole stops here with nothing scored;
+   whole stops here with nothing scored. A nullable column the file lacks is missing in each
+   record (the server takes a record without it), said in the run's notes;
 2. in time order, add each record's entity history from the entity store (which records the
    record as seen, as the server does) and score it with the registry's champion;
 3. log every prediction in the prediction log (routing ``batch``), with the monitored values the
@@ -273,7 +274,7 @@ def run(
     beside = log_writer == "process" or (log_writer == "auto" and usable_cores() > 1)
     writer = ProcessLogWriter() if beside else None
     try:
-        raw = read_table(input_path)
+        raw, absent = _absent_as_missing(cfg, read_table(input_path))
         if writer is not None and log_writer == "auto" and len(raw) <= chunk_rows:
             writer.close()  # a chunk's rows or fewer: too little log to hand over
             writer = None
@@ -339,10 +340,29 @@ def run(
         positives=positives,
         log_writer="inline" if writer is None else "process",
     )
+    if absent:
+        result.notes.append(f"not in the file, missing in every record: {', '.join(absent)}")
     if len(report.quarantine):
         result.notes.append(report.summary())
     _write_report(report_path, report, result)
     return result
+
+
+def _absent_as_missing(cfg, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``raw`` with the nullable contract columns it lacks, empty (all of them for a file with
+    no record: there is nothing to judge), and their names. A lacking column that must hold a
+    value is left for validation to name."""
+    label = cfg.data.column("label").name
+    absent = [
+        c.name
+        for c in cfg.data.columns
+        if c.name not in raw.columns and c.name != label and (c.nullable or raw.empty)
+    ]
+    if not absent:
+        return raw, absent
+    filled = raw.assign(**{name: [None] * len(raw) for name in absent})
+    filled.attrs = raw.attrs  # the lines the reader could not parse
+    return filled, absent
 
 
 def _write_report(path: Path, report: ValidationReport, result: BatchResult | None) -> None:
