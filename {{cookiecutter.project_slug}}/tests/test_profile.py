@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }}.cli import app
+from {{ cookiecutter.package_name }}.cli.common import GATE_REJECTED
 from {{ cookiecutter.package_name }}.config import Column, load_config
 from {{ cookiecutter.package_name }}.data import contract_write, profile
 
@@ -82,6 +83,18 @@ def _cli(project, *args):
         text=True,
         timeout=600,
     )
+
+
+def _step_ran(step, out) -> None:
+    """Each step of the chain exits 0, but `promote`: whether the gate passes depends on the
+    contract's targets (inherited here, not set for this table), so a rejection with its reasons
+    is the chain working too, as long as the model was registered and gated."""
+    shown = f"{' '.join(step)}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
+    if step[0] == "promote" and out.returncode == GATE_REJECTED:
+        said = " ".join((out.stdout + out.stderr).split())
+        assert "registered models:/" in said and "the gate rejected version 1: " in said, shown
+        return
+    assert out.returncode == 0, shown
 
 
 def _with_wide_rate_band(text: str) -> str:
@@ -572,7 +585,7 @@ def test_a_table_without_an_entity_trains_and_is_served(project, monkeypatch):
     outputs = {}
     for step in steps:
         out = _cli(project, *step)
-        assert out.returncode == 0, f"{' '.join(step)}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
+        _step_ran(step, out)
         outputs[step[0]] = out.stdout
     cfg = load_config(project / "configs/system.yaml")
     assert cfg.data.entity is None
@@ -653,7 +666,7 @@ def test_a_public_style_table_trains_from_its_profile(project, monkeypatch, time
     outputs = {}
     for step in steps:
         out = _cli(project, *step)
-        assert out.returncode == 0, f"{' '.join(step)}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
+        _step_ran(step, out)
         outputs[" ".join(step[:2])] = out.stdout
     cfg = load_config(project / "configs/system.yaml")
     roles = {c.name: c.role for c in cfg.data.columns}
