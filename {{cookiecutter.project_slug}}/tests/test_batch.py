@@ -27,7 +27,7 @@ from {{cookiecutter.package_name}}.cli import app
 from {{cookiecutter.package_name}}.data.synthetic import generate
 from {{cookiecutter.package_name}}.data.validate import validate_records
 from {{cookiecutter.package_name}}.features import store as store_module
-from {{cookiecutter.package_name}}.predlog.store import PredictionLog
+from {{cookiecutter.package_name}}.predlog.store import KEY_MAX_CHARS, PredictionLog
 from {{cookiecutter.package_name}}.serving import batch
 from {{cookiecutter.package_name}}.serving.engine import Engine
 from {{cookiecutter.package_name}}.serving.loading import load_models
@@ -406,6 +406,40 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_p
         assert log.count() == rows - len(bad)
 
 
+def test_a_key_the_log_cannot_hold_is_quarantined_and_the_rest_scored(sample, tmp_path, postgres):
+    """The log keeps the id and the entity key in columns of a set width, which PostgreSQL
+    enforces: a key over it is quarantined naming the width (it would fail the whole run's
+    insert), a key of exactly the width is scored and logged whole."""
+    import sqlalchemy as sa
+
+    cfg = sample.cfg
+    logged = {"id": "message_id", "entity_key": "entity"}  # the log's column for each role
+    keys = {c.name: c.role for c in cfg.data.columns if c.role in logged and c.dtype == "string"}
+    if not keys:
+        pytest.skip("the contract has no text key")
+    rows = max(ROWS, int(len(keys) / cfg.data.max_quarantine_share) + 1)
+    frame = _later(sample, rows).astype(object)
+    over = {}
+    for k, (name, role) in enumerate(keys.items()):
+        width = KEY_MAX_CHARS[role]
+        frame.loc[2 * k, name] = f"{2 * k}".rjust(width, "k")  # unique, exactly the width
+        frame.loc[2 * k + 1, name] = f"{2 * k + 1}".rjust(width + 1, "k")
+        over[2 * k + 1] = f"type: {name} ({width + 1:,} characters, over the {width:,} of a key)"
+    source = tmp_path / "records.parquet"
+    frame.to_parquet(source, index=False)
+    env = {**_stores(sample, tmp_path / "stores"), "PREDICTION_LOG_URL": postgres.database("keys")}
+    result = batch.run(cfg, source, tmp_path / "scored.parquet", env=env, log_writer="inline")
+    assert (result.scored, result.quarantined) == (rows - len(over), len(over))
+    quarantine = pd.read_parquet(result.quarantine)
+    assert dict(zip(quarantine["source_row"], quarantine["reason"], strict=True)) == over
+    with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
+        assert log.count() == rows - len(over)
+        with log.engine.connect() as conn:
+            for name, role in keys.items():
+                longest = f"select max(length({logged[role]})) from predictions"
+                assert conn.execute(sa.text(longest)).scalar() == KEY_MAX_CHARS[role], name
+
+
 def test_records_valid_on_their_own_are_scored_whatever_the_file_holds(sample, later, tmp_path):
     """No statistic of the file refuses it: nullable columns empty in every record (training's
     ``mostly`` rule) or not in the file at all, a file of one record, a file of none. Each
@@ -421,10 +455,13 @@ def test_records_valid_on_their_own_are_scored_whatever_the_file_holds(sample, l
         "one.csv": sparse.head(1),
         "none.csv": later.head(0),
         "none.jsonl": later.head(0),
+        "no-byte.csv": later.head(0),
     }
     for name, frame in files.items():
         source = tmp_path / name
-        if name.endswith(".csv"):
+        if name.startswith("no-byte"):
+            source.write_bytes(b"")
+        elif name.endswith(".csv"):
             frame.to_csv(source, index=False)
         else:  # a file with no record has no line at all
             frame.to_json(source, orient="records", lines=True, date_format="iso")
@@ -454,6 +491,11 @@ def test_a_file_the_contract_refuses_is_not_scored_and_the_cli_says_why(sample, 
     assert batch.side_paths(out)[1].is_file()  # the report says why
     with PredictionLog(f"sqlite:///{tmp_path}/l.db") as log:
         assert log.count() == 0
+    # A header alone names the file's columns: one the records must have is missing all the same.
+    header = tmp_path / "header.csv"
+    later.drop(columns=[missing]).head(0).to_csv(header, index=False)
+    alone = CliRunner().invoke(app, ["predict", str(header), "--out", str(out)])
+    assert alone.exit_code == 1 and f"column_exists on {missing}" in alone.output, alone.output
 
     unknown = CliRunner().invoke(app, ["predict", str(source), "--out", str(tmp_path / "p.xlsx")])
     assert unknown.exit_code == 2 and "unknown format '.xlsx'" in unknown.output

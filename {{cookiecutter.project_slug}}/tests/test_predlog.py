@@ -151,20 +151,22 @@ def test_feedback_file_quarantines_bad_rows_and_is_idempotent(cfg, log, tmp_path
     path = tmp_path / "reports.csv"
     pd.DataFrame(
         {
-            "request_id": ["r1", "", "r2", "", "r9", "r2"],
-            "message_id": ["", "<m1@x>", "", "", "", ""],
-            "label": [NEG.upper(), NEG, "maybe", POS, POS, POS],
-            "reported_at": ["2026-03-01T10:00:00Z", "", "", "", "", "yesterday-ish"],
+            "request_id": ["r1", "", "r2", "", "r9", "r2", "r1"],
+            "message_id": ["", "<m1@x>", "", "", "", "", ""],
+            "label": [NEG.upper(), NEG, "maybe", POS, POS, POS, POS],
+            # A report from 2099 would stay the latest, outvoting every later correction.
+            "reported_at": ["2026-03-01T10:00:00Z", "", "", "", "", "yesterday-ish", "2099-01-01"],
         }
     ).to_csv(path, index=False)
     quarantine = tmp_path / "quarantine"
     result = ingest_feedback(cfg, path, log, quarantine_dir=quarantine)
-    assert (result.read, result.inserted, result.rejected) == (6, 3, 3)
-    assert result.reasons == {"bad_label": 1, "no_id": 1, "bad_time": 1}
+    assert (result.read, result.inserted, result.rejected) == (7, 3, 4)
+    reasons = {"bad_label": 1, "no_id": 1, "bad_time": 1, "time_out_of_range": 1}
+    assert result.reasons == reasons
     assert result.unmatched == 1  # r9 is not in the log
     rejected = pd.read_csv(result.quarantine_path)
-    assert sorted(rejected["reason"]) == ["bad_label", "bad_time", "no_id"]
-    assert "rejected 3" in result.summary()
+    assert sorted(rejected["reason"]) == sorted(reasons)
+    assert "rejected 4" in result.summary()
 
     again = ingest_feedback(cfg, path, log, quarantine_dir=quarantine)
     assert (again.inserted, again.duplicates) == (0, 3)

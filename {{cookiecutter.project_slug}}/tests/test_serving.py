@@ -31,7 +31,7 @@ from sample_project import minimal_body, request_bodies, required_fields, sample
 
 from {{cookiecutter.package_name}}.deploy.server import missing_metrics
 from {{cookiecutter.package_name}}.domain import pack_of
-from {{cookiecutter.package_name}}.predlog.store import PredictionLog
+from {{cookiecutter.package_name}}.predlog.store import KEY_MAX_CHARS, PredictionLog
 from {{cookiecutter.package_name}}.serving import routing
 from {{cookiecutter.package_name}}.serving.schema import MAX_BATCH_ITEMS, FrameBuilder, record_model
 
@@ -362,21 +362,32 @@ def test_blank_field_error_reads_plainly(cfg):
     assert summarize_errors(detail) == "account: must not be blank"
 
 
-def test_a_key_with_a_nul_character_is_refused_naming_its_field(cfg):
-    """The id and the entity key are stored as text (PostgreSQL refuses a NUL in it): a NUL in
-    one is a 400 naming the field; a text field may carry one."""
+def test_a_key_the_log_cannot_hold_is_refused_naming_its_field(cfg):
+    """The id and the entity key are stored as text in columns of a set width: a NUL
+    (PostgreSQL refuses it) or a key longer than its column is a 400 naming the field, a key of
+    exactly the width is taken, and a text field may carry a NUL."""
     cfg = reference_config(cfg)
     from pydantic import ValidationError
 
     from {{cookiecutter.package_name}}.serving.guard import summarize_errors
 
     model = record_model(cfg)
-    for field in ("account", "message_id"):
-        body = {"account": "a", "message_id": "m", "body": "x", field: "a\u0000b"}
-        with pytest.raises(ValidationError) as info:
-            model.model_validate_json(json.dumps(body))
-        detail = info.value.errors(include_context=False, include_input=False)
-        assert summarize_errors(detail).startswith(f"{field}: Value error, must not contain a NUL")
+    widths = {"message_id": KEY_MAX_CHARS["id"], "account": KEY_MAX_CHARS["entity_key"]}
+    for field, width in widths.items():
+        refused = {
+            "a\u0000b": f"{field}: Value error, must not contain a NUL",
+            "k" * (width + 1): f"{field}: String should have at most {width} characters",
+        }
+        for value, said in refused.items():
+            body = {"account": "a", "message_id": "m", "body": "x", field: value}
+            with pytest.raises(ValidationError) as info:
+                model.model_validate_json(json.dumps(body))
+            detail = info.value.errors(include_context=False, include_input=False)
+            assert summarize_errors(detail).startswith(said)
+        taken = model.model_validate_json(
+            json.dumps({"account": "a", "body": "x", field: "k" * width})
+        )
+        assert len(getattr(taken, field)) == width
     assert model.model_validate_json(json.dumps({"account": "a", "body": "x\u0000y"}))
 
 
@@ -1010,7 +1021,11 @@ def test_bad_input_matrix_is_4xx_and_server_keeps_serving(servers, bodies, sampl
             failures.append(f"{name}: {status} {text[:200]!r}")
     batch = b"POST /classify_batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
     batch += b"Content-Type: application/json\r\n"
-    for body, expected in ((b"[", b"JSON"), (b"[]", b"at least 1"), (b"{}", b"array")):
+    for body, expected in (
+        (b"[", b"request body: Invalid JSON"),
+        (b"[]", b"at least 1"),
+        (b"{}", b"array"),
+    ):
         status, text = raw_request(
             server.port, batch + b"Content-Length: %d\r\n\r\n" % len(body), body
         )

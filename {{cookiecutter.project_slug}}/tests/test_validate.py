@@ -17,6 +17,7 @@ from reference_contract import reference_config, write_reference
 
 from {{cookiecutter.package_name}}.data import validate
 from {{cookiecutter.package_name}}.entity_history import _ns
+from {{cookiecutter.package_name}}.predlog.store import KEY_MAX_CHARS
 
 NOW = pd.Timestamp("2024-06-01", tz="UTC")
 N = 40
@@ -224,20 +225,33 @@ def test_wrong_type_reports_the_unparseable_value_but_accepts_parseable_text(sma
     assert report.valid.loc[6, "recipient_count"] == 3
 
 
-def test_a_key_with_a_nul_character_is_quarantined_naming_why(small):
-    """A NUL in the id or the entity key (stored as text: PostgreSQL refuses it) fails the type
-    check of its column; a text column may hold one."""
+def test_a_key_the_log_cannot_hold_is_quarantined_naming_why(small):
+    """The id and the entity key are stored as text in columns of a set width: a NUL
+    (PostgreSQL refuses it) or a key longer than its column fails the type check of its column,
+    as the API refuses it; a key of exactly the width is kept, and a text column may hold a
+    NUL."""
+    id_width, entity_width = KEY_MAX_CHARS["id"], KEY_MAX_CHARS["entity_key"]
     df = make_rows(small)
     df.at[4, "message_id"] = "m\x00x"
     df.at[7, "account"] = "a\x00b"
     df.at[9, "body"] = "a body with a \x00 in it"
+    df.at[11, "message_id"] = "m" * (id_width + 1)
+    df.at[12, "message_id"] = "m" * id_width
+    df.at[13, "account"] = "a" * (entity_width + 1)
+    df.at[14, "account"] = "a" * entity_width
     report = validate.validate_records(small, df, now=NOW, docs=False)
     assert checks(report) == {("type", "message_id"), ("type", "account")}
-    assert all("without a NUL character (a key)" in f.expected for f in report.failures)
-    assert set(report.quarantine["source_row"]) == {4, 7}
+    assert all(
+        f"without a NUL character, of at most {KEY_MAX_CHARS[role]:,} characters (a key)"
+        in f.expected
+        for f, role in zip(report.failures, ("id", "entity_key"), strict=True)
+    )
+    assert set(report.quarantine["source_row"]) == {4, 7, 11, 13}
     assert set(report.quarantine["reason"]) == {
         "type: message_id (a NUL character)",
         "type: account (a NUL character)",
+        f"type: message_id ({id_width + 1:,} characters, over the {id_width:,} of a key)",
+        f"type: account ({entity_width + 1:,} characters, over the {entity_width:,} of a key)",
     }
 
 

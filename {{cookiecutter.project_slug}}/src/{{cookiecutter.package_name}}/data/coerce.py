@@ -7,15 +7,19 @@ its row instead of guessing.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
 from ..config import SystemConfig
+from ..predlog.store import KEY_MAX_CHARS
 from .dates import partial_dates
 
-# Roles whose string values are keys, stored as text in the log and the entity store: a value
-# with a NUL character does not parse (PostgreSQL cannot hold it; the API refuses it too).
-KEY_ROLES = ("id", "entity_key")
+# Roles whose string values are keys, stored as text in columns of a set width in the log and
+# the entity store: a value with a NUL character (PostgreSQL cannot hold it) or longer than its
+# column does not parse, as the API refuses it.
+KEY_ROLES = tuple(KEY_MAX_CHARS)
 # Pandas dtypes the contract's dtypes are coerced to (nullable, so a missing value stays missing).
 PANDAS_DTYPES = {
     "string": "str",
@@ -39,6 +43,17 @@ def _blank(values: pd.Series) -> np.ndarray:
         present = values.notna().to_numpy()
         blank[present] = [isinstance(v, str) and not v.strip() for v in values.to_numpy()[present]]
     return blank
+
+
+def key_problem(value: object, role: str) -> str | None:
+    """Why a key's text cannot be stored (see ``KEY_ROLES``), or None."""
+    if not isinstance(value, str):
+        return None
+    if "\x00" in value:
+        return "a NUL character"
+    if len(value) > KEY_MAX_CHARS[role]:
+        return f"{len(value):,} characters, over the {KEY_MAX_CHARS[role]:,} of a key"
+    return None
 
 
 def _of_types(values: pd.Series, types: tuple[type, ...]) -> np.ndarray:
@@ -112,8 +127,7 @@ def coerce_to_contract(cfg: SystemConfig, raw: pd.DataFrame) -> tuple[pd.DataFra
         if blank_is_missing and column.dtype == "string":
             typed[column.name] = typed[column.name].where(~_blank(raw[column.name]))
         if column.role in KEY_ROLES and column.dtype == "string":
-            # A key lives as text in the log and the entity store: PostgreSQL refuses a NUL.
-            values = raw[column.name]
-            nul = values.map(lambda v: isinstance(v, str) and "\x00" in v, na_action="ignore")
-            bad[column.name] |= nul.fillna(False).to_numpy(dtype=bool)
+            problem = partial(key_problem, role=column.role)
+            problems = raw[column.name].map(problem, na_action="ignore")
+            bad[column.name] |= problems.notna().to_numpy(dtype=bool)
     return typed, bad

@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import SystemConfig
-from .coerce import KEY_ROLES, PANDAS_DTYPES, coerce_to_contract
+from ..predlog.store import KEY_MAX_CHARS
+from .coerce import KEY_ROLES, PANDAS_DTYPES, coerce_to_contract, key_problem
 from .gx_suite import build_docs, build_suite, open_project, run_parameters, store_trimmed
 from .records_file import UNPARSED, read_table
 
@@ -444,11 +445,16 @@ def _fold(
     for name, rows in unparsed.items():
         if ("type", name) not in seen:
             out.append(_unparsed(name, rows, raw, f"{dtypes.get(name)} values"))
-    keys = {c.name for c in cfg.data.columns if c.role in KEY_ROLES and c.dtype == "string"}
+    keys = {c.name: c.role for c in cfg.data.columns if c.role in KEY_ROLES and c.dtype == "string"}
     for k, f in enumerate(out):
-        if f.check == "type" and f.column in keys:  # a key's text fails only with a NUL
-            expected = f"{f.expected} without a NUL character (a key)"
-            out[k] = replace(f, expected=expected, notes={r: "a NUL character" for r in f.rows})
+        if f.check == "type" and f.column in keys:
+            role = keys[f.column]
+            expected = (
+                f"{f.expected} without a NUL character, of at most {KEY_MAX_CHARS[role]:,} "
+                "characters (a key)"
+            )
+            notes = {r: key_problem(raw.at[r, f.column], role) or "not text" for r in f.rows}
+            out[k] = replace(f, expected=expected, notes=notes)
     return out
 
 

@@ -10,8 +10,11 @@ per row, with the columns:
 ``reported_at``  optional, ISO 8601 (also accepted as ``at`` or ``timestamp``)
 ``source``       optional, e.g. ``report`` or ``rescue``
 
-Rows that cannot be used (no id, unknown label, unparseable time) are written with a ``reason``
-column to the quarantine folder, never dropped silently. Ingesting the same file twice adds
+Rows that cannot be used (no id, unknown label, unparseable time, a time outside the records'
+span: before the contract's earliest record time or after the run, with the timestamp column's
+``max_ahead_days`` of clock slack) are written with a ``reason`` column to the quarantine
+folder, never dropped silently: the latest report of a prediction is its label, so a report
+dated 2099 would outvote every later correction. Ingesting the same file twice adds
 nothing: each report has a key (hash of its ids, label and time). Reports whose ids match no
 served prediction are kept (the prediction may be in another database) and counted.
 """
@@ -26,7 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .store import PredictionLog, utc_naive
+from ..timebounds import EARLIEST
+from .store import KEY_MAX_CHARS, REQUEST_ID_MAX_CHARS, PredictionLog, utc_naive
 
 TIME_COLUMNS = ("reported_at", "at", "timestamp")
 READERS = {
@@ -107,6 +111,16 @@ def _time(value: str) -> datetime | None:
     return utc_naive(stamp.to_pydatetime())
 
 
+def _report_span(cfg) -> tuple[datetime, datetime]:
+    """When a report can have been made: in the span of the contract's record times, or up to
+    now without a timestamp column."""
+    now = datetime.now(UTC)
+    timestamp = cfg.data.timestamp
+    if timestamp is None:
+        return EARLIEST, now
+    return next(c for c in cfg.data.columns if c.name == timestamp).time_bounds(now)
+
+
 def _key(request_id: str, message_id: str, label: str, at: datetime | None) -> str:
     raw = json.dumps([request_id, message_id, label, at.isoformat() if at else ""])
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
@@ -117,6 +131,7 @@ def prepare(cfg, frame: pd.DataFrame) -> tuple[list[dict], pd.DataFrame]:
     classes = {c.lower(): c for c in (cfg.problem.positive_class, cfg.problem.negative_class)}
     time_column = next((c for c in TIME_COLUMNS if c in frame.columns), None)
     now = utc_naive(datetime.now(UTC))
+    earliest, latest = (utc_naive(t) for t in _report_span(cfg))
     good, bad = [], []
     for record in frame.to_dict("records"):
         request_id = record.get("request_id", "")
@@ -127,7 +142,7 @@ def prepare(cfg, frame: pd.DataFrame) -> tuple[list[dict], pd.DataFrame]:
             reason = "no_id"
         elif label is None:
             reason = "bad_label"
-        elif len(request_id) > 128 or len(message_id) > 998:
+        elif len(request_id) > REQUEST_ID_MAX_CHARS or len(message_id) > KEY_MAX_CHARS["id"]:
             reason = "id_too_long"
         at = None
         if reason is None and time_column:
@@ -135,6 +150,8 @@ def prepare(cfg, frame: pd.DataFrame) -> tuple[list[dict], pd.DataFrame]:
                 at = _time(record.get(time_column, ""))
             except (ValueError, TypeError, OverflowError):
                 reason = "bad_time"
+            if at is not None and not earliest <= at <= latest:
+                reason = "time_out_of_range"
         if reason:
             bad.append({**record, "reason": reason})
             continue

@@ -44,6 +44,11 @@ from . import featurelog
 logger = logging.getLogger(__name__)
 
 FSYNC_ENV = "PREDICTION_LOG_FSYNC"
+# The widths of the log's key columns, by the contract role that fills them (PostgreSQL enforces
+# them, and an index entry must stay small): the API refuses, and validation quarantines, a
+# longer id or entity key, so no record is accepted that the log cannot hold.
+KEY_MAX_CHARS = {"id": 998, "entity_key": 320}
+REQUEST_ID_MAX_CHARS = 128
 URL_ENV = PREDICTION_LOG_ENV
 
 
@@ -166,9 +171,9 @@ class PredictionLog:
             "predictions",
             meta,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("request_id", sa.String(128), nullable=False, index=True),
-            sa.Column("message_id", sa.String(998), index=True),
-            sa.Column("entity", sa.String(320)),
+            sa.Column("request_id", sa.String(REQUEST_ID_MAX_CHARS), nullable=False, index=True),
+            sa.Column("message_id", sa.String(KEY_MAX_CHARS["id"]), index=True),
+            sa.Column("entity", sa.String(KEY_MAX_CHARS["entity_key"])),
             sa.Column("created_at", sa.DateTime, nullable=False, index=True),
             sa.Column("received_at", sa.DateTime),
             sa.Column("model_name", sa.String(200), nullable=False),
@@ -194,8 +199,8 @@ class PredictionLog:
             "feedback",
             meta,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("request_id", sa.String(128), index=True),
-            sa.Column("message_id", sa.String(998), index=True),
+            sa.Column("request_id", sa.String(REQUEST_ID_MAX_CHARS), index=True),
+            sa.Column("message_id", sa.String(KEY_MAX_CHARS["id"]), index=True),
             sa.Column("label", sa.String(200), nullable=False),
             sa.Column("source", sa.String(200)),
             sa.Column("reported_at", sa.DateTime),
@@ -208,7 +213,7 @@ class PredictionLog:
             meta,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             # Not unique: a mesh mirror answers the same request id from a second deployment.
-            sa.Column("request_id", sa.String(128), nullable=False, index=True),
+            sa.Column("request_id", sa.String(REQUEST_ID_MAX_CHARS), nullable=False, index=True),
             sa.Column("created_at", sa.DateTime, nullable=False, index=True),
             sa.Column("record", sa.JSON, nullable=False),
         )

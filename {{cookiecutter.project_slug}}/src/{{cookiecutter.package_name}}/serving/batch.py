@@ -274,7 +274,7 @@ def run(
     beside = log_writer == "process" or (log_writer == "auto" and usable_cores() > 1)
     writer = ProcessLogWriter() if beside else None
     try:
-        raw, absent = _absent_as_missing(cfg, read_table(input_path))
+        raw, absent = _absent_as_missing(cfg, _read(input_path))
         if writer is not None and log_writer == "auto" and len(raw) <= chunk_rows:
             writer.close()  # a chunk's rows or fewer: too little log to hand over
             writer = None
@@ -348,15 +348,22 @@ def run(
     return result
 
 
+def _read(path: Path) -> pd.DataFrame:
+    """The file's records; a file of no byte is an empty batch (as a JSON-lines file of no
+    line), not a CSV without its header."""
+    return pd.DataFrame() if Path(path).stat().st_size == 0 else read_table(path)
+
+
 def _absent_as_missing(cfg, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """``raw`` with the nullable contract columns it lacks, empty (all of them for a file with
-    no record: there is nothing to judge), and their names. A lacking column that must hold a
-    value is left for validation to name."""
+    """``raw`` with the nullable contract columns it lacks, empty (all of them for a file that
+    names no column: there is nothing to judge), and their names. A lacking column that must
+    hold a value is left for validation to name, even in a CSV of a header alone."""
     label = cfg.data.column("label").name
+    nothing = raw.empty and raw.columns.empty
     absent = [
         c.name
         for c in cfg.data.columns
-        if c.name not in raw.columns and c.name != label and (c.nullable or raw.empty)
+        if c.name not in raw.columns and c.name != label and (c.nullable or nothing)
     ]
     if not absent:
         return raw, absent

@@ -41,7 +41,7 @@ def summarize_errors(detail: list) -> str:
             if part == "root":
                 continue
             where += f"[{part}]" if isinstance(part, int) else f"{'.' if where else ''}{part}"
-        where = where or "body"
+        where = where or "request body"  # "body" may name a field of the record
         message = item.get("msg", "invalid")
         if message == BLANK_MESSAGE:
             message = "must not be blank"

@@ -30,11 +30,13 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StringConstraints,
     create_model,
 )
 
 from ..data.coerce import KEY_ROLES
 from ..domain import pack_of
+from ..predlog.store import KEY_MAX_CHARS
 from ..tables import SMALL_FRAME, RecordTable
 from ..timebounds import as_utc
 
@@ -125,8 +127,10 @@ def _field(column, required: bool) -> tuple[Any, Any]:
         if not column.nullable:
             constraints["min_length"] = 1
             constraints["pattern"] = NOT_BLANK
-        if column.role in KEY_ROLES:  # stored as text: PostgreSQL's cannot hold a NUL
-            annotation = Annotated[annotation, AfterValidator(_key)]
+        if column.role in KEY_ROLES:  # stored as text in a column of a set width
+            width = StringConstraints(max_length=KEY_MAX_CHARS[column.role])
+            annotation = Annotated[annotation, width, AfterValidator(_key)]
+            del constraints["max_length"]
         if column.allowed:
             annotation = Literal[tuple(column.allowed)]
             constraints = {}
