@@ -86,6 +86,29 @@ def test_rows_without_a_usable_label_are_quarantined_with_the_reason(cfg, rows, 
     assert "maybe" in reasons.loc["unmappable_label", "excerpt"]
 
 
+def test_a_labels_file_that_gives_an_id_both_classes_quarantines_its_record(cfg, rows, tmp_path):
+    """A labels-file entry beats the label column; an id given both classes (whatever their
+    spelling) is no label at all: its record is quarantined naming both, not labelled by
+    whichever line came last. The same class twice is no conflict."""
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
+    ids = rows[names(cfg, "id")].astype(str).tolist()
+    path = tmp_path / "records.csv"
+    rows.head(4).to_csv(path, index=False)
+    labels = tmp_path / "labels.csv"
+    entries = [(ids[0], pos), (ids[1], "1"), (ids[0], neg), (ids[1], pos.upper()), (ids[2], neg)]
+    pd.DataFrame(entries, columns=[names(cfg, "id"), "label"]).to_csv(labels, index=False)
+    result = ing.ingest(cfg, path, labels_file=labels)
+    assert_bookkeeping(cfg, result)
+    assert result.counts.by_reason == {"conflicting_label": 1}
+    assert result.quarantine["excerpt"].str.contains(ids[0], regex=False).all()
+    got = result.records.set_index(names(cfg, "id"))[names(cfg, "label")].to_dict()
+    assert {str(k): v for k, v in got.items()} == {
+        ids[1]: pos,
+        ids[2]: neg,
+        ids[3]: rows[names(cfg, "label")].iloc[3],
+    }
+
+
 def _contract(cfg, *, flags: bool, nullable: str | None = None):
     """The contract with (or without) a flags column, ``nullable`` made nullable."""
     columns = [

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.data import ingest as ing
 from {{ cookiecutter.package_name }}.domain.email import ingest as mail_reader
+from {{ cookiecutter.package_name }}.domain.email import mailsource
 
 
 def with_mapping(cfg, mapping: dict[str, str]):
@@ -376,6 +379,59 @@ def test_mbox_file(cfg, tmp_path):
     assert r["body"][1].endswith("From inside a paragraph")  # not a separator: no blank before
 
 
+ENVELOPES = [
+    b"From sender@x Mon Jan  1 00:00:00 2024",
+    b"From - Tue Nov 15 08:01:02 2022",  # Thunderbird
+    b"From 1781234567890123456@xxx Wed Mar 15 10:00:00 +0000 2023",  # a Gmail export
+    b"From MAILER-DAEMON Fri Jul  8 12:08 PST 2011",
+    b"From sender@x Mon, 1 Jan 2024 10:00:00 +0000",
+    b"From sender@x",  # an address alone
+]
+# Body lines some writers leave unquoted, after a blank line.
+PROSE = [
+    b"From 9:00 to 17:00 we are open.",
+    b"From Jan 2024 on, at 10:00, prices rise",
+    b"From Bob",
+    b"From here on, quoted",
+    b"From ",
+    b"From the desk of Jan Mar 1 10:00 2024",
+]
+
+
+@pytest.mark.parametrize("line", ENVELOPES)
+def test_an_mbox_envelope_starts_a_message(line):
+    assert mailsource.is_separator(line)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["Mon", "Jan", "1", "10:00", "2024", "+0000", "PST", "x@y", "-", "we"]),
+        max_size=6,
+    ),
+    st.sampled_from(["we", "are", "open", "to", "the", "at", "rise.", "1st", "2024-01-01", "Bob"]),
+    st.integers(min_value=0, max_value=6),
+)
+def test_a_line_with_a_word_no_date_has_starts_no_message(words, prose, at):
+    """Any word that is not a date's (a name, a number, a time, a zone) makes "From ..." body
+    text, wherever it stands after the sender."""
+    words = [*words[:at], prose, *words[at:]]
+    line = ("From " + " ".join(["sender@x", *words])).encode()
+    assert not mailsource.is_separator(line)
+
+
+def test_an_unquoted_from_line_in_a_body_stays_in_its_message(cfg, tmp_path):
+    body = "Hello,\n\n" + "\n\n".join(line.decode() for line in PROSE) + "\n\nSee you."
+    messages = [eml("hours", body, message_id="<hours@x>"), eml("next", message_id="<next@x>")]
+    text = "".join(f"From sender@x Mon Jan  1 00:00:00 2024\n{m}\n" for m in messages)
+    path = write(tmp_path / f"{cfg.problem.positive_class}.mbox", text.encode())
+    result = ing.ingest(cfg, path)
+    assert_canonical(cfg, result)
+    assert list(result.records["message_id"]) == ["<hours@x>", "<next@x>"]
+    assert result.counts.by_reason == {}
+    kept = result.records["body"][0]
+    assert all(line.decode().strip() in kept for line in PROSE) and kept.endswith("See you.")
+
+
 def test_mbox_garbage_message_is_quarantined_with_its_index(cfg, tmp_path):
     neg = cfg.problem.negative_class
     text = (
@@ -408,6 +464,49 @@ def test_labels_file_by_message_id_and_file_name(cfg, tmp_path):
     assert by_subject == {"a": pos, "b": pos, "c": neg}
     assert result.counts.read == 4 and result.counts.by_reason == {"no_label": 1}
     assert result.quarantine["source"][0].endswith("d.eml")
+
+
+def test_labels_file_conflicts_quarantine_and_the_most_specific_key_wins(cfg, tmp_path):
+    """A key given both classes quarantines its message, naming both; a message named by its
+    path and by its file name takes the path's label, and its id's before either."""
+    pos, neg = cfg.problem.positive_class, cfg.problem.negative_class
+    root = tmp_path / "mail"
+    write(root / "a.eml", eml("a", message_id=None))
+    write(root / "sub" / "b.eml", eml("b", message_id=None))
+    write(root / "sub" / "c.eml", eml("c", message_id="<c@x>"))
+    entries = [("a.eml", pos), ("a.eml", neg), ("b.eml", neg), ("sub/b.eml", pos)]
+    entries += [("sub/c.eml", pos), ("<c@x>", neg), ("c@x", "0")]
+    lines = "".join(f"{key},{label}\n" for key, label in entries)
+    labels = write(tmp_path / "labels.csv", "file,label\n" + lines)
+    result = ing.ingest(cfg, root, labels_file=labels)
+    assert_canonical(cfg, result)
+    assert result.records.set_index("subject")["label"].to_dict() == {"b": pos, "c": neg}
+    assert result.counts.by_reason == {"conflicting_label": 1}
+    (quarantined,) = result.quarantine.to_dict("records")
+    assert quarantined["source"].endswith("a.eml")
+    assert f"the labels file gives {pos!r} and {neg!r} for 'a.eml'" in quarantined["excerpt"]
+
+
+def test_a_byte_order_mark_is_no_damage_and_an_empty_html_body_is_missing(cfg, tmp_path):
+    """Some editors start a saved message with a UTF-8 byte order mark: its headers still
+    parse. An HTML part that shows no text (an image alone) leaves the body missing, flagged as
+    a message with no text part is."""
+    pos = cfg.problem.positive_class
+    image_only = eml(
+        "picture",
+        '<html><body><img src="cid:x"></body></html>',
+        message_id="<img@x>",
+        extra="Content-Type: text/html; charset=utf-8\n",
+    )
+    write(tmp_path / pos / "bom.eml", b"\xef\xbb\xbf" + eml("bom", message_id="<bom@x>").encode())
+    write(tmp_path / pos / "img.eml", image_only)
+    result = ing.ingest(cfg, tmp_path)
+    assert_canonical(cfg, result)
+    assert result.counts.quarantined == 0
+    records = result.records.set_index("message_id")
+    assert records.loc["<bom@x>", "subject"] == "bom" and records.loc["<bom@x>", "body"]
+    assert records.loc["<img@x>", "body"] == ""
+    assert "missing:body" in records.loc["<img@x>", "quality_flags"].split(",")
 
 
 # --------------------------------------------------------------------------- malformed input

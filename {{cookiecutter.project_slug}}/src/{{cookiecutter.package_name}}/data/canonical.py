@@ -25,7 +25,7 @@ from ..config import Column, SystemConfig
 from ..domain import pack_of
 from ..timebounds import EARLIEST, LATEST
 from .dates import parse_date, partial_dates
-from .labels import label_key, normalise_labels
+from .labels import LabelConflict, label_key, normalise_labels
 from .tabular import Chunk, Rejected, plain_value
 
 # Records without a timestamp column get one second apart from this instant, in file order,
@@ -288,6 +288,8 @@ def canonicalise(
     for i in np.flatnonzero(~keep & normalised.isna().to_numpy()):
         reason = "no_label" if label_missing[i] else "unmappable_label"
         detail = "" if label_missing[i] else f"label {raw_labels[i]!r}"
+        if isinstance(raw_labels[i], LabelConflict):
+            reason, detail = "conflicting_label", raw_labels[i].detail()
         rejected.append(
             Rejected(chunk.index[i], chunk.locations[i], reason, detail, chunk.raw_of(i))
         )

@@ -7,6 +7,7 @@ case, ``1`` / ``0``, ``true`` / ``false`` (or booleans), or a ``data.label_folde
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -54,8 +55,20 @@ def label_of(table: dict[str, str], value: object) -> str | None:
     return table.get(key) if key else None
 
 
-def load_labels(cfg: SystemConfig, path: Path) -> dict[str, str]:
-    """A labels CSV as {message id or file name: raw label}; angle brackets are ignored."""
+class LabelConflict(NamedTuple):
+    """A labels-file key given labels of both classes: the records it names are quarantined
+    (``conflicting_label``) rather than labelled by whichever line came last."""
+
+    key: str
+    labels: tuple[str, ...]
+
+    def detail(self) -> str:
+        return f"the labels file gives {' and '.join(map(repr, self.labels))} for {self.key!r}"
+
+
+def load_labels(cfg: SystemConfig, path: Path) -> dict[str, str | LabelConflict]:
+    """A labels CSV as {message id or file name: raw label}; angle brackets are ignored. A key
+    given two classes (or two spellings that are no class) maps to a :class:`LabelConflict`."""
     if not path.is_file():
         raise FileNotFoundError(f"labels file {path}: no such file")
     try:
@@ -78,11 +91,16 @@ def load_labels(cfg: SystemConfig, path: Path) -> dict[str, str]:
             f"labels file {path}: needs a '{label_name}' column and a '{id_name}' or 'file' "
             f"column; found {', '.join(map(str, frame.columns)) or 'none'}"
         )
-    return {
-        id_key(k): v
-        for k, v in zip(frame[key], frame[label], strict=True)
-        if id_key(k) and v.strip()
-    }
+    table = label_table(cfg)
+    given: dict[str, dict[str, str]] = {}  # key -> {its class, or spelling: the label as given}
+    for k, v in zip(frame[key], frame[label], strict=True):
+        if id_key(k) and v.strip():
+            given.setdefault(id_key(k), {}).setdefault(label_of(table, v) or label_key(v), v)
+    out: dict[str, str | LabelConflict] = {}
+    for k, labels in given.items():
+        spellings = tuple(labels.values())
+        out[k] = spellings[0] if len(spellings) == 1 else LabelConflict(k, spellings)
+    return out
 
 
 def id_key(value: object) -> str:

@@ -1,7 +1,9 @@
 """Mail sources for ``data ingest``: a folder tree of ``.eml`` / plain message files, or mbox.
 
 Labels come from folder names (``data.label_folders``, the deepest matching folder wins) or
-from a labels CSV (``message_id`` or ``file`` + ``label``), which beats them. Messages are
+from a labels CSV (``message_id`` or ``file`` + ``label``), which beats them: a message's id
+first, then its path under the source, then its file name (the most specific key given wins);
+a key the file gives both classes quarantines its messages (``conflicting_label``). Messages are
 parsed in batches, in worker processes when there is more than one batch (``mail.parse_batch``);
 what cannot be parsed goes to the quarantine with its reason and original bytes.
 
@@ -26,7 +28,7 @@ import pandas as pd
 
 from ...config import SystemConfig
 from ...data.canonical import to_contract_frame
-from ...data.labels import id_key, label_of, label_table
+from ...data.labels import LabelConflict, id_key, label_of, label_table
 from . import mail, mailsource
 from .content import is_binary
 from .mailsource import MailItem
@@ -81,6 +83,11 @@ def _ingest_mail(cfg, items: Iterable[MailItem], labels, workers, quarantine, ti
         if labels:
             keys = (parsed.fields["message_id"], *item.names)
             raw_label = next((labels[id_key(k)] for k in keys if id_key(k) in labels), None)
+        if isinstance(raw_label, LabelConflict):
+            quarantine.add(
+                item.source, item.location, "conflicting_label", raw_label.detail(), item.data
+            )
+            continue
         label = item.label if raw_label is None else label_of(table, raw_label)
         if label is None:
             reason = "no_label" if raw_label is None else "unmappable_label"

@@ -20,6 +20,7 @@ from email.policy import compat32
 from hashlib import sha1
 from pathlib import PurePath
 
+from ...predlog.store import KEY_MAX_CHARS
 from ...timebounds import EARLIEST, LATEST
 from .content import decode_bytes, extract_urls, html_to_text, is_binary
 from .maildate import arrival
@@ -277,6 +278,7 @@ def _parse(data: bytes, envelope: str | None, bounds: Bounds) -> ParsedMail:
         return ParsedMail(reason="binary_content")
     flags: list[str] = []
     raw = data
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark some editors write
     if b"\x00" in data:  # a few stray NULs in otherwise text mail (binary is caught above)
         data = data.replace(b"\x00", b"")
         flags.append("nul:removed")
@@ -289,10 +291,12 @@ def _parse(data: bytes, envelope: str | None, bounds: Bounds) -> ParsedMail:
             return ParsedMail(reason="malformed_headers", detail="header block does not parse")
         return ParsedMail(reason="not_an_email", detail="no mail headers")
 
-    message_id = _unescape(headers.get("message-id", [""])[0])[0].strip()[:998]
-    if not message_id:
+    message_id = _unescape(headers.get("message-id", [""])[0])[0].strip()
+    if not message_id or len(message_id) > KEY_MAX_CHARS["id"]:
+        # No header line is longer than 998 characters (RFC 5322): such an id is damage, and
+        # cutting it could make two messages one.
+        flags.append("invalid:message_id" if message_id else "missing:message_id")
         message_id = f"<{sha1(raw).hexdigest()[:24]}@ingest.invalid>"
-        flags.append("missing:message_id")
     date = headers["date"][0] if "date" in headers else None
     when = arrival(
         None if date is None else _unescape(date)[0],
@@ -335,6 +339,7 @@ def _parse(data: bytes, envelope: str | None, bounds: Bounds) -> ParsedMail:
         urls.extend(links + extract_urls(body))
     else:
         body, content_type = "", "text/plain"
+    if not body:  # none, or HTML that shows no text (an image, a link alone)
         flags.append("missing:body")
     # Defects are recorded while payloads are decoded, so look at them last.
     if any(part.defects for part in walk.parts):

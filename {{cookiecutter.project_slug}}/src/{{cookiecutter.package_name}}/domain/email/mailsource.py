@@ -19,7 +19,13 @@ from ...data.tabular import Skipped
 # A single message larger than this is quarantined by reference (mbox files stream instead).
 MAX_MESSAGE_BYTES = 64 * 2**20
 MBOX_SUFFIXES = (".mbox", ".mbx")
-_TIME = re.compile(rb"\d{1,2}:\d{2}")
+# The words of an mbox envelope's date, as writers put it ("Mon Jan  1 10:00:00 2024", some with
+# a zone, "+0000" or "PST", or a comma): day and month names, numbers, a time, a zone.
+_DATE_WORD = re.compile(rb"\d{1,2},?|\d{1,2}:\d{2}(?::\d{2})?|[+-]\d{4}|[A-Z]{1,5}|\d{4}")
+_TIME = re.compile(rb"\d{1,2}:\d{2}(?::\d{2})?")
+_YEAR = re.compile(rb"\d{4}")
+_MONTHS = frozenset(b"jan feb mar apr may jun jul aug sep oct nov dec".split())
+_NAMES = _MONTHS | frozenset(b"mon tue wed thu fri sat sun".split())
 # mboxrd quoting: ">From " in a body was written for "From "; one ">" is removed on reading.
 _UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)
 
@@ -33,7 +39,7 @@ class MailItem(NamedTuple):
     error: str | None = None
     detail: str = ""
     label: str | None = None  # from the folder (or mbox file) names
-    names: tuple[str, ...] = ()  # file name and relative path, for a labels file
+    names: tuple[str, ...] = ()  # relative path and file name, for a labels file
     envelope: str | None = None  # the mbox "From " line, a last resort for the date
 
 
@@ -47,11 +53,25 @@ def folder_label(parts: list[str], folders: dict[str, str]) -> str | None:
 
 
 def is_separator(line: bytes) -> bool:
-    """An mbox "From " line: a sender token followed by a date (or nothing at all)."""
+    """An mbox "From " line: a sender token followed by a date, or an address alone.
+
+    The date has a month's name, a time and a year, and nothing else but other date words: a
+    body line some writers leave unquoted, "From 9:00 to 17:00 we are open", does not start a
+    message (cutting the one it is in short)."""
     if not line.startswith(b"From "):
         return False
-    rest = line[5:].strip()
-    return bool(rest) and (bool(_TIME.search(rest)) or len(rest.split()) == 1)
+    words = line[5:].split()
+    if not words:
+        return False
+    sender, *date = words
+    if not date:
+        return b"@" in sender
+    return (
+        all(_DATE_WORD.fullmatch(word) or word.rstrip(b",").lower() in _NAMES for word in date)
+        and any(word.rstrip(b",").lower() in _MONTHS for word in date)
+        and any(_TIME.fullmatch(word) for word in date)
+        and any(_YEAR.fullmatch(word) for word in date)
+    )
 
 
 def iter_mbox(
@@ -89,7 +109,7 @@ def iter_file(
     """The messages of one file: one message, or several when it is an mbox."""
     rel = path.relative_to(root) if root is not None else Path(path.name)
     parts = [root.name, *rel.parts[:-1]] if root is not None else [path.parent.name]
-    names = (path.name, rel.as_posix())
+    names = (rel.as_posix(), path.name)  # the most specific first
     source = str(path)
     try:
         if mbox or path.suffix.lower() in MBOX_SUFFIXES:
