@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sample_project import request_bodies, sample_project
+from sample_project import request_bodies, required_fields, sample_project
 from typer.testing import CliRunner
 
 from {{cookiecutter.package_name}}.cli import app
@@ -160,6 +160,37 @@ def test_predict_scores_and_logs_each_record_as_the_server_does(
     with PredictionLog(env["PREDICTION_LOG_URL"]) as log:
         assert log.count() == ROWS
     assert _sends(env) == sends
+
+
+def test_a_file_of_what_a_request_needs_is_scored_as_those_requests(sample, later, tmp_path):
+    """What a request may omit, a file may omit: predict fills it in as the server fills the
+    request (defaults, the pack's completions), says which, and gives the server's scores."""
+    cfg = sample.cfg
+    label = cfg.data.column("label").name
+    given_names = {*required_fields(cfg), cfg.data.column("id").name, cfg.data.timestamp}
+    bodies = [{k: v for k, v in b.items() if k in given_names} for b in request_bodies(cfg, later)]
+    source = tmp_path / "requests.jsonl"
+    source.write_text("".join(json.dumps(b) + "\n" for b in bodies), encoding="utf-8")
+    env = _stores(sample, tmp_path / "b")
+    result = batch.run(cfg, source, tmp_path / "p.parquet", env=env, log_writer="inline")
+    assert (result.scored, result.quarantined) == (len(bodies), 0), result.notes
+    omitted = [
+        c.name
+        for c in cfg.data.columns
+        if not c.nullable and c.name not in given_names and c.name != label
+    ]
+    said = " ".join(result.notes)
+    assert all(f"{name} ({len(bodies):,})" in said for name in omitted), said
+
+    engine = Engine.from_config(cfg, _stores(sample, tmp_path / "served"))
+    try:
+        answers = engine.classify([record_model(cfg).model_validate(b) for b in bodies])
+    finally:
+        engine.close()
+    scored = pd.read_parquet(result.output)
+    np.testing.assert_allclose(
+        scored["score"].to_numpy(), [a.score for a in answers], rtol=1e-6, atol=1e-9
+    )
 
 
 @given(
@@ -368,11 +399,9 @@ def test_the_cli_says_when_the_log_writer_failed(sample, later, tmp_path, monkey
 def test_bad_rows_are_quarantined_with_reasons_and_the_rest_scored(sample, tmp_path):
     cfg = sample.cfg
     id_column = cfg.data.column("id").name
-    required = [
-        c.name
-        for c in cfg.data.columns
-        if c.dtype == "string" and not c.nullable and c.role not in ("id", "label")
-    ]
+    dtypes = {c.name: c.dtype for c in cfg.data.columns}
+    # What a request must carry (the rest is filled in as the server fills it).
+    required = [name for name in required_fields(cfg) if dtypes[name] == "string"]
     # Enough rows that four bad ones stay within data.max_quarantine_share: the rest is scored.
     rows = max(ROWS, int(4 / cfg.data.max_quarantine_share) + 1)
     frame = _later(sample, rows).astype(object)
@@ -473,6 +502,23 @@ def test_records_valid_on_their_own_are_scored_whatever_the_file_holds(sample, l
             assert f"missing in every record: {', '.join(nullable)}" in result.notes[0]
     none = CliRunner().invoke(app, ["predict", str(source), "--out", str(out)], env=env)
     assert none.exit_code == 0 and "scored 0 of 0 records" in none.output, none.output
+    # A line that is not UTF-8 (an export from a Windows tool): read as cp1252, and said.
+    texts = [
+        c.name
+        for c in cfg.data.columns
+        if c.role == "text" or (c.dtype, c.role) == ("string", "categorical") and not c.allowed
+    ]
+    if texts:
+        accented = "caf\u00e9 ol\u00e9"
+        mixed = later.head(3).astype(object)
+        mixed.loc[1, texts[0]] = accented
+        text = mixed.to_csv(index=False).encode("utf-8")
+        source = tmp_path / "mixed.csv"
+        source.write_bytes(text.replace(accented.encode(), accented.encode("cp1252")))
+        result = batch.run(cfg, source, tmp_path / "m.parquet", env=env, log_writer="inline")
+        assert "not UTF-8, read as cp1252: 1 of the records (source rows 1)" in result.notes
+        assert (result.scored, result.quarantined) == (3, 0)
+        assert pd.read_parquet(result.output)["source_row"].tolist() == [0, 1, 2]
 
 
 def test_a_file_the_contract_refuses_is_not_scored_and_the_cli_says_why(sample, later, tmp_path):

@@ -5,7 +5,8 @@ judge. A file they refuse (a line with too many fields, a broken JSON line, a by
 before JSON, a line that is not UTF-8) is read again line by line (``tabular.py``, the readers
 ``data ingest`` uses): a line that does not parse keeps its place as an empty row, listed in
 ``frame.attrs[UNPARSED]`` (position -> line and why), which validation quarantines as
-``parse``; a line that is not UTF-8 is read as cp1252. Nothing is dropped unseen.
+``parse``; a line that is not UTF-8 is read as cp1252, its row listed in
+``frame.attrs[RECODED]``. Nothing is dropped unseen.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 from . import tabular
 
 UNPARSED = "unparsed_lines"
+RECODED = "cp1252_rows"
 FORMATS = ".parquet / .pq, .csv, .jsonl / .ndjson / .json"
 
 
@@ -46,11 +48,14 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def _line_by_line(path: Path, reader) -> pd.DataFrame:
-    frames, unparsed = [], {}
+    frames, unparsed, recoded = [], {}, []
     for chunk in reader(path):
         frame = chunk.frame.copy()
         frame.index = chunk.index
         frames.append(frame)
+        for row, flags in zip(chunk.index, chunk.flags or (), strict=False):
+            if "charset:fallback" in flags:
+                recoded.append(int(row))
         for rejected in chunk.rejected:
             unparsed[rejected.index] = f"{rejected.location}: {rejected.detail}"
     rows = [f for f in frames if len(f)]
@@ -62,4 +67,5 @@ def _line_by_line(path: Path, reader) -> pd.DataFrame:
     out = good.reindex(range(total)).astype(object)
     out = out.where(out.notna(), None)
     out.attrs[UNPARSED] = {int(k): v for k, v in sorted(unparsed.items())}
+    out.attrs[RECODED] = recoded
     return out

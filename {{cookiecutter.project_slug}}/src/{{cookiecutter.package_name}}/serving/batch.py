@@ -5,8 +5,10 @@ The same steps as a request, over large chunks instead of one record:
 1. read the file (Parquet, CSV or JSON lines) and judge it by the contract's scoring suite
    (``data.validate`` with ``scoring=True``: the columns' checks without the label's); rows that
    break a row check are quarantined with their reason, and a file the contract refuses as a
-   whole stops here with nothing scored. A nullable column the file lacks is missing in each
-   record (the server takes a record without it), said in the run's notes;
+   whole stops here with nothing scored. Before that, what a request may omit is filled in as
+   the server fills it (``schema.fill_omitted``: defaults, the pack's completions; never the
+   id or the time), and a nullable column the file lacks is missing in each record, both said
+   in the run's notes;
 2. in time order, add each record's entity history from the entity store (which records the
    record as seen, as the server does) and score it with the registry's champion;
 3. log every prediction in the prediction log (routing ``batch``), with the monitored values the
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from ..data.records_file import RECODED
 from ..data.validate import ValidationReport, read_table, validate_records
 from ..predlog.store import PredictionLog, log_url, utc_naive
 from .heap import frozen
@@ -45,6 +48,7 @@ from .loading import load_models
 from .logrows import LogRows, ModelStamp
 from .logwriter import InlineLogWriter, LogChunk, ProcessLogWriter, usable_cores
 from .routing import RoutingPlan
+from .schema import fill_omitted
 
 ROUTING = "batch"
 CHUNK_ROWS = 10_000
@@ -274,7 +278,8 @@ def run(
     beside = log_writer == "process" or (log_writer == "auto" and usable_cores() > 1)
     writer = ProcessLogWriter() if beside else None
     try:
-        raw, absent = _absent_as_missing(cfg, _read(input_path))
+        raw, filled = fill_omitted(cfg, _read(input_path))
+        raw, absent = _absent_as_missing(cfg, raw)
         if writer is not None and log_writer == "auto" and len(raw) <= chunk_rows:
             writer.close()  # a chunk's rows or fewer: too little log to hand over
             writer = None
@@ -340,6 +345,14 @@ def run(
         positives=positives,
         log_writer="inline" if writer is None else "process",
     )
+    if recoded := raw.attrs.get(RECODED):
+        rows = ", ".join(map(str, recoded[:5])) + (", ..." if len(recoded) > 5 else "")
+        result.notes.append(
+            f"not UTF-8, read as cp1252: {len(recoded):,} of the records (source rows {rows})"
+        )
+    if filled:
+        counts = ", ".join(f"{name} ({n:,})" for name, n in filled.items())
+        result.notes.append(f"filled in as the server fills a request that omits them: {counts}")
     if absent:
         result.notes.append(f"not in the file, missing in every record: {', '.join(absent)}")
     if len(report.quarantine):

@@ -260,3 +260,59 @@ class FrameBuilder:
         for name in self.datetimes:
             data[name] = pd.to_datetime(data[name], utc=True)
         return pd.DataFrame(data, columns=self.names)
+
+
+def fill_omitted(cfg, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``frame`` (records as a file holds them) with what a request may omit filled in as
+    :class:`FrameBuilder` fills it, and how many cells of each column were filled.
+
+    An optional non-nullable field (not in :func:`required_columns`) takes its default where
+    the column is absent or the cell null (a request's null means "use the default"), and the
+    pack completes the others where it fills a request's (``complete``: a domain from an
+    address, say). The id and the time are left alone: a request's
+    missing time is its arrival, which a file does not have.
+    """
+    data = cfg.data
+    required = set(required_columns(cfg))
+    kept = {data.column("id").name, data.column("label").name, data.timestamp, *required}
+    optional = [c for c in data.columns if not c.nullable and c.name not in kept]
+    if not optional or frame.empty:
+        return frame, {}
+    out = frame.copy()
+    out.attrs = frame.attrs  # the lines the reader could not parse
+    filled: dict[str, int] = {}
+
+    def empty(name: str, blank: bool = False) -> np.ndarray:
+        if name not in out:
+            return np.ones(len(out), dtype=bool)
+        missing = out[name].isna().to_numpy(dtype=bool)
+        if blank:  # what the pack's complete may take for omitted too
+            missing = missing | out[name].map(lambda v: isinstance(v, str) and not v).to_numpy(bool)
+        return missing
+
+    given = defaults(cfg)
+    for column in optional:
+        if column.name in given and (missing := empty(column.name)).any():
+            values = out[column.name] if column.name in out else pd.Series(None, index=out.index)
+            out[column.name] = values.astype(object).where(~missing, given[column.name])
+            filled[column.name] = int(missing.sum())
+    complete = pack_of(cfg).complete
+    rest = [c.name for c in optional if c.name not in given]
+    if complete is not None and rest:
+        for name in rest:
+            out[name] = out[name].astype(object) if name in out else None
+        columns = [c.name for c in data.columns if c.name in out]
+        for i in np.flatnonzero(np.any([empty(name, blank=True) for name in rest], axis=0)):
+            record = {name: _plain(out[name].iat[i]) for name in columns}
+            complete(record, data.entity)
+            for name in rest:
+                if record[name] is not None and record[name] != _plain(out[name].iat[i]):
+                    out.iat[i, out.columns.get_loc(name)] = record[name]
+                    filled[name] = filled.get(name, 0) + 1
+    return out, filled
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a request's value: None where it is missing."""
+    missing = value is None or value is pd.NA or value is pd.NaT
+    return None if missing or (isinstance(value, float) and np.isnan(value)) else value
