@@ -111,12 +111,12 @@ BROKEN = {
         "expect_column_type_to_be",
         {5},
     ),
-    "duplicate id": (
-        lambda df, cfg: _set(df, "message_id", [9], df.at[4, "message_id"]),
+    "duplicate id": (  # rows 4 and 8 have the same label: a copy
+        lambda df, cfg: _set(df, "message_id", [8], df.at[4, "message_id"]),
         "unique",
         "message_id",
         "expect_column_values_to_be_unique",
-        {9},
+        {8},
     ),
     "timestamp after the run's time + max_ahead_days": (
         lambda df, cfg: _set(df, "received_at", [11], NOW + pd.Timedelta(days=2)),
@@ -356,9 +356,25 @@ def _broken_csv(cfg, path):
     _set(df, "body", [3], None)
     df.at[3, "content_type"] = "application/pdf"  # row 3 fails two checks
     _set(df, "recipient_count", [5], "many")
-    df.at[9, "message_id"] = df.at[4, "message_id"]
+    df.at[9, "message_id"] = df.at[4, "message_id"]  # a copy of row 4
+    df.at[9, "label"] = df.at[4, "label"]
     df.to_csv(path, index=False)
     return df
+
+
+def test_copies_of_an_id_that_disagree_on_the_label_are_all_quarantined(small):
+    """Copies of a record keep the first; copies whose labels differ (the same message in two
+    label folders) are all quarantined, since which label is right is not known."""
+    df = make_rows(small)
+    ids, labels = df["message_id"].tolist(), df["label"].tolist()
+    other = next(i for i in range(2, len(df)) if labels[i] != labels[0])
+    same = next(i for i in range(2, len(df)) if i != other and labels[i] == labels[1])
+    df.at[other, "message_id"] = ids[0]  # the same id, the other label
+    df.at[same, "message_id"] = ids[1]  # the same id, the same label
+    report = validate.validate_records(small, df, now=NOW, docs=False)
+    reasons = report.quarantine.set_index("source_row")["reason"].to_dict()
+    disagree = "unique: message_id (its copies disagree on the label)"
+    assert reasons == {0: disagree, other: disagree, same: "unique: message_id"}
 
 
 def test_run_with_partial_data_writes_quarantine_and_valid_remainder(small, tmp_path):

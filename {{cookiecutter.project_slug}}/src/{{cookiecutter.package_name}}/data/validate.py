@@ -360,9 +360,18 @@ def _parse_results(
         elif check in ROW_CHECKS and check != "type":
             index = sorted(info.get("unexpected_index_list") or [])
             if check == "unique":
-                # Keep the first record of each id; the later copies are the suspects.
-                later = typed.loc[index, column].duplicated(keep="first")
-                index = list(later.index[later.to_numpy()])
+                # Keep the first record of each id; the later copies are the suspects. Copies
+                # that disagree on the label are all suspects: which one is right is not known.
+                copies = typed.loc[index, column]
+                suspect = copies.duplicated(keep="first")
+                label = cfg.data.column("label").name
+                if label in typed.columns:
+                    labels = typed.loc[index, label].astype(object)
+                    split = (labels.groupby(copies).transform("nunique") > 1).to_numpy(bool)
+                    disagree = copies.index[split]
+                    notes = dict.fromkeys(map(int, disagree), "its copies disagree on the label")
+                    suspect |= split
+                index = list(suspect.index[suspect.to_numpy()])
             rows = tuple(int(i) for i in index)
             observed = f"{len(rows):,} of {total:,} rows ({_rows(rows)})"
             if check == "range":

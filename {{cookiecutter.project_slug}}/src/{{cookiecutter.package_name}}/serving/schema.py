@@ -10,9 +10,10 @@ minimum for counts, the first allowed value for categories, null for nullable fi
 the pack derives). Unknown fields are refused, so a misspelled field is a 400, not a silently
 ignored value. Types are strict: a number is not taken from a string or a boolean (``false`` is
 not 0), a time only from an ISO 8601 string (``"1"`` and ``0.0`` are not 1970), a non-nullable
-string must hold a non-whitespace character, and a key (the id, the entity key) no NUL
-character. ``FrameBuilder`` turns validated records into the raw canonical rows the model
-bundle scores.
+string must hold a non-whitespace character (but text in a contract with a flags column: see
+``record_model``), and a key (the id, the entity key) no NUL character nor more characters than
+the log's column holds. ``FrameBuilder`` turns validated records into the raw canonical rows the
+model bundle scores.
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ def _key(value: str) -> str:
     return value
 
 
-def _field(column, required: bool) -> tuple[Any, Any]:
-    """(annotation, default) of one contract column."""
+def _field(column, required: bool, blank_text: bool = False) -> tuple[Any, Any]:
+    """(annotation, default) of one contract column; ``blank_text``: a text column's value may
+    be blank (see :func:`record_model`)."""
     kind = {
         "string": Annotated[str, Strict()],
         "int": Annotated[int, Strict()],
@@ -124,7 +126,7 @@ def _field(column, required: bool) -> tuple[Any, Any]:
     constraints: dict[str, Any] = {}
     if column.dtype == "string":
         constraints["max_length"] = MAX_TEXT_CHARS
-        if not column.nullable:
+        if not column.nullable and not (blank_text and column.role == "text"):
             constraints["min_length"] = 1
             constraints["pattern"] = NOT_BLANK
         if column.role in KEY_ROLES:  # stored as text in a column of a set width
@@ -153,11 +155,18 @@ def _field(column, required: bool) -> tuple[Any, Any]:
 
 
 def record_model(cfg) -> type[BaseModel]:
-    """The pydantic model of one record: the contract's raw columns without the label."""
+    """The pydantic model of one record: the contract's raw columns without the label.
+
+    With a flags column, a text field that must be sent may be sent blank: ingest gives a record
+    without that text the empty string (flagged), so the model has seen such records, and an
+    attachment-only message is scored rather than refused. Without one, blank text is missing
+    there (``data.coerce``), and refused here.
+    """
     label = cfg.data.column("label").name
     required = set(required_columns(cfg))
+    blank_text = bool(cfg.data.columns_with("flags"))
     fields = {
-        column.name: _field(column, column.name in required)
+        column.name: _field(column, column.name in required, blank_text)
         for column in cfg.data.columns
         if column.name != label
     }
