@@ -228,6 +228,19 @@ def obsolete_dates(draw):
     return value, instant, digits < 4
 
 
+@pytest.mark.parametrize(
+    ("value", "flags"),
+    [
+        ("Mon, 1 Jan 2024 10:00:00 +0000", []),
+        ("Mon, 1 Jan 2024 11:00:00 +0100", []),
+        ("Mon, 1 Jan 2024 10:00:00", ["date:no_zone"]),  # a local time, or UTC: not said
+        ("Mon, 1 Jan 2024 10:00:00 GMT", []),
+    ],
+)
+def test_a_date_without_its_zone_is_read_as_utc_and_flagged(value, flags):
+    assert parse_date(value) == (datetime(2024, 1, 1, 10, tzinfo=UTC), flags)
+
+
 @given(obsolete_dates())
 def test_parse_date_reads_years_as_rfc_2822_says(case):
     value, instant, obsolete = case
