@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from reference_contract import reference_config, write_reference
 
 from {{cookiecutter.package_name}}.data import validate
+from {{cookiecutter.package_name}}.data.coerce import MAX_TEXT_CHARS
 from {{cookiecutter.package_name}}.entity_history import _ns
 from {{cookiecutter.package_name}}.predlog.store import KEY_MAX_CHARS
 
@@ -242,7 +243,7 @@ def test_a_key_the_log_cannot_hold_is_quarantined_naming_why(small):
     report = validate.validate_records(small, df, now=NOW, docs=False)
     assert checks(report) == {("type", "message_id"), ("type", "account")}
     assert all(
-        f"without a NUL character, of at most {KEY_MAX_CHARS[role]:,} characters (a key)"
+        f"of at most {KEY_MAX_CHARS[role]:,} characters without a NUL character (a key)"
         in f.expected
         for f, role in zip(report.failures, ("id", "entity_key"), strict=True)
     )
@@ -281,22 +282,25 @@ def test_blank_text_is_missing_where_no_flags_column_records_a_default(small, tm
 def test_a_json_boolean_or_list_is_no_number_and_no_text(small, tmp_path):
     """JSON lines keep JSON's types: ``true`` in a count is not 1 and a list in a text is not its
     repr. Each is a type failure of its column, as the API refuses it; a number in a text column
-    is the text of that number."""
+    is the text of that number. Text longer than the API takes is refused here too."""
     df = make_rows(small).astype(object)
     df.at[2, "recipient_count"] = True
     df.at[4, "account_domain"] = False
     df.at[6, "body"] = ["a", "b"]
     df.at[8, "subject"] = {"text": "hi"}
     df.at[10, "subject"] = 12345
+    df.at[12, "body"] = "x" * (MAX_TEXT_CHARS + 1)
     lines = tmp_path / "records.jsonl"
     df.to_json(lines, orient="records", lines=True, date_format="iso")
     report = validate.validate_records(small, validate.read_table(lines), now=NOW, docs=False)
     reasons = report.quarantine.set_index("source_row")["reason"].to_dict()
     assert reasons == {
         2: "type: recipient_count",
-        4: "type: account_domain",
-        6: "type: body",
-        8: "type: subject",
+        4: "type: account_domain (not text)",
+        6: "type: body (not text)",
+        8: "type: subject (not text)",
+        12: f"type: body ({MAX_TEXT_CHARS + 1:,} characters, over the {MAX_TEXT_CHARS:,} a "
+        "value holds)",
     }
     assert report.valid.at[10, "subject"] == "12345"
 

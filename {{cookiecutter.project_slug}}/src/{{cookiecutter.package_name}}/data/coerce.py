@@ -20,6 +20,9 @@ from .dates import partial_dates
 # the entity store: a value with a NUL character (PostgreSQL cannot hold it) or longer than its
 # column does not parse, as the API refuses it.
 KEY_ROLES = tuple(KEY_MAX_CHARS)
+# Longest text value, in characters: the API refuses a longer field (a request's body size limit
+# bounds the rest) and validation quarantines it, so training never keeps what serving refuses.
+MAX_TEXT_CHARS = 1_000_000
 # Pandas dtypes the contract's dtypes are coerced to (nullable, so a missing value stays missing).
 PANDAS_DTYPES = {
     "string": "str",
@@ -56,6 +59,24 @@ def key_problem(value: object, role: str) -> str | None:
     return None
 
 
+def text_problem(value: object, role: str) -> str | None:
+    """Why a string column's value is refused (a key's own rules, a length over
+    ``MAX_TEXT_CHARS``, no text at all), or None."""
+    if isinstance(value, _NOT_TEXT):
+        return "not text"
+    if role in KEY_ROLES and (problem := key_problem(value, role)):
+        return problem
+    if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+        return f"{len(value):,} characters, over the {MAX_TEXT_CHARS:,} a value holds"
+    return None
+
+
+def _too_long(values: pd.Series) -> np.ndarray:
+    if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+        return np.zeros(len(values), dtype=bool)
+    return (values.str.len() > MAX_TEXT_CHARS).fillna(False).to_numpy(dtype=bool)
+
+
 def _of_types(values: pd.Series, types: tuple[type, ...]) -> np.ndarray:
     """True where a value of an object column (JSON lines, Parquet) is one of ``types``."""
     if pd.api.types.is_bool_dtype(values.dtype):
@@ -70,7 +91,7 @@ def _coerce_column(values: pd.Series, dtype: str) -> tuple[pd.Series, np.ndarray
     if dtype == "string":
         # Text, and a number written as one ("12345" as 12345); empty text (an empty body) is a
         # value. A boolean or a list is no text: its repr would pass for the record's value.
-        return values.astype("str"), _of_types(values, _NOT_TEXT)
+        return values.astype("str"), _of_types(values, _NOT_TEXT) | _too_long(values)
     present = values.notna().to_numpy() & ~_blank(values)
     if dtype == "datetime":
         if pd.api.types.is_datetime64_any_dtype(values.dtype):

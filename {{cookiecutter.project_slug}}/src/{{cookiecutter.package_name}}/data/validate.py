@@ -36,7 +36,13 @@ import pandas as pd
 
 from ..config import SystemConfig
 from ..predlog.store import KEY_MAX_CHARS
-from .coerce import KEY_ROLES, PANDAS_DTYPES, coerce_to_contract, key_problem
+from .coerce import (
+    KEY_ROLES,
+    MAX_TEXT_CHARS,
+    PANDAS_DTYPES,
+    coerce_to_contract,
+    text_problem,
+)
 from .gx_suite import build_docs, build_suite, open_project, run_parameters, store_trimmed
 from .records_file import UNPARSED, read_table
 
@@ -337,7 +343,7 @@ def _range_notes(
 
 
 def _parse_results(
-    cfg: SystemConfig, results: Any, typed: pd.DataFrame, now: pd.Timestamp
+    cfg: SystemConfig, results: Any, typed: pd.DataFrame, now: pd.Timestamp, scoring: bool
 ) -> list[FailedCheck]:
     """Failed expectations as FailedCheck, in suite order; row checks carry their rows."""
     failures = []
@@ -365,7 +371,7 @@ def _parse_results(
                 copies = typed.loc[index, column]
                 suspect = copies.duplicated(keep="first")
                 label = cfg.data.column("label").name
-                if label in typed.columns:
+                if label in typed.columns and not scoring:  # a file to score: labels unread
                     labels = typed.loc[index, label].astype(object)
                     split = (labels.groupby(copies).transform("nunique") > 1).to_numpy(bool)
                     disagree = copies.index[split]
@@ -454,15 +460,15 @@ def _fold(
     for name, rows in unparsed.items():
         if ("type", name) not in seen:
             out.append(_unparsed(name, rows, raw, f"{dtypes.get(name)} values"))
-    keys = {c.name: c.role for c in cfg.data.columns if c.role in KEY_ROLES and c.dtype == "string"}
+    texts = {c.name: c.role for c in cfg.data.columns if c.dtype == "string"}
     for k, f in enumerate(out):
-        if f.check == "type" and f.column in keys:
-            role = keys[f.column]
-            expected = (
-                f"{f.expected} without a NUL character, of at most {KEY_MAX_CHARS[role]:,} "
-                "characters (a key)"
-            )
-            notes = {r: key_problem(raw.at[r, f.column], role) or "not text" for r in f.rows}
+        if f.check == "type" and f.column in texts:
+            role = texts[f.column]
+            most = KEY_MAX_CHARS.get(role, MAX_TEXT_CHARS)
+            expected = f"{f.expected} of at most {most:,} characters"
+            if role in KEY_ROLES:
+                expected += " without a NUL character (a key)"
+            notes = {r: text_problem(raw.at[r, f.column], role) or "not text" for r in f.rows}
             out[k] = replace(f, expected=expected, notes=notes)
     return out
 
@@ -549,7 +555,7 @@ def validate_records(
         expectation_parameters=parameters,
         result_format={"result_format": "COMPLETE", "partial_unexpected_count": 20},
     )
-    failures = _fold(cfg, _parse_results(cfg, results, typed, now), bad, raw)
+    failures = _fold(cfg, _parse_results(cfg, results, typed, now, scoring), bad, raw)
     failures = _unparsed_lines(failures, unparsed)
     identifier = store_trimmed(project, results)
     quarantine = _quarantine(raw, failures)
@@ -569,7 +575,7 @@ def validate_records(
             project.suite, expectation_parameters=parameters, result_format="SUMMARY"
         )
         remainder_failures = _fold(
-            cfg, _parse_results(cfg, again, valid, now), bad.loc[valid.index], raw
+            cfg, _parse_results(cfg, again, valid, now, scoring), bad.loc[valid.index], raw
         )
     docs_path = build_docs(project, identifier) if docs else None
     return ValidationReport(

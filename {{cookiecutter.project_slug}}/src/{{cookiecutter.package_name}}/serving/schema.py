@@ -35,7 +35,7 @@ from pydantic import (
     create_model,
 )
 
-from ..data.coerce import KEY_ROLES
+from ..data.coerce import KEY_ROLES, MAX_TEXT_CHARS
 from ..domain import pack_of
 from ..predlog.store import KEY_MAX_CHARS
 from ..tables import SMALL_FRAME, RecordTable
@@ -46,8 +46,6 @@ from ..timebounds import as_utc
 # budget on one core with the sample model, with room for a group queued ahead of it. A list
 # over it is a 413 naming it.
 MAX_BATCH_ITEMS = 200
-# Longest accepted string field, in characters (the body size limit bounds the rest).
-MAX_TEXT_CHARS = 1_000_000
 # A non-nullable string holds something besides whitespace (the OpenAPI schema says so too).
 NOT_BLANK = r"\S"
 # The start of an ISO 8601 date: what a time string must begin with.
