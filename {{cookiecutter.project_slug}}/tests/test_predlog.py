@@ -185,10 +185,19 @@ def test_feedback_keyed_by_the_contracts_own_column_names(cfg, log, tmp_path):
 
 def test_feedback_formats_and_unreadable_files(cfg, log, tmp_path):
     jsonl = tmp_path / "f.jsonl"
-    jsonl.write_text(
-        json.dumps({"request_id": "r1", "label": POS, "source": "button"}) + "\n", encoding="utf-8"
-    )
-    assert ingest_feedback(cfg, jsonl, log, quarantine_dir=tmp_path).inserted == 1
+    lines = [
+        json.dumps({"request_id": "r1", "label": POS, "source": "button"}),
+        '{"request_id": "r2", "label": ',  # cut short: this line alone is refused
+        "",
+        "[1, 2]",
+        json.dumps({"request_id": "r3", "label": NEG}),
+    ]
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ingest_feedback(cfg, jsonl, log, quarantine_dir=tmp_path)
+    assert (result.read, result.inserted, result.rejected) == (4, 2, 2)
+    assert result.reasons == {"unreadable_line": 2}
+    rejected = pd.read_csv(result.quarantine_path)
+    assert rejected["_unreadable"].tolist() == [f"line {n}: not a JSON object" for n in (2, 4)]
     with pytest.raises(FeedbackFileError, match="unknown feedback format"):
         ingest_feedback(cfg, tmp_path / "f.xlsx", log, quarantine_dir=tmp_path)
     no_label = tmp_path / "n.csv"

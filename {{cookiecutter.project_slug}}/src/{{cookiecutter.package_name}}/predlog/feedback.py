@@ -10,13 +10,14 @@ per row, with the columns:
 ``reported_at``  optional, ISO 8601 (also accepted as ``at`` or ``timestamp``)
 ``source``       optional, e.g. ``report`` or ``rescue``
 
-Rows that cannot be used (no id, unknown label, unparseable time, a time outside the records'
-span: before the contract's earliest record time or after the run, with the timestamp column's
-``max_ahead_days`` of clock slack) are written with a ``reason`` column to the quarantine
-folder, never dropped silently: the latest report of a prediction is its label, so a report
-dated 2099 would outvote every later correction. Ingesting the same file twice adds
-nothing: each report has a key (hash of its ids, label and time). Reports whose ids match no
-served prediction are kept (the prediction may be in another database) and counted.
+Rows that cannot be used (a JSON line that does not parse, no id, unknown label, unparseable
+time, a time outside the records' span: before the contract's earliest record time or after
+the run, with the timestamp column's ``max_ahead_days`` of clock slack) are written with a
+``reason`` column to the quarantine folder, never dropped silently: the latest report of a
+prediction is its label, so a report dated 2099 would outvote every later correction.
+Ingesting the same file twice adds nothing: each report has a key (hash of its ids, label and
+time). Reports whose ids match no served prediction are kept (the prediction may be in another
+database) and counted.
 """
 
 from __future__ import annotations
@@ -33,10 +34,31 @@ from ..timebounds import EARLIEST
 from .store import KEY_MAX_CHARS, REQUEST_ID_MAX_CHARS, PredictionLog, utc_naive
 
 TIME_COLUMNS = ("reported_at", "at", "timestamp")
+# The column of a JSON line that is no report (broken JSON, not an object): why, where.
+UNREADABLE = "_unreadable"
+
+
+def _json_lines(path: Path) -> pd.DataFrame:
+    """One row per line; a line that is no JSON object is a row saying so (``UNREADABLE``), so
+    one broken line does not refuse the reports around it."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                value = None
+            ok = isinstance(value, dict)
+            rows.append(value if ok else {UNREADABLE: f"line {number}: not a JSON object"})
+    return pd.DataFrame(rows)
+
+
 READERS = {
     ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
-    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
-    ".ndjson": lambda p: pd.read_json(p, lines=True, dtype=False),
+    ".jsonl": _json_lines,
+    ".ndjson": _json_lines,
     ".json": lambda p: pd.read_json(p, dtype=False),
     ".parquet": pd.read_parquet,
 }
@@ -138,7 +160,9 @@ def prepare(cfg, frame: pd.DataFrame) -> tuple[list[dict], pd.DataFrame]:
         message_id = record.get("message_id", "")
         label = classes.get(record.get("label", "").lower())
         reason = None
-        if not request_id and not message_id:
+        if record.get(UNREADABLE):
+            reason = "unreadable_line"
+        elif not request_id and not message_id:
             reason = "no_id"
         elif label is None:
             reason = "bad_label"
