@@ -162,13 +162,19 @@ def test_predict_scores_and_logs_each_record_as_the_server_does(
     assert _sends(env) == sends
 
 
+def _needed(cfg, frame: pd.DataFrame) -> list[dict]:
+    """Request bodies of ``frame`` with what a request must carry, its id and its time only."""
+    needed = {*required_fields(cfg), cfg.data.column("id").name, cfg.data.timestamp}
+    return [{k: v for k, v in b.items() if k in needed} for b in request_bodies(cfg, frame)]
+
+
 def test_a_file_of_what_a_request_needs_is_scored_as_those_requests(sample, later, tmp_path):
     """What a request may omit, a file may omit: predict fills it in as the server fills the
     request (defaults, the pack's completions), says which, and gives the server's scores."""
     cfg = sample.cfg
     label = cfg.data.column("label").name
+    bodies = _needed(cfg, later)
     given_names = {*required_fields(cfg), cfg.data.column("id").name, cfg.data.timestamp}
-    bodies = [{k: v for k, v in b.items() if k in given_names} for b in request_bodies(cfg, later)]
     source = tmp_path / "requests.jsonl"
     source.write_text("".join(json.dumps(b) + "\n" for b in bodies), encoding="utf-8")
     env = _stores(sample, tmp_path / "b")
@@ -191,6 +197,29 @@ def test_a_file_of_what_a_request_needs_is_scored_as_those_requests(sample, late
     np.testing.assert_allclose(
         scored["score"].to_numpy(), [a.score for a in answers], rtol=1e-6, atol=1e-9
     )
+
+
+def test_values_no_request_could_hold_are_left_for_validation_to_name(sample, tmp_path):
+    """Filling in what a file omits never trips on a value a request could not hold (a number
+    as the entity key, a list as text): the run goes on, and such a record is judged by the
+    contract like any other."""
+    cfg = sample.cfg
+    bodies = _needed(cfg, _later(sample, max(ROWS, int(2 / cfg.data.max_quarantine_share) + 1)))
+    dtypes = {c.name: c.dtype for c in cfg.data.columns}
+    texts = [n for n in required_fields(cfg) if dtypes[n] == "string" and n != cfg.data.entity]
+    if cfg.data.entity:
+        bodies[0][cfg.data.entity] = 12345
+    if texts:
+        bodies[1][texts[-1]] = ["not", "text"]
+    source = tmp_path / "odd.jsonl"
+    source.write_text("".join(json.dumps(b) + "\n" for b in bodies), encoding="utf-8")
+    env = _stores(sample, tmp_path / "b")
+    result = batch.run(cfg, source, tmp_path / "p.parquet", env=env, log_writer="inline")
+    assert result.scored + result.quarantined == len(bodies)
+    if texts:
+        quarantine = pd.read_parquet(result.quarantine)
+        reasons = dict(zip(quarantine["source_row"], quarantine["reason"], strict=True))
+        assert f"type: {texts[-1]} (not text)" in reasons[1]
 
 
 @given(

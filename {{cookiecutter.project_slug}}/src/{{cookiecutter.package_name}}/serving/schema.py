@@ -309,17 +309,22 @@ def fill_omitted(cfg, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]
         for name in rest:
             out[name] = out[name].astype(object) if name in out else None
         columns = [c.name for c in data.columns if c.name in out]
-        for i in np.flatnonzero(np.any([empty(name, blank=True) for name in rest], axis=0)):
-            record = {name: _plain(out[name].iat[i]) for name in columns}
+        # Cells as a request holds them (None where missing), one array per column.
+        cells = {name: out[name].astype(object).where(out[name].notna(), None) for name in columns}
+        cells = {name: values.to_numpy() for name, values in cells.items()}
+        wanting = np.any([empty(name, blank=True) for name in rest], axis=0)
+        # Only records whose text values a request could hold: the rest is validation's to name.
+        for name in (c.name for c in data.columns if c.dtype == "string" and c.name in out):
+            text = (v is None or isinstance(v, str) for v in cells[name])
+            wanting &= np.fromiter(text, dtype=bool, count=len(out))
+        completed = {name: cells[name].copy() for name in rest}
+        for i in np.flatnonzero(wanting):
+            record = {name: cells[name][i] for name in columns}
             complete(record, data.entity)
             for name in rest:
-                if record[name] is not None and record[name] != _plain(out[name].iat[i]):
-                    out.iat[i, out.columns.get_loc(name)] = record[name]
+                if record[name] is not None and record[name] != cells[name][i]:
+                    completed[name][i] = record[name]
                     filled[name] = filled.get(name, 0) + 1
+        for name in rest:
+            out[name] = completed[name]
     return out, filled
-
-
-def _plain(value: Any) -> Any:
-    """A cell as a request's value: None where it is missing."""
-    missing = value is None or value is pd.NA or value is pd.NaT
-    return None if missing or (isinstance(value, float) and np.isnan(value)) else value
