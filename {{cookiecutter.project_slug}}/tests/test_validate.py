@@ -305,6 +305,20 @@ def test_a_json_boolean_or_list_is_no_number_and_no_text(small, tmp_path):
     assert report.valid.at[10, "subject"] == "12345"
 
 
+def test_numbers_in_a_text_column_read_line_by_line_are_its_text(small, tmp_path):
+    """A broken line makes the reader go line by line, every column plain objects: a text
+    column that holds numbers only (numeric ids) is still the text of those numbers."""
+    df = make_rows(small).astype(object)
+    df["message_id"] = list(range(len(df)))
+    lines = df.to_json(orient="records", lines=True, date_format="iso").splitlines()
+    lines[3] = lines[3][:10]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = validate.validate_records(small, validate.read_table(path), now=NOW, docs=False)
+    assert set(report.quarantine["source_row"]) == {3}
+    assert report.valid["message_id"].tolist()[:4] == ["0", "1", "2", "4"]
+
+
 def test_lines_that_do_not_parse_are_quarantined_by_line_the_rest_validated(small, tmp_path):
     """A CSV line with extra fields, a line that is not UTF-8, a broken JSON line, a byte order
     mark: the file is read line by line, each unreadable line quarantined as ``parse`` with its
