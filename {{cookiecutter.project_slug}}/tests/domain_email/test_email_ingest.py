@@ -385,7 +385,14 @@ ENVELOPES = [
     b"From 1781234567890123456@xxx Wed Mar 15 10:00:00 +0000 2023",  # a Gmail export
     b"From MAILER-DAEMON Fri Jul  8 12:08 PST 2011",
     b"From sender@x Mon, 1 Jan 2024 10:00:00 +0000",
-    b"From sender@x",  # an address alone
+]
+# Shaped like an envelope, other date styles: a message starts there when headers follow.
+SHAPED = [
+    b"From sender@x 2024-01-01T10:00:00Z",
+    b"From sender@x Mon Jan  1 10:00:00 2024 (PST)",
+    b"From uucp Mon Jan  1 10:00:00 2024 remote from host",
+    b"From MAILER-DAEMON",
+    b"From sender@x",
 ]
 # Body lines some writers leave unquoted, after a blank line.
 PROSE = [
@@ -400,7 +407,7 @@ PROSE = [
 
 @pytest.mark.parametrize("line", ENVELOPES)
 def test_an_mbox_envelope_starts_a_message(line):
-    assert mailsource.is_separator(line)
+    assert mailsource.is_envelope(line)
 
 
 @given(
@@ -411,16 +418,17 @@ def test_an_mbox_envelope_starts_a_message(line):
     st.sampled_from(["we", "are", "open", "to", "the", "at", "rise.", "1st", "2024-01-01", "Bob"]),
     st.integers(min_value=0, max_value=6),
 )
-def test_a_line_with_a_word_no_date_has_starts_no_message(words, prose, at):
+def test_a_line_with_a_word_no_date_has_is_no_envelope(words, prose, at):
     """Any word that is not a date's (a name, a number, a time, a zone) makes "From ..." body
-    text, wherever it stands after the sender."""
+    text, wherever it stands after the sender, unless headers follow it."""
     words = [*words[:at], prose, *words[at:]]
     line = ("From " + " ".join(["sender@x", *words])).encode()
-    assert not mailsource.is_separator(line)
+    assert not mailsource.is_envelope(line)
 
 
 def test_an_unquoted_from_line_in_a_body_stays_in_its_message(cfg, tmp_path):
-    body = "Hello,\n\n" + "\n\n".join(line.decode() for line in PROSE) + "\n\nSee you."
+    paragraphs = [line.decode() for line in PROSE]
+    body = "Hello,\n\n" + "\n\n".join(paragraphs) + "\n\n" + paragraphs[0] + "\nSee you."
     messages = [eml("hours", body, message_id="<hours@x>"), eml("next", message_id="<next@x>")]
     text = "".join(f"From sender@x Mon Jan  1 00:00:00 2024\n{m}\n" for m in messages)
     path = write(tmp_path / f"{cfg.problem.positive_class}.mbox", text.encode())
@@ -430,6 +438,19 @@ def test_an_unquoted_from_line_in_a_body_stays_in_its_message(cfg, tmp_path):
     assert result.counts.by_reason == {}
     kept = result.records["body"][0]
     assert all(line.decode().strip() in kept for line in PROSE) and kept.endswith("See you.")
+
+
+def test_other_envelope_styles_start_a_message_where_headers_follow(cfg, tmp_path):
+    messages = [eml(f"m{i}", message_id=f"<m{i}@x>") for i in range(len(SHAPED) + 1)]
+    separators = [b"From sender@x Mon Jan  1 00:00:00 2024", *SHAPED]
+    text = b"\xef\xbb\xbf"  # a byte order mark before the first envelope
+    pairs = zip(separators, messages, strict=True)
+    text += b"".join(line + b"\n" + m.encode() + b"\n" for line, m in pairs)
+    path = write(tmp_path / f"{cfg.problem.positive_class}.mbox", text)
+    result = ing.ingest(cfg, path)
+    assert_canonical(cfg, result)
+    assert list(result.records["message_id"]) == [f"<m{i}@x>" for i in range(len(messages))]
+    assert result.counts.quarantined == 0
 
 
 def test_mbox_garbage_message_is_quarantined_with_its_index(cfg, tmp_path):

@@ -45,7 +45,7 @@ _HEADER_LINE = re.compile(rb"^[!-9;-~]+:[ \t]")
 
 def sniff(head: bytes) -> str | None:
     """``mbox`` or ``eml`` when the first bytes of a file look like mail, else None."""
-    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    first = head.removeprefix(mailsource.BOM).split(b"\n", 1)[0].rstrip(b"\r")
     if mailsource.is_separator(first):
         return "mbox"
     if not head.strip() or _HEADER_LINE.match(first) or is_binary(head):

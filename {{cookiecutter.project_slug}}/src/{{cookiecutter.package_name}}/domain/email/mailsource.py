@@ -23,6 +23,10 @@ MBOX_SUFFIXES = (".mbox", ".mbx")
 # a zone, "+0000" or "PST", or a comma): day and month names, numbers, a time, a zone.
 _DATE_WORD = re.compile(rb"\d{1,2},?|\d{1,2}:\d{2}(?::\d{2})?|[+-]\d{4}|[A-Z]{1,5}|\d{4}")
 _TIME = re.compile(rb"\d{1,2}:\d{2}(?::\d{2})?")
+_ANY_TIME = re.compile(rb"\d{1,2}:\d{2}")
+# A header line: a field name, then a colon (RFC 5322).
+_HEADER_LINE = re.compile(rb"[!-9;-~]+:")
+BOM = b"\xef\xbb\xbf"
 _YEAR = re.compile(rb"\d{4}")
 _MONTHS = frozenset(b"jan feb mar apr may jun jul aug sep oct nov dec".split())
 _NAMES = _MONTHS | frozenset(b"mon tue wed thu fri sat sun".split())
@@ -53,21 +57,22 @@ def folder_label(parts: list[str], folders: dict[str, str]) -> str | None:
 
 
 def is_separator(line: bytes) -> bool:
-    """An mbox "From " line: a sender token followed by a date, or an address alone.
-
-    The date has a month's name, a time and a year, and nothing else but other date words: a
-    body line some writers leave unquoted, "From 9:00 to 17:00 we are open", does not start a
-    message (cutting the one it is in short)."""
+    """A line shaped like an mbox "From " line: a sender token, then a time somewhere or nothing
+    at all. Whether it starts a message is :func:`iter_mbox`'s to say (see there)."""
     if not line.startswith(b"From "):
         return False
-    words = line[5:].split()
-    if not words:
-        return False
-    sender, *date = words
-    if not date:
-        return b"@" in sender
+    rest = line[5:].strip()
+    return bool(rest) and (bool(_ANY_TIME.search(rest)) or len(rest.split()) == 1)
+
+
+def is_envelope(line: bytes) -> bool:
+    """A "From " line that is an mbox envelope whatever follows it: a sender token, then a date
+    with a month's name, a time and a year, and no word that is not a date's."""
+    words = line[5:].split() if is_separator(line) else []
+    date = words[1:]
     return (
-        all(_DATE_WORD.fullmatch(word) or word.rstrip(b",").lower() in _NAMES for word in date)
+        bool(date)
+        and all(_DATE_WORD.fullmatch(w) or w.rstrip(b",").lower() in _NAMES for w in date)
         and any(word.rstrip(b",").lower() in _MONTHS for word in date)
         and any(_TIME.fullmatch(word) for word in date)
         and any(_YEAR.fullmatch(word) for word in date)
@@ -77,20 +82,45 @@ def is_separator(line: bytes) -> bool:
 def iter_mbox(
     stream: BinaryIO, source: str, label: str | None, names: tuple[str, ...] = ()
 ) -> Iterator[MailItem]:
-    """Split an mbox stream into messages; a "From " line separates only after a blank line."""
+    """Split an mbox stream into messages.
+
+    A "From " line separates only after a blank line (or at the start), and only when it is an
+    envelope (:func:`is_envelope`) or, shaped like one (other date styles: ISO 8601, a trailing
+    comment, "remote from", a sender alone), is followed by a header line. A body line some
+    writers leave unquoted, "From 9:00 to 17:00 we are open", does not cut its message short.
+    """
     index, start, envelope, pos, blank_before = -1, 0, None, 0, True
     lines: list[bytes] = []
+    pending: tuple[bytes, int] | None = None  # a "From " line waiting for the next line
     for line in stream:
         bare = line.rstrip(b"\r\n")
+        if pos == 0:
+            bare = bare.removeprefix(BOM)
+        if pending is not None:
+            held, held_pos = pending
+            pending = None
+            if _HEADER_LINE.match(bare):
+                if index >= 0 or any(x.strip() for x in lines):
+                    yield _mbox_item(source, index, start, envelope, lines, label, names)
+                index, start, lines = index + 1, held_pos, []
+                envelope = held.rstrip(b"\r\n").removeprefix(BOM).decode("latin-1")
+            else:
+                lines.append(held)
+                blank_before = False
         if blank_before and is_separator(bare):
-            if index >= 0 or any(x.strip() for x in lines):
-                yield _mbox_item(source, index, start, envelope, lines, label, names)
-            index, start, lines = index + 1, pos, []
-            envelope = bare.decode("latin-1")
+            pending = (line, pos)
+            if is_envelope(bare):  # no need to wait
+                pending = None
+                if index >= 0 or any(x.strip() for x in lines):
+                    yield _mbox_item(source, index, start, envelope, lines, label, names)
+                index, start, lines = index + 1, pos, []
+                envelope = bare.decode("latin-1")
         else:
             lines.append(line)
         blank_before = not bare.strip()
         pos += len(line)
+    if pending is not None:
+        lines.append(pending[0])
     if index >= 0 or any(x.strip() for x in lines):
         yield _mbox_item(source, index, start, envelope, lines, label, names)
 
@@ -127,7 +157,8 @@ def iter_file(
         label = folder_label(parts, folders)
         yield MailItem(source, "file", None, "unreadable_file", str(exc), label, names)
         return
-    if is_separator(data[:1000].split(b"\n", 1)[0].rstrip(b"\r")):  # an mbox without suffix
+    first = data[:1000].removeprefix(BOM).split(b"\n", 1)[0].rstrip(b"\r")
+    if is_separator(first):  # an mbox without suffix
         yield from iter_mbox(io.BytesIO(data), source, folder_label([*parts, path.stem], folders))
         return
     yield MailItem(source, "file", data, label=folder_label(parts, folders), names=names)
