@@ -233,8 +233,13 @@ def obsolete_dates(draw):
     [
         ("Mon, 1 Jan 2024 10:00:00 +0000", []),
         ("Mon, 1 Jan 2024 11:00:00 +0100", []),
-        ("Mon, 1 Jan 2024 10:00:00", ["date:no_zone"]),  # a local time, or UTC: not said
         ("Mon, 1 Jan 2024 10:00:00 GMT", []),
+        ("Mon, 1 Jan 2024 05:00:00 EST", []),
+        ("Mon, 1 Jan 2024 10:00:00", ["date:no_zone"]),  # a local time, or UTC: not said
+        ("Mon, 1 Jan 2024 10:00:00 -0000", ["date:no_zone"]),  # RFC 5322: zone unknown
+        ("Mon, 1 Jan 2024 10:00:00 XYZ", ["date:no_zone"]),
+        ("Mon, 1 Jan 2024 10:00:00 (comment)", ["date:no_zone"]),
+        ("Mon Jan  1 10:00:00 2024", ["date:no_zone"]),  # asctime
     ],
 )
 def test_a_date_without_its_zone_is_read_as_utc_and_flagged(value, flags):

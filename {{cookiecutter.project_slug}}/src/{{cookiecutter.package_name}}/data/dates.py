@@ -20,8 +20,11 @@ _ZONE = re.compile(r"[+-]\d{4}(?!\d)")
 _ISO = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2}(?!\d))?"
 )
-# A time with nothing after it: the zone RFC 2822 requires is left out.
-_NO_ZONE = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?\s*$")
+# A zone the standard library reads: an offset, or a name it knows. "-0000" says the zone is
+# unknown (RFC 5322 3.3), as does any other name: it reads them all as +0000.
+_KNOWN_ZONE = re.compile(
+    r"(?<![\w+-])(?:[+-](?!0000)\d{4}|\+0000|UTC?|GMT|Z|[ECMP][SD]T)(?!\w)", re.IGNORECASE
+)
 # A year, or a year and a month, alone.
 _PARTIAL = re.compile(r"\s*\d{4}(?:-\d{1,2})?\s*")
 # After an ISO time: nothing, a zone name or a comment, e.g. " UTC" or " (GMT)".
@@ -53,9 +56,10 @@ def _rfc_year(value: str, year: int) -> tuple[int, bool]:
 
 def parse_date(value: str) -> tuple[datetime | None, list[str]]:
     """A date header value as UTC (None when unparseable or no real calendar date) and the
-    repairs it needed: ``date:obsolete_year``, ``date:no_zone`` (RFC 2822 requires one: taken
-    as UTC, hours off if the writer meant local time), ``date:invalid_zone`` (beyond +-24 h:
-    taken as UTC too), ``date:nonstandard`` (ISO 8601, not RFC 2822). Never raises."""
+    repairs it needed: ``date:obsolete_year``, ``date:no_zone`` (none, ``-0000`` or a name it
+    does not know: taken as UTC, hours off if the writer meant local time), ``date:invalid_zone``
+    (beyond +-24 h: taken as UTC too), ``date:nonstandard`` (ISO 8601, not RFC 2822). Never
+    raises."""
     value = value.replace("\x00", " ")[:400]
     try:
         parts = email.utils.parsedate_tz(value)
@@ -67,7 +71,7 @@ def parse_date(value: str) -> tuple[datetime | None, list[str]]:
     year, obsolete = _rfc_year(value, parts[0])
     flags = ["date:obsolete_year"] if obsolete else []
     offset = parts[9] or 0
-    if _NO_ZONE.search(value):  # the standard library reads it as +0000
+    if not _KNOWN_ZONE.search(value):
         flags.append("date:no_zone")
     elif abs(offset) >= 86_400:
         offset = 0
