@@ -192,12 +192,21 @@ def test_feedback_formats_and_unreadable_files(cfg, log, tmp_path):
         "[1, 2]",
         json.dumps({"request_id": "r3", "label": NEG}),
     ]
-    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = ("\n".join(lines) + "\n").encode() + b'{"request_id": "r\xe9", "label": "x"}\n'
+    jsonl.write_bytes(text)
     result = ingest_feedback(cfg, jsonl, log, quarantine_dir=tmp_path)
-    assert (result.read, result.inserted, result.rejected) == (4, 2, 2)
-    assert result.reasons == {"unreadable_line": 2}
+    assert (result.read, result.inserted, result.rejected) == (5, 2, 3)
+    assert result.reasons == {"unreadable_line": 3}
     rejected = pd.read_csv(result.quarantine_path)
-    assert rejected["_unreadable"].tolist() == [f"line {n}: not a JSON object" for n in (2, 4)]
+    assert rejected["_unreadable"].tolist() == [
+        "line 2: not a JSON object",
+        "line 4: not a JSON object",
+        "line 6: not UTF-8",
+    ]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n[]\n", encoding="utf-8")
+    with pytest.raises(FeedbackFileError, match="no line is a JSON object"):
+        ingest_feedback(cfg, broken, log, quarantine_dir=tmp_path)
     with pytest.raises(FeedbackFileError, match="unknown feedback format"):
         ingest_feedback(cfg, tmp_path / "f.xlsx", log, quarantine_dir=tmp_path)
     no_label = tmp_path / "n.csv"

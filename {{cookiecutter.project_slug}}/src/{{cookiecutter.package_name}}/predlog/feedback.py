@@ -39,19 +39,24 @@ UNREADABLE = "_unreadable"
 
 
 def _json_lines(path: Path) -> pd.DataFrame:
-    """One row per line; a line that is no JSON object is a row saying so (``UNREADABLE``), so
-    one broken line does not refuse the reports around it."""
+    """One row per line; a line that is no JSON object (or not UTF-8: an id read with
+    replacement characters would match no prediction) is a row saying so (``UNREADABLE``), so
+    one broken line does not refuse the reports around it. A file with no report is refused."""
     rows = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
+            why = f"line {number}: not a JSON object"
             try:
-                value = json.loads(line)
+                value = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                value, why = None, f"line {number}: not UTF-8"
             except ValueError:
                 value = None
-            ok = isinstance(value, dict)
-            rows.append(value if ok else {UNREADABLE: f"line {number}: not a JSON object"})
+            rows.append(value if isinstance(value, dict) else {UNREADABLE: why})
+    if rows and all(UNREADABLE in row for row in rows):
+        raise ValueError(f"no line is a JSON object ({rows[0][UNREADABLE]})")
     return pd.DataFrame(rows)
 
 
