@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,12 @@ from {{cookiecutter.package_name}}.serving.logwriter import (
     usable_cores,
 )
 from {{cookiecutter.package_name}}.serving.routing import RoutingPlan
-from {{cookiecutter.package_name}}.serving.schema import record_model
+from {{cookiecutter.package_name}}.serving.schema import (
+    FrameBuilder,
+    fill_omitted,
+    flag_targets,
+    record_model,
+)
 
 ROWS = 160
 
@@ -166,6 +172,28 @@ def _needed(cfg, frame: pd.DataFrame) -> list[dict]:
     """Request bodies of ``frame`` with what a request must carry, its id and its time only."""
     needed = {*required_fields(cfg), cfg.data.column("id").name, cfg.data.timestamp}
     return [{k: v for k, v in b.items() if k in needed} for b in request_bodies(cfg, frame)]
+
+
+def test_a_file_is_filled_in_as_the_server_fills_a_request(sample, later):
+    """Cell by cell, what predict fills in for a file of request bodies is what the server fills
+    in for those requests: defaults, the pack's completions and, with a flags column, the
+    missing:<field> flags ingest writes (blank text flagged too)."""
+    cfg = sample.cfg
+    bodies = _needed(cfg, later)
+    _, blank = flag_targets(cfg)
+    if blank:
+        bodies[0][blank[0]], bodies[1][blank[0]] = "", "  "
+    frame, _ = fill_omitted(cfg, pd.DataFrame(bodies))
+    builder, model, now = FrameBuilder(cfg), record_model(cfg), datetime.now(UTC)
+    for i, body in enumerate(bodies):
+        served = builder.values(model.model_validate(body), now)
+        for name, value in served.items():
+            got = frame.at[i, name] if name in frame else None
+            if name != cfg.data.timestamp and not (pd.isna(got) and value is None):
+                assert got == value, (i, name, got, value)
+    if blank:
+        flags = frame[flag_targets(cfg)[0]]
+        assert all(f"missing:{blank[0]}" in flags[i].split(",") for i in (0, 1))
 
 
 def test_a_file_of_what_a_request_needs_is_scored_as_those_requests(sample, later, tmp_path):

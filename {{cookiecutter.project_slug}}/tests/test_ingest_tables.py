@@ -16,6 +16,7 @@ from {{ cookiecutter.package_name }}.cli import app
 from {{ cookiecutter.package_name }}.config import Column
 from {{ cookiecutter.package_name }}.data import ingest as ing
 from {{ cookiecutter.package_name }}.data import synthetic
+from {{ cookiecutter.package_name }}.data.labels import id_key
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,8 @@ def test_a_labels_file_that_gives_an_id_both_classes_quarantines_its_record(cfg,
     result = ing.ingest(cfg, path, labels_file=labels)
     assert_bookkeeping(cfg, result)
     assert result.counts.by_reason == {"conflicting_label": 1}
-    assert result.quarantine["excerpt"].str.contains(ids[0], regex=False).all()
+    said = f"the labels file gives {pos!r} and {neg!r} for {id_key(ids[0])!r}"
+    assert result.quarantine["excerpt"].str.contains(said, regex=False).all()
     got = result.records.set_index(names(cfg, "id"))[names(cfg, "label")].to_dict()
     assert {str(k): v for k, v in got.items()} == {
         ids[1]: pos,

@@ -358,8 +358,18 @@ def test_text_may_be_blank_where_a_flags_column_records_its_absence(cfg):
     cfg = reference_config(cfg)
     assert cfg.data.columns_with("flags")
     model = record_model(cfg)
+    builder = FrameBuilder(cfg)
     for blank in ("", "   "):
-        assert model.model_validate_json(json.dumps({"account": "a", "body": blank})).body == blank
+        item = model.model_validate_json(json.dumps({"account": "a", "body": blank}))
+        assert item.body == blank
+        # Flagged as ingest flags it, with the defaults the server filled in.
+        flags = builder.values(item, datetime.now()).get("quality_flags").split(",")
+        assert "missing:body" in flags and "missing:recipient_count" in flags
+    sent = {"account": "a", "body": "hi", "recipient_count": 2, "quality_flags": "seen:twice"}
+    values = builder.values(model.model_validate_json(json.dumps(sent)), datetime.now())
+    assert values["quality_flags"].split(",")[0] == "seen:twice"
+    assert "missing:body" not in values["quality_flags"]
+    assert "missing:recipient_count" not in values["quality_flags"]
     with pytest.raises(ValidationError, match="body"):
         model.model_validate_json(json.dumps({"account": "a"}))
     columns = [c for c in cfg.data.columns if c.role != "flags"]

@@ -156,9 +156,9 @@ def record_model(cfg) -> type[BaseModel]:
     """The pydantic model of one record: the contract's raw columns without the label.
 
     With a flags column, a text field that must be sent may be sent blank: ingest gives a record
-    without that text the empty string (flagged), so the model has seen such records, and an
-    attachment-only message is scored rather than refused. Without one, blank text is missing
-    there (``data.coerce``), and refused here.
+    without that text the empty string, flagged ``missing:<field>`` (:class:`FrameBuilder` flags
+    it the same way), so the model has learnt such records, and one is scored rather than
+    refused. Without one, blank text is missing there (``data.coerce``), and refused here.
     """
     label = cfg.data.column("label").name
     required = set(required_columns(cfg))
@@ -207,6 +207,18 @@ def defaults(cfg) -> dict[str, Any]:
     return out
 
 
+def flag_targets(cfg) -> tuple[str | None, list[str]]:
+    """The flags column (None without one) and the text columns whose blank value it flags."""
+    flags = next((c.name for c in cfg.data.columns_with("flags")), None)
+    return flags, [c.name for c in cfg.data.columns_with("text") if flags and not c.nullable]
+
+
+def with_missing(cell: str | None, names) -> str:
+    """A flags cell with ``missing:<name>`` added for each of ``names`` (once each)."""
+    flags = [f for f in (cell or "").split(",") if f]
+    return ",".join(dict.fromkeys([*flags, *(f"missing:{name}" for name in names)]))
+
+
 class FrameBuilder:
     """Validated records -> raw canonical rows (contract column order, UTC timestamps)."""
 
@@ -218,15 +230,26 @@ class FrameBuilder:
         self.timestamp = cfg.data.timestamp
         self.entity = cfg.data.entity
         self.datetimes = [c.name for c in self.columns if c.dtype == "datetime"]
-        self.defaults = defaults(cfg)
+        self.defaults = {k: v for k, v in defaults(cfg).items() if k != label}
         self.complete = pack_of(cfg).complete
+        self.flags, self.blank_texts = flag_targets(cfg)
 
     def values(self, item: BaseModel, now: datetime) -> dict[str, Any]:
-        """The raw values of one validated record, with defaults filled in."""
+        """The raw values of one validated record, with defaults filled in (and flagged
+        ``missing:<field>`` as ingest flags them, with blank text, where there is a flags
+        column: the model learnt from those flags)."""
         record = {name: getattr(item, name, None) for name in self.names}
+        filled = []
         for name, value in self.defaults.items():
             if record.get(name) is None:
                 record[name] = value
+                filled.append(name)
+        for name in self.blank_texts:  # only with a flags column
+            text = record[name]
+            if text is not None and (not text or text.isspace()):
+                filled.append(name)
+        if filled and self.flags:
+            record[self.flags] = with_missing(record[self.flags], filled)
         if self.timestamp and record.get(self.timestamp) is None:
             record[self.timestamp] = now
         if self.complete is not None:
@@ -274,16 +297,17 @@ def fill_omitted(cfg, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]
     :class:`FrameBuilder` fills it, and how many cells of each column were filled.
 
     An optional non-nullable field (not in :func:`required_columns`) takes its default where
-    the column is absent or the cell null (a request's null means "use the default"), and the
-    pack completes the others where it fills a request's (``complete``: a domain from an
-    address, say). The id and the time are left alone: a request's
-    missing time is its arrival, which a file does not have.
+    the column is absent or the cell null (a request's null means "use the default"), flagged
+    as the server flags it (blank text too), and the pack completes the others where it fills
+    a request's (``complete``: a value derived from another). The id and the time are left
+    alone: a request's missing time is its arrival, which a file does not have.
     """
     data = cfg.data
     required = set(required_columns(cfg))
     kept = {data.column("id").name, data.column("label").name, data.timestamp, *required}
     optional = [c for c in data.columns if not c.nullable and c.name not in kept]
-    if not optional or frame.empty:
+    flags, blank_texts = flag_targets(cfg)
+    if frame.empty or not (optional or blank_texts):
         return frame, {}
     out = frame.copy()
     out.attrs = frame.attrs  # the lines the reader could not parse
@@ -298,11 +322,23 @@ def fill_omitted(cfg, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]
         return missing
 
     given = defaults(cfg)
+    marks: dict[str, np.ndarray] = {}  # the cells to flag missing:<column>
     for column in optional:
         if column.name in given and (missing := empty(column.name)).any():
             values = out[column.name] if column.name in out else pd.Series(None, index=out.index)
             out[column.name] = values.astype(object).where(~missing, given[column.name])
             filled[column.name] = int(missing.sum())
+            marks[column.name] = missing
+    for name in (n for n in blank_texts if n in out):
+        marks[name] = out[name].map(lambda v: isinstance(v, str) and (not v or v.isspace()))
+        marks[name] = marks[name].fillna(False).to_numpy(dtype=bool)
+    flagged = np.flatnonzero(np.any(list(marks.values()), axis=0)) if flags and marks else []
+    if len(flagged):
+        cells = out[flags].to_numpy(dtype=object).copy() if flags in out else [None] * len(out)
+        for i in flagged:
+            cell = cells[i] if isinstance(cells[i], str) else None
+            cells[i] = with_missing(cell, [name for name, mask in marks.items() if mask[i]])
+        out[flags] = cells
     complete = pack_of(cfg).complete
     rest = [c.name for c in optional if c.name not in given]
     if complete is not None and rest:
