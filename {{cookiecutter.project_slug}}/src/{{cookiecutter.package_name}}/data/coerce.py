@@ -74,9 +74,11 @@ def text_problem(value: object, role: str) -> str | None:
 def _too_long(values: pd.Series) -> np.ndarray:
     if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
         return np.zeros(len(values), dtype=bool)
-    # Any object column: numbers, lists and text side by side (a JSON-lines file).
-    too_long = values.map(lambda v: isinstance(v, str) and len(v) > MAX_TEXT_CHARS)
-    return too_long.fillna(False).to_numpy(dtype=bool)
+    try:
+        lengths = values.str.len()  # NaN where a value is no text (a number in JSON lines)
+    except AttributeError:  # no value is text: none is too long
+        return np.zeros(len(values), dtype=bool)
+    return (lengths > MAX_TEXT_CHARS).fillna(False).to_numpy(dtype=bool)
 
 
 def _of_types(values: pd.Series, types: tuple[type, ...]) -> np.ndarray:

@@ -344,22 +344,24 @@ def fill_omitted(cfg, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]
     if complete is not None and rest:
         for name in rest:
             out[name] = out[name].astype(object) if name in out else None
+        wanting = np.flatnonzero(np.any([empty(name, blank=True) for name in rest], axis=0))
         columns = [c.name for c in data.columns if c.name in out]
-        # Cells as a request holds them (None where missing), one array per column.
-        cells = {name: out[name].astype(object).where(out[name].notna(), None) for name in columns}
-        cells = {name: values.to_numpy() for name, values in cells.items()}
-        wanting = np.any([empty(name, blank=True) for name in rest], axis=0)
+        # The wanting rows' cells as a request holds them (None where missing), by column.
+        wanted = out.iloc[wanting][columns].astype(object)
+        wanted = wanted.where(wanted.notna(), None)
+        cells = {name: values.to_numpy() for name, values in wanted.items()}
         # Only records whose text values a request could hold: the rest is validation's to name.
+        typed = np.ones(len(wanting), dtype=bool)
         for name in (c.name for c in data.columns if c.dtype == "string" and c.name in out):
             text = (v is None or isinstance(v, str) for v in cells[name])
-            wanting &= np.fromiter(text, dtype=bool, count=len(out))
-        completed = {name: cells[name].copy() for name in rest}
-        for i in np.flatnonzero(wanting):
-            record = {name: cells[name][i] for name in columns}
+            typed &= np.fromiter(text, dtype=bool, count=len(wanting))
+        completed = {name: out[name].to_numpy(dtype=object).copy() for name in rest}
+        for j in np.flatnonzero(typed):
+            record = {name: cells[name][j] for name in columns}
             complete(record, data.entity)
             for name in rest:
-                if record[name] is not None and record[name] != cells[name][i]:
-                    completed[name][i] = record[name]
+                if record[name] is not None and record[name] != cells[name][j]:
+                    completed[name][wanting[j]] = record[name]
                     filled[name] = filled.get(name, 0) + 1
         for name in rest:
             out[name] = completed[name]
