@@ -15,9 +15,9 @@ Quality flags (comma-separated): ``missing:<column>`` (filled with a documented 
 null), ``invalid:<column>``, ``<timestamp>:row_order`` (no timestamp column: one second apart
 from ``ROW_ORDER_EPOCH`` in file order), and the pack reader's own.
 Quarantine reasons: ``unparseable_row``, ``unreadable_file``, ``no_label``, ``unmappable_label``,
-``conflicting_label`` (the labels file gives its id both classes), ``timestamp_out_of_range`` (no datetime64[ns] column can hold it), ``missing_value`` and
-``invalid_value`` (a repair a contract without a flags column could not record), and the pack
-reader's own.
+``conflicting_label`` (the labels file gives its id both classes), ``timestamp_out_of_range`` (no
+datetime64[ns] column can hold it), ``missing_value`` and ``invalid_value`` (a repair a contract
+without a flags column could not record), and the pack reader's own.
 """
 
 from __future__ import annotations

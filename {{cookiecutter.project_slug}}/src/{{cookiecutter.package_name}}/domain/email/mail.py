@@ -24,6 +24,7 @@ from ...predlog.store import KEY_MAX_CHARS
 from ...timebounds import EARLIEST, LATEST
 from .content import decode_bytes, extract_urls, html_to_text, is_binary
 from .maildate import arrival
+from .mailsource import BOM
 
 UNKNOWN_SENDER = "unknown@unknown.invalid"
 # Headers that make a blob of text an email; any one of them is enough.
@@ -278,7 +279,7 @@ def _parse(data: bytes, envelope: str | None, bounds: Bounds) -> ParsedMail:
         return ParsedMail(reason="binary_content")
     flags: list[str] = []
     raw = data
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark some editors write
+    data = data.removeprefix(BOM)  # a UTF-8 byte order mark some editors write
     if b"\x00" in data:  # a few stray NULs in otherwise text mail (binary is caught above)
         data = data.replace(b"\x00", b"")
         flags.append("nul:removed")
