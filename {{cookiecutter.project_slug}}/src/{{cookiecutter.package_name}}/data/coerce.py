@@ -37,7 +37,7 @@ _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
 
-def _blank(values: pd.Series) -> np.ndarray:
+def blank_cells(values: pd.Series) -> np.ndarray:
     """True where a value is text holding only whitespace: in a typed column, that is missing."""
     if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
         return values.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
@@ -96,7 +96,7 @@ def _coerce_column(values: pd.Series, dtype: str) -> tuple[pd.Series, np.ndarray
         # Text, and a number written as one ("12345" as 12345); empty text (an empty body) is a
         # value. A boolean or a list is no text: its repr would pass for the record's value.
         return values.astype("str"), _of_types(values, _NOT_TEXT) | _too_long(values)
-    present = values.notna().to_numpy() & ~_blank(values)
+    present = values.notna().to_numpy() & ~blank_cells(values)
     if dtype == "datetime":
         if pd.api.types.is_datetime64_any_dtype(values.dtype):
             out = pd.to_datetime(values, utc=True)
@@ -150,7 +150,7 @@ def coerce_to_contract(cfg: SystemConfig, raw: pd.DataFrame) -> tuple[pd.DataFra
             continue
         typed[column.name], bad[column.name] = _coerce_column(raw[column.name], column.dtype)
         if blank_is_missing and column.dtype == "string":
-            typed[column.name] = typed[column.name].where(~_blank(raw[column.name]))
+            typed[column.name] = typed[column.name].where(~blank_cells(raw[column.name]))
         if column.role in KEY_ROLES and column.dtype == "string":
             problem = partial(key_problem, role=column.role)
             problems = raw[column.name].map(problem, na_action="ignore")

@@ -142,10 +142,9 @@ def _report_span(cfg) -> tuple[datetime, datetime]:
     """When a report can have been made: in the span of the contract's record times, or up to
     now without a timestamp column."""
     now = datetime.now(UTC)
-    timestamp = cfg.data.timestamp
-    if timestamp is None:
+    if cfg.data.timestamp is None:
         return EARLIEST, now
-    return next(c for c in cfg.data.columns if c.name == timestamp).time_bounds(now)
+    return cfg.data.column("timestamp").time_bounds(now)
 
 
 def _key(request_id: str, message_id: str, label: str, at: datetime | None) -> str:

@@ -35,7 +35,7 @@ from pydantic import (
     create_model,
 )
 
-from ..data.coerce import KEY_ROLES, MAX_TEXT_CHARS
+from ..data.coerce import KEY_ROLES, MAX_TEXT_CHARS, blank_cells
 from ..domain import pack_of
 from ..predlog.store import KEY_MAX_CHARS
 from ..tables import SMALL_FRAME, RecordTable
@@ -111,9 +111,9 @@ def _key(value: str) -> str:
     return value
 
 
-def _field(column, required: bool, blank_text: bool = False) -> tuple[Any, Any]:
-    """(annotation, default) of one contract column; ``blank_text``: a text column's value may
-    be blank (see :func:`record_model`)."""
+def _field(column, required: bool, blank: bool = False) -> tuple[Any, Any]:
+    """(annotation, default) of one contract column; ``blank``: its value may be blank text
+    (see :func:`record_model`)."""
     kind = {
         "string": Annotated[str, Strict()],
         "int": Annotated[int, Strict()],
@@ -124,7 +124,7 @@ def _field(column, required: bool, blank_text: bool = False) -> tuple[Any, Any]:
     constraints: dict[str, Any] = {}
     if column.dtype == "string":
         constraints["max_length"] = MAX_TEXT_CHARS
-        if not column.nullable and not (blank_text and column.role == "text"):
+        if not column.nullable and not blank:
             constraints["min_length"] = 1
             constraints["pattern"] = NOT_BLANK
         if column.role in KEY_ROLES:  # stored as text in a column of a set width
@@ -162,9 +162,9 @@ def record_model(cfg) -> type[BaseModel]:
     """
     label = cfg.data.column("label").name
     required = set(required_columns(cfg))
-    blank_text = bool(cfg.data.columns_with("flags"))
+    _, blank_texts = flag_targets(cfg)
     fields = {
-        column.name: _field(column, column.name in required, blank_text)
+        column.name: _field(column, column.name in required, column.name in blank_texts)
         for column in cfg.data.columns
         if column.name != label
     }
@@ -330,8 +330,7 @@ def fill_omitted(cfg, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]
             filled[column.name] = int(missing.sum())
             marks[column.name] = missing
     for name in (n for n in blank_texts if n in out):
-        marks[name] = out[name].map(lambda v: isinstance(v, str) and (not v or v.isspace()))
-        marks[name] = marks[name].fillna(False).to_numpy(dtype=bool)
+        marks[name] = blank_cells(out[name])
     flagged = np.flatnonzero(np.any(list(marks.values()), axis=0)) if flags and marks else []
     if len(flagged):
         cells = out[flags].to_numpy(dtype=object).copy() if flags in out else [None] * len(out)
