@@ -456,14 +456,27 @@ async def post_ok(session, url: str, body: bytes) -> bool:
         return False
 
 
-async def load(url: str, payloads: list[bytes], concurrency: int, duration: float, warmup: float):
-    """Closed-loop load; returns (latencies in s of requests after the warm-up, errors)."""
+async def load(
+    url: str,
+    payloads: list[bytes],
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    pid: int | None = None,
+):
+    """Closed-loop load; returns (latencies in s of the requests sent after the warm-up, errors,
+    the server's CPU seconds from the end of the warm-up until the last of them was answered).
+
+    The CPU is read at the warm-up's end, not before the load: counting the warm-up's CPU
+    against the measured requests alone overstated the cost by the warm-up's share of the run.
+    """
     import aiohttp
 
     latencies: list[float] = []
     errors = 0
     start_at = time.perf_counter() + warmup
     end_at = start_at + duration
+    cpu_at_start: list[float] = []
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -481,8 +494,14 @@ async def load(url: str, payloads: list[bytes], concurrency: int, duration: floa
                     else:
                         errors += 1
 
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return np.array(latencies), errors
+        async def read_cpu_at_start():
+            await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+            if pid is not None:
+                cpu_at_start.append(cpu_seconds(pid))
+
+        await asyncio.gather(read_cpu_at_start(), *(worker(k) for k in range(concurrency)))
+    cpu = cpu_seconds(pid) - cpu_at_start[0] if pid is not None else float("nan")
+    return np.array(latencies), errors, cpu
 
 
 async def open_loop(
@@ -665,17 +684,16 @@ def measure_all(servers: dict, bodies: list[dict], args) -> dict:
                     server = servers[name]
                     if endpoint not in server["endpoints"]:
                         continue
-                    cpu0 = cpu_seconds(server["process"].pid)
-                    latencies, errors = asyncio.run(
+                    latencies, errors, cpu = asyncio.run(
                         load(
                             f"{server['url']}/{endpoint}",
                             data,
                             concurrency,
                             args.duration / rounds,
                             args.warmup / rounds,
+                            pid=server["process"].pid,
                         )
                     )
-                    cpu = cpu_seconds(server["process"].pid) - cpu0
                     got, errs, cpus = taken[name]
                     taken[name] = ([*got, latencies], errs + errors, cpus + cpu)
             for name, (got, errors, cpu) in taken.items():
@@ -683,7 +701,8 @@ def measure_all(servers: dict, bodies: list[dict], args) -> dict:
                     continue
                 latencies = np.concatenate(got)
                 result = summary(latencies, args.duration, items, errors)
-                # CPU includes the warm-up share, so this slightly overstates the cost.
+                # The measured requests' CPU (and what requests still in flight from the
+                # warm-up spent after it: at most `concurrency` of them).
                 result["cpu_ms_per_request"] = round(cpu * 1000 / max(latencies.size, 1), 2)
                 out[name][key] = result
                 print(f"  {name:15s} {key:18s} {result}", flush=True)

@@ -74,7 +74,7 @@ def test_open_loop_charges_a_stall_to_every_request_that_arrived_during_it(bench
 def test_closed_loop_hides_the_same_stall_in_one_request(bench):
     # Why the p99 target is checked with the open loop: a closed-loop client stops sending
     # while the server stalls, so only the request in flight sees it.
-    latencies, errors = asyncio.run(
+    latencies, errors, _ = asyncio.run(
         against_a_stalling_server(
             lambda url: bench.load(url, [b"{}"], concurrency=1, duration=1.5, warmup=0.2)
         )
@@ -83,6 +83,52 @@ def test_closed_loop_hides_the_same_stall_in_one_request(bench):
     # The stalled request, and at most a couple more if the machine itself hiccups.
     assert 1 <= (latencies >= 0.2).sum() <= 3
     assert np.percentile(latencies, 99) < 0.2
+
+
+async def against_a_server_busy_while_warming_up(measure):
+    """Run ``measure(url)`` against a server (in this process) that burns WARM_CPU_S of CPU on
+    its first request, then answers each after an idle wait."""
+    first: list[bool] = []
+
+    async def classify(request):
+        await request.read()
+        if not first:
+            first.append(True)
+            end = time.thread_time() + WARM_CPU_S
+            while time.thread_time() < end:
+                pass
+        else:
+            await asyncio.sleep(0.02)
+        return web.json_response({"label": NEG})
+
+    app = web.Application()
+    app.router.add_post("/classify", classify)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        return await measure(f"http://127.0.0.1:{port}/classify")
+    finally:
+        await runner.cleanup()
+
+
+WARM_CPU_S = 0.4
+
+
+def test_closed_loop_charges_only_the_measured_requests_cpu(bench):
+    # The warm-up's CPU used to be divided among the measured requests alone.
+    latencies, errors, cpu = asyncio.run(
+        against_a_server_busy_while_warming_up(
+            lambda url: bench.load(
+                url, [b"{}"], concurrency=1, duration=0.6, warmup=0.5, pid=os.getpid()
+            )
+        )
+    )
+    assert errors == 0 and latencies.size >= 5
+    # Client and server share this process: a few ms of CPU per request between the waits.
+    assert 0 < cpu < WARM_CPU_S / 2
 
 
 def test_capacity_search_brackets_the_rate_where_the_budget_breaks(bench, monkeypatch):
