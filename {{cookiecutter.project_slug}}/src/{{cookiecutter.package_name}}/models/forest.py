@@ -7,9 +7,9 @@ float32 in XGBoost's order (the base margin, then each tree in turn) and the sig
 XGBoost's, so the probabilities are XGBoost's own, bit for bit on the versions pinned here.
 
 :func:`compile_forest` returns None for what it does not cover (categorical splits, several
-trees per round, other boosters, objectives or missing-value markers), and for any model whose
-compiled scores differ from the booster's on probe rows built from its own split points: the
-caller then keeps the booster.
+trees per round, other boosters, objectives or missing-value markers, a system without C's
+``expf``), and for any model whose compiled scores differ from the booster's on probe rows built
+from its own split points: the caller then keeps the booster.
 """
 
 from __future__ import annotations
@@ -67,16 +67,49 @@ class CompiledForest:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Positive-class probabilities (float32), as XGBoost's sigmoid computes them."""
         z = np.minimum(-self.margin(x), np.float32(88.7))
-        # expf correctly rounded: the double result rounded once to float32.
-        return (np.float32(1.0) / (np.exp(z.astype(np.float64)).astype(np.float32) + 1)).astype(
-            np.float32
-        )
+        return (np.float32(1.0) / (_expf(z) + np.float32(1.0))).astype(np.float32)
+
+
+def _libm_expf():
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("m")
+    if name is None:
+        return None
+    try:
+        expf = ctypes.CDLL(name).expf
+    except (OSError, AttributeError):
+        return None
+    expf.restype, expf.argtypes = ctypes.c_float, [ctypes.c_float]
+    return expf
+
+
+_EXPF = _libm_expf()
+# C's expf sums in double to about 2**-34 of the value before rounding to float32.
+_EXPF_DOUBT = 2.0**-32
+
+
+def _expf(z: np.ndarray) -> np.ndarray:
+    """C's ``expf`` (what XGBoost calls) of float32 values, vectorised: numpy's double exp
+    rounded once to float32 agrees with it but within ``_EXPF_DOUBT`` of a rounding midpoint,
+    where expf's own less exact double decides the side; those few values are computed by
+    expf itself."""
+    wide = np.exp(z.astype(np.float64))
+    out = wide.astype(np.float32)
+    near = np.zeros(len(out), dtype=bool)
+    for neighbour in (np.float32(-np.inf), np.float32(np.inf)):
+        midpoint = (out.astype(np.float64) + np.nextafter(out, neighbour)) / 2
+        near |= np.abs(wide - midpoint) <= wide * _EXPF_DOUBT
+    for i in np.flatnonzero(near):
+        out[i] = _EXPF(float(z[i]))
+    return out
 
 
 def compile_forest(booster: Any, iteration_range: tuple[int, int], missing: Any):
     """A :class:`CompiledForest` of ``booster``'s trees in ``iteration_range`` ((0, 0): all), or
     None when the model is outside what it covers or its scores differ from the booster's."""
-    if not (isinstance(missing, float) and np.isnan(missing)):
+    if _EXPF is None or not (isinstance(missing, float) and np.isnan(missing)):
         return None
     try:
         model = json.loads(bytes(booster.save_raw("json")))
