@@ -18,6 +18,7 @@ from sample_project import sample_project
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
 STALL_S = 0.5
+WARM_CPU_S = 0.4
 
 
 def bench_module():
@@ -112,9 +113,6 @@ async def against_a_server_busy_while_warming_up(measure):
         return await measure(f"http://127.0.0.1:{port}/classify")
     finally:
         await runner.cleanup()
-
-
-WARM_CPU_S = 0.4
 
 
 def test_closed_loop_charges_only_the_measured_requests_cpu(bench):

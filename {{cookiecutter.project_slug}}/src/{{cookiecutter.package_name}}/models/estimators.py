@@ -259,7 +259,7 @@ class InPlaceXGBoost:
         except AttributeError:
             self._range = (0, 0)
         self._missing = model.missing
-        # A few rows (a request) walk the compiled trees: the booster costs ~0.2 ms a call.
+        # A few rows (a request) walk the compiled trees, past the booster's cost per call.
         self._forest = compile_forest(self._booster, self._range, self._missing)
         steps = len(self._forest.roots) * max(self._forest.depth, 1) if self._forest else 0
         self._forest_rows = COMPILED_NODE_STEPS // steps if steps else 0

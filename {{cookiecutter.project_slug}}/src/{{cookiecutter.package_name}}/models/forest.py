@@ -1,7 +1,7 @@
 """A binary XGBoost forest as numpy arrays, for scoring the few rows of a request.
 
-``Booster.inplace_predict`` spends a fixed ~0.2 ms a call (its arguments travel as JSON through
-ctypes) whatever the rows: more than the trees of one request. Here every tree is flattened into
+``Booster.inplace_predict`` has a fixed cost per call (its arguments travel as JSON through
+ctypes) whatever the rows, more than the trees of one request cost. Here every tree is flattened into
 arrays and walked one level at a time for all rows and trees together. The margin is summed in
 float32 in XGBoost's order (the base margin, then each tree in turn) and the sigmoid is
 XGBoost's, so the probabilities are XGBoost's own, bit for bit on the versions pinned here.
@@ -86,7 +86,7 @@ def _libm_expf():
 
 
 _EXPF = _libm_expf()
-# C's expf sums in double to about 2**-34 of the value before rounding to float32.
+# glibc's expf sums in double to within about 2**-34 of the value, then rounds to float32.
 _EXPF_DOUBT = 2.0**-32
 
 
