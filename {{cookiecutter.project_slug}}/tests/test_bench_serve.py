@@ -33,6 +33,22 @@ def bench():
     return bench_module()
 
 
+async def serving(classify, measure):
+    """Run ``measure(url)`` against an aiohttp server in this process whose ``/classify`` is
+    the handler ``classify``."""
+    app = web.Application()
+    app.router.add_post("/classify", classify)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        return await measure(f"http://127.0.0.1:{port}/classify")
+    finally:
+        await runner.cleanup()
+
+
 async def against_a_stalling_server(measure):
     """Run ``measure(url)`` against a server that answers at once but stalls for STALL_S once,
     0.5 s after its first request (the whole process stops, as in a long GC pause)."""
@@ -47,17 +63,7 @@ async def against_a_stalling_server(measure):
         return web.json_response({"label": NEG})
 
     stalled: list[bool] = []
-    app = web.Application()
-    app.router.add_post("/classify", classify)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        return await measure(f"http://127.0.0.1:{port}/classify")
-    finally:
-        await runner.cleanup()
+    return await serving(classify, measure)
 
 
 def test_open_loop_charges_a_stall_to_every_request_that_arrived_during_it(bench):
@@ -102,17 +108,7 @@ async def against_a_server_busy_while_warming_up(measure):
             await asyncio.sleep(0.02)
         return web.json_response({"label": NEG})
 
-    app = web.Application()
-    app.router.add_post("/classify", classify)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        return await measure(f"http://127.0.0.1:{port}/classify")
-    finally:
-        await runner.cleanup()
+    return await serving(classify, measure)
 
 
 def test_closed_loop_charges_only_the_measured_requests_cpu(bench):
