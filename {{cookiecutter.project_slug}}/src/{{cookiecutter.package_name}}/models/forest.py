@@ -14,6 +14,7 @@ from its own split points: the caller then keeps the booster.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -70,7 +71,10 @@ class CompiledForest:
         return (np.float32(1.0) / (_expf(z) + np.float32(1.0))).astype(np.float32)
 
 
+@functools.cache
 def _libm_expf():
+    """C's ``expf``, or None. Looked up when a forest is first compiled, not at import: finding
+    the library runs ``ldconfig``, and every stage imports this module through the bundle."""
     import ctypes
     import ctypes.util
 
@@ -85,7 +89,6 @@ def _libm_expf():
     return expf
 
 
-_EXPF = _libm_expf()
 # glibc's expf sums in double to within about 2**-34 of the value, then rounds to float32.
 _EXPF_DOUBT = 2.0**-32
 
@@ -102,14 +105,14 @@ def _expf(z: np.ndarray) -> np.ndarray:
         midpoint = (out.astype(np.float64) + np.nextafter(out, neighbour)) / 2
         near |= np.abs(wide - midpoint) <= wide * _EXPF_DOUBT
     for i in np.flatnonzero(near):
-        out[i] = _EXPF(float(z[i]))
+        out[i] = _libm_expf()(float(z[i]))
     return out
 
 
 def compile_forest(booster: Any, iteration_range: tuple[int, int], missing: Any):
     """A :class:`CompiledForest` of ``booster``'s trees in ``iteration_range`` ((0, 0): all), or
     None when the model is outside what it covers or its scores differ from the booster's."""
-    if _EXPF is None or not (isinstance(missing, float) and np.isnan(missing)):
+    if _libm_expf() is None or not (isinstance(missing, float) and np.isnan(missing)):
         return None
     try:
         model = json.loads(bytes(booster.save_raw("json")))
