@@ -46,12 +46,6 @@ REFRESH_ENV = "MONITOR_REFRESH_S"
 ONLINE_WINDOW = timedelta(days=1)
 
 
-def new_request_id() -> str:
-    """A fresh request id: a UUIDv7 (RFC 9562) as 32 hex characters (see
-    :func:`new_request_ids`)."""
-    return new_request_ids(1)[0]
-
-
 def new_request_ids(n: int) -> list[str]:
     """``n`` fresh request ids: UUIDv7s (RFC 9562) as 32 hex characters.
 
