@@ -83,6 +83,8 @@ def test_the_sigmoid_uses_cs_expf_even_where_rounding_it_is_a_close_call(models)
     expected = np.array([expf(float(v)) for v in z], dtype=np.float32)
     assert (np.exp(z.astype(np.float64)).astype(np.float32) != expected).any()
     np.testing.assert_array_equal(forest._expf(z), expected)
+    few = [forest._expf(z[i : i + 3]) for i in range(0, 3000, 3)]  # called value by value
+    np.testing.assert_array_equal(np.concatenate(few), expected[:3000])
     model, served = models["rare"]
     x = forest._probe_rows(served._forest, 5000)
     assert np.median(booster_scores(model, served, x)) < 0.05

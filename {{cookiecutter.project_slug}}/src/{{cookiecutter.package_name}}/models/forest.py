@@ -91,13 +91,18 @@ def _libm_expf():
 
 # glibc's expf sums in double to within about 2**-34 of the value, then rounds to float32.
 _EXPF_DOUBT = 2.0**-32
+# Values up to which calling expf once each costs less than the vectorised check below.
+_EXPF_CALLS = 8
 
 
 def _expf(z: np.ndarray) -> np.ndarray:
-    """C's ``expf`` (what XGBoost calls) of float32 values, vectorised: numpy's double exp
-    rounded once to float32 agrees with it but within ``_EXPF_DOUBT`` of a rounding midpoint,
-    where expf's own less exact double decides the side; those few values are computed by
-    expf itself."""
+    """C's ``expf`` (what XGBoost calls) of float32 values. A few values are each passed to
+    expf; more are vectorised: numpy's double exp rounded once to float32 agrees with expf but
+    within ``_EXPF_DOUBT`` of a rounding midpoint, where expf's own less exact double decides
+    the side; those few values are computed by expf itself."""
+    if len(z) <= _EXPF_CALLS:
+        expf = _libm_expf()
+        return np.array([expf(v) for v in z.tolist()], dtype=np.float32)
     wide = np.exp(z.astype(np.float64))
     out = wide.astype(np.float32)
     near = np.zeros(len(out), dtype=bool)
