@@ -95,18 +95,42 @@ def ngram_occurrences(
     unigrams and bigrams (words of two or more word characters) from the first
     ``word_window``. Documents are numbered by their position in ``texts``.
     """
-    columns, documents = [], []
+    blocks = _kind_blocks(texts, bits, char_ngrams, char_window, word_window)
+    return np.concatenate([c for c, _ in blocks]), np.concatenate([d for _, d in blocks])
+
+
+def ngram_kinds(char_ngrams: tuple[int, ...]) -> int:
+    """Kinds of n-gram: one per character n-gram length, word unigrams, word bigrams."""
+    return len(char_ngrams) + 2
+
+
+def ngram_segments(
+    texts: Sequence[str],
+    *,
+    bits: int,
+    char_ngrams: tuple[int, ...],
+    char_window: int,
+    word_window: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ngram_occurrences`` with (column, segment) pairs, ``segment = kind * len(texts) +
+    document`` (kinds in ``ngram_kinds`` order): the pairs come sorted by segment, so the
+    occurrences of one kind in one document are contiguous whatever the other texts."""
+    blocks = _kind_blocks(texts, bits, char_ngrams, char_window, word_window)
+    segments = [d + k * len(texts) for k, (_, d) in enumerate(blocks)]
+    return np.concatenate([c for c, _ in blocks]), np.concatenate(segments)
+
+
+def _kind_blocks(texts, bits, char_ngrams, char_window, word_window) -> list:
+    """(columns, documents) per kind of n-gram, in ``ngram_kinds`` order, documents ascending."""
+    blocks = []
     points, prefix, boundaries, _ = _code_points([t[:char_window] for t in texts])
     inverses = _powers(len(points) + 1)[1]
     for n in char_ngrams:
-        m = len(points) - n + 1
-        if m <= 0:
-            continue
+        m = max(len(points) - n + 1, 0)
         # Hash every window with slices (cheap), then keep those inside one document.
         hashes = (prefix[n:] - prefix[:m]) * inverses[:m]
         starts = np.flatnonzero(boundaries[n:] == boundaries[:m])
-        columns.append(_bucket(hashes[starts], bits, n))
-        documents.append(boundaries[starts])
+        blocks.append((_bucket(hashes[starts], bits, n), boundaries[starts]))
 
     points, prefix, boundaries, gaps = _code_points([t[:word_window] for t in texts])
     inverses = _powers(len(points) + 1)[1]
@@ -118,10 +142,8 @@ def ngram_occurrences(
     doc = boundaries[first]
     hashes = (prefix[stop] - prefix[first]) * inverses[first]
     offset = 1 << bits
-    columns.append(_bucket(hashes, bits, _WORD_SALT) + offset)
-    documents.append(doc)
+    blocks.append((_bucket(hashes, bits, _WORD_SALT) + offset, doc))
     same = doc[1:] == doc[:-1]
     bigrams = (hashes[:-1] * _BIGRAM + hashes[1:])[same]
-    columns.append(_bucket(bigrams, bits, _BIGRAM_SALT) + offset)
-    documents.append(doc[:-1][same])
-    return np.concatenate(columns), np.concatenate(documents)
+    blocks.append((_bucket(bigrams, bits, _BIGRAM_SALT) + offset, doc[:-1][same]))
+    return blocks

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .columns import Columns, as_columns
-from .hashing import ngram_occurrences
+from .hashing import ngram_kinds, ngram_occurrences, ngram_segments
 
 CHAR_NGRAMS = (3, 4, 5)
 # Characters of the joined text that feed character n-grams / word n-grams. Hooks and
@@ -45,6 +45,12 @@ def joined_text(data: pd.DataFrame | Columns, columns: tuple[str, ...]) -> list[
     return cols.memo(("joined", columns), join)
 
 
+def lowered_text(data: pd.DataFrame | Columns, columns: tuple[str, ...]) -> list[str]:
+    """``joined_text`` lower-cased, computed once for every family that reads it."""
+    cols = as_columns(data)
+    return cols.memo(("lower", columns), lambda: [t.lower() for t in joined_text(cols, columns)])
+
+
 def time_folds(n: int, k: int, order: np.ndarray | None = None) -> np.ndarray:
     """Fold id per row: ``k`` contiguous blocks of rows in ``order`` (time order)."""
     k = max(1, min(k, n))
@@ -53,9 +59,23 @@ def time_folds(n: int, k: int, order: np.ndarray | None = None) -> np.ndarray:
     return (rank * k) // max(n, 1)
 
 
-def _sums(documents: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
-    """Per-document sums of ``weights`` as floats (numpy's bincount of nothing gives ints)."""
-    return np.bincount(documents, weights=weights, minlength=n).astype(np.float64, copy=False)
+def _document_sums(segments: np.ndarray, weights: np.ndarray, n: int, kinds: int) -> np.ndarray:
+    """Per-document sums of each column of ``weights`` (occurrences x k), shape (n, k), over
+    ``hashing.ngram_segments``' sorted segments.
+
+    Each (kind, document) segment is summed on its own (``reduceat``, many times faster than a
+    ``bincount`` over unsorted documents), then a document's kinds are added in kind order:
+    its sum depends on its own n-grams only, never on the other texts of the call.
+    """
+    bounds = np.searchsorted(segments, np.arange(kinds * n + 1))
+    filled = bounds[1:] > bounds[:-1]  # reduceat would give an empty segment a value
+    per_segment = np.zeros((kinds * n, weights.shape[1]))
+    if len(segments):
+        per_segment[filled] = np.add.reduceat(weights, bounds[:-1][filled])
+    total = per_segment[:n]
+    for kind in range(1, kinds):
+        total += per_segment[kind * n : (kind + 1) * n]
+    return total
 
 
 def _expit(z: np.ndarray) -> np.ndarray:
@@ -105,20 +125,18 @@ class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     # -- hashing -------------------------------------------------------------------------------
 
     def _texts(self, df: pd.DataFrame | Columns) -> list[str]:
-        cols = as_columns(df)
-        columns = tuple(self.text_columns)
-        return cols.memo(
-            ("lower", columns), lambda: [t.lower() for t in joined_text(cols, columns)]
-        )
+        return lowered_text(df, tuple(self.text_columns))
+
+    def _hashing(self) -> dict:
+        return {
+            "bits": self.bits,
+            "char_ngrams": CHAR_NGRAMS,
+            "char_window": self.char_window,
+            "word_window": self.word_window,
+        }
 
     def _occurrences(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        return ngram_occurrences(
-            texts,
-            bits=self.bits,
-            char_ngrams=CHAR_NGRAMS,
-            char_window=self.char_window,
-            word_window=self.word_window,
-        )
+        return ngram_occurrences(texts, **self._hashing())
 
     def _chunks(self, texts: list[str]):
         for start in range(0, len(texts), CHUNK_ROWS):
@@ -187,9 +205,14 @@ class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     def _scores(self, texts: list[str], weighted: np.ndarray, intercept: float) -> np.ndarray:
         out = np.empty(len(texts))
         squared = self.idf_squared_
-        for start, chunk, cols, docs in self._chunks(texts):
-            dot = _sums(docs, weighted[cols], len(chunk))
-            norm = np.sqrt(_sums(docs, squared[cols], len(chunk)))
+        kinds = ngram_kinds(CHAR_NGRAMS)
+        for start in range(0, len(texts), CHUNK_ROWS):
+            chunk = texts[start : start + CHUNK_ROWS]
+            cols, segments = ngram_segments(chunk, **self._hashing())
+            both = np.empty((len(cols), 2))
+            both[:, 0], both[:, 1] = weighted[cols], squared[cols]
+            dot, norm = _document_sums(segments, both, len(chunk), kinds).T
+            norm = np.sqrt(norm)
             # A text without a single n-gram ("?", "k", an emoji) scores the intercept alone.
             dot = np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0)
             out[start : start + len(chunk)] = _expit(dot + intercept)
