@@ -15,6 +15,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -416,6 +417,21 @@ def test_a_record_whose_values_changed_is_scored_again(sample, later, tmp_path):
         logged = log.rows()
     assert len(logged) == 22  # two more, under the changed records' own request ids
     assert sorted(r["message_id"] for r in logged).count(str(records.loc[3, id_column])) == 2
+
+
+def test_monitored_values_are_the_models_inputs_by_name_then_raw_columns(cfg):
+    reference = {"features": dict.fromkeys(["c", "raw", "a", "b", "absent"], {})}
+    log_rows = LogRows(cfg, reference, batch.ROUTING)
+    bundle = SimpleNamespace(metadata={"feature_names": ["a", "b", "unmonitored", "c"]})
+    model = SimpleNamespace(name="model", version=1, bundle=bundle)
+    rows = pd.DataFrame({"raw": [1.5, "text"], "a": [9.0, 9.0]})
+    x = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], dtype=np.float32)
+    nan = np.nan
+    expected = [[4, 1.5, 1, 2, nan], [8, nan, 5, 6, nan]]
+    np.testing.assert_array_equal(log_rows.features(model, rows, x), expected)
+    # A model that takes the raw rows: every value is read from them.
+    expected = [[nan, 1.5, 9, nan, nan], [nan, nan, 9, nan, nan]]
+    np.testing.assert_array_equal(log_rows.features(model, rows, rows), expected)
 
 
 def test_a_log_writer_that_fails_or_dies_stops_the_run_with_why(sample, tmp_path):

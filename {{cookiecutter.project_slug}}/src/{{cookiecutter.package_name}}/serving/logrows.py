@@ -67,18 +67,17 @@ class LogRows:
         self.routing = routing
         self.feature_names = list(reference.get("features", {}))
         self.signals = InputSignals(reference)
-        self._columns: dict[tuple[str, int], dict[str, int]] = {}
+        self._plans: dict = {}
 
     def features(self, model, rows: pd.DataFrame | RecordTable, x) -> np.ndarray:
         """The monitored feature values of each row (NaN where missing or not a number)."""
         out = np.full((len(rows), len(self.feature_names)), np.nan)
         dense = isinstance(x, np.ndarray) and x.ndim == 2
-        columns = self._model_columns(model) if dense else {}
-        for j, name in enumerate(self.feature_names):
-            k = columns.get(name)
-            if k is not None:
-                out[:, j] = x[:, k]
-            elif name in rows:
+        targets, sources, raw = self._plan(model if dense else None)
+        if len(targets):
+            out[:, targets] = x[:, sources]  # the model's inputs, in one copy
+        for j, name in raw:
+            if name in rows:
                 # Cell by cell: selecting a column of a one-row frame costs more than scoring.
                 out[:, j] = [_number(v) for v in cells(rows, name)]
         return out
@@ -88,13 +87,22 @@ class LogRows:
         wanted = [self.timestamp, *self.signals.columns]
         return [c for c in dict.fromkeys(wanted) if c and c in rows]
 
-    def _model_columns(self, model) -> dict[str, int]:
-        key = (model.name, model.version)
-        columns = self._columns.get(key)
-        if columns is None:
-            names = model.bundle.metadata.get("feature_names") or []
-            columns = self._columns[key] = {n: k for k, n in enumerate(names)}
-        return columns
+    def _plan(self, model) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+        """(positions in the monitored features, columns of the model's input) of what the
+        model computes, and the (position, name) of the rest, read from the raw rows; kept
+        per model (``None``: a model whose input is not an array, all read raw)."""
+        key = None if model is None else (model.name, model.version)
+        plan = self._plans.get(key)
+        if plan is None:
+            names = (model.bundle.metadata.get("feature_names") or []) if model else []
+            columns = {n: k for k, n in enumerate(names)}
+            found = [(j, columns[n]) for j, n in enumerate(self.feature_names) if n in columns]
+            plan = self._plans[key] = (
+                np.array([j for j, _ in found], dtype=np.intp),
+                np.array([k for _, k in found], dtype=np.intp),
+                [(j, n) for j, n in enumerate(self.feature_names) if n not in columns],
+            )
+        return plan
 
     def context(
         self,
