@@ -72,6 +72,7 @@ class EntityStore:
         self._meta: StoreMeta | None = None
         self._meta_at = 0.0
         self._lock = threading.RLock()
+        self._spec: tuple = (None, None)  # (contract, its history definition)
 
     @classmethod
     def from_config(cls, cfg, url: str | None = None, **kwargs) -> EntityStore:
@@ -200,7 +201,10 @@ class EntityStore:
         or after the snapshot's ``as_of``: an older row would see the snapshot's later sends.
         A ``RecordTable`` (a request's rows) gives a ``RecordTable``, a frame a frame.
         """
-        spec = history_spec(cfg)
+        contract, spec = self._spec
+        if contract is not cfg:  # derived once per contract, not once per request
+            spec = history_spec(cfg)
+            self._spec = (cfg, spec)
         absent = [c for c in (spec.entity, spec.timestamp) if c not in rows.columns]
         if absent:
             raise ValueError(f"lookup: rows lack column(s) {', '.join(absent)}")
