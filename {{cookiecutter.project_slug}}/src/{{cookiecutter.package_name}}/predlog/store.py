@@ -288,7 +288,7 @@ class PredictionLog:
             return set()
         records = records or []
         # SQLite has one writer at a time and a waiting writer sleeps in steps of up to 100 ms:
-        # threads of this process take turns on a lock instead (a commit takes ~0.2 ms).
+        # threads of this process take turns on a lock instead (a commit is far shorter).
         packed = [self._packed(r) for r in rows]
         try:
             if self._sqlite:
