@@ -135,13 +135,12 @@ class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             "word_window": self.word_window,
         }
 
-    def _occurrences(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        return ngram_occurrences(texts, **self._hashing())
-
-    def _chunks(self, texts: list[str]):
+    def _chunks(self, texts: list[str], hashed=ngram_occurrences):
+        """(start, texts, columns, documents) per chunk of texts, hashed by ``hashed``
+        (``ngram_segments``: segments in place of documents)."""
         for start in range(0, len(texts), CHUNK_ROWS):
             chunk = texts[start : start + CHUNK_ROWS]
-            yield start, chunk, *self._occurrences(chunk)
+            yield start, chunk, *hashed(chunk, **self._hashing())
 
     def _fit_idf(self, texts: list[str], rng: np.random.Generator) -> None:
         """Smoothed idf, ``ln((1 + n) / (1 + df)) + 1``, from up to ``IDF_SAMPLE`` documents."""
@@ -206,9 +205,7 @@ class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         out = np.empty(len(texts))
         squared = self.idf_squared_
         kinds = ngram_kinds(CHAR_NGRAMS)
-        for start in range(0, len(texts), CHUNK_ROWS):
-            chunk = texts[start : start + CHUNK_ROWS]
-            cols, segments = ngram_segments(chunk, **self._hashing())
+        for start, chunk, cols, segments in self._chunks(texts, ngram_segments):
             both = np.empty((len(cols), 2))
             both[:, 0], both[:, 1] = weighted[cols], squared[cols]
             dot, norm = _document_sums(segments, both, len(chunk), kinds).T
