@@ -7,6 +7,9 @@ the wrong rows), a text with no n-gram at all (which crashed scoring), and a fra
 depend on the batch size (one request versus many).
 """
 
+import re
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sample_project import fit_bundle, minimal_body
 
+from {{cookiecutter.package_name}}.features import hashing
 from {{cookiecutter.package_name}}.features.hashing import ngram_occurrences
 from {{cookiecutter.package_name}}.features.history import attach_history
 from {{cookiecutter.package_name}}.features.store import EntityStore
@@ -69,6 +73,65 @@ def test_a_nul_inside_a_text_does_not_move_its_neighbours():
         np.testing.assert_array_equal(np.sort(columns[documents == k]), np.sort(alone[k]))
     # The NUL is an ordinary character: the n-grams across it exist, as in training.
     assert len(alone[0]) > len(_occurrences(["ab"])[0]) + len(_occurrences(["cd efgh"])[0])
+
+
+# The hashing spelled out one n-gram at a time, in plain integers: the oracle for the vectorised
+# code, whose shortcuts (shared prefix hashes, the batch joined into one array, windows cut
+# per text) must not change a single column.
+_MASK = (1 << 64) - 1
+_WORD_RUN = re.compile("[0-9A-Za-z_\u0080-\U0010ffff]{2,}")
+
+
+def _polynomial(text: str) -> int:
+    return sum(ord(c) * pow(int(hashing._P), k, 1 << 64) for k, c in enumerate(text)) & _MASK
+
+
+def _column(value: int, bits: int, salt: int, offset: int = 0) -> int:
+    mix = int(hashing._MIX)
+    h = ((value + salt) * mix) & _MASK
+    h ^= h >> int(hashing._SHIFT)
+    return (((h * mix) & _MASK) >> (64 - bits)) + offset
+
+
+def _reference_columns(text, bits, char_ngrams, char_window, word_window) -> list[int]:
+    head = text[:char_window]
+    columns = [
+        _column(_polynomial(head[i : i + n]), bits, n)
+        for n in char_ngrams
+        for i in range(len(head) - n + 1)
+    ]
+    words = [_polynomial(w) for w in _WORD_RUN.findall(text[:word_window])]
+    offset = 1 << bits
+    columns += [_column(w, bits, hashing._WORD_SALT, offset) for w in words]
+    bigram = int(hashing._BIGRAM)
+    columns += [
+        _column((a * bigram + b) & _MASK, bits, hashing._BIGRAM_SALT, offset)
+        for a, b in pairwise(words)
+    ]
+    return sorted(columns)
+
+
+# Lengths drawn evenly up to past the small windows, so texts are cut (or not) in every spot.
+_window_text = (
+    st.integers(0, 16)
+    .flatmap(lambda n: st.lists(st.sampled_from([*AWKWARD, *"abZ1_- "]), min_size=n, max_size=n))
+    .map("".join)
+)
+
+
+@FAST
+@given(
+    st.lists(_window_text, max_size=6),
+    st.sampled_from([(6, 11), (11, 6), (3, 3), (256, 3000)]),
+)
+def test_batch_hashing_equals_the_reference_one_ngram_at_a_time(texts, windows):
+    char_window, word_window = windows
+    columns, documents = ngram_occurrences(
+        texts, bits=10, char_ngrams=(3, 4, 5), char_window=char_window, word_window=word_window
+    )
+    for k, text in enumerate(texts):
+        expected = _reference_columns(text, 10, (3, 4, 5), char_window, word_window)
+        assert sorted(columns[documents == k].tolist()) == expected
 
 
 @pytest.fixture(scope="module")

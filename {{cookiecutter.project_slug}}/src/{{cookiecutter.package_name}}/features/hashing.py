@@ -27,9 +27,11 @@ _BIGRAM = np.uint64(0x51ED27)
 _WORD_SALT, _BIGRAM_SALT = 11, 13
 # Word characters: ASCII letters, digits and underscore; every non-ASCII code point counts as a
 # letter (accented and non-Latin words stay words).
-_ASCII_WORD = np.zeros(128, dtype=bool)
+# Indexed by min(code point, 128): the last entry stands for every non-ASCII code point.
+_WORD = np.zeros(129, dtype=bool)
 for _ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
-    _ASCII_WORD[ord(_ch)] = True
+    _WORD[ord(_ch)] = True
+_WORD[128] = True
 
 _powers_cache: tuple[np.ndarray, np.ndarray] = (np.ones(1, np.uint64), np.ones(1, np.uint64))
 
@@ -49,36 +51,36 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return powers[:n], inverses[:n]
 
 
-def _bucket(hashes: np.ndarray, bits: int, salt: int) -> np.ndarray:
-    """Mix a 64-bit hash and keep its top ``bits`` bits as a column index."""
-    h = (hashes + np.uint64(salt)) * _MIX
+def _bucket(hashes: np.ndarray, bits: int, salt: int, offset: int = 0) -> np.ndarray:
+    """Mix a 64-bit hash and keep its top ``bits`` bits, plus ``offset``, as a column index."""
+    h = hashes + np.uint64(salt)
+    h *= _MIX
     h ^= h >> _SHIFT
     h *= _MIX
-    return (h >> np.uint64(64 - bits)).astype(np.intp)
+    h >>= np.uint64(64 - bits)
+    h += np.uint64(offset)
+    return h.view(np.int64)  # below 2**63: the same numbers
 
 
-def _code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Texts joined by one separator position: code points, prefix hashes, boundaries, gaps.
+def _code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Texts joined by one separator position: code points, prefix hashes, boundaries.
 
     ``prefix[j] = sum(points[k] * P**k for k < j)``, so the hash of ``points[i:j]``,
     normalised to start at power 0, is ``(prefix[j] - prefix[i]) * P**-i``.
     ``boundaries[j]`` counts separator positions in ``points[:j]``: the document of position i,
     and a window ``[i, j)`` lies inside one document when ``boundaries[j] == boundaries[i]``.
-    ``gaps`` marks the separator positions. Both come from the texts' lengths, never from their
-    content: a text may hold any code point, NUL included, without moving a boundary.
+    Boundaries come from the texts' lengths, never from their content: a text may hold any
+    code point, NUL included, without moving a boundary.
     """
     joined = "\x00".join(texts).encode("utf-32-le", errors="surrogatepass")
     points = np.frombuffer(joined, dtype=np.uint32)
     powers, _ = _powers(len(points) + 1)
     prefix = np.zeros(len(points) + 1, np.uint64)
     np.cumsum(points * powers[: len(points)], out=prefix[1:])
-    gaps = np.zeros(len(points), dtype=bool)
-    if len(texts) > 1:
-        # utf-32 gives one unit per code point, which is what len() counts (lone surrogates too).
-        gaps[np.cumsum([len(t) + 1 for t in texts[:-1]]) - 1] = True
-    boundaries = np.zeros(len(points) + 1, np.intp)
-    np.cumsum(gaps, out=boundaries[1:])
-    return points, prefix, boundaries, gaps
+    # utf-32 gives one unit per code point, which is what len() counts (lone surrogates too);
+    # document k owns its characters and the separator after it.
+    boundaries = np.repeat(np.arange(len(texts)), [len(t) + 1 for t in texts])
+    return points, prefix, boundaries
 
 
 def ngram_occurrences(
@@ -95,8 +97,8 @@ def ngram_occurrences(
     unigrams and bigrams (words of two or more word characters) from the first
     ``word_window``. Documents are numbered by their position in ``texts``.
     """
-    blocks = _kind_blocks(texts, bits, char_ngrams, char_window, word_window)
-    return np.concatenate([c for c, _ in blocks]), np.concatenate([d for _, d in blocks])
+    columns, documents, _ = _hashed(texts, bits, char_ngrams, char_window, word_window)
+    return columns, documents
 
 
 def ngram_kinds(char_ngrams: tuple[int, ...]) -> int:
@@ -115,35 +117,52 @@ def ngram_segments(
     """``ngram_occurrences`` with (column, segment) pairs, ``segment = kind * len(texts) +
     document`` (kinds in ``ngram_kinds`` order): the pairs come sorted by segment, so the
     occurrences of one kind in one document are contiguous whatever the other texts."""
-    blocks = _kind_blocks(texts, bits, char_ngrams, char_window, word_window)
-    segments = [d + k * len(texts) for k, (_, d) in enumerate(blocks)]
-    return np.concatenate([c for c, _ in blocks]), np.concatenate(segments)
+    columns, documents, counts = _hashed(texts, bits, char_ngrams, char_window, word_window)
+    return columns, documents + np.repeat(np.arange(len(counts)) * len(texts), counts)
 
 
-def _kind_blocks(texts, bits, char_ngrams, char_window, word_window) -> list:
-    """(columns, documents) per kind of n-gram, in ``ngram_kinds`` order, documents ascending."""
-    blocks = []
-    points, prefix, boundaries, _ = _code_points([t[:char_window] for t in texts])
-    inverses = _powers(len(points) + 1)[1]
+def _hashed(texts, bits, char_ngrams, char_window, word_window):
+    """(columns, documents, occurrences per kind): kinds in ``ngram_kinds`` order, documents
+    ascending within a kind."""
+    if not texts:
+        empty = np.zeros(0, np.intp)
+        return empty, empty, [0] * ngram_kinds(char_ngrams)
+    words = [t[:word_window] for t in texts]
+    points, prefix, boundaries = _code_points(words)
+    if char_window <= word_window and all(len(t) <= char_window for t in words[:-1]):
+        # Only the last text is cut by the character window: that join is a prefix of this one.
+        size = len(prefix) - len(words[-1]) + min(len(words[-1]), char_window)
+        char_prefix, char_boundaries = prefix[:size], boundaries[:size]
+    else:
+        _, char_prefix, char_boundaries = _code_points([t[:char_window] for t in texts])
+    inverses = _powers(max(len(prefix), len(char_prefix)))[1]
+    columns, documents = [], []
     for n in char_ngrams:
-        m = max(len(points) - n + 1, 0)
+        m = max(len(char_prefix) - n, 0)
         # Hash every window with slices (cheap), then keep those inside one document.
-        hashes = (prefix[n:] - prefix[:m]) * inverses[:m]
-        starts = np.flatnonzero(boundaries[n:] == boundaries[:m])
-        blocks.append((_bucket(hashes[starts], bits, n), boundaries[starts]))
+        window_hashes = (char_prefix[n:] - char_prefix[:m]) * inverses[:m]
+        if len(texts) == 1:  # every window lies inside the one text
+            columns.append(_bucket(window_hashes, bits, n))
+            documents.append(char_boundaries[:m])
+        else:
+            starts = np.flatnonzero(char_boundaries[n:] == char_boundaries[:m])
+            columns.append(_bucket(window_hashes[starts], bits, n))
+            documents.append(char_boundaries[starts])
 
-    points, prefix, boundaries, gaps = _code_points([t[:word_window] for t in texts])
-    inverses = _powers(len(points) + 1)[1]
-    is_word = np.where(points < 128, _ASCII_WORD[points & 127], True) & ~gaps
-    edges = np.diff(is_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    # Words: runs of two or more word characters (the separator, code point 0, is none).
+    is_word = np.zeros(len(points) + 2, np.int8)
+    is_word[1:-1] = _WORD[np.minimum(points, 128)]
+    edges = np.diff(is_word)
     first, stop = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     keep = stop - first >= 2
     first, stop = first[keep], stop[keep]
     doc = boundaries[first]
-    hashes = (prefix[stop] - prefix[first]) * inverses[first]
+    word_hashes = (prefix[stop] - prefix[first]) * inverses[first]
     offset = 1 << bits
-    blocks.append((_bucket(hashes, bits, _WORD_SALT) + offset, doc))
+    columns.append(_bucket(word_hashes, bits, _WORD_SALT, offset))
+    documents.append(doc)
     same = doc[1:] == doc[:-1]
-    bigrams = (hashes[:-1] * _BIGRAM + hashes[1:])[same]
-    blocks.append((_bucket(bigrams, bits, _BIGRAM_SALT) + offset, doc[:-1][same]))
-    return blocks
+    bigrams = (word_hashes[:-1] * _BIGRAM + word_hashes[1:])[same]
+    columns.append(_bucket(bigrams, bits, _BIGRAM_SALT, offset))
+    documents.append(doc[:-1][same])
+    return np.concatenate(columns), np.concatenate(documents), [len(d) for d in documents]
