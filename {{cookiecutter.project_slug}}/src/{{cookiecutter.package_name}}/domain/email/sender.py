@@ -9,6 +9,8 @@ each training row with rates from the other time folds only, so no row sees its 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -48,6 +50,7 @@ FREEMAIL_DOMAINS = frozenset(
 _SECOND_LEVEL = frozenset({"co", "com", "org", "net", "ac", "gov", "edu", "ne", "or"})
 
 
+@lru_cache(maxsize=4096)  # a batch's links and senders repeat a few popular hosts
 def base_domain(host: str) -> str:
     """The registrable part of a host name, roughly: ``mail.shop.example.co.uk`` ->
     ``example.co.uk``. Good enough to tell "same organisation" from "elsewhere"."""

@@ -7,7 +7,9 @@ lacks counts as empty, so the transformer still works on a leaner schema.
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -89,13 +91,12 @@ class StructureFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     def transform(self, df: pd.DataFrame | Columns) -> np.ndarray:
         cols = as_columns(df)
         names = {**DEFAULT_COLUMNS, **(self.columns or {})}
-        images = np.nan_to_num(cols.numbers(names["inline_image_count"]))
         rows = zip(
             sender_domains(cols, self.entity, self.domain),
             cols.strings(names["urls"]),
             cols.strings(names["attachment_types"]),
             cols.numbers(names["attachment_count"]).tolist(),
-            images.tolist(),
+            cols.numbers(names["inline_image_count"]).tolist(),
             cols.strings(names["content_type"]),
             cols.strings(names["reply_to"]),
             cols.strings(names["body"]),
@@ -108,21 +109,28 @@ class StructureFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 def _structure(domain, urls, types, attachments, images, content_type, reply_to, body):
     own = base_domain(domain) if domain else ""
     hosts = [url_host(u) for u in urls.split()]
-    foreign = sum(1 for h in hosts if base_domain(h) != own)
+    foreign = shortened = 0
+    ip_host = False
+    for host in hosts:
+        foreign += base_domain(host) != own
+        shortened += host in URL_SHORTENERS
+        ip_host = ip_host or _IP_HOST.fullmatch(host) is not None
     extensions = [t.strip().lower().lstrip(".") for t in types.split(",") if t.strip()]
     if attachments != attachments:  # NaN: the count column is absent or empty
         attachments = float(len(extensions))
+    images = _finite(images)
     is_html = "html" in content_type.lower()
-    markup = sum(len(tag) for tag in _TAG.findall(body)) if "<" in body else 0
+    # The tags' total length: what removing them takes away.
+    markup = len(body) - len(_TAG.sub("", body)) if "<" in body else 0
     reply_domain = reply_to.rpartition("@")[2].strip().lower() if "@" in reply_to else ""
     return [
         float(len(hosts)),
         float(len(set(hosts))),
         foreign / len(hosts) if hosts else 0.0,
-        float(any(_IP_HOST.fullmatch(h) for h in hosts)),
-        float(sum(h in URL_SHORTENERS for h in hosts)),
+        float(ip_host),
+        float(shortened),
         attachments,
-        float(sum(e in RISKY_ATTACHMENTS for e in extensions)),
+        float(len([e for e in extensions if e in RISKY_ATTACHMENTS])),
         images,
         images / (1.0 + len(body) / 1000.0),
         float(is_html),
@@ -130,3 +138,12 @@ def _structure(domain, urls, types, attachments, images, content_type, reply_to,
         float(bool(reply_to.strip())),
         float(bool(reply_domain) and base_domain(reply_domain) != own),
     ]
+
+
+def _finite(value: float) -> float:
+    """NaN as 0 and an infinity as the largest float, as ``np.nan_to_num`` does."""
+    if value != value:
+        return 0.0
+    if math.isinf(value):
+        return math.copysign(sys.float_info.max, value)
+    return value
