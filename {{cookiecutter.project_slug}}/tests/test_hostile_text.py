@@ -119,12 +119,16 @@ _window_text = (
 )
 
 
+@pytest.mark.parametrize("one_pass", [True, False], ids=["kinds-together", "kind-by-kind"])
 @FAST
 @given(
-    st.lists(_window_text, max_size=6),
-    st.sampled_from([(6, 11), (11, 6), (3, 3), (256, 3000)]),
+    texts=st.lists(_window_text, max_size=6),
+    windows=st.sampled_from([(6, 11), (11, 6), (3, 3), (256, 3000)]),
 )
-def test_batch_hashing_equals_the_reference_one_ngram_at_a_time(texts, windows):
+def test_batch_hashing_equals_the_reference_one_ngram_at_a_time(
+    texts, windows, one_pass, monkeypatch
+):
+    monkeypatch.setattr(hashing, "_ONE_PASS", hashing._ONE_PASS if one_pass else 0)
     char_window, word_window = windows
     columns, documents = ngram_occurrences(
         texts, bits=10, char_ngrams=(3, 4, 5), char_window=char_window, word_window=word_window

@@ -25,6 +25,9 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT = np.uint64(29)
 _BIGRAM = np.uint64(0x51ED27)
 _WORD_SALT, _BIGRAM_SALT = 11, 13
+# Up to this many n-grams in a call (a request or two), every kind is mixed in one pass; past it
+# kind by kind, so each pass runs over arrays that stay in cache.
+_ONE_PASS = 8192
 # Word characters: ASCII letters, digits and underscore; every non-ASCII code point counts as a
 # letter (accented and non-Latin words stay words).
 # Indexed by min(code point, 128): the last entry stands for every non-ASCII code point.
@@ -51,14 +54,14 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return powers[:n], inverses[:n]
 
 
-def _bucket(hashes: np.ndarray, bits: int, salt: int, offset: int = 0) -> np.ndarray:
-    """Mix a 64-bit hash and keep its top ``bits`` bits, plus ``offset``, as a column index."""
-    h = hashes + np.uint64(salt)
+def _bucket(hashes: np.ndarray, bits: int, salt: np.ndarray) -> np.ndarray:
+    """Mix 64-bit hashes with their salts (uint64: one, or one per hash) and keep the top
+    ``bits`` bits as a column index."""
+    h = hashes + salt
     h *= _MIX
     h ^= h >> _SHIFT
     h *= _MIX
     h >>= np.uint64(64 - bits)
-    h += np.uint64(offset)
     return h.view(np.int64)  # below 2**63: the same numbers
 
 
@@ -136,17 +139,17 @@ def _hashed(texts, bits, char_ngrams, char_window, word_window):
     else:
         _, char_prefix, char_boundaries = _code_points([t[:char_window] for t in texts])
     inverses = _powers(max(len(prefix), len(char_prefix)))[1]
-    columns, documents = [], []
+    hashes, documents = [], []
     for n in char_ngrams:
         m = max(len(char_prefix) - n, 0)
         # Hash every window with slices (cheap), then keep those inside one document.
         window_hashes = (char_prefix[n:] - char_prefix[:m]) * inverses[:m]
         if len(texts) == 1:  # every window lies inside the one text
-            columns.append(_bucket(window_hashes, bits, n))
+            hashes.append(window_hashes)
             documents.append(char_boundaries[:m])
         else:
             starts = np.flatnonzero(char_boundaries[n:] == char_boundaries[:m])
-            columns.append(_bucket(window_hashes[starts], bits, n))
+            hashes.append(window_hashes[starts])
             documents.append(char_boundaries[starts])
 
     # Words: runs of two or more word characters (the separator, code point 0, is none).
@@ -158,11 +161,18 @@ def _hashed(texts, bits, char_ngrams, char_window, word_window):
     first, stop = first[keep], stop[keep]
     doc = boundaries[first]
     word_hashes = (prefix[stop] - prefix[first]) * inverses[first]
-    offset = 1 << bits
-    columns.append(_bucket(word_hashes, bits, _WORD_SALT, offset))
+    hashes.append(word_hashes)
     documents.append(doc)
     same = doc[1:] == doc[:-1]
-    bigrams = (word_hashes[:-1] * _BIGRAM + word_hashes[1:])[same]
-    columns.append(_bucket(bigrams, bits, _BIGRAM_SALT, offset))
+    hashes.append((word_hashes[:-1] * _BIGRAM + word_hashes[1:])[same])
     documents.append(doc[:-1][same])
-    return np.concatenate(columns), np.concatenate(documents), [len(d) for d in documents]
+
+    counts = [len(d) for d in documents]
+    salts = np.array([*char_ngrams, _WORD_SALT, _BIGRAM_SALT], np.uint64)
+    if sum(counts) <= _ONE_PASS:
+        columns = _bucket(np.concatenate(hashes), bits, np.repeat(salts, counts))
+    else:
+        pairs = zip(hashes, salts, strict=True)
+        columns = np.concatenate([_bucket(h, bits, salt) for h, salt in pairs])
+    columns[sum(counts[: len(char_ngrams)]) :] += 1 << bits  # word n-grams: the upper half
+    return columns, np.concatenate(documents), counts
