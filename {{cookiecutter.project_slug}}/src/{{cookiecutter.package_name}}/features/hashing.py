@@ -28,9 +28,8 @@ _WORD_SALT, _BIGRAM_SALT = 11, 13
 # Up to this many n-grams in a call (a request or two), every kind is mixed in one pass; past it
 # kind by kind, so each pass runs over arrays that stay in cache.
 _ONE_PASS = 8192
-# Word characters: ASCII letters, digits and underscore; every non-ASCII code point counts as a
-# letter (accented and non-Latin words stay words).
-# Indexed by min(code point, 128): the last entry stands for every non-ASCII code point.
+# Word characters, indexed by min(code point, 128): ASCII letters, digits and underscore, and the
+# last entry for every non-ASCII code point (accented and non-Latin words stay words).
 _WORD = np.zeros(129, dtype=bool)
 for _ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
     _WORD[ord(_ch)] = True
