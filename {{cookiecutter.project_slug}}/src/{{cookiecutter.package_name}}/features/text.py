@@ -117,6 +117,17 @@ class TextScorer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     # The score is label-derived: training rows get it out of fold (``fit_transform``).
     out_of_fold = True
 
+    def __setstate__(self, state):
+        # Scorers pickled before the pair table kept its two columns apart.
+        if "score_table_" not in state and "weighted_idf_" in state:
+            state = dict(state)
+            idf = state["idf_"]
+            squared = state.pop("idf_squared_", None)
+            state["score_table_"] = np.column_stack(
+                [state.pop("weighted_idf_"), idf * idf if squared is None else squared]
+            )
+        super().__setstate__(state)
+
     @property
     def consumes(self) -> tuple[str, ...]:
         """The contract columns this family reads."""
