@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from test_role_features import ROLE_FAMILIES
 
+from {{cookiecutter.package_name}}.domain.email import sender
 from {{cookiecutter.package_name}}.features import build
 from {{cookiecutter.package_name}}.features.flags import FlagFeatures
 from {{cookiecutter.package_name}}.features.hashing import ngram_occurrences
@@ -298,6 +299,15 @@ def test_leaner_schemas_and_loose_dtypes_work_row_by_row_as_in_batch(cfg, data, 
     np.testing.assert_array_equal(one_by_one, batch)
     names = list(transformer.get_feature_names_out())
     assert (batch[:, names.index("structure_url_count")] == 0).all()
+
+
+def test_a_host_longer_than_a_dns_name_stays_out_of_the_domain_cache():
+    # Request fields run to a megabyte: caching such "hosts" would let clients fill memory.
+    cached = sender._cached_base_domain.cache_info().currsize
+    assert sender.base_domain("x." * 5000 + "Example.CO.uk") == "example.co.uk"
+    assert sender._cached_base_domain.cache_info().currsize == cached
+    assert sender.base_domain("mail.example.com") == "example.com"
+    assert sender._cached_base_domain.cache_info().currsize <= cached + 1
 
 
 def test_hashing_is_fixed_across_processes():

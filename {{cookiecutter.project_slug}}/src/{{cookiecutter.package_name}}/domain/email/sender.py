@@ -50,14 +50,28 @@ FREEMAIL_DOMAINS = frozenset(
 _SECOND_LEVEL = frozenset({"co", "com", "org", "net", "ac", "gov", "edu", "ne", "or"})
 
 
-@lru_cache(maxsize=4096)  # a batch's links and senders repeat a few popular hosts
+# A DNS name holds at most 253 characters: longer "hosts" (a request's text can run to a
+# megabyte) are not cached, so the cache stays small whatever clients send.
+_CACHED_HOST_CHARS = 253
+
+
 def base_domain(host: str) -> str:
     """The registrable part of a host name, roughly: ``mail.shop.example.co.uk`` ->
     ``example.co.uk``. Good enough to tell "same organisation" from "elsewhere"."""
+    if len(host) <= _CACHED_HOST_CHARS:
+        return _cached_base_domain(host)
+    return _base_domain(host)
+
+
+def _base_domain(host: str) -> str:
     labels = host.lower().strip(".").split(".")
     if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
         return ".".join(labels[-3:])
     return ".".join(labels[-2:])
+
+
+# A batch's links and senders repeat a few popular hosts.
+_cached_base_domain = lru_cache(maxsize=4096)(_base_domain)
 
 
 def sender_domains(data: pd.DataFrame | Columns, entity: str, domain: str | None) -> list[str]:
