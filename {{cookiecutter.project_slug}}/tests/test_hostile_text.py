@@ -93,22 +93,24 @@ def _column(value: int, bits: int, salt: int, offset: int = 0) -> int:
     return (((h * mix) & _MASK) >> (64 - bits)) + offset
 
 
-def _reference_columns(text, bits, char_ngrams, char_window, word_window) -> list[int]:
+def _reference_kinds(text, bits, char_ngrams, char_window, word_window) -> list[list[int]]:
+    """The text's columns per kind of n-gram (``hashing.ngram_kinds`` order), sorted."""
     head = text[:char_window]
-    columns = [
-        _column(_polynomial(head[i : i + n]), bits, n)
+    kinds = [
+        [_column(_polynomial(head[i : i + n]), bits, n) for i in range(len(head) - n + 1)]
         for n in char_ngrams
-        for i in range(len(head) - n + 1)
     ]
     words = [_polynomial(w) for w in _WORD_RUN.findall(text[:word_window])]
     offset = 1 << bits
-    columns += [_column(w, bits, hashing._WORD_SALT, offset) for w in words]
+    kinds.append([_column(w, bits, hashing._WORD_SALT, offset) for w in words])
     bigram = int(hashing._BIGRAM)
-    columns += [
-        _column((a * bigram + b) & _MASK, bits, hashing._BIGRAM_SALT, offset)
-        for a, b in pairwise(words)
-    ]
-    return sorted(columns)
+    kinds.append(
+        [
+            _column((a * bigram + b) & _MASK, bits, hashing._BIGRAM_SALT, offset)
+            for a, b in pairwise(words)
+        ]
+    )
+    return [sorted(kind) for kind in kinds]
 
 
 # Lengths drawn evenly up to past the small windows, so texts are cut (or not) in every spot.
@@ -130,12 +132,18 @@ def test_batch_hashing_equals_the_reference_one_ngram_at_a_time(
 ):
     monkeypatch.setattr(hashing, "_ONE_PASS", hashing._ONE_PASS if one_pass else 0)
     char_window, word_window = windows
-    columns, documents = ngram_occurrences(
-        texts, bits=10, char_ngrams=(3, 4, 5), char_window=char_window, word_window=word_window
-    )
-    for k, text in enumerate(texts):
-        expected = _reference_columns(text, 10, (3, 4, 5), char_window, word_window)
-        assert sorted(columns[documents == k].tolist()) == expected
+    options = dict(bits=10, char_ngrams=(3, 4, 5), char_window=char_window, word_window=word_window)
+    expected = [_reference_kinds(text, 10, (3, 4, 5), char_window, word_window) for text in texts]
+    columns, documents = ngram_occurrences(texts, **options)
+    assert len(columns) == len(documents) == sum(len(c) for kinds in expected for c in kinds)
+    for k, kinds in enumerate(expected):
+        assert sorted(columns[documents == k].tolist()) == sorted(sum(kinds, []))
+    # Segments (kind * texts + document) come sorted: the text score sums each one in place.
+    columns, segments = hashing.ngram_segments(texts, **options)
+    assert (np.diff(segments) >= 0).all()
+    for k, kinds in enumerate(expected):
+        for kind, want in enumerate(kinds):
+            assert sorted(columns[segments == kind * len(texts) + k].tolist()) == want
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +160,17 @@ def test_a_text_without_ngrams_scores_the_prior(scorer, body):
     assert score.shape == (1, 1) and 0 < score[0, 0] < 1
     only_tiny = pd.DataFrame({"subject": ["", "?"], "body": [body, "\u200b"]})
     assert np.isfinite(scorer.transform(only_tiny)).all()
+
+
+def test_a_scorer_pickled_before_the_pair_table_scores_the_same(scorer):
+    # Scorers pickled before the pair table held its two columns as separate arrays.
+    state = dict(scorer.__getstate__())
+    table = state.pop("score_table_")
+    state["weighted_idf_"], state["idf_squared_"] = table[:, 0].copy(), table[:, 1].copy()
+    old = object.__new__(TextScorer)
+    old.__setstate__(state)
+    frame = pd.DataFrame({"subject": ["", "re: lunch"], "body": POSITIVE_TEXTS[:2]})
+    np.testing.assert_array_equal(old.transform(frame), scorer.transform(frame))
 
 
 @FAST

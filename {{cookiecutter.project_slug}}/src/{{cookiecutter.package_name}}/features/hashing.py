@@ -126,9 +126,8 @@ def ngram_segments(
 def _hashed(texts, bits, char_ngrams, char_window, word_window):
     """(columns, documents, occurrences per kind): kinds in ``ngram_kinds`` order, documents
     ascending within a kind."""
-    if not texts:
-        empty = np.zeros(0, np.intp)
-        return empty, empty, [0] * ngram_kinds(char_ngrams)
+    if len(texts) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), [0] * ngram_kinds(char_ngrams)
     words = [t[:word_window] for t in texts]
     points, prefix, boundaries = _code_points(words)
     if char_window <= word_window and all(len(t) <= char_window for t in words[:-1]):
