@@ -2,11 +2,11 @@
 
 ``TextScorer`` turns the record's text columns into one number, the positive-class probability
 of a logistic regression on hashed TF-IDF word 1-2-grams and character 3-5-grams (see
-``hashing.py``). The
-TF-IDF vector of a document is ``tf * idf`` divided by ``sqrt(sum over its n-gram occurrences of
-idf**2)`` (the L2 norm when no n-gram repeats): that normalisation needs no sort, so scoring is
-one gather per n-gram and one sum per document. ``fit_transform`` returns out-of-fold scores (a row is scored by a
-model that never saw its label); ``transform`` uses the model fitted on all training rows.
+``hashing.py``). The TF-IDF vector of a document is ``tf * idf`` divided by ``sqrt(sum over
+its n-gram occurrences of idf**2)`` (the L2 norm when no n-gram repeats): that normalisation
+needs no sort, so scoring is one gather per n-gram and one sum per document. ``fit_transform``
+returns out-of-fold scores (a row is scored by a model that never saw its label);
+``transform`` uses the model fitted on all training rows.
 """
 
 from __future__ import annotations
