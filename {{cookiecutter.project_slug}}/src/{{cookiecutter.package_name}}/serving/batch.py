@@ -59,6 +59,7 @@ LOG_WRITERS = ("auto", "process", "inline")
 _NAMESPACE = uuid.UUID("6f1d2c4e-8a7b-4e35-9c0f-5b8e2a1d3c7f")
 _NAME_HASH = hashlib.sha1(_NAMESPACE.bytes)  # uuid5's hash, before the name
 _MS_BITS = (1 << 48) - 1
+_HEX = np.array([f"{b:02x}".encode() for b in range(256)], dtype="S2")
 OUTPUT_COLUMNS = (
     "source_row",
     "prediction",
@@ -145,23 +146,32 @@ def request_id(record_id, at: pd.Timestamp | None = None, digest: int | None = N
 def request_ids(
     record_ids: list, times: pd.Series | None = None, digests: list[int] | None = None
 ) -> list[str]:
-    """:func:`request_id` of each record, ``times`` a datetime column or ``None``; reads the
-    times as one array instead of one ``Timestamp`` each."""
+    """:func:`request_id` of each record, ``times`` a datetime column or ``None``. Only the
+    SHA-1 runs per record: the UUID's version and variant bits, the time and the hex digits
+    are set over the chunk's digests as one byte array."""
     digests = digests or [None] * len(record_ids)
-    names = [_name_uuid(_name(i, d)) for i, d in zip(record_ids, digests, strict=True)]
-    if times is None:
-        return names
-    dtype = times.dtype
-    if not (isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M"):
+    if times is not None and not (
+        isinstance(times.dtype, pd.DatetimeTZDtype) or times.dtype.kind == "M"
+    ):
         return [
             request_id(i, t, d) for i, t, d in zip(record_ids, times.tolist(), digests, strict=True)
         ]
-    stamps = times.to_numpy(dtype="datetime64[ns]")  # UTC when the column has a zone
-    ms = ((stamps.view("int64") // 1_000_000) & _MS_BITS).tolist()
-    return [
-        d if missing else f"{m:012x}{d[12:]}"
-        for d, m, missing in zip(names, ms, np.isnat(stamps).tolist(), strict=True)
-    ]
+    hashed = bytearray()
+    for i, d in zip(record_ids, digests, strict=True):
+        name = _NAME_HASH.copy()
+        name.update(_name(i, d).encode())
+        hashed += name.digest()[:16]
+    uuids = np.frombuffer(hashed, dtype=np.uint8).reshape(len(record_ids), 16).copy()
+    uuids[:, 6] = (uuids[:, 6] & 0x0F) | 0x50  # version 5
+    uuids[:, 8] = (uuids[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
+    if times is not None:
+        stamps = times.to_numpy(dtype="datetime64[ns]")  # UTC when the column has a zone
+        ms = (stamps.view("int64") // 1_000_000) & _MS_BITS
+        timed = ~np.isnat(stamps)
+        # The milliseconds' 48 bits, big-endian, as the first 6 bytes.
+        uuids[timed, :6] = ms[timed].astype(">u8").view(np.uint8).reshape(-1, 8)[:, 2:]
+    text = _HEX[uuids].tobytes().decode("ascii")
+    return [text[k : k + 32] for k in range(0, len(text), 32)]
 
 
 def record_digests(rows: pd.DataFrame, columns: list[str]) -> list[int]:
