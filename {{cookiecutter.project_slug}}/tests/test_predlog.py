@@ -14,6 +14,7 @@ from contract_labels import NEG, POS
 from typer.testing import CliRunner
 
 from {{cookiecutter.package_name}}.cli import serving as serving_cli
+from {{cookiecutter.package_name}}.predlog.entries import entries
 from {{cookiecutter.package_name}}.predlog.featurelog import LoggedFeatures
 from {{cookiecutter.package_name}}.predlog.feedback import FeedbackFileError, ingest_feedback
 from {{cookiecutter.package_name}}.predlog.store import OnlineCounts, PredictionLog
@@ -99,6 +100,70 @@ def test_a_value_float32_cannot_hold_is_logged_whole_not_as_null_or_zero(log, ex
     back = {r["request_id"]: r["features"] for r in log.rows()}
     assert back["r1"] == {"a": extreme, "b": None}
     assert back["r0"] == {"a": 0.1, "b": 2.5}
+
+
+class _Model:
+    def __init__(self, name, version, role, threshold):
+        self.name, self.version, self.role, self.threshold = name, version, role, threshold
+
+
+def _entries(request_ids, models, served=True):
+    n = len(request_ids)
+    values = np.array([[0.1, np.nan], [np.inf, 1e-40], [3.4e38, -0.0]] * n, dtype=np.float32)[:n]
+    return entries(
+        request_ids=request_ids,
+        message_ids=[f"<m{i}@x>" if i % 2 else None for i in range(n)],
+        entities=[("a@b.org", None, "c@d.org")[i % 3] for i in range(n)],
+        created_at=datetime(2026, 1, 2, 3, 4, 5),  # no microseconds: still one format
+        received_at=[datetime(2026, 1, 2, 3, 4, 5) if i % 2 else None for i in range(n)],
+        models=models,
+        served=served,
+        routing="canary",
+        scores=np.linspace(0.05, 0.95, n),
+        labels=np.array([POS, NEG] * n, dtype=object)[:n],
+        latency_ms=1.25,
+        names=("a", "b"),
+        values=values,
+        signals=[{"cat.kind": None, "text.body.top": [i, 7]} for i in range(n)],
+    )
+
+
+def _stored(log) -> list[tuple]:
+    with log.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT * FROM predictions ORDER BY id").fetchall()
+        sets = conn.exec_driver_sql("SELECT id, names FROM feature_sets").fetchall()
+    return [tuple(r) for r in rows] + [tuple(s) for s in sets]
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["one model", "a model per row"])
+def test_entries_as_columns_are_stored_as_the_same_rows_as_dicts(tmp_path, mixed):
+    champion = _Model("m", 3, "champion", 0.5)
+    challenger = _Model("m", 4, "challenger", np.float64(0.25))
+    ids = [f"r{i}" for i in range(5)]
+    models = [champion, challenger, champion, champion, challenger] if mixed else champion
+    batch = _entries(ids, models)
+    assert isinstance(batch.columns["model_version"], list) == mixed
+    with (
+        PredictionLog(f"sqlite:///{tmp_path}/columns.db") as columns,
+        PredictionLog(f"sqlite:///{tmp_path}/dicts.db") as dicts,
+    ):
+        assert columns.record(batch) == set() and dicts.record(batch.dicts()) == set()
+        assert _stored(columns) == _stored(dicts)
+        assert [r["model_version"] for r in columns.rows()] == (
+            [3, 4, 3, 3, 4] if mixed else [3] * 5
+        )
+        features = columns.rows("r1")[0]["features"]
+        assert np.float32(features.pop("b")) == np.float32(1e-40)
+        assert features == {"a": None, "cat.kind": None, "text.body.top": [1, 7]}
+        # Reused request ids as columns: left out, the others inserted, as with dicts.
+        again = _entries(["r1", "r9", "r3"], [champion] * 3)
+        left_out = {"r3"} if mixed else {"r1", "r3"}  # mixed: r1 was the challenger's
+        assert columns.record(again) == left_out == dicts.record(again.dicts())
+        assert _stored(columns) == _stored(dicts)
+        # Shadow rows share the served rows' request ids: never left out.
+        shadow = _entries(ids, challenger, served=False)
+        assert columns.record(shadow) == set() == dicts.record(shadow.dicts())
+        assert _stored(columns) == _stored(dicts)
 
 
 def test_server_request_ids_are_uuid7_in_time_order():

@@ -7,6 +7,7 @@ are plain ``postgresql://``, as a user writes them in the runtime Secret.
 
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -265,7 +266,9 @@ def test_entity_store_on_postgresql(cfg, postgres, clean_env, where):
 def test_prediction_log_on_postgresql(cfg, postgres, clean_env, where):
     from datetime import UTC, datetime, timedelta
 
+    from {{cookiecutter.package_name}}.predlog.entries import entries
     from {{cookiecutter.package_name}}.predlog.store import PredictionLog, log_url
+    from {{cookiecutter.package_name}}.serving.logrows import ModelStamp
 
     url = postgres.database(f"predlog_{where}")
     cfg = point_at(
@@ -299,6 +302,24 @@ def test_prediction_log_on_postgresql(cfg, postgres, clean_env, where):
         rows.append(prediction("r0", negative, served=False, role="challenger"))
         assert log.record(rows) == set()
         assert log.record([prediction("r1", positive)]) == {"r1"}  # a reused request id
+        # The server's columns (PostgreSQL takes them as rows): one new, one reused.
+        columns = entries(
+            request_ids=["c1", "r2"],
+            message_ids=["<c1@x>", "<r2@x>"],
+            entities=["a@b.org", None],
+            created_at=now,
+            received_at=[now, None],
+            models=ModelStamp("m", 1, "champion", 0.5),
+            served=True,
+            routing="single",
+            scores=np.array([0.9, 0.1]),
+            labels=np.array([positive, negative], dtype=object),
+            latency_ms=None,
+            names=("recipient_count",),
+            values=np.array([[2.0], [3.0]], dtype=np.float32),
+            signals=[{"cat.kind": "x"}, {"cat.kind": None}],
+        )
+        assert log.record(columns) == {"r2"}
         feedback = [
             {
                 "request_id": "r0",
@@ -313,7 +334,8 @@ def test_prediction_log_on_postgresql(cfg, postgres, clean_env, where):
         assert log.add_feedback(feedback) == (1, 0)
         assert log.add_feedback(feedback) == (0, 1)
     with PredictionLog(log_url(cfg)) as again:  # another process
-        assert again.count() == 11
+        assert again.count() == 12
         assert again.rows("r0")[0]["features"]["recipient_count"] == 1.0
+        assert again.rows("c1")[0]["features"] == {"recipient_count": 2.0, "cat.kind": "x"}
         counts = again.online_counts(now - timedelta(hours=1), positive, negative)
-        assert (counts.predicted_positive, counts.predicted_negative, counts.rescued) == (4, 6, 1)
+        assert (counts.predicted_positive, counts.predicted_negative, counts.rescued) == (5, 6, 1)

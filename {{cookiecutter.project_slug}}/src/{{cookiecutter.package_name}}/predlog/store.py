@@ -41,6 +41,7 @@ import orjson
 from ..sqlite_wal import use_wal
 from ..stores import PREDICTION_LOG_ENV, prediction_log_url
 from . import featurelog
+from .entries import PredictionEntries
 
 logger = logging.getLogger(__name__)
 
@@ -273,9 +274,12 @@ class PredictionLog:
 
     # -- predictions ---------------------------------------------------------------------------
 
-    def record(self, rows: list[dict], records: list[dict] | None = None) -> set[str]:
+    def record(
+        self, rows: list[dict] | PredictionEntries, records: list[dict] | None = None
+    ) -> set[str]:
         """Insert prediction rows in one transaction; returns once it is committed.
 
+        ``rows``: a dict per prediction, or the columns of :class:`PredictionEntries`.
         ``records`` (``request_id``, ``created_at``, ``record``: the raw record of an answered
         request) go in the same transaction, so a record is kept exactly when its answer is.
         A served row whose request id already has a served row of the same model is left out
@@ -284,16 +288,27 @@ class PredictionLog:
         """
         import sqlalchemy as sa
 
-        if not rows:
+        if not len(rows):
             return set()
         records = records or []
-        # SQLite has one writer at a time and a waiting writer sleeps in steps of up to 100 ms:
-        # threads of this process take turns on a lock instead (a commit is far shorter).
-        packed = [self._packed(r) for r in rows]
+        columnar = isinstance(rows, PredictionEntries)
+        if columnar and not self._sqlite:
+            rows, columnar = rows.dicts(), False
+        packed = None if columnar else [self._packed(r) for r in rows]
         try:
             if self._sqlite:
+                inserts = [
+                    self._entry_rows(rows)
+                    if columnar
+                    else self._driver_rows(self.predictions, packed)
+                ]
+                if records:
+                    inserts.append(self._driver_rows(self.records, records))
+                # SQLite has one writer at a time and a waiting writer sleeps in steps of up to
+                # 100 ms: threads of this process take turns on a lock instead (a commit is far
+                # shorter).
                 with self._write_lock:
-                    self._commit_on_writer([(self.predictions, packed), (self.records, records)])
+                    self._commit_on_writer(inserts)
             else:
                 with self.engine.begin() as conn:
                     self._insert(conn, self.predictions, packed)
@@ -303,6 +318,8 @@ class PredictionLog:
         except (sa.exc.IntegrityError, sqlite3.IntegrityError):
             if self._unique_index is None:
                 raise
+        if packed is None:
+            packed = [self._packed(r) for r in rows.dicts()]
         # The unique index refused a reused request id: find which, insert the others. Another
         # process may insert one of them meanwhile: try again then.
         p = self.predictions.c
@@ -333,17 +350,16 @@ class PredictionLog:
                     raise
         return set()  # not reached
 
-    def _commit_on_writer(self, inserts: list[tuple[Any, list[dict]]]) -> None:
-        """SQLite: insert each (table, rows) in one transaction on the writer connection, a
-        pooled connection this log keeps (the caller holds the write lock). SQLAlchemy's
+    def _commit_on_writer(self, inserts: list[tuple[str, list[tuple]]]) -> None:
+        """SQLite: run each (INSERT, parameters) in one transaction on the writer connection,
+        a pooled connection this log keeps (the caller holds the write lock). SQLAlchemy's
         connection and transaction objects cost a third of a one-row commit."""
         if self._writer is None:
             self._writer = self.engine.raw_connection()  # opened with the WAL pragmas
         connection = self._writer.driver_connection
         try:
-            for table, rows in inserts:
-                if rows:
-                    connection.executemany(*self._driver_rows(table, rows))
+            for sql, params in inserts:
+                connection.executemany(sql, params)
             connection.commit()
         except BaseException:
             connection.rollback()
@@ -374,6 +390,31 @@ class PredictionLog:
                     column = [convert(first)] * len(column)
                 else:
                     column = [convert(value) for value in column]
+            values.append(column)
+        return sql, list(zip(*values, strict=True))
+
+    def _entry_rows(self, entries: PredictionEntries) -> tuple[str, list[tuple]]:
+        """SQLite's INSERT of ``entries`` and its parameters, built column by column: a value
+        every row shares is converted once, and no dict is made per row."""
+        sql, columns = self._driver_inserts[self.predictions.name]
+        n = len(entries)
+        set_id = self._set_id(entries.names)
+        values = []
+        for name, convert in columns:
+            if name == "feature_set":
+                column = [set_id] * n
+            elif name == "features":
+                key = featurelog.VALUES_KEY
+                column = [
+                    dumps({key: v, **s})
+                    for v, s in zip(entries.values, entries.signals, strict=True)
+                ]
+            else:
+                value = entries.columns[name]
+                if not isinstance(value, list):
+                    column = [value if convert is None else convert(value)] * n
+                else:
+                    column = value if convert is None else [convert(v) for v in value]
             values.append(column)
         return sql, list(zip(*values, strict=True))
 

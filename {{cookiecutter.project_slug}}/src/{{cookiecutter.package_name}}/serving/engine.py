@@ -234,10 +234,8 @@ class Engine:
         latency_ms = (time.perf_counter() - started) * 1000
         message_ids = [getattr(e, self.id_column, None) for e in records]
         context = self.log_rows.context(request_ids, message_ids, entities, rows, features, now)
-        entries = [
-            context.record(i, self._model(roles[i]), scores[i], labels[i], True, latency_ms)
-            for i in range(n)
-        ]
+        models = [self._model(role) for role in roles]
+        entries = context.entries(models, scores, labels, True, latency_ms)
         raw = (
             raw_records.rows(frame, self.frames.names, request_ids, context.created)
             if self.log_records
@@ -341,11 +339,7 @@ class Engine:
         scores = model.bundle.score(rows)
         labels = model.bundle.labels_for(scores)
         latency_ms = (time.perf_counter() - started) * 1000
-        entries = [
-            context.record(i, model, scores[i], labels[i], False, latency_ms)
-            for i in range(len(rows))
-        ]
-        self.log.record(entries)
+        self.log.record(context.entries(model, scores, labels, False, latency_ms))
         if self.metrics is not None:
             self.metrics.record_predictions(CHALLENGER, labels, scores)
             self.metrics.record_shadow(served_labels, list(labels))

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from ..predlog.featurelog import LoggedFeatures
+from ..predlog.entries import PredictionEntries, entries
 from ..predlog.store import utc_naive
 from ..profiles import InputSignals
 from ..tables import RecordTable, cells
@@ -154,21 +154,23 @@ class LogContext:
         out.created, out.routing, out.names = self.created, self.routing, self.names
         return out
 
-    def record(self, i: int, model, score, label, served: bool, latency_ms: float | None):
-        return {
-            "request_id": self.request_ids[i],
-            "message_id": self.message_ids[i],
-            "entity": self.entities[i],
-            "created_at": self.created,
-            "received_at": self.received[i],
-            "model_name": model.name,
-            "model_version": model.version,
-            "role": model.role,
-            "served": served,
-            "routing": self.routing,
-            "score": float(score),
-            "label": str(label),
-            "threshold": float(model.threshold),
-            "latency_ms": latency_ms,
-            "features": LoggedFeatures(self.names, self.values[i], self.signals[i]),
-        }
+    def entries(
+        self, models, scores, labels, served: bool, latency_ms: float | None
+    ) -> PredictionEntries:
+        """The log entries of these rows, scored by ``models`` (one model, or one per row)."""
+        return entries(
+            request_ids=self.request_ids,
+            message_ids=self.message_ids,
+            entities=self.entities,
+            created_at=self.created,
+            received_at=self.received,
+            models=models,
+            served=served,
+            routing=self.routing,
+            scores=scores,
+            labels=labels,
+            latency_ms=latency_ms,
+            names=self.names,
+            values=self.values,
+            signals=self.signals,
+        )

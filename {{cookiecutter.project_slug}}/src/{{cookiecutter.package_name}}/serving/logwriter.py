@@ -55,11 +55,7 @@ def commit(log_rows: LogRows, log: PredictionLog, model: ModelStamp, chunk: LogC
     context = log_rows.context(
         chunk.request_ids, chunk.message_ids, chunk.entities, chunk.rows, chunk.features, chunk.now
     )
-    entries = [
-        context.record(i, model, chunk.scores[i], chunk.labels[i], True, None)
-        for i in range(len(chunk.request_ids))
-    ]
-    return log.record(entries)
+    return log.record(context.entries(model, chunk.scores, chunk.labels, True, None))
 
 
 class InlineLogWriter:
