@@ -166,6 +166,31 @@ def test_entries_as_columns_are_stored_as_the_same_rows_as_dicts(tmp_path, mixed
         assert _stored(columns) == _stored(dicts)
 
 
+@pytest.mark.parametrize("short", ["signals", "labels", "models"])
+def test_entries_refuse_a_column_of_another_length_than_the_request_ids(short):
+    champion = _Model("m", 3, "champion", 0.5)
+    whole = _entries(["a", "b", "c"], [champion] * 3)
+    arguments = {
+        "request_ids": whole.column("request_id"),
+        "message_ids": whole.column("message_id"),
+        "entities": whole.column("entity"),
+        "created_at": whole.columns["created_at"],
+        "received_at": whole.column("received_at"),
+        "models": [champion] * 3,
+        "served": True,
+        "routing": "single",
+        "scores": whole.column("score"),
+        "labels": whole.column("label"),
+        "latency_ms": None,
+        "names": whole.names,
+        "values": whole.values,
+        "signals": whole.signals,
+    }
+    arguments[short] = arguments[short][:1]
+    with pytest.raises(ValueError, match=f"1 {short} for 3 request ids"):
+        entries(**arguments)
+
+
 def test_server_request_ids_are_uuid7_in_time_order():
     # One at a time, and a batch's drawn together from one read of the random pool.
     ids = [new_request_ids(1)[0] for _ in range(1000)] + new_request_ids(1000)

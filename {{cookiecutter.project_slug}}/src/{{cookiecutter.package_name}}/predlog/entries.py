@@ -37,7 +37,7 @@ COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PredictionEntries:
     """``columns``: each of :data:`COLUMNS`, a list of one value per row or one shared value;
     ``names``, ``values`` (a row per prediction) and ``signals``: the logged features."""
@@ -48,7 +48,7 @@ class PredictionEntries:
     signals: list[dict]
 
     def __len__(self) -> int:
-        return len(self.signals)
+        return len(self.columns["request_id"])
 
     def column(self, name: str) -> list:
         """One value per row."""
@@ -84,19 +84,34 @@ def entries(
     values: np.ndarray,
     signals: list[dict],
 ) -> PredictionEntries:
-    """Entries of scored rows. ``models``: the model that scored every row, or one per row
-    (``name``, ``version``, ``role``, ``threshold``)."""
-    if isinstance(models, list):
-        if len({id(m) for m in models}) == 1:
-            models = models[0]
-        else:
-            model_columns = {
-                "model_name": [m.name for m in models],
-                "model_version": [m.version for m in models],
-                "role": [m.role for m in models],
-                "threshold": [float(m.threshold) for m in models],
-            }
-    if not isinstance(models, list):
+    """Entries of scored rows. ``models``: the model that scored every row, or a sequence of
+    one per row (``name``, ``version``, ``role``, ``threshold``). Raises ``ValueError`` when a
+    per-row argument's length is not the number of request ids: no row is left out unsaid."""
+    n = len(request_ids)
+    per_row = {
+        "message_ids": message_ids,
+        "entities": entities,
+        "received_at": received_at,
+        "scores": scores,
+        "labels": labels,
+        "values": values,
+        "signals": signals,
+    }
+    if isinstance(models, list | tuple):
+        per_row["models"] = models
+    for name, given in per_row.items():
+        if len(given) != n:
+            raise ValueError(f"entries: {len(given)} {name} for {n} request ids")
+    if isinstance(models, list | tuple) and len({id(m) for m in models}) == 1:
+        models = models[0]  # one model answered the call: its values are shared
+    if isinstance(models, list | tuple):
+        model_columns = {
+            "model_name": [m.name for m in models],
+            "model_version": [m.version for m in models],
+            "role": [m.role for m in models],
+            "threshold": [float(m.threshold) for m in models],
+        }
+    else:
         model_columns = {
             "model_name": models.name,
             "model_version": models.version,

@@ -19,8 +19,8 @@ VALUES_KEY = "v"
 
 
 class LoggedFeatures(NamedTuple):
-    """One prediction's features already split: what the server builds, so the log need not
-    split a dict per row."""
+    """One prediction's features already split, so the log need not split a dict per row
+    (``PredictionEntries.dicts`` gives one per row)."""
 
     names: tuple[str, ...]
     values: Sequence[float]  # a list, or the server's float32 numpy row

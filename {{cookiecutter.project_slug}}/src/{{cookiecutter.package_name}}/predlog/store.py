@@ -410,7 +410,7 @@ class PredictionLog:
                     for v, s in zip(entries.values, entries.signals, strict=True)
                 ]
             else:
-                value = entries.columns[name]
+                value = entries.columns.get(name)  # a column entries do not fill: NULL
                 if not isinstance(value, list):
                     column = [value if convert is None else convert(value)] * n
                 else:

@@ -118,7 +118,7 @@ class LogRows:
 
 
 class LogContext:
-    """The log entries' common parts for a set of rows; :meth:`record` makes one entry."""
+    """The log entries' common parts for a set of rows; :meth:`entries` makes the entries."""
 
     def __init__(
         self,
