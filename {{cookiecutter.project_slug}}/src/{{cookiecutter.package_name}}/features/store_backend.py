@@ -17,6 +17,11 @@ from ..sqlite_wal import use_wal
 
 _IN_CHUNK = 500  # entities per IN (...) query
 _SQLITE_APPEND_SENDS = "INSERT INTO entity_sends (entity, t_ns) VALUES (?, ?)"
+_SQLITE_STATS = (
+    "SELECT entity, base_count, past_labeled, past_positive, last_seen_ns, created_ns "
+    "FROM entity_stats"
+)
+_SQLITE_SENDS = "SELECT entity, t_ns FROM entity_sends"
 
 
 @dataclass
@@ -98,30 +103,43 @@ class SqlBackend:
 
     def load(self, entities: list[str]) -> dict[str, EntityState]:
         """States of ``entities`` known to the store (absent entities are left out)."""
-        import sqlalchemy as sa
-
         out: dict[str, EntityState] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(entities), _IN_CHUNK):
-                chunk = entities[i : i + _IN_CHUNK]
-                s = self.stats.c
-                for row in conn.execute(sa.select(self.stats).where(s.entity.in_(chunk))):
-                    out[row.entity] = EntityState(
-                        base_count=int(row.base_count),
-                        past_labeled=int(row.past_labeled),
-                        past_positive=int(row.past_positive),
-                        last_seen_ns=None if row.last_seen_ns is None else int(row.last_seen_ns),
-                        created_ns=math.nan if row.created_ns is None else float(row.created_ns),
+                stats, sends = self._states_of(conn, entities[i : i + _IN_CHUNK])
+                for entity, base, labeled, positive, last_seen, created in stats:
+                    out[entity] = EntityState(
+                        base_count=int(base),
+                        past_labeled=int(labeled),
+                        past_positive=int(positive),
+                        last_seen_ns=None if last_seen is None else int(last_seen),
+                        created_ns=math.nan if created is None else float(created),
                     )
-                c = self.sends.c
-                query = (
-                    sa.select(c.entity, c.t_ns)
-                    .where(c.entity.in_(chunk))
-                    .order_by(c.entity, c.t_ns)
-                )
-                for entity, t_ns in conn.execute(query):
+                for entity, t_ns in sends:
                     out.setdefault(entity, EntityState()).times.append(int(t_ns))
         return out
+
+    def _states_of(self, conn, chunk: list[str]):
+        """The stats rows and the sends (in entity and time order) of ``chunk``'s entities.
+        On SQLite as its own SQL: SQLAlchemy's rendering of an IN of hundreds of values cost
+        more than SQLite's lookups."""
+        if self._sqlite:
+            marks = ", ".join("?" * len(chunk))
+            return (
+                conn.exec_driver_sql(f"{_SQLITE_STATS} WHERE entity IN ({marks})", tuple(chunk)),
+                conn.exec_driver_sql(
+                    f"{_SQLITE_SENDS} WHERE entity IN ({marks}) ORDER BY entity, t_ns",
+                    tuple(chunk),
+                ),
+            )
+        import sqlalchemy as sa
+
+        s, c = self.stats.c, self.sends.c
+        stats = sa.select(
+            s.entity, s.base_count, s.past_labeled, s.past_positive, s.last_seen_ns, s.created_ns
+        ).where(s.entity.in_(chunk))
+        sends = sa.select(c.entity, c.t_ns).where(c.entity.in_(chunk)).order_by(c.entity, c.t_ns)
+        return conn.execute(stats), conn.execute(sends)
 
     def append_sends(self, sends: list[tuple[str, int]]) -> None:
         if not sends:
