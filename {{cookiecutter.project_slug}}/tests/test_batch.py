@@ -456,6 +456,16 @@ def test_a_log_writer_that_fails_or_dies_stops_the_run_with_why(sample, tmp_path
         writer.close()
     writer.close()
 
+    writer = ProcessLogWriter()  # killed between two chunks: the chunk handed to it after says so
+    writer.start(log_rows, stamp, f"sqlite:///{tmp_path}/log-2.db")
+    writer._wait()  # it answered the start
+    os.kill(writer._process.pid, signal.SIGKILL)
+    writer._process.wait()
+    writer.submit(chunk)  # the hand-off thread writes to a socket nobody reads
+    with pytest.raises(LogWriterError, match=r"the prediction log writer failed \(exit code -9\)"):
+        writer.finish()
+    writer.close()
+
 
 def test_the_cli_says_when_the_log_writer_failed(sample, later, tmp_path, monkeypatch):
     def failing(*args, **kwargs):

@@ -17,12 +17,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import pandas as pd
@@ -106,6 +108,8 @@ class ProcessLogWriter:
             self._conn = Connection(ours.detach())
         self._pending = False
         self._started = False
+        self._sender: threading.Thread | None = None
+        self._send_error: OSError | None = None
         self.cpu_s = 0.0
 
     def start(
@@ -115,7 +119,23 @@ class ProcessLogWriter:
         self._started = True
 
     def submit(self, chunk: LogChunk) -> None:
-        self._send(("chunk", chunk))
+        """Hand ``chunk`` over once the previous one is committed. The chunk is pickled here,
+        and a thread writes it to the socket: the write returns only once the writer process
+        has read most of it (tens of ms for a chunk, in steps of the socket's buffer), time
+        the scoring thread spends on the next chunk instead."""
+        self._wait()
+        payload = ForkingPickler.dumps(("chunk", chunk))
+        self._sender = threading.Thread(
+            target=self._send_payload, args=(payload,), name="log-hand-off", daemon=True
+        )
+        self._sender.start()
+        self._pending = True
+
+    def _send_payload(self, payload) -> None:
+        try:
+            self._conn.send_bytes(payload)
+        except OSError as exc:
+            self._send_error = exc
 
     def finish(self) -> None:
         """Wait for the last commit, then ask the process to stop (raises if that commit
@@ -155,6 +175,12 @@ class ProcessLogWriter:
         if not self._pending:
             return
         self._pending = False
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.join()
+            error, self._send_error = self._send_error, None
+            if error is not None:
+                raise self._failure(f"could not hand it a chunk ({error})") from error
         try:
             status, detail = self._conn.recv()
         except (EOFError, OSError) as exc:
