@@ -108,7 +108,7 @@ class ProcessLogWriter:
             self._conn = Connection(ours.detach())
         self._pending = False
         self._started = False
-        self._sender: threading.Thread | None = None
+        self._hand_off: threading.Thread | None = None
         self._send_error: OSError | None = None
         self.cpu_s = 0.0
 
@@ -125,10 +125,10 @@ class ProcessLogWriter:
         the scoring thread spends on the next chunk instead."""
         self._wait()
         payload = ForkingPickler.dumps(("chunk", chunk))
-        self._sender = threading.Thread(
+        self._hand_off = threading.Thread(
             target=self._send_payload, args=(payload,), name="log-hand-off", daemon=True
         )
-        self._sender.start()
+        self._hand_off.start()
         self._pending = True
 
     def _send_payload(self, payload) -> None:
@@ -175,9 +175,9 @@ class ProcessLogWriter:
         if not self._pending:
             return
         self._pending = False
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            sender.join()
+        hand_off, self._hand_off = self._hand_off, None
+        if hand_off is not None:
+            hand_off.join()
             error, self._send_error = self._send_error, None
             if error is not None:
                 raise self._failure(f"could not hand it a chunk ({error})") from error
