@@ -18,28 +18,11 @@ import numpy as np
 
 from .featurelog import LoggedFeatures
 
-# The ``predictions`` columns an entry fills, in the table's order (``features`` apart).
-COLUMNS = (
-    "request_id",
-    "message_id",
-    "entity",
-    "created_at",
-    "received_at",
-    "model_name",
-    "model_version",
-    "role",
-    "served",
-    "routing",
-    "score",
-    "label",
-    "threshold",
-    "latency_ms",
-)
-
 
 @dataclass(frozen=True, eq=False)
 class PredictionEntries:
-    """``columns``: each of :data:`COLUMNS`, a list of one value per row or one shared value;
+    """``columns``: each ``predictions`` column an entry fills (all but the key and the
+    features, as :func:`entries` names them), a list of one value per row or one shared value;
     ``names``, ``values`` (a row per prediction) and ``signals``: the logged features."""
 
     columns: dict[str, Any]
@@ -57,10 +40,11 @@ class PredictionEntries:
 
     def dicts(self) -> list[dict]:
         """The entries as rows (``features``: :class:`LoggedFeatures`)."""
-        columns = [self.column(name) for name in COLUMNS]
+        names = list(self.columns)
+        columns = [self.column(name) for name in names]
         return [
             {
-                **dict(zip(COLUMNS, row, strict=True)),
+                **dict(zip(names, row, strict=True)),
                 "features": LoggedFeatures(self.names, self.values[i], self.signals[i]),
             }
             for i, row in enumerate(zip(*columns, strict=True))
