@@ -17,7 +17,8 @@ the log runs in WAL mode: a commit is written to the WAL file before it returns,
 the process being killed (SIGKILL, OOM); ``fsync=True`` (``PREDICTION_LOG_FSYNC=1``) also syncs
 every commit to disk, which survives power loss, at ~2 ms per commit instead of ~0.15 ms on the
 machine this was measured on. Checkpoints (copying the WAL into the database file) run on a
-thread of their own, never inside a request's commit (``sqlite_wal.py``). PostgreSQL (any
+thread of their own, never inside a request's commit; a commit can only wait for the short
+final copy that rewinds a long WAL (``sqlite_wal.py``). PostgreSQL (any
 SQLAlchemy URL) applies its own commit durability. Times are stored as naive UTC datetimes.
 """
 
