@@ -16,11 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import psutil
 import pytest
 from contract_labels import NEG, POS
@@ -31,9 +32,11 @@ from sample_project import minimal_body, request_bodies, required_fields, sample
 
 from {{cookiecutter.package_name}}.deploy.server import missing_metrics
 from {{cookiecutter.package_name}}.domain import pack_of
-from {{cookiecutter.package_name}}.predlog.store import KEY_MAX_CHARS, PredictionLog
+from {{cookiecutter.package_name}}.predlog.store import KEY_MAX_CHARS, PredictionLog, utc_naive
 from {{cookiecutter.package_name}}.serving import routing
+from {{cookiecutter.package_name}}.serving.logrows import _naive_times
 from {{cookiecutter.package_name}}.serving.schema import MAX_BATCH_ITEMS, FrameBuilder, record_model
+from {{cookiecutter.package_name}}.tables import cells
 
 PACKAGE = "{{cookiecutter.package_name}}"
 SERVICE = f"{PACKAGE}.serving.service:Classifier"
@@ -209,6 +212,39 @@ def test_routing_plan_reads_contract_then_environment(cfg):
 # The request model
 
 
+def test_records_stamped_with_the_calls_time_hold_the_same_cells_as_a_frame(cfg):
+    cfg = reference_config(cfg)
+    record_cls = record_model(cfg)
+    now = datetime(2025, 3, 3, 12, 0, 0, 123456, tzinfo=UTC)
+    bodies = [
+        {"account": "a", "body": "x"},
+        {"account": "b", "body": "y", "received_at": "2025-03-03T11:00:00+02:00"},
+        {"account": "c", "body": "z"},
+    ]
+    items = [record_cls.model_validate(body) for body in bodies]
+    builder = FrameBuilder(cfg)
+    expected = [pd.Timestamp(now), pd.Timestamp("2025-03-03T09:00:00Z"), pd.Timestamp(now)]
+    assert cells(builder.table(items, now), "received_at") == expected
+    assert builder.frame(items, now)["received_at"].tolist() == expected
+
+
+_STAMPS = [
+    None,
+    pd.NaT,
+    pd.Timestamp("2025-03-03 12:00:00.5", tz="UTC"),
+    pd.Timestamp("2025-03-03 14:00", tz=timezone(timedelta(hours=2))),
+    pd.Timestamp("2025-03-03 12:00"),
+]
+
+
+@given(st.lists(st.sampled_from(_STAMPS), max_size=12))
+def test_log_times_convert_runs_of_one_stamp_as_each_stamp(stamps):
+    one_by_one = [
+        None if t is None or t is pd.NaT else utc_naive(t.to_pydatetime()) for t in stamps
+    ]
+    assert _naive_times(stamps) == one_by_one
+
+
 def test_record_model_follows_the_contract(cfg):
     cfg = reference_config(cfg)  # bodies written by hand in its schema
     record_cls = record_model(cfg)
@@ -291,8 +327,6 @@ def test_a_request_must_carry_each_value_a_default_would_pass_for(cfg):
 def test_request_times_are_held_to_the_contract_bounds(cfg):
     """The API refuses what validation would quarantine: one set of bounds, the contract's."""
     cfg = reference_config(cfg)  # bodies written by hand in its schema
-    from datetime import UTC, datetime, timedelta
-
     column = cfg.data.column("timestamp")
     low, high = column.time_bounds(datetime.now(UTC))
     record_cls = record_model(cfg)
@@ -421,8 +455,6 @@ def test_a_key_the_log_cannot_hold_is_refused_naming_its_field(cfg):
 
 
 def _served(request_id: str, served: bool = True, version: int = 1) -> dict:
-    from datetime import datetime
-
     return {
         "request_id": request_id,
         "created_at": datetime(2024, 1, 1),

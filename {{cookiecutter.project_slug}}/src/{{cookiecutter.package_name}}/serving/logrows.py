@@ -43,6 +43,19 @@ def logged_values(features, rows: int, columns: int) -> np.ndarray:
     return np.ascontiguousarray(wide)
 
 
+def _naive_times(stamps: list) -> list[datetime | None]:
+    """Timestamps as the log stores them; a run of one object (a call's records stamped with
+    its time) is converted once."""
+    out: list[datetime | None] = []
+    last, naive = None, None
+    for t in stamps:
+        if t is not last:
+            last = t
+            naive = None if t is pd.NaT or t is None else utc_naive(t.to_pydatetime())
+        out.append(naive)
+    return out
+
+
 @dataclass(frozen=True)
 class ModelStamp:
     """What a log entry says of the model that scored it (``loading.ServedModel`` has the same
@@ -134,10 +147,7 @@ class LogContext:
         self.message_ids = list(message_ids)
         self.entities = list(entities)
         timestamp = rows.timestamp
-        self.received = [
-            None if t is pd.NaT or t is None else utc_naive(t.to_pydatetime())
-            for t in (cells(frame, timestamp) if timestamp else [None] * len(frame))
-        ]
+        self.received = _naive_times(cells(frame, timestamp) if timestamp else [None] * len(frame))
         self.names = tuple(rows.feature_names)
         self.values = logged_values(features, len(frame), len(self.names))
         self.signals = rows.signals.row_signals(frame)

@@ -263,8 +263,13 @@ class FrameBuilder:
         now = now or datetime.now(UTC)
         raw = [self.values(r, now) for r in records]
         data = {name: [r[name] for r in raw] for name in self.names}
+        # The records a call stamps with its time share one Timestamp (converted once, and
+        # the log converts it back once: ``logrows.LogContext``).
+        stamps = {id(now): pd.Timestamp(now)}
         for name in self.datetimes:
-            data[name] = [pd.NaT if v is None else pd.Timestamp(v) for v in data[name]]
+            data[name] = [
+                pd.NaT if v is None else stamps.get(id(v)) or pd.Timestamp(v) for v in data[name]
+            ]
         return RecordTable(data, len(raw))
 
     def frame(self, records: list[BaseModel], now: datetime | None = None) -> pd.DataFrame:
