@@ -116,7 +116,8 @@ def test_prediction_log_and_entity_store_use_it(tmp_path):
             with engine.connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-                assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == JOURNAL_SIZE_LIMIT
+                limit = conn.exec_driver_sql("PRAGMA journal_size_limit").scalar()
+                assert limit == JOURNAL_SIZE_LIMIT
         threads = [log._checkpointer._thread, store._checkpointer._thread]
         assert all(thread.is_alive() for thread in threads)
     finally:
