@@ -144,6 +144,36 @@ def test_sends_are_shared_between_processes_through_the_database(cfg, history, t
     assert seen["entity_past_count"] == 11 and seen["entity_seconds_since_prev"] == 60
 
 
+def test_states_past_their_ttl_leave_the_cache_and_come_back_the_same(
+    cfg, history, tmp_path, monkeypatch
+):
+    """A long-running server keeps the entities of the last TTL, not every entity it ever saw;
+    one that left the cache answers as if it had stayed (its sends are flushed first)."""
+    clock = [1000.0]
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(store_module, "_SWEEP_MIN", 8)
+    stores = [
+        EntityStore(f"sqlite:///{tmp_path / f'{ttl}.db'}", cache_ttl_s=ttl)
+        for ttl in (10**9, 60, 0)  # kept, swept, and each state expired as soon as loaded
+    ]
+    try:
+        for store in stores:
+            store.materialize(cfg, history, as_of=T0 + 100 * MINUTE)
+        for minute in range(101, 131):  # a new entity each step, and one that keeps coming
+            request = rows(
+                cfg, [(f"new{minute}@x.example", minute, False), ("a@x.example", minute, False)]
+            )
+            kept, *swept = (store.lookup(cfg, request) for store in stores)
+            for answer in swept:
+                pd.testing.assert_frame_equal(answer, kept)
+            clock[0] += 30  # a state of the 60 s store expires two steps after it was loaded
+        sizes = [len(store._cache) for store in stores]
+        assert sizes[0] == 31 and max(sizes[1:]) <= 8  # swept each time it reaches 8
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_store_matches_offline_for_a_long_busy_account(cfg, tmp_path):
     # Minute-by-minute sends over two days: exercises folding old sends out of the cache.
     items = [("busy@x.example", m, m % 3 == 0) for m in range(0, 2 * 24 * 60, 7)]

@@ -14,9 +14,10 @@ Layout (SQLAlchemy, SQLite by default; any SQL database works):
 An entity's past count at time t is ``base_count`` plus its sends before t. An in-process cache
 keeps each entity's state for ``serving.entity_cache_ttl_s``; live sends are written in batches
 (on a miss, every ``flush_every`` sends, and on ``flush``/``close``), so a cache hit costs no
-database round trip. Several serving processes share the database; each sees the others' sends
-once its cache entry expires. Another backend (Redis, a feature store) implements the four
-methods of ``store_backend.SqlBackend`` and is chosen by URL scheme in ``backend_for``.
+database round trip; states past their TTL leave the cache as it grows (``_forget_expired``).
+Several serving processes share the database; each sees the others' sends once its cache entry
+expires. Another backend (Redis, a feature store) implements the four methods of
+``store_backend.SqlBackend`` and is chosen by URL scheme in ``backend_for``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ _HISTORY_INDEX = pd.Index(HISTORY_COLUMNS)  # built once: an Index costs ~60 us 
 # From this many rows a lookup runs as array operations (batch scoring's chunks); a request or
 # a server batch goes row by row, which costs less up to a few hundred rows.
 _BLOCK_ROWS = 1024
+# The cache is swept of expired states when it reaches this size, then each time it doubles.
+_SWEEP_MIN = 4096
 
 
 class EntityStore:
@@ -68,6 +71,7 @@ class EntityStore:
         self.misses = 0
         self._backend = backend_for(url)
         self._cache: dict[str, EntityState] = {}
+        self._sweep_at = _SWEEP_MIN
         self._pending: list[tuple[str, int]] = []
         self._meta: StoreMeta | None = None
         self._meta_at = 0.0
@@ -189,7 +193,21 @@ class EntityStore:
                 state = loaded.get(entity) or EntityState()
                 state.loaded_at = now
                 cache[entity] = state
+            if len(cache) >= self._sweep_at:
+                self._forget_expired(now, ttl, stale)
         return stale
+
+    def _forget_expired(self, now: float, ttl: float, keep: set[str]) -> None:
+        """Drop the states past their TTL but those of ``keep`` (the rows being looked up): a
+        later row of one reloads it, after a flush, as it would reload an expired state. So a
+        long-running server holds the entities of the last TTL, not every entity it ever saw.
+        A sweep runs each time the cache has doubled since the last: O(1) per state loaded."""
+        cache = self._cache
+        expired = [e for e, state in cache.items() if now - state.loaded_at >= ttl]
+        for entity in expired:
+            if entity not in keep:
+                del cache[entity]
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(cache))
 
     def lookup(self, cfg, rows: pd.DataFrame | RecordTable, *, record: bool = True):
         """``rows`` (same index and order) plus ``HISTORY_COLUMNS`` as of each row's time.
