@@ -570,6 +570,44 @@ def test_batcher_refuses_a_request_past_its_deadline_without_scoring_it():
     assert "late" not in scored
 
 
+def test_batcher_refuses_a_single_record_past_its_deadline_and_drops_an_abandoned_one():
+    """/classify's one record has the deadline too, and a request whose handler was cancelled
+    (the request timeout answered it) is not scored for no one."""
+    import asyncio
+
+    from {{cookiecutter.package_name}}.serving.batcher import MicroBatcher, Overloaded
+
+    scored = []
+
+    def classify_each(items, ids, *, record_errors=True):
+        if items == ["hold"]:
+            time.sleep(0.3)
+        scored.extend(items)
+        return list(items)
+
+    batcher = MicroBatcher(classify_each, max_batch=1)
+
+    async def main():
+        held = asyncio.ensure_future(batcher.submit("hold"))
+        await asyncio.sleep(0.05)  # the thread scores "hold"; the rest queue behind it
+        late = asyncio.ensure_future(batcher.submit("late", deadline=0.1))
+        gone = asyncio.ensure_future(batcher.submit("gone"))
+        kept = asyncio.ensure_future(batcher.submit("kept", deadline=10))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        results = await asyncio.gather(held, late, gone, kept, return_exceptions=True)
+        await asyncio.sleep(0.1)  # time to score anything still queued
+        return results
+
+    try:
+        held, late, gone, kept = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert (held, kept) == ("hold", "kept")
+    assert isinstance(late, Overloaded) and isinstance(gone, asyncio.CancelledError)
+    assert scored == ["hold", "kept"]
+
+
 # ---------------------------------------------------------------------------------------------
 # In process: the engine in each mode
 
@@ -757,7 +795,7 @@ def test_in_process_http_endpoints(sample, bodies, tmp_path, monkeypatch):
     assert classify["requestBody"]["required"] and batch["requestBody"]["required"]
     record = classify["requestBody"]["content"]["application/json"]["schema"]
     assert record == {"$ref": f"#/components/schemas/{pack_of(sample.cfg).record}"}
-    assert {"200", "400", "409", "413", "415"} <= set(classify["responses"])
+    assert {"200", "400", "409", "413", "415", "503"} <= set(classify["responses"])
     assert {"200", "400", "413", "415", "503"} <= set(batch["responses"])
     assert batch["requestBody"]["content"]["application/json"]["schema"]["maxItems"] == (
         MAX_BATCH_ITEMS

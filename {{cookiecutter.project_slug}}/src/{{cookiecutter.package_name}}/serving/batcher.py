@@ -11,7 +11,11 @@ at 4 concurrent clients, ~2.8x at 16 (``benchmarks/bench_serve.py``).
 
 A request is never split between groups, and a request with a ``deadline`` that waited longer
 than it in the queue is refused (:class:`Overloaded`, a 503) before anything is scored: every
-record of a request is scored and committed together, or none is. Every request of a group gets
+record of a request is scored and committed together, or none is. Under more load than the
+thread can score, the deadline is what bounds the queue: refusing costs next to nothing, so the
+thread drains what waited too long and scores what is left. A request whose client has gone
+before its group is scored (its handler was cancelled: the request timeout answered a 504) is
+dropped unscored, not scored for no one. Every request of a group gets
 its answer only after the group's log commit, so an answered request is always in the
 prediction log. A refusal of one record (a reused request id) is that request's answer alone;
 when the group as a whole fails, each of its requests is scored again on its own, so one bad
@@ -50,9 +54,9 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._thread.start()
 
-    async def submit(self, record, request_id: str | None = None):
+    async def submit(self, record, request_id: str | None = None, *, deadline: float | None = None):
         """The prediction for one record (awaits its group's scoring and log commit)."""
-        [result] = await self.submit_many([record], [request_id])
+        [result] = await self.submit_many([record], [request_id], deadline=deadline)
         if isinstance(result, Exception):
             raise result
         return result
@@ -99,6 +103,9 @@ class MicroBatcher:
                 return
 
     def _score(self, group: list[_Job]) -> None:
+        # A cancelled future is read from this thread: at worst a request cancelled this instant
+        # is scored and logged, as one whose client leaves while it is scored.
+        group = [job for job in group if not job.future.cancelled()]
         now = time.monotonic()
         late = [job for job in group if job.expires is not None and now > job.expires]
         if late:

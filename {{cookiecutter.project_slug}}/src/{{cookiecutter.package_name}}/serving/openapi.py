@@ -22,7 +22,7 @@ ERRORS = {
     409: ("/classify", "The X-Request-ID was already used (each request needs its own id)"),
     413: (None, "The body is over the size limit, or the list over its item limit (named)"),
     415: (None, "Content-Type is not JSON, or the body is compressed"),
-    503: ("/classify_batch", "Overloaded: the request could not start within its deadline"),
+    503: (None, "Overloaded: the request could not start within its deadline"),
 }
 
 

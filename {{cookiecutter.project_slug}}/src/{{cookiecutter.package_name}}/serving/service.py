@@ -108,9 +108,9 @@ class Classifier:
         self.batcher = MicroBatcher(
             self.engine.classify_each, max_batch=CFG.serving.max_batch_size, on_shed=self._shed
         )
-        # A /classify_batch request that waited this long has missed the client's end-to-end
-        # budget (past it the caller has gone on without the answer): it is
-        # refused with a 503 before anything is scored.
+        # A request that waited this long has missed the client's end-to-end budget (past it
+        # the caller has gone on without the answer): it is refused with a 503 before anything
+        # is scored, which also bounds the queue under more load than the worker can score.
         self.deadline = (
             max(CFG.serving.batch_max_latency_ms, CFG.requirements.end_to_end_latency_ms) / 1000
         )
@@ -122,12 +122,16 @@ class Classifier:
     @bentoml.api(route="/classify")
     async def classify(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
         """Classify one record."""
+        request_id = ctx.request.headers.get("x-request-id")
         try:
-            prediction = await self.batcher.submit(record, ctx.request.headers.get("x-request-id"))
+            prediction = await self.batcher.submit(record, request_id, deadline=self.deadline)
         except DuplicateRequestId as exc:
             # BentoML sets the status of a method with a context from the context.
             ctx.response.status_code = 409
             return _error(409, str(exc))
+        except Overloaded as exc:
+            ctx.response.status_code = 503
+            return _error(503, str(exc))
         # One body with its length: BentoML would send the model as a chunked response, three
         # ASGI messages through every middleware. The schema still says ``Prediction``.
         return Response(prediction.model_dump_json(), media_type="application/json")
