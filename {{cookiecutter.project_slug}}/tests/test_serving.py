@@ -570,6 +570,35 @@ def test_batcher_refuses_a_request_past_its_deadline_without_scoring_it():
     assert "late" not in scored
 
 
+def test_a_full_shadow_queue_is_logged_once_a_minute_not_once_a_request(caplog, monkeypatch):
+    import logging
+    import queue
+
+    from {{cookiecutter.package_name}}.serving import engine as engine_module
+
+    clock = [100.0]
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: clock[0])
+    engine = object.__new__(engine_module.Engine)  # only the shadow queue's hand-over is used
+    engine.metrics, engine._shadow = None, queue.Queue(maxsize=1)
+    engine._shadow.put("the job the challenger is busy with")
+    engine._shadow_skipped, engine._shadow_warned_at = 0, float("-inf")
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    with caplog.at_level(logging.WARNING, logger=engine_module.__name__):
+        for _ in range(50):
+            engine._enqueue_shadow(["r1", "r2"], None, ["label", "label"])
+        assert warnings() == [
+            "shadow queue full: the challenger skipped 2 record(s) since the last warning"
+        ]
+        clock[0] += engine_module.SHADOW_WARNING_INTERVAL_S
+        engine._enqueue_shadow(["r1"], None, ["label"])
+    assert warnings()[1:] == [
+        "shadow queue full: the challenger skipped 99 record(s) since the last warning"
+    ]
+
+
 def test_batcher_refuses_a_single_record_past_its_deadline_and_drops_an_abandoned_one():
     """/classify's one record has the deadline too, and a request whose handler was cancelled
     (the request timeout answered it) is not scored for no one."""

@@ -21,6 +21,7 @@ The models come from the registry through ``loading.load_models``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -44,6 +45,8 @@ STORE_URL_ENV = "ENTITY_STORE_URL"
 REFRESH_ENV = "MONITOR_REFRESH_S"
 # Online metrics look at the served predictions of this window.
 ONLINE_WINDOW = timedelta(days=1)
+# A full shadow queue is logged at most once per this many seconds (the metric counts each).
+SHADOW_WARNING_INTERVAL_S = 60.0
 
 
 def new_request_ids(n: int) -> list[str]:
@@ -95,6 +98,7 @@ class Engine:
         self.log_rows = LogRows(cfg, champion.bundle.reference, self.plan.mode)
         self._feature_names = self.log_rows.feature_names
         self._shadow: queue.Queue | None = None
+        self._shadow_skipped, self._shadow_warned_at = 0, -math.inf
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         if self.plan.shadow:
@@ -318,7 +322,16 @@ class Engine:
         except queue.Full:
             if self.metrics is not None:
                 self.metrics.shadow_dropped.inc()
-            logger.warning("shadow queue full: the challenger skips %d request(s)", len(rows))
+            # Once a minute, not once a request: under overload a line per request would flood
+            # the logs at the request rate.
+            self._shadow_skipped += len(rows)
+            now = time.monotonic()
+            if now - self._shadow_warned_at >= SHADOW_WARNING_INTERVAL_S:
+                logger.warning(
+                    "shadow queue full: the challenger skipped %d record(s) since the last warning",
+                    self._shadow_skipped,
+                )
+                self._shadow_skipped, self._shadow_warned_at = 0, now
 
     def _shadow_loop(self) -> None:
         while not self._stop.is_set():
