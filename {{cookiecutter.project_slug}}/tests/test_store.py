@@ -174,13 +174,15 @@ def test_states_past_their_ttl_leave_the_cache_and_come_back_the_same(
             store.close()
 
 
-def test_store_matches_offline_for_a_long_busy_account(cfg, tmp_path):
-    # Minute-by-minute sends over two days: exercises folding old sends out of the cache.
-    items = [("busy@x.example", m, m % 3 == 0) for m in range(0, 2 * 24 * 60, 7)]
+@pytest.mark.parametrize("ttl", [300, 0])
+def test_store_matches_offline_for_a_long_busy_account(cfg, tmp_path, ttl):
+    # Minute-by-minute sends over three days: exercises folding old sends out of the cache
+    # (TTL 300 s) and out of every reload, where the database folds them (TTL 0).
+    items = [("busy@x.example", m, m % 3 == 0) for m in range(0, 3 * 24 * 60, 7)]
     df = rows(cfg, items)
     cut = T0 + 24 * 60 * MINUTE
     past, future = df[df["received_at"] < cut], df[df["received_at"] >= cut]
-    store = EntityStore(f"sqlite:///{tmp_path / 'accounts.db'}", flush_every=50)
+    store = EntityStore(f"sqlite:///{tmp_path / 'accounts.db'}", cache_ttl_s=ttl, flush_every=50)
     store.materialize(cfg, past, as_of=cut)
 
     served = pd.concat([store.lookup(cfg, future.iloc[[i]]) for i in range(len(future))])
@@ -189,6 +191,32 @@ def test_store_matches_offline_for_a_long_busy_account(cfg, tmp_path):
     pd.testing.assert_frame_equal(
         served[list(HISTORY_COLUMNS)], offline[list(HISTORY_COLUMNS)].astype(float)
     )
+
+
+def test_a_reload_reads_the_sends_of_the_windows_and_counts_the_older_ones(tmp_path):
+    """A busy entity's sends since the snapshot stay in the database until the next one: a
+    reload reads those its rows' windows can need, the database counts the rest."""
+    from {{cookiecutter.package_name}}.features.store_backend import SqlBackend
+
+    backend = SqlBackend(f"sqlite:///{tmp_path / 'accounts.db'}")
+    day = 24 * 3600 * 10**9
+    sends = [("busy", k * day // 1000) for k in range(7000)]  # a week, ~1,000 a day
+    backend.append_sends([*sends, ("quiet", 3 * day)])
+    try:
+        [whole] = backend.load(["busy"]).values()
+        since = 6 * day + 1
+        bounded = backend.load(["busy", "quiet", "unknown"], since)
+    finally:
+        backend.close()
+    assert whole.times == [t for _, t in sends] and whole.base_count == 0
+    kept = [t for t in whole.times if t >= since]
+    folded = [t for t in whole.times if t < since]
+    assert bounded["busy"].times == kept and len(kept) < 1001
+    assert bounded["busy"].base_count == len(folded)
+    assert bounded["busy"].last_seen_ns == max(folded)
+    assert (bounded["quiet"].times, bounded["quiet"].base_count) == ([], 1)
+    assert bounded["quiet"].last_seen_ns == 3 * day
+    assert "unknown" not in bounded
 
 
 def test_text_timestamps_are_read_like_datetimes(cfg, history, store):

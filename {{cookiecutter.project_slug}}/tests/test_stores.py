@@ -257,8 +257,13 @@ def test_entity_store_on_postgresql(cfg, postgres, clean_env, where):
     served = EntityStore(stores.entity_store_url(cfg), cache_ttl_s=0)
     request = history.iloc[[0]].assign(received_at=t0 + pd.Timedelta(hours=3))
     row = served.lookup(cfg, request).iloc[0]
+    # Three days on, every send is out of the windows: the database counts them (a reload).
+    later = served.lookup(cfg, request.assign(received_at=t0 + pd.Timedelta(days=3))).iloc[0]
     served.close()
     assert row["entity_past_count"] == 6 and row["entity_past_labeled"] == 6
+    assert later["entity_past_count"] == 7 and later["entity_count_24h"] == 0
+    since_prev = pd.Timedelta(days=3) - pd.Timedelta(hours=3)
+    assert later["entity_seconds_since_prev"] == since_prev.total_seconds()
 
 
 @pytest.mark.slow

@@ -178,17 +178,19 @@ class EntityStore:
             )
         return self._meta
 
-    def _states(self, entities: list[str], ttl: float) -> set[str]:
+    def _states(self, entities: list[str], ttl: float, since_ns: int | None = None) -> set[str]:
         """Make every entity's state current in the cache; return the entities (re)loaded.
 
-        Unknown entities get an empty (new entity) state, cached like any other.
+        Unknown entities get an empty (new entity) state, cached like any other. ``since_ns``:
+        the earliest row's time less the longest window; the sends before it are outside every
+        window of every row and before each, so they load folded (``SqlBackend.load``).
         """
         now = time.monotonic()
         cache = self._cache
         stale = {s for s in entities if s not in cache or now - cache[s].loaded_at >= ttl}
         if stale:
             self.flush()  # the database must hold our own sends before we reload them
-            loaded = self._backend.load(sorted(stale))
+            loaded = self._backend.load(sorted(stale), since_ns)
             for entity in stale:
                 state = loaded.get(entity) or EntityState()
                 state.loaded_at = now
@@ -237,7 +239,8 @@ class EntityStore:
         )
         with self._lock:
             meta = self.meta(spec, ttl)
-            loaded = self._states([s for s in entities if s is not None], ttl)
+            since = int(t_ns.min()) - _KEEP_NS if n else None
+            loaded = self._states([s for s in entities if s is not None], ttl, since)
             values = None
             if n >= _BLOCK_ROWS:
                 values = self._lookup_block(entities, t_ns, created, meta, loaded, record)
