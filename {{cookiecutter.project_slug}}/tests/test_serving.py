@@ -532,6 +532,20 @@ def _run_batcher(jobs, classify_each, *, max_batch=8, hold=None):
         batcher.close()
 
 
+def _recording_scorer():
+    """A stand-in for ``classify_each`` that keeps the items it scored; the item "hold" keeps
+    the scoring thread busy for 0.3 s, so the requests sent meanwhile queue behind it."""
+    scored = []
+
+    def classify_each(items, ids, *, record_errors=True):
+        if items == ["hold"]:
+            time.sleep(0.3)
+        scored.extend(items)
+        return list(items)
+
+    return classify_each, scored
+
+
 def test_batcher_isolates_a_failing_request_and_never_splits_one():
     groups = []
 
@@ -557,17 +571,41 @@ def test_batcher_isolates_a_failing_request_and_never_splits_one():
 def test_batcher_refuses_a_request_past_its_deadline_without_scoring_it():
     from {{cookiecutter.package_name}}.serving.batcher import Overloaded
 
-    scored = []
-
-    def classify_each(items, ids, *, record_errors=True):
-        if items == ["hold"]:
-            time.sleep(0.3)
-        scored.extend(items)
-        return list(items)
-
+    classify_each, scored = _recording_scorer()
     out = _run_batcher([(["late"], 0.1), (["patient"], None)], classify_each, hold=True)
     assert isinstance(out[0], Overloaded) and out[1] == ["patient"]
     assert "late" not in scored
+
+
+def test_batcher_refuses_a_single_record_past_its_deadline_and_drops_an_abandoned_one():
+    """/classify's one record has the deadline too, and a request whose handler was cancelled
+    (the request timeout answered it) is not scored for no one."""
+    import asyncio
+
+    from {{cookiecutter.package_name}}.serving.batcher import MicroBatcher, Overloaded
+
+    classify_each, scored = _recording_scorer()
+    batcher = MicroBatcher(classify_each, max_batch=1)
+
+    async def main():
+        held = asyncio.ensure_future(batcher.submit("hold"))
+        await asyncio.sleep(0.05)  # the thread scores "hold"; the rest queue behind it
+        late = asyncio.ensure_future(batcher.submit("late", deadline=0.1))
+        gone = asyncio.ensure_future(batcher.submit("gone"))
+        kept = asyncio.ensure_future(batcher.submit("kept", deadline=10))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        results = await asyncio.gather(held, late, gone, kept, return_exceptions=True)
+        await asyncio.sleep(0.1)  # time to score anything still queued
+        return results
+
+    try:
+        held, late, gone, kept = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert (held, kept) == ("hold", "kept")
+    assert isinstance(late, Overloaded) and isinstance(gone, asyncio.CancelledError)
+    assert scored == ["hold", "kept"]
 
 
 def test_a_full_shadow_queue_is_logged_once_a_minute_not_once_a_request(caplog, monkeypatch):
@@ -597,44 +635,6 @@ def test_a_full_shadow_queue_is_logged_once_a_minute_not_once_a_request(caplog, 
     assert warnings()[1:] == [
         "shadow queue full: the challenger skipped 99 record(s) since the last warning"
     ]
-
-
-def test_batcher_refuses_a_single_record_past_its_deadline_and_drops_an_abandoned_one():
-    """/classify's one record has the deadline too, and a request whose handler was cancelled
-    (the request timeout answered it) is not scored for no one."""
-    import asyncio
-
-    from {{cookiecutter.package_name}}.serving.batcher import MicroBatcher, Overloaded
-
-    scored = []
-
-    def classify_each(items, ids, *, record_errors=True):
-        if items == ["hold"]:
-            time.sleep(0.3)
-        scored.extend(items)
-        return list(items)
-
-    batcher = MicroBatcher(classify_each, max_batch=1)
-
-    async def main():
-        held = asyncio.ensure_future(batcher.submit("hold"))
-        await asyncio.sleep(0.05)  # the thread scores "hold"; the rest queue behind it
-        late = asyncio.ensure_future(batcher.submit("late", deadline=0.1))
-        gone = asyncio.ensure_future(batcher.submit("gone"))
-        kept = asyncio.ensure_future(batcher.submit("kept", deadline=10))
-        await asyncio.sleep(0.05)
-        gone.cancel()
-        results = await asyncio.gather(held, late, gone, kept, return_exceptions=True)
-        await asyncio.sleep(0.1)  # time to score anything still queued
-        return results
-
-    try:
-        held, late, gone, kept = asyncio.run(main())
-    finally:
-        batcher.close()
-    assert (held, kept) == ("hold", "kept")
-    assert isinstance(late, Overloaded) and isinstance(gone, asyncio.CancelledError)
-    assert scored == ["hold", "kept"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -178,19 +178,20 @@ class EntityStore:
             )
         return self._meta
 
-    def _states(self, entities: list[str], ttl: float, since_ns: int | None = None) -> set[str]:
+    def _states(self, entities: list[str], ttl: float, t_ns: np.ndarray) -> set[str]:
         """Make every entity's state current in the cache; return the entities (re)loaded.
 
-        Unknown entities get an empty (new entity) state, cached like any other. ``since_ns``:
-        the earliest row's time less the longest window; the sends before it are outside every
-        window of every row and before each, so they load folded (``SqlBackend.load``).
+        Unknown entities get an empty (new entity) state, cached like any other. ``t_ns``: the
+        rows' times. Sends before the earliest less the longest window are outside every window
+        of every row and before each, so they load folded (``SqlBackend.load``).
         """
         now = time.monotonic()
         cache = self._cache
         stale = {s for s in entities if s not in cache or now - cache[s].loaded_at >= ttl}
         if stale:
             self.flush()  # the database must hold our own sends before we reload them
-            loaded = self._backend.load(sorted(stale), since_ns)
+            since = int(t_ns.min()) - _KEEP_NS if len(t_ns) else None
+            loaded = self._backend.load(sorted(stale), since)
             for entity in stale:
                 state = loaded.get(entity) or EntityState()
                 state.loaded_at = now
@@ -205,10 +206,9 @@ class EntityStore:
         long-running server holds the entities of the last TTL, not every entity it ever saw.
         A sweep runs each time the cache has doubled since the last: O(1) per state loaded."""
         cache = self._cache
-        expired = [e for e, state in cache.items() if now - state.loaded_at >= ttl]
+        expired = [e for e, s in cache.items() if now - s.loaded_at >= ttl and e not in keep]
         for entity in expired:
-            if entity not in keep:
-                del cache[entity]
+            del cache[entity]
         self._sweep_at = max(_SWEEP_MIN, 2 * len(cache))
 
     def lookup(self, cfg, rows: pd.DataFrame | RecordTable, *, record: bool = True):
@@ -239,8 +239,7 @@ class EntityStore:
         )
         with self._lock:
             meta = self.meta(spec, ttl)
-            since = int(t_ns.min()) - _KEEP_NS if n else None
-            loaded = self._states([s for s in entities if s is not None], ttl, since)
+            loaded = self._states([s for s in entities if s is not None], ttl, t_ns)
             values = None
             if n >= _BLOCK_ROWS:
                 values = self._lookup_block(entities, t_ns, created, meta, loaded, record)

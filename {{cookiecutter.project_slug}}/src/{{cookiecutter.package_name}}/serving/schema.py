@@ -265,10 +265,11 @@ class FrameBuilder:
         data = {name: [r[name] for r in raw] for name in self.names}
         # The records a call stamps with its time share one Timestamp (converted once, and
         # the log converts it back once: ``logrows.LogContext``).
-        stamps = {id(now): pd.Timestamp(now)}
+        stamped = pd.Timestamp(now)
         for name in self.datetimes:
             data[name] = [
-                pd.NaT if v is None else stamps.get(id(v)) or pd.Timestamp(v) for v in data[name]
+                pd.NaT if v is None else stamped if v is now else pd.Timestamp(v)
+                for v in data[name]
             ]
         return RecordTable(data, len(raw))
 
